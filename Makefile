@@ -1,0 +1,37 @@
+# Two commands do everything on a fresh machine with Python 3.11:
+#   make demo   set up, prepare the embedded real anime sample, train and evaluate the default model, launch the app
+#   make test   set up and run the test suite
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test setup data train browser clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+data: setup
+	$(PY) make_processed_data.py
+
+train: data
+	$(PY) -m nostrade.train --data data/processed --out checkpoints/sasrec.pt
+
+demo: train
+	$(VENV)/bin/streamlit run code/app.py
+
+# Debian's Chromium and its driver, for the real-browser test (needs root and Debian's package registry).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+test: setup browser
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf data/processed checkpoints/*.pt artifacts/iid_map.json

@@ -1,0 +1,62 @@
+"""Read a processed folder (what make_processed_data.py writes) into memory."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from nostrade.sequences import Sequences
+
+
+@dataclass(frozen=True)
+class Dataset:
+    items: pd.DataFrame  # one row per iid 1..n_items, in iid order
+    sequences: Sequences  # one sequence per uid, in uid order
+    user_ids: np.ndarray  # source user id of each uid
+    meta: dict
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    @property
+    def n_time_bins(self) -> int:
+        return int(self.meta["time_bins"]["n_bins"])
+
+    @property
+    def meta_hash(self) -> str:
+        return self.meta["iid_map_sha256"]
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _flat(column) -> tuple[np.ndarray, np.ndarray]:
+    lists = column.combine_chunks()
+    return lists.offsets.to_numpy().astype(np.int64), lists.values.to_numpy().astype(np.int64)
+
+
+def load_sequences(path: Path) -> tuple[Sequences, np.ndarray]:
+    """sequences.parquet -> (Sequences in uid order, source user ids)."""
+    table = pq.read_table(path).sort_by("uid")
+    offsets, iid = _flat(table.column("iid"))
+    _, feedback = _flat(table.column("feedback"))
+    _, time_bin = _flat(table.column("time_bin"))
+    return Sequences(offsets, iid, feedback, time_bin), table.column("user_id").to_numpy()
+
+
+def load_dataset(folder: str | Path) -> Dataset:
+    folder = Path(folder)
+    for name in ("items.parquet", "sequences.parquet", "meta.json"):
+        if not (folder / name).exists():
+            raise FileNotFoundError(f"{folder / name}: missing; run `python make_processed_data.py --out {folder}` first")
+    items = pd.read_parquet(folder / "items.parquet").sort_values("iid").reset_index(drop=True)
+    sequences, user_ids = load_sequences(folder / "sequences.parquet")
+    meta = json.loads((folder / "meta.json").read_text())
+    return Dataset(items, sequences, user_ids, meta)

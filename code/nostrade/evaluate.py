@@ -1,0 +1,85 @@
+"""Full-catalogue ranking metrics, as ../shared/EVAL.md defines them.
+
+Every item is scored; items in the history are excluded (the target never is); ties are broken
+pessimistically (the target ranks after every item with an equal score).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from nostrade.sequences import Sequences
+from nostrade.split import EvalCases, LeaveOneOut
+
+# A scorer maps a batch of histories to scores of shape (batch, n_items + 1); column 0 is padding.
+Scorer = Callable[[Sequences], torch.Tensor]
+KS = (10, 20)
+
+
+def history_mask(history: Sequences, n_items: int) -> torch.Tensor:
+    """Boolean (batch, n_items + 1): True where the item appears in the row's history."""
+    mask = torch.zeros(history.n_users, n_items + 1, dtype=torch.bool)
+    mask[torch.from_numpy(history.row_of_event()), torch.from_numpy(history.iid)] = True
+    return mask
+
+
+def target_ranks(scores: torch.Tensor, target: torch.Tensor, exclude: torch.Tensor) -> torch.Tensor:
+    """1-based rank of each target among the non-excluded items, ties counted against the target."""
+    scores = scores.float().clone()
+    rows = torch.arange(len(target))
+    exclude = exclude.clone()
+    exclude[:, 0] = True
+    exclude[rows, target] = False
+    scores[exclude] = -torch.inf
+    target_score = scores[rows, target].unsqueeze(1)
+    return ((scores >= target_score) & ~exclude).sum(dim=1)
+
+
+def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
+    ranks = np.asarray(ranks, dtype=np.float64)
+    out = {}
+    for k in ks:
+        hit = ranks <= k
+        out[f"hr@{k}"] = float(hit.mean()) if len(ranks) else 0.0
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(ranks + 1), 0.0).mean()) if len(ranks) else 0.0
+    out["mrr"] = float((1.0 / ranks).mean()) if len(ranks) else 0.0
+    return out
+
+
+@torch.no_grad()
+def rank_cases(scorer: Scorer, cases: EvalCases, n_items: int, batch_size: int = 1024) -> np.ndarray:
+    ranks = []
+    for start in range(0, len(cases), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(cases)))
+        history = cases.history.take(rows)
+        scores = scorer(history).cpu()
+        target = torch.from_numpy(cases.target[rows])
+        ranks.append(target_ranks(scores, target, history_mask(history, n_items)).numpy())
+    return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+
+
+def evaluate(scorer: Scorer, cases: EvalCases, n_items: int, ks=KS, batch_size: int = 1024) -> dict[str, float]:
+    metrics = metrics_from_ranks(rank_cases(scorer, cases, n_items, batch_size), ks)
+    metrics["n_cases"] = len(cases)
+    return metrics
+
+
+def evaluate_all_targets(scorer: Scorer, split: LeaveOneOut, n_items: int, ks=KS) -> dict[str, dict]:
+    """Next item, next liked and next disliked item (EVAL.md).
+
+    delta_ndcg@10 = NDCG@10(next liked) - NDCG@10(next disliked), both over the same users: those whose
+    last event is a Dislike (their liked target is their last non-disliked event).
+    """
+    liked_ranks = rank_cases(scorer, split.test_liked, n_items)
+    disliked_ranks = rank_cases(scorer, split.test_disliked, n_items)
+    paired = np.isin(split.test_liked.users, split.test_disliked.users)
+    out = {
+        "next_item": evaluate(scorer, split.test, n_items, ks),
+        "next_liked": {**metrics_from_ranks(liked_ranks, ks), "n_cases": len(liked_ranks)},
+        "next_disliked": {**metrics_from_ranks(disliked_ranks, ks), "n_cases": len(disliked_ranks)},
+    }
+    liked_of_disliked = metrics_from_ranks(liked_ranks[paired], ks)["ndcg@10"]
+    out["delta_ndcg@10"] = liked_of_disliked - out["next_disliked"]["ndcg@10"]
+    return out

@@ -1,0 +1,79 @@
+"""Ragged per-user event sequences held in flat numpy arrays.
+
+User ``u``'s events are ``iid[offsets[u]:offsets[u + 1]]`` (and likewise ``feedback`` and
+``time_bin``), in the order of the data set's ordering rule (oldest first). Item ids start at 1
+(0 is padding), feedback is 1 Dislike / 2 Like / 3 Love, time bins start at 1 (0 is padding).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DISLIKE, LIKE, LOVE = 1, 2, 3
+FEEDBACK_NAMES = {DISLIKE: "Dislike", LIKE: "Like", LOVE: "Love"}
+
+
+@dataclass(frozen=True)
+class Sequences:
+    offsets: np.ndarray  # int64, (n_users + 1,)
+    iid: np.ndarray  # int64, flat
+    feedback: np.ndarray  # int64, flat
+    time_bin: np.ndarray  # int64, flat
+
+    @classmethod
+    def from_lists(cls, iid, feedback=None, time_bin=None) -> "Sequences":
+        """Build from Python lists of per-user lists (tests, serving); feedback defaults to Like, bins to 1."""
+        lengths = np.array([len(s) for s in iid], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+        def flat(lists, default):
+            if lists is None:
+                return np.full(offsets[-1], default, dtype=np.int64)
+            return np.concatenate([np.asarray(s, dtype=np.int64) for s in lists] or [np.zeros(0, np.int64)])
+
+        return cls(offsets, flat(iid, 0), flat(feedback, LIKE), flat(time_bin, 1))
+
+    @property
+    def n_users(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def row_of_event(self) -> np.ndarray:
+        """For every flat event, the index of the sequence it belongs to."""
+        return np.repeat(np.arange(self.n_users), self.lengths)
+
+    def position_of_event(self) -> np.ndarray:
+        """For every flat event, its 0-based position inside its sequence."""
+        return np.arange(len(self.iid)) - np.repeat(self.offsets[:-1], self.lengths)
+
+    def select(self, keep: np.ndarray) -> "Sequences":
+        """Keep the flat events where ``keep`` is True; every sequence stays (possibly shorter)."""
+        kept_per_row = np.bincount(self.row_of_event(), weights=keep, minlength=self.n_users).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(kept_per_row)]).astype(np.int64)
+        return Sequences(offsets, self.iid[keep], self.feedback[keep], self.time_bin[keep])
+
+    def take(self, rows: np.ndarray) -> "Sequences":
+        """The sequences at ``rows`` (in that order, repeats allowed)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        lengths = self.lengths[rows]
+        offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        idx = np.repeat(self.offsets[:-1][rows] - offsets[:-1], lengths) + np.arange(offsets[-1])
+        return Sequences(offsets, self.iid[idx], self.feedback[idx], self.time_bin[idx])
+
+    def last(self, n: int) -> "Sequences":
+        """The most recent ``n`` events of every sequence."""
+        return self.select(self.position_of_event() >= np.repeat(self.lengths - n, self.lengths))
+
+    def padded(self, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Left-padded (n_users, max_len) arrays of the most recent ``max_len`` events: iid, feedback, time_bin."""
+        recent = self.last(max_len)
+        out = [np.zeros((self.n_users, max_len), dtype=np.int64) for _ in range(3)]
+        rows = recent.row_of_event()
+        cols = max_len - np.repeat(recent.lengths, recent.lengths) + recent.position_of_event()
+        for dst, src in zip(out, (recent.iid, recent.feedback, recent.time_bin)):
+            dst[rows, cols] = src
+        return out[0], out[1], out[2]
