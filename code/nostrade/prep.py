@@ -1,0 +1,411 @@
+"""Raw ratings -> the processed data contract (items/interactions/sequences parquet, meta.json, iid_map.json).
+
+The rules, in the order they apply (each is recorded in meta.json):
+1. Rating rows whose item id is not in the catalogue are dropped (warning; counted).
+2. Ordering: per user, by timestamp; ties, and sources without timestamps, keep source file order
+   (a stable sort). For the Kaggle anime rating.csv that is anime_id order within each user.
+3. Duplicate (user, item) events: the latest one in that order wins (so the last by timestamp, then
+   the last in the file); the earlier ones are dropped and counted. Not an error.
+4. Feedback: rating <= dislike_max -> 1 Dislike, <= like_max -> 2 Like, above -> 3 Love. The anime
+   "-1" (watched, not rated) follows --unrated: "like" keeps it as 2 Like with rating NaN, "drop"
+   removes it.
+5. Items with fewer than min_item_users distinct users are dropped (one pass, not an iterated
+   k-core); then users left without events are dropped.
+6. Ids: iid 1..n_items in ascending source item id (0 is padding); uid 0..n_users-1 in ascending
+   source user id.
+7. Time bins: calendar periods (UTC month, quarter or year) counted from the first period present,
+   bin = 1 + periods since then. Without timestamps every event is bin 1 (n_bins 1, scheme "none").
+
+Outputs are written into a temporary folder beside the target and renamed into place, so a failed
+run leaves the previous output untouched; reruns on the same input are byte-identical.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE, LOVE
+from nostrade.sources import DataError, RawData, read_anime, read_movielens
+from nostrade.synthetic import SyntheticConfig, write_synthetic
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_ITEMS = REPO_ROOT / "data" / "sample" / "anime.csv.gz"
+DEFAULT_RATINGS = REPO_ROOT / "data" / "sample" / "rating_sample.csv.gz"
+DEFAULT_MOVIELENS = REPO_ROOT.parent / "shared" / "data" / "ml-100k"
+DEFAULT_SYNTHETIC_DIR = REPO_ROOT / "data" / "synthetic"
+DEFAULT_OUT = REPO_ROOT / "data" / "processed"
+DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
+TIME_BIN_SCHEMES = ("month", "quarter", "year")
+UNRATED_POLICIES = ("like", "drop")
+ORDERING_RULE = ("per user by timestamp; ties and sources without timestamps keep source file order (stable); "
+                 "duplicate (user, item) events: the latest in this order wins")
+
+ITEMS_SCHEMA = pa.schema([("iid", pa.int32()), ("anime_id", pa.int64()), ("name", pa.string()),
+                          ("genres", pa.list_(pa.string())), ("type", pa.string()), ("episodes", pa.int64()),
+                          ("rating_mean", pa.float64()), ("members", pa.int64())])
+INTERACTIONS_SCHEMA = pa.schema([("uid", pa.int32()), ("user_id", pa.int64()), ("iid", pa.int32()),
+                                 ("feedback", pa.int8()), ("rating", pa.float32()), ("timestamp", pa.int64()),
+                                 ("time_bin", pa.int16()), ("position", pa.int32())])
+SEQUENCES_SCHEMA = pa.schema([("uid", pa.int32()), ("user_id", pa.int64()), ("iid", pa.list_(pa.int32())),
+                              ("feedback", pa.list_(pa.int8())), ("time_bin", pa.list_(pa.int16()))])
+
+
+@dataclass
+class PrepConfig:
+    source: str = "anime"  # anime | movielens | synthetic
+    items: Path | None = None  # catalogue file; None = the source's default
+    ratings: Path | None = None  # ratings file (MovieLens: file or folder); None = the source's default
+    out: Path = DEFAULT_OUT
+    artifacts: Path = DEFAULT_ARTIFACTS
+    dislike_max: float | None = None  # None = source default (anime 4, MovieLens 2)
+    like_max: float | None = None  # None = source default (anime 7, MovieLens 4)
+    unrated: str = "like"
+    min_item_users: int = 10
+    time_bin: str = "month"
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    synthetic_dir: Path = DEFAULT_SYNTHETIC_DIR  # where --source synthetic writes its raw files
+
+
+@dataclass
+class Processed:
+    items: pa.Table
+    interactions: pa.Table
+    sequences: pa.Table
+    iid_map_json: bytes
+    meta: dict
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+def load_raw(cfg: PrepConfig) -> RawData:
+    if cfg.source == "anime":
+        return read_anime(cfg.items or DEFAULT_ITEMS, cfg.ratings or DEFAULT_RATINGS)
+    if cfg.source == "movielens":
+        return read_movielens(cfg.ratings or DEFAULT_MOVIELENS, cfg.items)
+    if cfg.source == "synthetic":
+        items, ratings = write_synthetic(cfg.synthetic, cfg.synthetic_dir)
+        return read_anime(items, ratings)
+    raise ValueError(f"unknown source {cfg.source!r} (expected anime, movielens or synthetic)")
+
+
+# ----------------------------------------------------------------------------------------- the rules
+
+def order_events(user_code: np.ndarray, timestamp: np.ndarray | None) -> np.ndarray:
+    """Stable order by (user, timestamp): ties keep file order. Returns the permutation."""
+    if timestamp is None:
+        key = user_code.astype(np.int64)
+    else:
+        t = timestamp - timestamp.min() if len(timestamp) else timestamp
+        span = int(t.max()) + 1 if len(t) else 1
+        if (int(user_code.max()) + 1) * span < 2 ** 62:
+            key = user_code.astype(np.int64) * span + t
+        else:  # keys would overflow: fall back to a lexsort with file order as the last tie-break
+            return np.lexsort((np.arange(len(user_code)), timestamp, user_code))
+    if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):
+        return np.arange(len(key))
+    return np.argsort(key, kind="stable")
+
+
+def earlier_duplicates(user_code: np.ndarray, item_code: np.ndarray, timestamp: np.ndarray | None,
+                       n_items: int) -> np.ndarray:
+    """Over events in file order: True for each event that a later event of the same (user, item)
+    supersedes, where later means a later timestamp, then a later row in the file."""
+    key = user_code.astype(np.int64) * n_items + item_code
+    perm = np.argsort(key, kind="stable")  # O(n) when the file is sorted by user and item, as Kaggle's is
+    sorted_key = key[perm]
+    same_as_next = sorted_key[:-1] == sorted_key[1:]
+    superseded = np.zeros(len(key), dtype=bool)
+    if not same_as_next.any():
+        return superseded
+    rows = perm[np.r_[same_as_next, False] | np.r_[False, same_as_next]]  # every row that has a twin
+    sort_keys = (rows, key[rows]) if timestamp is None else (rows, timestamp[rows], key[rows])
+    rows = rows[np.lexsort(sort_keys)]  # twins together, the latest of each group last
+    superseded[rows[:-1][key[rows[:-1]] == key[rows[1:]]]] = True
+    return superseded
+
+
+def codes_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Dense codes 0..k-1 of int ids in ascending id order, and the ids; O(n) when already sorted."""
+    if len(values) < 2 or bool((values[1:] >= values[:-1]).all()):
+        new = np.r_[True, values[1:] != values[:-1]] if len(values) else np.zeros(0, bool)
+        return np.cumsum(new) - 1, values[new]
+    codes, uniques = pd.factorize(values, sort=True)
+    return codes, np.asarray(uniques, dtype=np.int64)
+
+
+def lookup(sorted_ids: np.ndarray, ids: np.ndarray, table_limit: int = 1 << 24) -> np.ndarray:
+    """Position of each id in ``sorted_ids`` (unique, ascending), -1 where absent."""
+    if len(ids) and len(sorted_ids) and 0 <= min(ids.min(), sorted_ids[0]) \
+            and max(ids.max(), sorted_ids[-1]) < table_limit:  # small non-negative ids: a direct table
+        table = np.full(max(ids.max(), sorted_ids[-1]) + 1, -1, dtype=np.int64)
+        table[sorted_ids] = np.arange(len(sorted_ids))
+        return table[ids]
+    return pd.Index(sorted_ids).get_indexer(ids)
+
+
+def feedback_of(rating: np.ndarray, dislike_max: float, like_max: float) -> np.ndarray:
+    """1 Dislike (rating <= dislike_max), 2 Like (<= like_max), 3 Love."""
+    return (DISLIKE + (rating > dislike_max).view(np.int8) + (rating > like_max).view(np.int8)).astype(np.int8)
+
+
+def time_bins(timestamp: np.ndarray, scheme: str) -> tuple[np.ndarray, dict]:
+    """Calendar-period bins from 1; periods in UTC."""
+    # Calendar arithmetic only for the distinct days spanned; events look their day up in that table.
+    day = timestamp // 86400
+    first_day = int(day.min())
+    days = np.arange(first_day, int(day.max()) + 1).astype("datetime64[D]")
+    if scheme == "year":
+        period_of_day = days.astype("datetime64[Y]").astype(np.int64)
+    else:
+        period_of_day = days.astype("datetime64[M]").astype(np.int64)
+        if scheme == "quarter":
+            period_of_day //= 3
+    period = period_of_day[day - first_day]
+    first, last = int(period.min()), int(period.max())
+    n_bins = last - first + 1
+    if n_bins > np.iinfo(np.int16).max:
+        raise ValueError(f"{n_bins} {scheme} bins do not fit int16; use a coarser --time-bin")
+
+    def label(p: int) -> str:
+        if scheme == "year":
+            return str(1970 + p)
+        if scheme == "quarter":
+            return f"{1970 + p // 4}-Q{p % 4 + 1}"
+        return f"{1970 + p // 12}-{p % 12 + 1:02d}"
+
+    info = {"scheme": scheme, "n_bins": n_bins, "first_period": label(first), "last_period": label(last),
+            "timezone": "UTC", "rule": "bin = 1 + calendar periods since the first period in the data"}
+    return (period - first + 1).astype(np.int16), info
+
+
+def build(raw: RawData, cfg: PrepConfig) -> Processed:
+    """Apply the rules to a raw frame; pure (no files written)."""
+    with ThreadPoolExecutor(1) as pool:  # hash the input files while the arrays are worked on
+        return _build(raw, cfg, pool.submit(lambda: [_sha256(f["path"]) for f in raw.files]))
+
+
+def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
+    dislike_max = raw.feedback_thresholds[0] if cfg.dislike_max is None else cfg.dislike_max
+    like_max = raw.feedback_thresholds[1] if cfg.like_max is None else cfg.like_max
+    if not dislike_max < like_max:
+        raise ValueError(f"feedback thresholds must satisfy dislike_max < like_max (got {dislike_max}, {like_max})")
+    if cfg.unrated not in UNRATED_POLICIES:
+        raise ValueError(f"unknown unrated policy {cfg.unrated!r} (expected like or drop)")
+    if cfg.time_bin not in TIME_BIN_SCHEMES:
+        raise ValueError(f"unknown time-bin scheme {cfg.time_bin!r} (expected month, quarter or year)")
+    ratings_path = raw.files[-1]["path"]
+    dropped = {}
+
+    catalogue = raw.items.sort_values("anime_id", kind="stable").reset_index(drop=True)
+    item_code = lookup(catalogue["anime_id"].to_numpy(np.int64), raw.ratings["anime_id"].to_numpy(np.int64))
+    known = item_code >= 0
+    dropped["unknown_item_rows"] = int(len(known) - np.count_nonzero(known))
+    user_id = raw.ratings["user_id"].to_numpy(np.int64)
+    rating = raw.ratings["rating"].to_numpy(np.float64)
+    timestamp = raw.ratings["timestamp"].to_numpy(np.int64) if raw.has_timestamps else None
+    if dropped["unknown_item_rows"]:
+        examples = np.unique(raw.ratings["anime_id"].to_numpy()[~known])[:5]
+        warnings.warn(f"{ratings_path}: {dropped['unknown_item_rows']} rating rows name an item id absent from "
+                      f"the catalogue (e.g. {', '.join(map(str, examples))}); dropped", stacklevel=2)
+        user_id, item_code, rating = user_id[known], item_code[known], rating[known]
+        timestamp = timestamp[known] if timestamp is not None else None
+    user_code, user_values = codes_of(user_id)
+
+    superseded = earlier_duplicates(user_code, item_code, timestamp, len(catalogue))
+    dropped["duplicate_rows"] = int(superseded.sum())
+    order = order_events(user_code, timestamp)
+    if dropped["duplicate_rows"]:
+        order = order[~superseded[order]]
+    user_code, item_code, rating = user_code[order], item_code[order], rating[order]
+    timestamp = timestamp[order] if timestamp is not None else None
+
+    unrated = (rating == raw.unrated_value) if raw.unrated_value is not None else np.zeros(len(rating), bool)
+    keep = ~unrated if cfg.unrated == "drop" else np.ones(len(rating), dtype=bool)
+    dropped["unrated_rows"] = int(len(keep) - np.count_nonzero(keep))
+    feedback = feedback_of(rating, dislike_max, like_max)
+    feedback[unrated] = LIKE
+    rating = np.where(unrated, np.nan, rating).astype(np.float32)
+
+    users_per_item = np.bincount(item_code[keep], minlength=len(catalogue))
+    item_kept = users_per_item >= max(cfg.min_item_users, 1)
+    dropped["rare_items"] = int(((users_per_item > 0) & ~item_kept).sum())
+    rare_events = keep & ~item_kept[item_code]
+    dropped["rare_item_rows"] = int(rare_events.sum())
+    keep &= ~rare_events
+
+    user_code, item_code, rating, feedback = user_code[keep], item_code[keep], rating[keep], feedback[keep]
+    timestamp = timestamp[keep] if timestamp is not None else None
+    if len(user_code) == 0:
+        raise DataError(ratings_path, f"no interactions left after filtering (min_item_users="
+                                      f"{cfg.min_item_users}, unrated={cfg.unrated})")
+
+    new_user = np.r_[True, user_code[1:] != user_code[:-1]]
+    uid = (np.cumsum(new_user) - 1).astype(np.int32)
+    user_ids = np.asarray(user_values, dtype=np.int64)[user_code[new_user]]
+    dropped["users_without_events"] = int(len(user_values) - len(user_ids))
+    offsets = np.r_[np.flatnonzero(new_user), len(uid)].astype(np.int64)
+    position = (np.arange(len(uid)) - offsets[uid]).astype(np.int32)
+
+    iid_of_code = np.where(item_kept, np.cumsum(item_kept), 0).astype(np.int32)
+    iid = iid_of_code[item_code]
+    kept_items = catalogue[item_kept].reset_index(drop=True)
+
+    if timestamp is not None:
+        time_bin, time_info = time_bins(timestamp, cfg.time_bin)
+    else:
+        time_bin = np.ones(len(uid), dtype=np.int16)
+        time_info = {"scheme": "none", "n_bins": 1, "rule": "the source has no timestamps: every event is bin 1"}
+
+    items = _items_table(kept_items)
+    interactions = pa.Table.from_arrays([
+        pa.array(uid), pa.array(user_ids[uid]), pa.array(iid), pa.array(feedback),
+        pa.array(rating, from_pandas=False),
+        pa.array(timestamp) if timestamp is not None else pa.nulls(len(uid), pa.int64()),
+        pa.array(time_bin), pa.array(position)], schema=INTERACTIONS_SCHEMA)
+    list_offsets = pa.array(offsets.astype(np.int32))
+    sequences = pa.Table.from_arrays([
+        pa.array(np.arange(len(user_ids), dtype=np.int32)), pa.array(user_ids),
+        pa.ListArray.from_arrays(list_offsets, pa.array(iid)),
+        pa.ListArray.from_arrays(list_offsets, pa.array(feedback)),
+        pa.ListArray.from_arrays(list_offsets, pa.array(time_bin))], schema=SEQUENCES_SCHEMA)
+
+    iid_map = {str(a): int(i) for a, i in zip(kept_items["anime_id"], range(1, len(kept_items) + 1))}
+    iid_map_json = (json.dumps(iid_map, separators=(",", ":")) + "\n").encode()
+    counts = np.bincount(feedback, minlength=4)
+    meta = {
+        "source": raw.source,
+        "format": raw.format,
+        "synthetic": raw.synthetic is not None,
+        **({"generator": raw.synthetic} if raw.synthetic is not None else {}),
+        "files": [{"path": _shown_path(f["path"]), "sha256": digest, "rows": int(f["rows"])}
+                  for f, digest in zip(raw.files, file_hashes.result())],
+        "feedback_thresholds": {"dislike_max": dislike_max, "like_max": like_max,
+                                "rule": "rating <= dislike_max: 1 Dislike; <= like_max: 2 Like; else 3 Love"},
+        "unrated_policy": {"value": raw.unrated_value, "policy": cfg.unrated,
+                           "rule": ("watched but not rated counts as 2 Like, rating stored as NaN"
+                                    if cfg.unrated == "like" else "watched but not rated rows are dropped")}
+        if raw.unrated_value is not None else {"value": None, "policy": "n/a (the source has no unrated value)"},
+        "min_item_users": cfg.min_item_users,
+        "dropped": dropped,
+        "ordering": ORDERING_RULE,
+        "has_timestamps": timestamp is not None,
+        "time_bins": time_info,
+        "n_users": int(len(user_ids)),
+        "n_items": int(len(kept_items)),
+        "n_interactions": int(len(uid)),
+        "feedback_counts": {FEEDBACK_NAMES[k]: int(counts[k]) for k in (DISLIKE, LIKE, LOVE)},
+        "unrated_kept": int((np.isnan(rating)).sum()),
+        "iid_map_sha256": hashlib.sha256(iid_map_json).hexdigest(),
+    }
+    return Processed(items, interactions, sequences, iid_map_json, meta)
+
+
+def _items_table(items: pd.DataFrame) -> pa.Table:
+    n = len(items)
+    return pa.Table.from_arrays([
+        pa.array(np.arange(1, n + 1, dtype=np.int32)),
+        pa.array(items["anime_id"].to_numpy(np.int64)),
+        pa.array(items["name"].astype(object).tolist(), pa.string()),
+        pa.array(items["genres"].tolist(), pa.list_(pa.string())),
+        pa.array(items["type"].astype(object).where(items["type"].notna(), None).tolist(), pa.string()),
+        pa.array(items["episodes"].astype("Int64"), pa.int64()),
+        pa.array(items["rating_mean"].to_numpy(np.float64), pa.float64(), from_pandas=True),
+        pa.array(items["members"].astype("Int64"), pa.int64())], schema=ITEMS_SCHEMA)
+
+
+def _shown_path(path: Path) -> str:
+    """Repo-relative when inside the repo (so meta.json does not depend on the working directory)."""
+    resolved = Path(path).resolve()
+    try:
+        return resolved.relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return resolved.as_posix()
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+def write(processed: Processed, out: Path, artifacts: Path) -> None:
+    """Write everything into a temporary sibling of ``out``, then swap it in; then iid_map.json into
+    ``artifacts`` (also atomically). The processed folder holds its own copy of iid_map.json."""
+    out, artifacts = Path(out), Path(artifacts)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "meta.json").exists())):
+        raise DataError(out, "refusing to replace it: not a processed-data folder (no meta.json)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        tables = {"items": processed.items, "interactions": processed.interactions,
+                  "sequences": processed.sequences}
+        with ThreadPoolExecutor(len(tables)) as pool:  # parquet encoding releases the GIL
+            list(pool.map(lambda name: pq.write_table(tables[name], tmp / f"{name}.parquet"), tables))
+        (tmp / "iid_map.json").write_bytes(processed.iid_map_json)
+        (tmp / "meta.json").write_text(json.dumps(processed.meta, indent=2) + "\n")
+        os.chmod(tmp, 0o755)
+        old = None
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    staged = artifacts / ".iid_map.json.tmp"
+    staged.write_bytes(processed.iid_map_json)
+    os.replace(staged, artifacts / "iid_map.json")
+
+
+def run(cfg: PrepConfig) -> Processed:
+    """Read, apply the rules, write. A stage progress bar shows on a terminal (full-size data takes seconds)."""
+    with tqdm(total=3, desc="prep", unit="stage", disable=None, leave=False) as bar:
+        bar.set_postfix_str("reading")
+        raw = load_raw(cfg)
+        bar.update()
+        bar.set_postfix_str("applying the rules")
+        processed = build(raw, cfg)
+        bar.update()
+        bar.set_postfix_str("writing")
+        write(processed, cfg.out, cfg.artifacts)
+        bar.update()
+    return processed
+
+
+def summary(processed: Processed, out: Path) -> str:
+    meta = processed.meta
+    lengths = np.diff(processed.sequences.column("iid").combine_chunks().offsets.to_numpy())
+    total = max(meta["n_interactions"], 1)
+    feedback = ", ".join(f"{name} {n:,} ({100 * n / total:.1f}%)" for name, n in meta["feedback_counts"].items())
+    dropped = ", ".join(f"{k} {v:,}" for k, v in meta["dropped"].items() if v)
+    bins = meta["time_bins"]
+    lines = [
+        f"{meta['source']} ({meta['format']} format) -> {out}",
+        f"users {meta['n_users']:,}  items {meta['n_items']:,}  interactions {meta['n_interactions']:,}",
+        f"feedback: {feedback}" + (f"; {meta['unrated_kept']:,} unrated kept as Like" if meta["unrated_kept"] else ""),
+        f"sequence length: min {lengths.min()}, median {np.median(lengths):g}, mean {lengths.mean():.1f}, "
+        f"max {lengths.max()}",
+        f"time bins: {bins['scheme']} x {bins['n_bins']}" + ("" if meta["has_timestamps"] else " (no timestamps)"),
+        f"dropped: {dropped or 'nothing'}",
+    ]
+    return "\n".join(lines)

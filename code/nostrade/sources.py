@@ -1,0 +1,411 @@
+"""Raw readers: anime (Kaggle CooperUnion) and MovieLens files -> one canonical ``RawData`` shape.
+
+Every reader validates what it reads and raises ``DataError`` naming the file, line, column and
+value of the first problem. Reading goes through pyarrow's multi-threaded CSV reader; the slow,
+single-threaded diagnosis only runs once a file has already failed to parse.
+"""
+from __future__ import annotations
+
+import gzip
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+CATALOGUE_COLUMNS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members"]
+SYNTHETIC_MARKER = "synthetic.json"  # written next to generated files; marks data built from them as synthetic
+
+# The 19 genre flags of ML-100K's u.item, in column order (u.genre holds the same list).
+ML100K_GENRES = ["unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary",
+                 "Drama", "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
+                 "War", "Western"]
+
+
+class DataError(ValueError):
+    """Bad input: ``str(err)`` is one line, ``FILE: line N, column C: value 'V' problem``."""
+
+    def __init__(self, path, problem: str, line: int | None = None, column: str | None = None, value=None):
+        location = ", ".join(([f"line {line}"] if line is not None else [])
+                             + ([f"column '{column}'"] if column is not None else []))
+        text = f"{path}: {location}" if location else str(path)
+        if value is not None:
+            text += f": value '{_short(value)}'"
+        super().__init__(f"{text}: {problem}")
+        self.path, self.line, self.column, self.value = path, line, column, value
+
+
+def _short(value, limit: int = 60) -> str:
+    text = str(value).replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+@dataclass
+class RawData:
+    """What every reader returns.
+
+    ``items``: the catalogue, one row per unique ``anime_id`` (the source item id, whatever the
+    source), with CATALOGUE_COLUMNS. ``ratings``: ``user_id`` int64, ``anime_id`` int64, ``rating``
+    float64 (raw value, e.g. anime's -1 kept) and, when ``has_timestamps``, ``timestamp`` int64
+    (unix seconds); rows in source file order.
+    """
+    source: str  # "anime", "movielens", or "synthetic" (anime-format files the generator wrote)
+    format: str  # e.g. "kaggle-anime", "ml-100k", "recbole-atomic", "ml-1m", "ml-latest"
+    items: pd.DataFrame
+    ratings: pd.DataFrame
+    files: list[dict]  # [{"path", "rows"}] of the files read, catalogue first
+    has_timestamps: bool
+    unrated_value: float | None  # raw rating meaning "watched, not rated" (anime: -1)
+    feedback_thresholds: tuple[float, float]  # default (dislike_max, like_max) for this source
+    synthetic: dict | None = field(default=None)  # generator settings when the files are synthetic
+
+
+# ----------------------------------------------------------------------------------------- CSV core
+
+def _check_exists(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "file not found" if not path.exists() else "not a regular file")
+    return path
+
+
+def _open_text(path: Path, encoding: str):
+    opener = gzip.open if path.name.endswith(".gz") else open
+    return opener(path, "rt", encoding=encoding, errors="replace", newline="")
+
+
+def _header(path: Path, delimiter: str, encoding: str, data: bytes | None = None) -> list[str]:
+    codec = "utf-8-sig" if encoding == "utf8" else encoding
+    if data is not None:
+        first = data.split(b"\n", 1)[0].decode(codec, errors="replace")
+    else:
+        try:
+            with _open_text(path, codec) as f:
+                first = f.readline()
+        except (OSError, EOFError) as err:
+            raise DataError(path, f"cannot read: {err}") from None
+    if not first.strip():
+        raise DataError(path, "empty file (no header line)", line=1)
+    return [name.strip().strip('"') for name in first.rstrip("\r\n").split(delimiter)]
+
+
+def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: str = "utf8",
+             names: list[str] | None = None, quoting: bool = True, data: bytes | None = None,
+             required: list[str] | None = None) -> tuple[pd.DataFrame, int]:
+    """Read ``columns`` ({name: "int"|"float"|"str"}) of a delimited file into pandas.
+
+    ``names``: the file has no header and these are its columns. ``data``: parse these bytes
+    instead of the file (the file is still the one errors name). ``required``: the columns that
+    must be present (default all of ``columns``; absent optional ones are left out).
+    Returns (frame, number of the first data line) so callers can name lines of later problems.
+    Numbers must parse and be present; strings may be missing (None).
+    """
+    path = Path(path)
+    if data is None:
+        _check_exists(path)
+    if names is None:
+        header = _header(path, delimiter, encoding, data)
+        required = list(columns) if required is None else required
+        missing = [c for c in required if c not in header]
+        if missing:
+            raise DataError(path, f"missing column '{missing[0]}' (the header has: {', '.join(header)})", line=1)
+        columns = {c: kind for c, kind in columns.items() if c in header}
+        first_line = 2
+    else:
+        first_line = 1
+    arrow_types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+    read_opts = dict(column_names=names, encoding=encoding)
+    parse_opts = dict(delimiter=delimiter, quote_char='"' if quoting else False)
+    convert = pacsv.ConvertOptions(column_types={c: arrow_types[k] for c, k in columns.items()},
+                                   include_columns=list(columns), strings_can_be_null=True)
+    source = pa.BufferReader(data) if data is not None else path
+    bad_rows = []
+
+    def on_bad_row(row):
+        bad_rows.append(row)
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(source, read_options=pacsv.ReadOptions(**read_opts),
+                               parse_options=pacsv.ParseOptions(**parse_opts, invalid_row_handler=on_bad_row),
+                               convert_options=convert)
+    except pa.ArrowInvalid as err:  # a value that does not convert: read again as text to find it
+        table, conversion_error = None, err
+    except (OSError, EOFError) as err:
+        raise DataError(path, f"cannot read: {err}") from None
+    malformed = _first_bad_row(path, data, read_opts, parse_opts) if bad_rows else None
+    if table is None:
+        text = pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
+                              read_options=pacsv.ReadOptions(**read_opts),
+                              parse_options=pacsv.ParseOptions(**parse_opts, invalid_row_handler=lambda _: "skip"),
+                              convert_options=pacsv.ConvertOptions(
+                                  column_types={c: pa.string() for c in columns}, include_columns=list(columns),
+                                  strings_can_be_null=True)).to_pandas()
+        if malformed is not None and malformed.number is not None:  # rows after it are shifted: look above it
+            text = text.iloc[:malformed.number - first_line]
+        for name, kind in columns.items():
+            if kind != "str":
+                _check_numeric(path, text[name], kind, name, first_line)
+        if malformed is None:
+            raise DataError(path, f"unreadable value ({conversion_error})")
+    if malformed is not None:
+        raise DataError(path, f"expected {malformed.expected_columns} columns, found {malformed.actual_columns} "
+                              "(truncated or malformed line)", line=malformed.number, value=malformed.text)
+    frame = table.to_pandas()
+    for name, kind in columns.items():
+        if kind != "str":
+            missing = frame[name].isna().to_numpy()
+            if missing.any():
+                row = int(np.flatnonzero(missing)[0])
+                raise DataError(path, "missing value", line=row + first_line, column=name, value="")
+    return frame, first_line
+
+
+def _first_bad_row(path: Path, data: bytes | None, read_opts: dict, parse_opts: dict):
+    """Re-read single-threaded so pyarrow reports the physical line of the first malformed row."""
+    found = []
+
+    def on_bad_row(row):
+        found.append(row)
+        return "error"
+
+    try:
+        pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
+                       read_options=pacsv.ReadOptions(**read_opts, use_threads=False),
+                       parse_options=pacsv.ParseOptions(**parse_opts, invalid_row_handler=on_bad_row),
+                       convert_options=pacsv.ConvertOptions(column_types={}, strings_can_be_null=True))
+    except pa.ArrowInvalid:
+        pass
+    return found[0]
+
+
+def _check_numeric(path: Path, strings: pd.Series, kind: str, name: str, first_line: int) -> None:
+    """Raise on the first value of a text column that is not an integer / a number (missing is fine here)."""
+    present = strings.notna().to_numpy()
+    if kind == "int":
+        ok = strings.str.strip().str.fullmatch(r"[+-]?\d+").fillna(False).to_numpy(dtype=bool)
+    else:
+        ok = pd.to_numeric(strings.str.strip(), errors="coerce").notna().to_numpy()
+    bad = present & ~ok
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        expected = "an integer" if kind == "int" else "a number"
+        raise DataError(path, f"not {expected}", line=row + first_line, column=name, value=strings.iloc[row])
+
+
+def check_range(path, values: np.ndarray, column: str, first_line: int, ok: np.ndarray, expected: str) -> None:
+    """Raise on the first value where ``ok`` is False."""
+    if not ok.all():
+        row = int(np.flatnonzero(~ok)[0])
+        value = values[row]
+        shown = int(value) if float(value).is_integer() else value
+        raise DataError(path, f"out of range (expected {expected})", line=row + first_line, column=column,
+                        value=shown)
+
+
+def _check_unique_ids(path, ids: np.ndarray, column: str, first_line: int) -> None:
+    dup = pd.Series(ids).duplicated().to_numpy()
+    if dup.any():
+        row = int(np.flatnonzero(dup)[0])
+        raise DataError(path, "duplicate id in the catalogue", line=row + first_line, column=column, value=ids[row])
+
+
+def _nullable_int(values: pd.Series) -> pd.Series:
+    return pd.to_numeric(values, errors="coerce").round().astype("Int64")
+
+
+# ----------------------------------------------------------------------------------------- anime
+
+def load_anime_catalogue(path) -> pd.DataFrame:
+    """The full anime catalogue (Kaggle ``anime.csv``, plain or .gz) cleaned for display and serving.
+
+    One row per title with CATALOGUE_COLUMNS: HTML entities in names decoded, ``genres`` a list of
+    strings (empty when missing), ``episodes`` Int64 (null for "Unknown"), ``rating_mean`` float64
+    (the site's mean score, nullable), ``members`` Int64. Rows in file order.
+    """
+    path = Path(path)
+    frame, first_line = read_csv(path, {"anime_id": "int", "name": "str", "genre": "str", "type": "str",
+                                        "episodes": "str", "rating": "str", "members": "str"},
+                                 required=["anime_id", "name", "genre"])
+    ids = frame["anime_id"].to_numpy(np.int64)
+    _check_unique_ids(path, ids, "anime_id", first_line)
+    n = len(frame)
+    names = frame["name"].fillna("")
+    has_entity = names.str.contains("&", regex=False)
+    names = names.where(~has_entity, names[has_entity].map(html.unescape))
+    genres = frame["genre"].fillna("").str.split(",").map(lambda parts: [g.strip() for g in parts if g.strip()])
+    for optional, default in (("type", None), ("episodes", None), ("rating", None), ("members", None)):
+        if optional not in frame:
+            frame[optional] = pd.Series([default] * n, dtype="object")
+    episodes = frame["episodes"].where(frame["episodes"] != "Unknown")
+    return pd.DataFrame({
+        "anime_id": ids,
+        "name": names.astype(object),
+        "genres": genres,
+        "type": frame["type"].astype(object).where(frame["type"].notna(), None),
+        "episodes": _nullable_int(episodes),
+        "rating_mean": pd.to_numeric(frame["rating"], errors="coerce").astype("float64"),
+        "members": _nullable_int(frame["members"]),
+    })
+
+
+def read_anime(items_path, ratings_path) -> RawData:
+    """Kaggle CooperUnion anime: ``anime.csv`` + ``rating.csv`` (plain or .gz).
+
+    ``rating.csv`` has ``user_id,anime_id,rating`` and optionally ``timestamp`` (unix seconds, as the
+    synthetic generator writes). Ratings are 1..10, or -1 for watched-but-not-rated.
+    """
+    items = load_anime_catalogue(items_path)
+    ratings_path = Path(ratings_path)
+    ratings, first_line = read_csv(ratings_path, {"user_id": "int", "anime_id": "int", "rating": "float",
+                                                  "timestamp": "int"},
+                                   required=["user_id", "anime_id", "rating"])
+    values = ratings["rating"].to_numpy()
+    check_range(ratings_path, values, "rating", first_line, (values == -1) | ((values >= 1) & (values <= 10)),
+                "-1 or 1..10")
+    marker = Path(ratings_path).parent / SYNTHETIC_MARKER
+    synthetic = json.loads(marker.read_text()) if marker.is_file() else None
+    return RawData(source="synthetic" if synthetic else "anime", format="kaggle-anime", items=items, ratings=ratings,
+                   files=[{"path": Path(items_path), "rows": len(items)},
+                          {"path": ratings_path, "rows": len(ratings)}],
+                   has_timestamps="timestamp" in ratings, unrated_value=-1.0, feedback_thresholds=(4, 7),
+                   synthetic=synthetic)
+
+
+# ----------------------------------------------------------------------------------------- MovieLens
+
+MOVIELENS_FORMATS = {  # format: (ratings file name, items file name)
+    "recbole-atomic": (None, None),  # *.inter / *.item, found by suffix
+    "ml-100k": ("u.data", "u.item"),
+    "ml-1m": ("ratings.dat", "movies.dat"),
+    "ml-latest": ("ratings.csv", "movies.csv"),
+}
+
+
+def _find(folder: Path, names: list[str]) -> Path | None:
+    for name in names:
+        hits = sorted(folder.glob(name))
+        if hits:
+            return hits[0]
+    return None
+
+
+def find_movielens(ratings_path, items_path=None) -> tuple[str, Path, Path]:
+    """Detect a MovieLens layout from a folder or a ratings file: (format, ratings file, items file)."""
+    ratings_path = Path(ratings_path)
+    if ratings_path.is_dir():
+        folder = ratings_path
+        found = _find(folder, ["*.inter", "*.inter.gz", "u.data", "u.data.gz", "ratings.dat", "ratings.dat.gz",
+                               "ratings.csv", "ratings.csv.gz"])
+        if found is None:
+            raise DataError(folder, "no MovieLens ratings file here (looked for *.inter, u.data, ratings.dat, "
+                                    "ratings.csv, each plain or .gz)")
+        ratings_path = found
+    _check_exists(ratings_path)
+    first = _header(ratings_path, "\n", "latin-1")[0]
+    name = ratings_path.name.removesuffix(".gz")
+    if name.endswith(".inter") or ":token" in first:
+        fmt, item_names = "recbole-atomic", [name.removesuffix(".inter") + ".item", "*.item"]
+    elif "::" in first:
+        fmt, item_names = "ml-1m", ["movies.dat"]
+    elif first.startswith("userId"):
+        fmt, item_names = "ml-latest", ["movies.csv"]
+    elif len(first.split("\t")) == 4:
+        fmt, item_names = "ml-100k", ["u.item"]
+    else:
+        raise DataError(ratings_path, "not a known MovieLens ratings format (RecBole .inter, ML-100K u.data, "
+                                      "ML-1M ratings.dat, ML-latest ratings.csv)", line=1, value=first)
+    if items_path is None:
+        items_path = _find(ratings_path.parent, item_names + [n + ".gz" for n in item_names])
+        if items_path is None:
+            raise DataError(ratings_path.parent / item_names[0], "file not found (the movie list for "
+                                                                 f"{ratings_path.name})")
+    return fmt, ratings_path, _check_exists(Path(items_path))
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        raw = path.read_bytes()
+        return gzip.decompress(raw) if path.name.endswith(".gz") else raw
+    except (OSError, EOFError) as err:
+        raise DataError(path, f"cannot read: {err}") from None
+
+
+def _movielens_items(movie_ids: np.ndarray, titles: pd.Series, genres: pd.Series) -> pd.DataFrame:
+    n = len(movie_ids)
+    return pd.DataFrame({"anime_id": movie_ids.astype(np.int64), "name": titles.fillna("").astype(object),
+                         "genres": genres, "type": pd.Series([None] * n, dtype=object),
+                         "episodes": pd.array([pd.NA] * n, dtype="Int64"),
+                         "rating_mean": np.full(n, np.nan), "members": pd.array([pd.NA] * n, dtype="Int64")})
+
+
+def read_movielens(ratings_path, items_path=None) -> RawData:
+    """MovieLens in any of four layouts (detected from the files); ``rating_mean``/``members`` of an
+    item are the mean and count of its ratings in the file read."""
+    fmt, ratings_path, items_path = find_movielens(ratings_path, items_path)
+    rating_cols = {"user_id": "int", "anime_id": "int", "rating": "float", "timestamp": "float"}
+    if fmt == "recbole-atomic":
+        ratings, first = read_csv(ratings_path, rating_cols, delimiter="\t", quoting=False,
+                                  data=_renamed_header(ratings_path, {"item_id": "anime_id"}))
+        items, ifirst = read_csv(items_path, {"item_id": "int", "movie_title": "str", "class": "str"},
+                                 delimiter="\t", quoting=False, data=_renamed_header(items_path, {}),
+                                 required=["item_id", "movie_title"])
+        genre_text = items["class"] if "class" in items else pd.Series([""] * len(items))
+        genres = genre_text.fillna("").str.split().map(list)
+        ids, titles = items["item_id"].to_numpy(), items["movie_title"]
+    elif fmt == "ml-100k":
+        ratings, first = read_csv(ratings_path, rating_cols, delimiter="\t", quoting=False,
+                                  names=list(rating_cols))
+        flag_names = [f"g{k}" for k in range(len(ML100K_GENRES))]
+        items, ifirst = read_csv(items_path, {"movie_id": "int", "title": "str", **{g: "int" for g in flag_names}},
+                                 delimiter="|", quoting=False, encoding="latin-1",
+                                 names=["movie_id", "title", "release", "video_release", "url", *flag_names])
+        flags = items[flag_names].to_numpy() > 0
+        names = np.array(ML100K_GENRES, dtype=object)
+        genres = pd.Series([list(names[row]) for row in flags])
+        ids, titles = items["movie_id"].to_numpy(), items["title"]
+    elif fmt == "ml-1m":
+        ratings, first = read_csv(ratings_path, rating_cols, delimiter="\t", quoting=False, names=list(rating_cols),
+                                  data=_read_bytes(ratings_path).replace(b"::", b"\t"))
+        items, ifirst = read_csv(items_path, {"movie_id": "int", "title": "str", "genres": "str"}, delimiter="\t",
+                                 quoting=False, encoding="latin-1", names=["movie_id", "title", "genres"],
+                                 data=_read_bytes(items_path).replace(b"::", b"\t"))
+        genres = items["genres"].fillna("").str.split("|").map(lambda gs: [g for g in gs if g])
+        ids, titles = items["movie_id"].to_numpy(), items["title"]
+    else:  # ml-latest
+        ratings, first = read_csv(ratings_path, {"userId": "int", "movieId": "int", "rating": "float",
+                                                 "timestamp": "float"})
+        ratings = ratings.rename(columns={"userId": "user_id", "movieId": "anime_id"})
+        items, ifirst = read_csv(items_path, {"movieId": "int", "title": "str", "genres": "str"})
+        genres = items["genres"].fillna("").str.split("|").map(
+            lambda gs: [g for g in gs if g and g != "(no genres listed)"])
+        ids, titles = items["movieId"].to_numpy(), items["title"]
+    _check_unique_ids(items_path, ids, "movie id", ifirst)
+    values = ratings["rating"].to_numpy()
+    check_range(ratings_path, values, "rating", first, (values >= 0.5) & (values <= 5), "0.5..5")
+    stamps = ratings["timestamp"].to_numpy()
+    check_range(ratings_path, stamps, "timestamp", first, np.isfinite(stamps) & (stamps % 1 == 0),
+                "whole unix seconds")
+    ratings["timestamp"] = stamps.astype(np.int64)
+    catalogue = _movielens_items(ids, titles, genres)
+    stats = ratings.groupby("anime_id")["rating"].agg(["mean", "size"])
+    catalogue["rating_mean"] = catalogue["anime_id"].map(stats["mean"]).astype("float64")
+    catalogue["members"] = catalogue["anime_id"].map(stats["size"]).astype("Int64")
+    return RawData(source="movielens", format=fmt, items=catalogue,
+                   ratings=ratings[["user_id", "anime_id", "rating", "timestamp"]],
+                   files=[{"path": items_path, "rows": len(catalogue)}, {"path": ratings_path, "rows": len(ratings)}],
+                   has_timestamps=True, unrated_value=None, feedback_thresholds=(2, 4))
+
+
+def _renamed_header(path: Path, rename: dict[str, str]) -> bytes:
+    """RecBole atomic files type their columns (``item_id:token``): drop the types, rename some."""
+    data = _read_bytes(path)
+    end = data.find(b"\n")
+    end = len(data) if end < 0 else end
+    header = data[:end].decode("utf-8-sig").rstrip("\r").split("\t")
+    names = [rename.get(h.split(":")[0], h.split(":")[0]) for h in header]
+    return "\t".join(names).encode() + data[end:]

@@ -1,0 +1,326 @@
+"""The prep pipeline: rules, the output contract, atomic byte-identical writes, and the CLI."""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from nostrade import prep
+from nostrade.dataset import load_dataset
+from nostrade.sources import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+CATALOGUE = "anime_id,name,genre,type,episodes,rating,members\n" + "".join(
+    f"{a},Title {a},Drama,TV,12,7.0,100\n" for a in (10, 20, 30, 40, 50))
+
+
+def _cli():
+    spec = importlib.util.spec_from_file_location("make_processed_data", REPO / "make_processed_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def raw_files(tmp_path: Path, rows: list[tuple], timestamps: bool = True) -> tuple[Path, Path]:
+    """A tiny anime catalogue (ids 10..50) and a rating.csv of (user, anime, rating[, timestamp]) rows."""
+    items = tmp_path / "anime.csv"
+    items.write_text(CATALOGUE)
+    ratings = tmp_path / "rating.csv"
+    header = "user_id,anime_id,rating" + (",timestamp" if timestamps else "")
+    ratings.write_text(header + "\n" + "".join(",".join(map(str, r)) + "\n" for r in rows))
+    return items, ratings
+
+
+def build(tmp_path, rows, timestamps=True, **cfg):
+    items, ratings = raw_files(tmp_path, rows, timestamps)
+    config = prep.PrepConfig(source="anime", items=items, ratings=ratings, out=tmp_path / "out",
+                             artifacts=tmp_path / "out", **{"min_item_users": 1, **cfg})
+    return prep.build(prep.load_raw(config), config)
+
+
+def events(processed) -> pd.DataFrame:
+    frame = processed.interactions.to_pandas()
+    items = processed.items.to_pandas()[["iid", "anime_id"]]
+    return frame.merge(items, on="iid").sort_values(["uid", "position"]).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------------------ rules
+
+def test_feedback_buckets_and_unrated_like(tmp_path):
+    rows = [(1, 10, r, 100 + k) for k, r in enumerate([1, 4])] + [(1, 20, 5, 200), (1, 30, 7, 300),
+                                                               (1, 40, 8, 400), (1, 50, -1, 500)]
+    out = events(build(tmp_path, rows))  # (1, 10) twice: the later rating (4) wins
+    assert out["anime_id"].tolist() == [10, 20, 30, 40, 50]
+    assert out["feedback"].tolist() == [1, 2, 2, 3, 2]
+    assert np.isnan(out["rating"].iloc[-1]) and out["rating"].iloc[0] == 4
+
+
+def test_unrated_drop_and_custom_thresholds(tmp_path):
+    rows = [(1, 10, 5, 1), (1, 20, 6, 2), (1, 30, 9, 3), (1, 40, -1, 4)]
+    processed = build(tmp_path, rows, unrated="drop", dislike_max=5, like_max=8)
+    assert events(processed)["feedback"].tolist() == [1, 2, 3]
+    assert processed.meta["dropped"]["unrated_rows"] == 1
+    assert processed.meta["feedback_thresholds"]["dislike_max"] == 5
+    assert processed.meta["unrated_policy"]["policy"] == "drop"
+
+
+def test_order_by_timestamp_ties_in_file_order(tmp_path):
+    rows = [(2, 50, 8, 300), (2, 10, 8, 100), (2, 40, 8, 200), (2, 20, 8, 200), (1, 30, 8, 5)]
+    out = events(build(tmp_path, rows))
+    assert out["user_id"].tolist() == [1, 2, 2, 2, 2] and out["uid"].tolist() == [0, 1, 1, 1, 1]
+    assert out["anime_id"].tolist() == [30, 10, 40, 20, 50]
+    assert out["position"].tolist() == [0, 0, 1, 2, 3]
+
+
+def test_without_timestamps_file_order_and_one_bin(tmp_path):
+    processed = build(tmp_path, [(1, 30, 8), (1, 10, 8), (1, 20, 3)], timestamps=False)
+    out = events(processed)
+    assert out["anime_id"].tolist() == [30, 10, 20]
+    assert out["time_bin"].tolist() == [1, 1, 1] and out["timestamp"].isna().all()
+    assert processed.meta["has_timestamps"] is False
+    assert processed.meta["time_bins"]["scheme"] == "none" and processed.meta["time_bins"]["n_bins"] == 1
+
+
+def test_duplicates_latest_wins(tmp_path):
+    # with timestamps: the latest by time wins even if it comes first in the file; exact ties -> the later row
+    rows = [(1, 10, 9, 500), (1, 10, 2, 100), (1, 20, 3, 50), (1, 20, 8, 50), (1, 30, 7, 60)]
+    processed = build(tmp_path, rows)
+    out = events(processed)
+    assert out[["anime_id", "rating"]].values.tolist() == [[20, 8], [30, 7], [10, 9]]
+    assert processed.meta["dropped"]["duplicate_rows"] == 2
+    # without timestamps: the later row in the file wins and takes its place in the order
+    out = events(build(tmp_path, [(1, 10, 9), (1, 20, 5), (1, 10, 2)], timestamps=False))
+    assert out[["anime_id", "rating"]].values.tolist() == [[20, 5], [10, 2]]
+
+
+def test_unknown_items_are_dropped_with_a_warning(tmp_path):
+    with pytest.warns(UserWarning, match=r"2 rating rows name an item id absent from the catalogue \(e.g. 77, 99\)"):
+        processed = build(tmp_path, [(1, 10, 8, 1), (1, 99, 8, 2), (2, 77, 8, 3), (2, 20, 8, 4)])
+    assert processed.meta["dropped"]["unknown_item_rows"] == 2
+    assert events(processed)["anime_id"].tolist() == [10, 20]
+
+
+def test_item_filter_drops_rare_items_then_empty_users(tmp_path):
+    rows = [(u, 10, 8, u) for u in range(1, 4)] + [(u, 20, 8, 10 + u) for u in range(1, 3)] + [(9, 30, 8, 50)]
+    processed = build(tmp_path, rows, min_item_users=2)
+    meta = processed.meta
+    assert meta["n_items"] == 2 and meta["n_users"] == 3 and meta["n_interactions"] == 5
+    assert meta["dropped"]["rare_items"] == 1 and meta["dropped"]["rare_item_rows"] == 1
+    assert meta["dropped"]["users_without_events"] == 1
+    assert processed.items.column("anime_id").to_pylist() == [10, 20]
+    assert json.loads(processed.iid_map_json) == {"10": 1, "20": 2}
+
+
+def test_empty_result_is_an_error(tmp_path):
+    with pytest.raises(DataError, match=r"rating\.csv: no interactions left after filtering \(min_item_users=5"):
+        build(tmp_path, [(1, 10, 8, 1), (2, 20, 8, 2)], min_item_users=5)
+
+
+@pytest.mark.parametrize("scheme, bins, n_bins, first", [
+    ("month", [1, 1, 2, 13], 13, "2019-12"),
+    ("quarter", [1, 1, 2, 5], 5, "2019-Q4"),
+    ("year", [1, 1, 2, 2], 2, "2019"),
+])
+def test_calendar_time_bins(scheme, bins, n_bins, first):
+    stamps = np.array(["2019-12-01", "2019-12-31T23:59:59", "2020-01-01", "2020-12-15"], dtype="datetime64[s]")
+    got, info = prep.time_bins(stamps.astype(np.int64), scheme)
+    assert got.tolist() == bins and got.dtype == np.int16
+    assert info["n_bins"] == n_bins and info["first_period"] == first and info["scheme"] == scheme
+
+
+# ------------------------------------------------------------------------------------------ contract
+
+def check_contract(folder: Path) -> None:
+    items = pq.read_table(folder / "items.parquet")
+    interactions = pq.read_table(folder / "interactions.parquet")
+    sequences = pq.read_table(folder / "sequences.parquet")
+    assert items.schema.equals(prep.ITEMS_SCHEMA) and interactions.schema.equals(prep.INTERACTIONS_SCHEMA)
+    assert sequences.schema.equals(prep.SEQUENCES_SCHEMA)
+    meta = json.loads((folder / "meta.json").read_text())
+    n_items, n_users = meta["n_items"], meta["n_users"]
+    assert items.column("iid").to_pylist() == list(range(1, n_items + 1))
+    assert items.column("anime_id").to_numpy().tolist() == sorted(set(items.column("anime_id").to_pylist()))
+    frame = interactions.to_pandas()
+    assert len(frame) == meta["n_interactions"]
+    assert frame["iid"].between(1, n_items).all() and frame["iid"].nunique() == n_items  # iid 0 unused
+    assert frame["uid"].is_monotonic_increasing and sorted(frame["uid"].unique()) == list(range(n_users))
+    assert (frame.groupby("uid")["position"].agg(lambda p: list(p) == list(range(len(p))))).all()
+    assert frame["feedback"].between(1, 3).all()
+    assert frame["time_bin"].between(1, meta["time_bins"]["n_bins"]).all()
+    assert not frame.duplicated(["uid", "iid"]).any()
+    if meta["has_timestamps"]:
+        assert (frame.groupby("uid")["timestamp"].agg(lambda t: t.is_monotonic_increasing)).all()
+    iid_map_bytes = (folder / "iid_map.json").read_bytes()
+    assert hashlib.sha256(iid_map_bytes).hexdigest() == meta["iid_map_sha256"]
+    iid_map = json.loads(iid_map_bytes)
+    assert iid_map == dict(zip(map(str, items.column("anime_id").to_pylist()), items.column("iid").to_pylist()))
+    assert list(iid_map.values()) == list(range(1, n_items + 1))  # keys in iid order
+    dataset = load_dataset(folder)
+    assert dataset.sequences.n_users == n_users and dataset.n_items == n_items
+    assert np.array_equal(dataset.sequences.iid, frame["iid"].to_numpy())
+    assert np.array_equal(dataset.sequences.feedback, frame["feedback"].to_numpy())
+    assert np.array_equal(dataset.sequences.time_bin, frame["time_bin"].to_numpy())
+    assert np.array_equal(dataset.user_ids, frame.groupby("uid")["user_id"].first().to_numpy())
+
+
+def test_contract_synthetic(processed_sample):
+    check_contract(processed_sample)
+    meta = json.loads((processed_sample / "meta.json").read_text())
+    assert meta["synthetic"] is True and meta["source"] == "synthetic" and meta["generator"]["seed"] == 7
+    assert meta["has_timestamps"] and meta["time_bins"]["scheme"] == "month" and meta["time_bins"]["n_bins"] > 12
+
+
+def test_contract_and_end_to_end_on_the_shipped_sample(processed_anime):
+    check_contract(processed_anime)
+    meta = json.loads((processed_anime / "meta.json").read_text())
+    assert meta["synthetic"] is False and meta["has_timestamps"] is False
+    assert meta["files"][1]["path"] == "data/sample/rating_sample.csv.gz"
+    assert meta["files"][1]["sha256"] == "00e8714f06e130028ff96b3995c3aef5d74cdc239da0286e98f8f62429a66a45"
+    assert meta["files"][1]["rows"] == 97_470 and meta["n_users"] == 956
+    assert meta["n_interactions"] == 97_470 - meta["dropped"]["rare_item_rows"]
+    # without timestamps the file order holds: anime_id ascending within each user
+    frame = pd.read_parquet(processed_anime / "interactions.parquet").merge(
+        pd.read_parquet(processed_anime / "items.parquet")[["iid", "anime_id"]], on="iid")
+    frame = frame.sort_values(["uid", "position"])
+    assert frame.groupby("uid")["anime_id"].agg(lambda a: a.is_monotonic_increasing).all()
+    # every kept item has at least 10 users; -1 ratings were kept as Like with NaN ratings
+    assert frame.groupby("iid")["uid"].nunique().min() >= 10
+    unrated = frame["rating"].isna()
+    assert unrated.sum() == meta["unrated_kept"] > 0 and (frame.loc[unrated, "feedback"] == 2).all()
+
+
+@pytest.mark.skipif(not ML100K.exists(), reason="../shared/data/ml-100k not present")
+def test_ml100k_counts_and_order(tmp_path):
+    cfg = prep.PrepConfig(source="movielens", ratings=ML100K, out=tmp_path / "out", artifacts=tmp_path / "out",
+                          min_item_users=0)
+    processed = prep.run(cfg)
+    meta = processed.meta
+    assert (meta["n_users"], meta["n_items"], meta["n_interactions"]) == (943, 1_682, 100_000)
+    assert meta["time_bins"]["n_bins"] == 8 and meta["time_bins"]["first_period"] == "1997-09"
+    check_contract(tmp_path / "out")
+    raw = pd.read_csv(ML100K / "ml-100k.inter.gz", sep="\t")
+    raw.columns = ["user_id", "item_id", "rating", "timestamp"]
+    expected = raw.sort_values(["user_id", "timestamp"], kind="stable")  # ties keep file order
+    got = events(processed)
+    assert got["anime_id"].tolist() == expected["item_id"].tolist()
+    assert got["feedback"].tolist() == np.select([expected["rating"] <= 2, expected["rating"] <= 4], [1, 2], 3).tolist()
+
+
+# ------------------------------------------------------------------------------------------ writing
+
+def test_reruns_are_byte_identical(tmp_path):
+    items, ratings = raw_files(tmp_path, [(u, a, 1 + (u * a) % 10, u * 1000 + a) for u in range(1, 6)
+                                          for a in (10, 20, 30)])
+    digests = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        prep.run(prep.PrepConfig(items=items, ratings=ratings, out=out, artifacts=out, min_item_users=1))
+        prep.run(prep.PrepConfig(items=items, ratings=ratings, out=out, artifacts=out, min_item_users=1))
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())})
+    assert digests[0] == digests[1] and len(digests[0]) == 5
+
+
+def test_refuses_to_replace_a_foreign_folder(tmp_path):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(DataError, match="not a processed-data folder"):
+        build_and_write = build(tmp_path, [(1, 10, 8, 1)])
+        prep.write(build_and_write, foreign, tmp_path / "art")
+    assert (foreign / "notes.txt").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+def run_cli(args, capsys) -> tuple[int, str, str]:
+    code = _cli().main([str(a) for a in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_bad_input_exits_2_and_keeps_previous_output(tmp_path, capsys):
+    items, ratings = raw_files(tmp_path, [(1, 10, 8, 1), (1, 20, 3, 2), (2, 10, 9, 3)])
+    out, art = tmp_path / "out", tmp_path / "art"
+    code, stdout, _ = run_cli(["--items", items, "--ratings", ratings, "--out", out, "--artifacts", art,
+                               "--min-item-users", "1"], capsys)
+    assert code == 0 and "users 2  items 2  interactions 3" in stdout
+    before = {p: p.read_bytes() for p in [*out.iterdir(), art / "iid_map.json"]}
+    bad = [("user_id,anime_id,rating,timestamp\n1,10,8,1\n1,20,x,2\n", "line 3, column 'rating': value 'x'"),
+           ("user_id,anime_id,rating,timestamp\n1,10,8,1\n1,20,3", "line 3: value '1,20,3': expected 4 columns"),
+           ("user_id,anime,rating\n1,10,8\n", "line 1: missing column 'anime_id'"),
+           ("user_id,anime_id,rating\n1,10,12\n", "line 2, column 'rating': value '12': out of range")]
+    for text, expected in bad:
+        ratings.write_text(text)
+        code, stdout, stderr = run_cli(["--items", items, "--ratings", ratings, "--out", out, "--artifacts", art,
+                                        "--min-item-users", "1"], capsys)
+        assert code == 2 and stdout == ""
+        assert stderr == f"error: {ratings}: {expected}" + stderr.split(expected, 1)[1]
+        assert stderr.count("\n") == 1 and expected in stderr
+    code, _, stderr = run_cli(["--ratings", tmp_path / "missing.csv", "--out", out, "--artifacts", art], capsys)
+    assert code == 2 and stderr == f"error: {tmp_path / 'missing.csv'}: file not found\n"
+    ratings.write_text("user_id,anime_id,rating\n1,10,8\n")
+    code, _, stderr = run_cli(["--items", items, "--ratings", ratings, "--out", out, "--artifacts", art], capsys)
+    assert code == 2 and "no interactions left after filtering (min_item_users=10" in stderr
+    assert {p: p.read_bytes() for p in before} == before and sorted(out.iterdir()) == sorted(
+        p for p in before if p.parent == out)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders left
+
+
+def test_cli_defaults_process_the_shipped_sample(tmp_path, capsys):
+    code, stdout, _ = run_cli(["--out", tmp_path / "p", "--artifacts", tmp_path / "a"], capsys)
+    assert code == 0
+    assert "users 956  items 2,000" in stdout and "feedback: Dislike" in stdout and "sequence length" in stdout
+    assert (tmp_path / "a" / "iid_map.json").read_bytes() == (tmp_path / "p" / "iid_map.json").read_bytes()
+    args = _cli().parse_args([])
+    assert args.out == prep.DEFAULT_OUT and args.artifacts == prep.DEFAULT_ARTIFACTS and args.source == "anime"
+
+
+def test_cli_warns_about_unknown_items(tmp_path, capsys):
+    items, ratings = raw_files(tmp_path, [(1, 10, 8, 1), (1, 123, 8, 2), (2, 10, 5, 3)])
+    code, _, stderr = run_cli(["--items", items, "--ratings", ratings, "--out", tmp_path / "o",
+                               "--artifacts", tmp_path / "o", "--min-item-users", "1"], capsys)
+    assert code == 0
+    assert stderr == (f"warning: {ratings}: 1 rating rows name an item id absent from the catalogue (e.g. 123); "
+                      "dropped\n")
+    meta = json.loads((tmp_path / "o" / "meta.json").read_text())
+    assert meta["dropped"]["unknown_item_rows"] == 1 and meta["n_interactions"] == 2
+
+
+@pytest.mark.skipif(not ML100K.exists(), reason="../shared/data/ml-100k not present")
+def test_cli_movielens_default_path(tmp_path, capsys):
+    code, stdout, _ = run_cli(["--source", "movielens", "--min-item-users", "0", "--time-bin", "year",
+                               "--out", tmp_path / "o", "--artifacts", tmp_path / "o"], capsys)
+    assert code == 0 and "users 943  items 1,682  interactions 100,000" in stdout and "year x 2" in stdout
+
+
+def test_cli_help_documents_the_rules(capsys):
+    with pytest.raises(SystemExit):
+        _cli().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for word in ("--unrated", "--min-item-users", "--time-bin", "--dislike-max", "duplicates", "ordering", "exits 2"):
+        assert word in text
+
+
+def test_parquet_columns_hold_the_contract_types(processed_sample):
+    table = pq.read_table(processed_sample / "interactions.parquet")
+    assert table.schema.field("feedback").type == pa.int8() and table.schema.field("time_bin").type == pa.int16()
+    assert table.column("timestamp").null_count == 0
+
+
+def test_benchmark_quick_smoke(tmp_path):
+    result = tmp_path / "prep_quick.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "prep.py"), "--quick", "--repeats", "1",
+                    "--out", str(result)], check=True, capture_output=True, timeout=120)
+    figures = json.loads(result.read_text())
+    assert figures["quick"] and figures["rows"] > 50_000 and figures["wall_s_median"] > 0
+    assert 0 < figures["peak_rss_gib_max"] < 3

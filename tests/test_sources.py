@@ -1,0 +1,211 @@
+"""Raw readers: each adapter on tiny fixtures, the shipped catalogue, and every bad-input case."""
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nostrade.sources import DataError, find_movielens, load_anime_catalogue, read_anime, read_movielens
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_CATALOGUE = REPO / "data" / "sample" / "anime.csv.gz"
+ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+
+CATALOGUE = ('anime_id,name,genre,type,episodes,rating,members\n'
+             '1,Alpha &amp; Omega,"Action, Comedy",TV,12,7.5,1000\n'
+             '2,Beta&#039;s,Drama,Movie,Unknown,,50\n'
+             '3,Gamma,,,1,6.1,\n')
+
+
+def write(path: Path, text: str, *, gz: bool = False, bom: bool = False, crlf: bool = False) -> Path:
+    data = (text.replace("\n", "\r\n") if crlf else text).encode()
+    data = b"\xef\xbb\xbf" + data if bom else data
+    path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+    return path
+
+
+def anime_files(tmp_path: Path, ratings: str, **kw) -> tuple[Path, Path]:
+    return write(tmp_path / "anime.csv", CATALOGUE), write(tmp_path / "rating.csv", ratings, **kw)
+
+
+# ------------------------------------------------------------------------------------------ anime
+
+def test_catalogue_is_cleaned(tmp_path):
+    items = load_anime_catalogue(write(tmp_path / "anime.csv.gz", CATALOGUE, gz=True, crlf=True))
+    assert items["anime_id"].tolist() == [1, 2, 3]
+    assert items["name"].tolist() == ["Alpha & Omega", "Beta's", "Gamma"]
+    assert items["genres"].tolist() == [["Action", "Comedy"], ["Drama"], []]
+    assert items["episodes"].tolist()[0] == 12 and items["episodes"].isna().tolist() == [False, True, False]
+    assert items["type"].tolist() == ["TV", "Movie", None]
+    assert np.isnan(items["rating_mean"].iloc[1]) and items["members"].isna().tolist() == [False, False, True]
+
+
+def test_shipped_catalogue_has_every_title():
+    items = load_anime_catalogue(SAMPLE_CATALOGUE)
+    assert len(items) == 12_294 and items["anime_id"].is_unique
+    assert not items["name"].str.contains("&#039;|&quot;|&amp;", regex=True).any()
+    assert items["episodes"].isna().sum() == 340  # the "Unknown" rows
+    assert items["type"].isna().sum() == 25 and items["rating_mean"].isna().sum() == 230
+    assert (items["genres"].map(len) == 0).sum() == 62
+    assert str(items["episodes"].dtype) == "Int64"
+
+
+def test_anime_ratings_read_with_bom_and_crlf(tmp_path):
+    items, ratings = anime_files(tmp_path, "user_id,anime_id,rating\n5,2,-1\n5,1,9\n", bom=True, crlf=True)
+    raw = read_anime(items, ratings)
+    assert raw.ratings.to_dict("list") == {"user_id": [5, 5], "anime_id": [2, 1], "rating": [-1.0, 9.0]}
+    assert not raw.has_timestamps and raw.unrated_value == -1 and raw.feedback_thresholds == (4, 7)
+    assert [f["rows"] for f in raw.files] == [3, 2] and raw.synthetic is None
+
+
+def test_anime_optional_timestamp_column(tmp_path):
+    items, ratings = anime_files(tmp_path, "user_id,anime_id,rating,timestamp\n5,2,8,1500000000\n")
+    raw = read_anime(items, ratings)
+    assert raw.has_timestamps and raw.ratings["timestamp"].tolist() == [1_500_000_000]
+
+
+@pytest.mark.parametrize("ratings, line, column, value, problem", [
+    ("user_id,anime_id,score\n1,1,5\n", 1, None, None, "missing column 'rating'"),
+    ("user,anime_id,rating\n1,1,5\n", 1, None, None, "missing column 'user_id'"),
+    ("user_id,anime_id,rating\n1,1,5\nx7,1,5\n", 3, "user_id", "x7", "not an integer"),
+    ("user_id,anime_id,rating\n1,1.5,5\n", 2, "anime_id", "1.5", "not an integer"),
+    ("user_id,anime_id,rating\n1,1,5\n1,2,great\n", 3, "rating", "great", "not a number"),
+    ("user_id,anime_id,rating\n1,1,5\n1,2,11\n", 3, "rating", "11", "out of range"),
+    ("user_id,anime_id,rating\n1,1,0\n", 2, "rating", "0", "out of range"),
+    ("user_id,anime_id,rating\n1,1,5\n1,2,\n", 3, "rating", "", "missing value"),
+    ("user_id,anime_id,rating\n1,1,5\n1,2,7\n1,3", 4, None, "1,3", "expected 3 columns, found 2"),
+    ("user_id,anime_id,rating,timestamp\n1,1,5,1500000000\n1,2,5,soon\n", 3, "timestamp", "soon", "not an integer"),
+])
+def test_anime_bad_ratings(tmp_path, ratings, line, column, value, problem):
+    items, path = anime_files(tmp_path, ratings)
+    with pytest.raises(DataError) as err:
+        read_anime(items, path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: line {line}") and problem in message and "\n" not in message
+    if column is not None:
+        assert f"column '{column}'" in message
+    if value is not None:
+        assert f"value '{value}'" in message
+
+
+def test_truncated_last_line_of_a_gz_file(tmp_path):
+    items, _ = anime_files(tmp_path, "")
+    path = write(tmp_path / "rating.csv.gz", "user_id,anime_id,rating\n1,1,5\n1,2,7\n1,", gz=True)
+    with pytest.raises(DataError, match=r"rating\.csv\.gz: line 4: value '1,': expected 3 columns, found 2"):
+        read_anime(items, path)
+
+
+def test_cut_off_gz_stream(tmp_path):
+    items, _ = anime_files(tmp_path, "")
+    path = tmp_path / "rating.csv.gz"
+    path.write_bytes(gzip.compress(b"user_id,anime_id,rating\n" + b"1,1,5\n" * 1000)[:-20])
+    with pytest.raises(DataError, match="cannot read"):
+        read_anime(items, path)
+
+
+def test_missing_files(tmp_path):
+    items, ratings = anime_files(tmp_path, "user_id,anime_id,rating\n1,1,5\n")
+    with pytest.raises(DataError, match=r"nope\.csv: file not found"):
+        read_anime(items, tmp_path / "nope.csv")
+    with pytest.raises(DataError, match=r"gone\.csv: file not found"):
+        read_anime(tmp_path / "gone.csv", ratings)
+
+
+def test_catalogue_errors(tmp_path):
+    with pytest.raises(DataError, match=r"line 3, column 'anime_id': value '1': duplicate id"):
+        load_anime_catalogue(write(tmp_path / "a.csv", "anime_id,name,genre\n1,A,Drama\n1,B,Drama\n"))
+    with pytest.raises(DataError, match="missing column 'genre'"):
+        load_anime_catalogue(write(tmp_path / "b.csv", "anime_id,name,genres\n1,A,Drama\n"))
+    with pytest.raises(DataError, match="empty file"):
+        load_anime_catalogue(write(tmp_path / "c.csv", ""))
+
+
+# ------------------------------------------------------------------------------------------ MovieLens
+
+ML_RATINGS = [(1, 10, 4.0, 881250949), (2, 20, 1.0, 881250950), (1, 20, 5.0, 881250951)]
+
+
+def _ml_100k(folder: Path) -> None:
+    write(folder / "u.data", "".join(f"{u}\t{i}\t{int(r)}\t{t}\n" for u, i, r, t in ML_RATINGS))
+    flags = lambda on: "|".join("1" if k in on else "0" for k in range(19))  # noqa: E731
+    (folder / "u.item").write_bytes(f"10|Caf\xe9 (1995)|01-Jan-1995||http://x|{flags({1, 5})}\n"
+                                    f"20|Other (1996)|01-Jan-1996||http://y|{flags({8})}\n".encode("latin-1"))
+
+
+def _ml_atomic(folder: Path) -> None:
+    write(folder / "ml.inter.gz", "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+          + "".join(f"{u}\t{i}\t{r}\t{t}\n" for u, i, r, t in ML_RATINGS), gz=True)
+    write(folder / "ml.item.gz", "item_id:token\tmovie_title:token_seq\trelease_year:token\tclass:token_seq\n"
+          "10\tCafé\t1995\tAction Comedy\n20\tOther\t1996\tDrama\n", gz=True)
+
+
+def _ml_1m(folder: Path) -> None:
+    write(folder / "ratings.dat", "".join(f"{u}::{i}::{int(r)}::{t}\n" for u, i, r, t in ML_RATINGS))
+    (folder / "movies.dat").write_bytes("10::Café (1995)::Action|Comedy\n20::Other (1996)::Drama\n".encode("latin-1"))
+
+
+def _ml_latest(folder: Path) -> None:
+    write(folder / "ratings.csv", "userId,movieId,rating,timestamp\n"
+          + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in ML_RATINGS))
+    write(folder / "movies.csv", 'movieId,title,genres\n10,"Café, The (1995)",Action|Comedy\n'
+                                 '20,Other (1996),Drama\n')
+
+
+@pytest.mark.parametrize("fmt, make", [("ml-100k", _ml_100k), ("recbole-atomic", _ml_atomic),
+                                       ("ml-1m", _ml_1m), ("ml-latest", _ml_latest)])
+def test_movielens_formats_give_one_shape(tmp_path, fmt, make):
+    make(tmp_path)
+    raw = read_movielens(tmp_path)
+    assert raw.format == fmt and raw.has_timestamps and raw.feedback_thresholds == (2, 4)
+    assert list(raw.ratings.columns) == ["user_id", "anime_id", "rating", "timestamp"]
+    assert [tuple(r) for r in raw.ratings.itertuples(index=False)] == ML_RATINGS
+    assert raw.ratings["timestamp"].dtype == np.int64
+    items = raw.items.set_index("anime_id")
+    assert items.loc[10, "genres"] == ["Action", "Comedy"] and items.loc[20, "genres"] == ["Drama"]
+    assert items.loc[10, "name"].startswith("Caf\u00e9")
+    assert items.loc[20, "members"] == 2 and items.loc[20, "rating_mean"] == 3.0
+
+
+def test_movielens_detection_from_a_file_and_errors(tmp_path):
+    _ml_1m(tmp_path)
+    fmt, ratings, items = find_movielens(tmp_path / "ratings.dat")
+    assert (fmt, ratings.name, items.name) == ("ml-1m", "ratings.dat", "movies.dat")
+    (tmp_path / "movies.dat").unlink()
+    with pytest.raises(DataError, match=r"movies\.dat: file not found"):
+        read_movielens(tmp_path)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no MovieLens ratings file"):
+        read_movielens(tmp_path / "empty")
+
+
+def test_movielens_rating_out_of_range(tmp_path):
+    _ml_latest(tmp_path)
+    write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,10,4.0,1\n1,20,7.5,2\n")
+    with pytest.raises(DataError, match=r"ratings\.csv: line 3, column 'rating': value '7.5': out of range"):
+        read_movielens(tmp_path)
+
+
+@pytest.mark.skipif(not ML100K.exists(), reason="../shared/data/ml-100k not present")
+def test_real_ml100k_recbole_files():
+    raw = read_movielens(ML100K)
+    assert raw.format == "recbole-atomic"
+    assert len(raw.ratings) == 100_000 and raw.ratings["user_id"].nunique() == 943
+    assert len(raw.items) == 1_682 and raw.items["members"].sum() == 100_000
+    assert raw.items.set_index("anime_id").loc[1, "genres"] == ["Animation", "Children's", "Comedy"]
+    first = pd.read_csv(ML100K / "ml-100k.inter.gz", sep="\t", nrows=1)
+    assert raw.ratings.iloc[0].tolist() == first.iloc[0].tolist()
+
+
+def test_the_first_problem_in_the_file_is_reported(tmp_path):
+    items, path = anime_files(tmp_path, "user_id,anime_id,rating\n1,1,5\n1,2,1e3x\n1,3\n")
+    with pytest.raises(DataError, match=r"line 3, column 'rating': value '1e3x': not a number"):
+        read_anime(items, path)
+    items, path = anime_files(tmp_path, "user_id,anime_id,rating\n1e3,1,5\n")
+    with pytest.raises(DataError, match=r"line 2, column 'user_id': value '1e3': not an integer"):
+        read_anime(items, path)
+    items, path = anime_files(tmp_path, "user_id,anime_id,rating\n1,1,5\n1,2\n1,3,x\n")
+    with pytest.raises(DataError, match=r"line 3: value '1,2': expected 3 columns"):
+        read_anime(items, path)
