@@ -1,0 +1,444 @@
+"""Every baseline and every SASRec ablation on one data set: one command, one table, the plots beside it.
+
+    python benchmarks/ablation.py --data ../shared/data/ml-100k [--out artifacts/results/ml-100k.json]
+    python benchmarks/ablation.py --data data/sample                 (the shipped real anime sample)
+    python benchmarks/ablation.py --data DIR --quick                 (smoke run: 1 seed, tiny training)
+
+--data is a raw folder: the Kaggle anime layout (anime.csv + rating*.csv, plain or .gz) or a MovieLens one
+(what make_processed_data.py --source movielens reads). It is prepared with the project's pipeline
+(nostrade.prep: anime with its defaults, MovieLens unfiltered); a MovieLens folder holding the peers'
+ml-100k.split.tsv.gz gets the peers' exact event order (as benchmarks/ml100k.py), so the figures sit beside
+../shared/PEERS.md. Split, metrics and targets are EVAL.md's (nostrade.split, nostrade.evaluate): next item,
+next liked item, next disliked item (lower is better) and delta = NDCG@10(liked) - NDCG@10(disliked).
+
+Rows: the baselines (nostrade.baselines), SASRec with the library's default config (any model or training
+flag of `python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the
+feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with the genre
+blend of predict.py (nostrade.blend over SASRec's scores and the genre cosine, alpha 0.1 / 0.2 / 0.3; the
+serving-only dislike penalty is not part of it), with item2vec-initialised item embeddings, and trained and
+tested on each user's events shuffled (seeded; the control that shows whether order matters). Each over
+--seeds (3), mean ± std; deterministic models (popularity, itemknn, content) run once, std 0.
+
+Writes FILE.json ({"rows": [{"model", "ndcg@10", "hr@10", "ndcg@20", "hr@20", "std": {...}, ...}], ...}),
+FILE.md (the tables) and FILE_metrics.png, FILE_alpha.png, FILE_by_length.png beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import os
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from ml100k import check_targets_match, in_peer_order  # benchmarks/ml100k.py, beside this file
+from nostrade import prep
+from nostrade.baselines import BASELINES, Content, item2vec_embeddings, make_baseline, takes_seed
+from nostrade.blend import blend
+from nostrade.checkpoint import write_json_atomic
+from nostrade.dataset import Dataset, load_dataset
+from nostrade.evaluate import evaluate_all_targets, history_mask, metrics_from_ranks, rank_cases
+from nostrade.model import SASRec, SASRecConfig
+from nostrade.sequences import Sequences
+from nostrade.split import LeaveOneOut, leave_one_out
+from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, train_sasrec
+
+REPO = Path(__file__).resolve().parents[1]
+ALPHAS = (0.1, 0.2, 0.3)
+SASREC_ROWS = {  # row -> (SASRecConfig changes, TrainConfig changes)
+    "sasrec": ({}, {}),
+    "sasrec-no-feedback": ({"use_feedback": False}, {}),
+    "sasrec-no-time": ({"use_time": False}, {}),
+    "sasrec-plain-loss": ({}, {"feedback_weighting": False}),
+    "sasrec+item2vec": ({}, {}),
+    "sasrec-shuffled": ({}, {}),
+}
+ROWS = (*BASELINES, "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
+        *(f"sasrec+genre-{a}" for a in ALPHAS), "sasrec+item2vec", "sasrec-shuffled")
+METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr")
+LENGTH_BUCKETS = ((2, 9), (10, 19), (20, 49), (50, 99), (100, None))  # test-history lengths (events)
+BY_LENGTH_SHOWN = ("popularity", "als", "itemknn", "lightgcn", "gru4rec", "content", "sasrec")  # + the blends
+QUICK_BASELINE_OPTIONS = {"als": {"iterations": 2}, "lightgcn": {"epochs": 2}, "gru4rec": {"epochs": 2}}
+QUICK_MODEL = {"d_model": 16, "n_layers": 1, "max_len": 20}
+QUICK_TRAIN = {"epochs": 2, "warmup": 2, "patience": 2}
+
+
+# ---- data ---------------------------------------------------------------------------------------------------
+
+def prepare(folder: Path, work: Path) -> tuple[Dataset, str, str]:
+    """Raw folder -> (Dataset, short name for the output files, how the event order was set)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder (expected a raw anime or MovieLens data folder)")
+    anime = sorted(folder.glob("anime.csv*")), sorted(folder.glob("rating*.csv*"))
+    if anime[0] and anime[1]:
+        prep.run(prep.PrepConfig(source="anime", items=anime[0][0], ratings=anime[1][0], out=work, artifacts=work))
+        dataset = load_dataset(work)
+        return dataset, dataset.meta["source"], dataset.meta["ordering"]
+    prep.run(prep.PrepConfig(source="movielens", ratings=folder, out=work, artifacts=work, min_item_users=1))
+    dataset = load_dataset(work)
+    split_file = folder / "ml-100k.split.tsv.gz"
+    if not split_file.exists():
+        return dataset, folder.name, dataset.meta["ordering"]
+    dataset, changed = in_peer_order(dataset, split_file)
+    check_targets_match(dataset, leave_one_out(dataset.sequences), split_file)
+    return dataset, folder.name, f"the peers' split file {split_file.name} ({changed} users reordered to it)"
+
+
+def shuffled(sequences: Sequences, seed: int) -> Sequences:
+    """Each user's events in a random order (seeded); an event keeps its feedback and time bin."""
+    key = np.random.default_rng(seed).random(len(sequences.iid))
+    order = np.lexsort((key, sequences.row_of_event()))
+    return Sequences(sequences.offsets, sequences.iid[order], sequences.feedback[order], sequences.time_bin[order])
+
+
+# ---- scorers ------------------------------------------------------------------------------------------------
+
+def genre_blend_scorer(model_scorer, genre: Content, alpha: float, n_items: int):
+    """predict.py's blend: both parts min-max normalised over the unseen items, then (1-α)·model + α·genre."""
+    def score(history: Sequences) -> torch.Tensor:
+        candidates = ~history_mask(history, n_items)
+        candidates[:, 0] = False
+        return blend(model_scorer(history), genre.score(history), alpha, mask=candidates)
+    return score
+
+
+def item2vec_init(model_cfg: SASRecConfig, seed: int, train: Sequences) -> dict:
+    """SASRec's initial weights (as train_sasrec draws them for this seed) with the item table from item2vec,
+    rescaled to the table's own initial spread; items item2vec cannot place keep their random row."""
+    torch.manual_seed(seed)
+    model = SASRec(model_cfg)
+    table = model.item_emb.weight.data
+    vectors = torch.from_numpy(item2vec_embeddings(train, model_cfg.n_items, model_cfg.d_model, seed=seed))
+    placed = vectors.norm(dim=1) > 0
+    vectors = vectors * (table[1:].std() / vectors[placed].std())
+    table[placed] = vectors[placed]
+    return model.state_dict()
+
+
+# ---- evaluation ---------------------------------------------------------------------------------------------
+
+def bucket_label(low: int, high: int | None) -> str:
+    return f"{low}+" if high is None else f"{low}-{high}"
+
+
+def measure(scorer, split: LeaveOneOut, n_items: int) -> dict:
+    """All EVAL.md targets plus next-item NDCG@10 per test-history length bucket."""
+    targets = evaluate_all_targets(scorer, split, n_items)
+    ranks = rank_cases(scorer, split.test, n_items)
+    lengths = split.test.history.lengths
+    by_length = {}
+    for low, high in LENGTH_BUCKETS:
+        inside = (lengths >= low) & (lengths <= (high if high is not None else np.inf))
+        ndcg = metrics_from_ranks(ranks[inside])["ndcg@10"] if inside.any() else None
+        by_length[bucket_label(low, high)] = {"ndcg@10": ndcg, "n_cases": int(inside.sum())}
+    return {**targets, "by_length": by_length}
+
+
+def run_baseline(name: str, seed: int, options: dict, dataset: Dataset, split: LeaveOneOut) -> dict:
+    started = time.perf_counter()
+    model = make_baseline(name, seed=seed, **options).fit(dataset, split.train)
+    seconds = time.perf_counter() - started
+    return {"seed": seed, "fit_seconds": seconds, **measure(model.score, split, dataset.n_items)}
+
+
+def run_sasrec(model_cfg: SASRecConfig, train_cfg: TrainConfig, dataset: Dataset, split: LeaveOneOut,
+               init_state: dict | None = None):
+    result = train_sasrec(dataset, model_cfg, train_cfg, split=split, init_state=init_state)
+    info = {"seed": train_cfg.seed, "fit_seconds": result.seconds_total, "seconds_to_best": result.seconds_to_best,
+            "best_epoch": result.best_epoch, "epochs": result.epochs_run, "valid": result.best_metrics}
+    return result.model, info
+
+
+def summarise(name: str, per_seed: list[dict]) -> dict:
+    """Mean and std over seeds; next-item metrics at the top level (the issue's row format)."""
+    def stats(get):
+        values = np.array([get(r) for r in per_seed], dtype=np.float64)
+        return float(values.mean()), float(values.std())
+
+    row, std = {"model": name}, {}
+    for k in METRICS:
+        row[k], std[k] = stats(lambda r: r["next_item"][k])
+    for target in ("next_liked", "next_disliked"):
+        row[target] = {}
+        for k in METRICS:
+            row[target][k], std[f"{target}_{k}"] = stats(lambda r: r[target][k])
+        row[target]["n_cases"] = per_seed[0][target]["n_cases"]
+    row["delta_ndcg@10"], std["delta_ndcg@10"] = stats(lambda r: r["delta_ndcg@10"])
+    row["by_length"] = {}
+    for label, cell in per_seed[0]["by_length"].items():
+        if cell["ndcg@10"] is None:
+            row["by_length"][label] = {"ndcg@10": None, "std": None, "n_cases": 0}
+            continue
+        mean, spread = stats(lambda r: r["by_length"][label]["ndcg@10"])
+        row["by_length"][label] = {"ndcg@10": mean, "std": spread, "n_cases": cell["n_cases"]}
+    row["fit_seconds"], std["fit_seconds"] = stats(lambda r: r["fit_seconds"])
+    row["std"], row["seeds"], row["n_cases"] = std, [r["seed"] for r in per_seed], per_seed[0]["next_item"]["n_cases"]
+    row["per_seed"] = per_seed
+    return row
+
+
+# ---- the whole table ----------------------------------------------------------------------------------------
+
+def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, model_cfg: SASRecConfig, train_cfg: TrainConfig,
+             baseline_options: dict) -> list[dict]:
+    sasrec_models: dict[int, SASRec] = {}  # seed -> the plain "sasrec" model, reused by the genre-blend rows
+    genre = Content("multihot", use_type=False).fit(dataset, split.train)  # predict.py's genre cosine
+    out = []
+    for name in rows:
+        per_seed = []
+        if name in BASELINES:
+            for seed in (seeds if takes_seed(name) else seeds[:1]):
+                per_seed.append(run_baseline(name, seed, baseline_options.get(name, {}), dataset, split))
+                print_result(name, per_seed[-1])
+            out.append(summarise(name, per_seed))
+            continue
+        for seed in seeds:
+            if name.startswith("sasrec+genre-"):
+                alpha = float(name.removeprefix("sasrec+genre-"))
+                if seed not in sasrec_models:
+                    sasrec_models[seed], _ = run_sasrec(model_cfg, dataclasses.replace(train_cfg, seed=seed),
+                                                        dataset, split)
+                scorer = genre_blend_scorer(sasrec_models[seed].scorer(), genre, alpha, dataset.n_items)
+                per_seed.append({"seed": seed, "fit_seconds": 0.0, "alpha": alpha,
+                                 **measure(scorer, split, dataset.n_items)})
+            else:
+                model_changes, train_changes = SASREC_ROWS[name]
+                m_cfg = dataclasses.replace(model_cfg, **model_changes)
+                t_cfg = dataclasses.replace(train_cfg, seed=seed, **train_changes)
+                run_data, run_split = dataset, split
+                if name == "sasrec-shuffled":
+                    run_data = dataclasses.replace(dataset, sequences=shuffled(dataset.sequences, seed))
+                    run_split = leave_one_out(run_data.sequences)
+                init = item2vec_init(m_cfg, seed, split.train) if name == "sasrec+item2vec" else None
+                model, info = run_sasrec(m_cfg, t_cfg, run_data, run_split, init)
+                if name == "sasrec":
+                    sasrec_models[seed] = model
+                per_seed.append({**info, **measure(model.scorer(), run_split, dataset.n_items)})
+            print_result(name, per_seed[-1])
+        out.append(summarise(name, per_seed))
+    return out
+
+
+def print_result(name: str, result: dict) -> None:
+    nxt = result["next_item"]
+    print(f"{name:20s} seed {result['seed']}: NDCG@10 {nxt['ndcg@10']:.4f} HR@10 {nxt['hr@10']:.4f} | liked "
+          f"{result['next_liked']['ndcg@10']:.4f} disliked {result['next_disliked']['ndcg@10']:.4f} delta "
+          f"{result['delta_ndcg@10']:+.4f} | {result['fit_seconds']:.1f} s", flush=True)
+
+
+# ---- report -------------------------------------------------------------------------------------------------
+
+def write_atomic(path: Path, write) -> None:
+    """``write(temporary path)``, then os.replace: a reader never sees half a file."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_figure(fig, path: Path) -> None:
+    fig.tight_layout()
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    plt.close(fig)
+
+
+def pm(mean: float, std: float, digits: int = 4) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown(record: dict) -> str:
+    d, rows, machine = record["dataset"], record["rows"], record["machine"]
+    timestamps = "yes" if d["has_timestamps"] else "no (the time embedding carries no information)"
+    quick = " Quick smoke run: the figures mean nothing." if record["config"]["quick"] else ""
+    lines = [f"# Ablation on {d['name']}", "",
+             f"`{record['command']}`", "",
+             f"{d['n_users']} users, {d['n_items']} items, {d['n_interactions']} events; source {d['source']}; "
+             f"timestamps: {timestamps}; event order: {d['order']}. Leave-one-out, full ranking over all items, "
+             f"seen items excluded, pessimistic ties (EVAL.md); test split. Mean ± std over seeds "
+             f"{record['config']['seeds']} (deterministic models: one run, std 0). {machine['device']}, "
+             f"{machine['cpus']} CPUs, {record['seconds']:.0f} s in all.{quick}",
+             "",
+             "| model | NDCG@10 | HR@10 | NDCG@20 | HR@20 | NDCG@10 next liked "
+             "| NDCG@10 next disliked (lower is better) "
+             "| Δ liked − disliked | fit s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["std"]
+        lines.append(f"| {r['model']} | {pm(r['ndcg@10'], s['ndcg@10'])} | {pm(r['hr@10'], s['hr@10'])} | "
+                     f"{pm(r['ndcg@20'], s['ndcg@20'])} | {pm(r['hr@20'], s['hr@20'])} | "
+                     f"{pm(r['next_liked']['ndcg@10'], s['next_liked_ndcg@10'])} | "
+                     f"{pm(r['next_disliked']['ndcg@10'], s['next_disliked_ndcg@10'])} | "
+                     f"{pm(r['delta_ndcg@10'], s['delta_ndcg@10'])} | {r['fit_seconds']:.1f} |")
+    first = rows[0]
+    lines += ["", f"Cases: next item {first['n_cases']}, next liked {first['next_liked']['n_cases']}, next disliked "
+                  f"{first['next_disliked']['n_cases']} (Δ is over the users whose last event is a Dislike). The "
+                  f"sasrec+genre rows re-score the sasrec models (no training of their own, fit s 0); "
+                  f"sasrec-shuffled is trained and tested on its own shuffled split.", "",
+              "NDCG@10 (next item) by the length of the test history:", "",
+              "| model | " + " | ".join(f"{label} events (n={c['n_cases']})" for label, c in first["by_length"].items())
+              + " |", "|---" * (len(first["by_length"]) + 1) + "|"]
+    for r in rows:
+        cells = [("–" if c["ndcg@10"] is None else pm(c["ndcg@10"], c["std"])) for c in r["by_length"].values()]
+        lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_metrics(rows: list[dict], path: Path) -> None:
+    names = [r["model"] for r in rows][::-1]
+    panels = [("NDCG@10, next item", lambda r: (r["ndcg@10"], r["std"]["ndcg@10"])),
+              ("NDCG@10, next liked", lambda r: (r["next_liked"]["ndcg@10"], r["std"]["next_liked_ndcg@10"])),
+              ("Δ = liked − disliked NDCG@10", lambda r: (r["delta_ndcg@10"], r["std"]["delta_ndcg@10"]))]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 0.35 * len(rows) + 1.5), sharey=True)
+    for ax, (title, get) in zip(axes, panels):
+        means, stds = zip(*(get(r) for r in rows[::-1]))
+        colours = ["tab:blue" if n.startswith("sasrec") else "tab:gray" for n in names]
+        ax.barh(names, means, xerr=stds, color=colours, capsize=3)
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(title)
+    save_figure(fig, path)
+
+
+def plot_alpha(rows: list[dict], path: Path) -> None:
+    by_name = {r["model"]: r for r in rows}
+    sweep = [(0.0, by_name.get("sasrec"))] + [(a, by_name.get(f"sasrec+genre-{a}")) for a in ALPHAS]
+    sweep = [(a, r) for a, r in sweep if r is not None]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, get in (("next item", lambda r: (r["ndcg@10"], r["std"]["ndcg@10"])),
+                       ("next liked", lambda r: (r["next_liked"]["ndcg@10"], r["std"]["next_liked_ndcg@10"])),
+                       ("next disliked", lambda r: (r["next_disliked"]["ndcg@10"],
+                                                    r["std"]["next_disliked_ndcg@10"]))):
+        if sweep:
+            means, stds = zip(*(get(r) for _, r in sweep))
+            ax.errorbar([a for a, _ in sweep], means, yerr=stds, marker="o", capsize=3, label=label)
+    ax.set_xlabel("α (share of the genre cosine in the blend)")
+    ax.set_ylabel("NDCG@10")
+    ax.set_title("SASRec + genre blend: the α sweep")
+    ax.legend()
+    save_figure(fig, path)
+
+
+def plot_by_length(rows: list[dict], path: Path) -> None:
+    shown = [r for r in rows if r["model"] in BY_LENGTH_SHOWN or r["model"].startswith("sasrec+genre-")]
+    labels = [label for label, c in rows[0]["by_length"].items() if c["n_cases"] > 0]
+    x = np.arange(len(labels))
+    colours = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for i, r in enumerate(shown):
+        cells = [r["by_length"][label] for label in labels]
+        means = [np.nan if c["ndcg@10"] is None else c["ndcg@10"] for c in cells]
+        stds = [0 if c["std"] is None else c["std"] for c in cells]
+        style = "-" if r["model"].startswith("sasrec") else "--"
+        ax.errorbar(x, means, yerr=stds, linestyle=style, marker="o", capsize=2, color=colours[(2 * i) % 20 + i // 10],
+                    label=r["model"])
+    ax.set_xticks(x, [f"{label}\n(n={rows[0]['by_length'][label]['n_cases']})" for label in labels])
+    ax.set_xlabel("events in the test history")
+    ax.set_ylabel("NDCG@10, next item")
+    ax.set_title("By history length (short histories: where the genre blend should help)")
+    ax.legend(fontsize=7, ncol=2)
+    save_figure(fig, path)
+
+
+# ---- command line -------------------------------------------------------------------------------------------
+
+def parse_sets(values: list[str]) -> dict:
+    """["lightgcn.epochs=20", ...] -> {"lightgcn": {"epochs": 20}}."""
+    out: dict[str, dict] = {}
+    for value in values:
+        key, sep, literal = value.partition("=")
+        name, dot, option = key.partition(".")
+        if not (sep and dot) or name not in BASELINES:
+            raise ValueError(f"--set {value!r}: expected BASELINE.OPTION=VALUE with BASELINE one of {tuple(BASELINES)}")
+        try:
+            parsed = ast.literal_eval(literal)
+        except (ValueError, SyntaxError):
+            parsed = literal
+        out.setdefault(name, {})[option] = parsed
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="raw data folder (anime or MovieLens layout)")
+    parser.add_argument("--out", type=Path, help="results JSON (default artifacts/results/<dataset>.json)")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: one seed, 2 epochs, a tiny SASRec (the figures mean nothing)")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--models", default=",".join(ROWS),
+                        help=f"comma-separated rows (default all: {','.join(ROWS)})")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="BASELINE.OPTION=VALUE",
+                        help="a baseline option, e.g. --set lightgcn.epochs=30 (repeatable)")
+    add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
+    add_dataclass_flags(parser, TrainConfig)
+    args = parser.parse_args(argv)
+    values = vars(args)
+    try:
+        rows = [r.strip() for r in args.models.split(",") if r.strip()]
+        unknown = [r for r in rows if r not in ROWS]
+        if unknown:
+            raise ValueError(f"--models: unknown rows {unknown}; known: {', '.join(ROWS)}")
+        seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+        baseline_options = {**(QUICK_BASELINE_OPTIONS if args.quick else {})}
+        for name, options in parse_sets(args.sets).items():
+            baseline_options[name] = {**baseline_options.get(name, {}), **options}
+        with tempfile.TemporaryDirectory() as tmp:
+            dataset, name, order = prepare(args.data, Path(tmp) / "processed")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    model_fields = {f.name: values[f.name] for f in dataclasses.fields(SASRecConfig) if f.name not in DATA_FIELDS}
+    train_fields = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)}
+    if args.quick:
+        model_fields.update(QUICK_MODEL)
+        train_fields.update(QUICK_TRAIN)
+    train_fields["progress"] = train_fields["progress"] and sys.stderr.isatty()
+    model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins, **model_fields)
+    train_cfg = TrainConfig(**train_fields)
+    torch.set_num_threads(train_cfg.num_threads)
+    split = leave_one_out(dataset.sequences)
+    print(f"{name}: {dataset.sequences.n_users} users, {dataset.n_items} items, {len(dataset.sequences.iid)} events; "
+          f"order: {order}; seeds {seeds}", flush=True)
+
+    started = time.perf_counter()
+    results = run_rows(rows, seeds, dataset, split, model_cfg, train_cfg, baseline_options)
+    out = args.out or REPO / "artifacts" / "results" / f"{name}.json"
+    plots = {kind: out.with_name(f"{out.stem}_{kind}.png") for kind in ("metrics", "alpha", "by_length")}
+    record = {
+        "rows": results,
+        "dataset": {"name": name, "source": dataset.meta["source"], "data": str(args.data),
+                    "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
+                    "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.meta_hash,
+                    "has_timestamps": bool(dataset.meta.get("has_timestamps")), "order": order,
+                    "time_bins": dataset.meta["time_bins"], "files": dataset.meta.get("files")},
+        "config": {"seeds": seeds, "quick": args.quick, "sasrec_model": dataclasses.asdict(model_cfg),
+                   "sasrec_train": dataclasses.asdict(train_cfg), "baseline_options": baseline_options,
+                   "genre_blend": "nostrade.blend.blend over unseen items; genre cosine = "
+                                  "Content('multihot', use_type=False) (predict.py's)",
+                   "length_buckets": [bucket_label(*b) for b in LENGTH_BUCKETS]},
+        "command": " ".join(["python benchmarks/ablation.py", *map(shlex.quote, map(str, argv or sys.argv[1:]))]),
+        "plots": {kind: p.name for kind, p in plots.items()},
+        "seconds": time.perf_counter() - started,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
+                    "device": "cuda" if torch.cuda.is_available() else "cpu", "load_average": os.getloadavg(),
+                    "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
+    }
+    text = markdown(record)
+    write_json_atomic(out, record)
+    md = out.with_suffix(".md")
+    write_atomic(md, lambda tmp: tmp.write_text(text))
+    plot_metrics(results, plots["metrics"])
+    plot_alpha(results, plots["alpha"])
+    plot_by_length(results, plots["by_length"])
+    print("\n" + text + f"\nwrote {out}, {md.name}, " + ", ".join(p.name for p in plots.values()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Serving latency of predict.Recommender.recommend on the full anime catalogue, on one CPU thread.
+
+    python benchmarks/latency.py --out artifacts/bench/latency.json [--calls 2000] [--quick]
+
+Runs on a fresh checkout: no processed data or trained model needed. Latency does not depend on the
+weights, so the model is a randomly initialised SASRec (default config) with every one of the 12,294
+catalogue titles in its vocabulary; the co-watch statistics come from the shipped real ratings slice
+(data/sample/rating_sample.csv.gz). Each call scores a different 50-event history (titles drawn by
+popularity, feedback 10% Dislike / 45% Like / 45% Love) with k=20 and explanations.
+
+Three timings per call, each with its own p50/p99 of wall time (and of the calling thread's CPU time,
+which other processes on a shared machine inflate less):
+- ``recommend``: scores, blend, top-k, explanations (similar picks, co-watch counts, sentences);
+- ``recommend+to_dict``: plus the JSON-ready answer the HTTP service sends (the headline p50_ms / p99_ms);
+- ``recommend+frames+graph``: plus the pandas DataFrames and the networkx graph the Streamlit app shows.
+Then offline batch scoring (recommend_batch, no explanations) of many histories, in users per second.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "code"))
+
+import predict  # noqa: E402
+from nostrade.dataset import Dataset  # noqa: E402
+from nostrade.model import SASRec, SASRecConfig  # noqa: E402
+from nostrade.prep import feedback_of  # noqa: E402
+from nostrade.sequences import LIKE, Sequences  # noqa: E402
+from nostrade.sources import read_anime  # noqa: E402
+
+ITEMS = REPO / "data" / "sample" / "anime.csv.gz"
+RATINGS = REPO / "data" / "sample" / "rating_sample.csv.gz"
+
+
+def full_catalogue_recommender(seed: int = 0) -> predict.Recommender:
+    """Every catalogue title in the vocabulary (iid = 1 + catalogue position), a random-weight SASRec."""
+    raw = read_anime(ITEMS, RATINGS)
+    items = raw.items.reset_index(drop=True)
+    items.insert(0, "iid", np.arange(1, len(items) + 1, dtype=np.int64))
+    ratings = raw.ratings.sort_values("user_id", kind="stable")  # file order within a user, as prep does
+    iid = pd.Index(items["anime_id"]).get_indexer(ratings["anime_id"]) + 1
+    rating = ratings["rating"].to_numpy(np.float64)
+    feedback = np.where(rating == raw.unrated_value, LIKE, feedback_of(rating, *raw.feedback_thresholds))
+    users, offsets = np.unique(ratings["user_id"].to_numpy(), return_index=True)
+    sequences = Sequences(np.append(offsets, len(ratings)).astype(np.int64), iid.astype(np.int64),
+                          feedback.astype(np.int64), np.ones(len(iid), dtype=np.int64))
+    meta = {"source": "latency benchmark (every catalogue title in the vocabulary)", "has_timestamps": False,
+            "time_bins": {"scheme": "none", "n_bins": 1}, "iid_map_sha256": "none", "n_items": len(items)}
+    torch.manual_seed(seed)
+    model = SASRec(SASRecConfig(n_items=len(items))).eval()
+    return predict.Recommender.from_parts(model, Dataset(items, sequences, users, meta))
+
+
+def histories(rec: predict.Recommender, n: int, length: int, seed: int) -> list[list[predict.Event]]:
+    rng = np.random.default_rng(seed)
+    members = rec.catalogue["members"].fillna(0).to_numpy(np.float64) + 1.0
+    ids = rec.catalogue["anime_id"].to_numpy()
+    out = []
+    for _ in range(n):
+        picked = rng.choice(ids, size=length, replace=False, p=members / members.sum())
+        feedback = rng.choice([1, 2, 3], size=length, p=[0.1, 0.45, 0.45])
+        out.append([predict.Event(int(a), int(f)) for a, f in zip(picked, feedback)])
+    return out
+
+
+def percentiles(seconds: list[float], cpu_seconds: list[float]) -> dict:
+    ms, cpu = np.asarray(seconds) * 1000, np.asarray(cpu_seconds) * 1000
+    return {"p50_ms": float(np.percentile(ms, 50)), "p90_ms": float(np.percentile(ms, 90)),
+            "p99_ms": float(np.percentile(ms, 99)), "mean_ms": float(ms.mean()), "max_ms": float(ms.max()),
+            "cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_p99_ms": float(np.percentile(cpu, 99))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench" / "latency.json")
+    parser.add_argument("--calls", type=int, default=2000, help="timed calls per variant")
+    parser.add_argument("--history", type=int, default=50, help="events per history")
+    parser.add_argument("--k", type=int, default=20)
+    parser.add_argument("--batch-users", type=int, default=2000, help="histories for the batch-throughput run")
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 20 calls, 50 batch users")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.calls, args.batch_users = 20, 50
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    rec = full_catalogue_recommender(args.seed)
+    load_seconds = time.perf_counter() - started
+    pool = histories(rec, 200, args.history, args.seed)
+    variants = {
+        "recommend": lambda h: rec.recommend(h, k=args.k),
+        "recommend+to_dict": lambda h: rec.recommend(h, k=args.k).to_dict(),
+        "recommend+frames+graph": lambda h: (lambda r: (r.items, r.explanations, r.graph))(rec.recommend(h, k=args.k)),
+    }
+    for h in pool[:min(50, args.calls)]:  # warm-up: allocator, lazy imports
+        for call in variants.values():
+            call(h)
+    timings = {}
+    load_before = os.getloadavg()
+    for name, call in variants.items():
+        seconds, cpu_seconds = [], []
+        for i in range(args.calls):
+            h = pool[i % len(pool)]
+            t, c = time.perf_counter(), time.thread_time()
+            call(h)
+            seconds.append(time.perf_counter() - t)
+            cpu_seconds.append(time.thread_time() - c)
+        timings[name] = percentiles(seconds, cpu_seconds)
+        print(f"{name:24s} p50 {timings[name]['p50_ms']:6.2f} ms   p99 {timings[name]['p99_ms']:6.2f} ms   "
+              f"mean {timings[name]['mean_ms']:6.2f} ms   (CPU time p50 {timings[name]['cpu_p50_ms']:.2f} ms, "
+              f"p99 {timings[name]['cpu_p99_ms']:.2f} ms; {args.calls} calls)")
+    load_after = os.getloadavg()
+    print(f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} CPUs: "
+          "wall times above the CPU times mean other processes competed for the cores")
+
+    batch = histories(rec, args.batch_users, args.history, args.seed + 1)
+    t = time.perf_counter()
+    scored = rec.recommend_batch(batch, k=args.k, batch_size=args.batch_size)
+    batch_seconds = time.perf_counter() - t
+    assert scored["user"].nunique() == len(batch)
+    print(f"batch: {len(batch)} users x {args.history} events, k={args.k}, batch size {args.batch_size}: "
+          f"{batch_seconds:.2f} s = {len(batch) / batch_seconds:,.0f} users/s (no explanations)")
+
+    headline = timings["recommend+to_dict"]
+    result = {
+        "p50_ms": headline["p50_ms"], "p99_ms": headline["p99_ms"], "headline": "recommend+to_dict",
+        "targets": {"p50_ms": 5.0, "p99_ms": 20.0},
+        "catalogue_items": len(rec.catalogue), "vocabulary_items": int(rec.dataset.n_items),
+        "history_length": args.history, "k": args.k, "explanations": True, "calls": args.calls,
+        "threads": torch.get_num_threads(), "variants": timings,
+        "batch": {"users": len(batch), "batch_size": args.batch_size, "seconds": batch_seconds,
+                  "users_per_s": len(batch) / batch_seconds},
+        "model": {**vars(rec.model.cfg), "weights": "random (latency does not depend on them)"},
+        "load_seconds": load_seconds,
+        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
+                    "load_average_before": load_before, "load_average_after": load_after, "torch": torch.__version__},
+        "quick": args.quick,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

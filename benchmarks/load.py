@@ -1,0 +1,188 @@
+"""Load test of the HTTP service: POST /recommend with 50-event histories, 1 and then 2 uvicorn workers.
+
+    python benchmarks/load.py --out artifacts/bench/api_load.json [--requests 2000] [--concurrency 8]
+    python benchmarks/load.py --out FILE.json --checkpoint checkpoints/sasrec.pt --data data/processed
+
+Runs on a fresh checkout. Without --checkpoint it prepares the embedded real anime sample
+(data/sample/, with nostrade.prep, as make_processed_data.py does) into a temporary folder and serves a
+randomly initialised SASRec of the default configuration saved with nostrade.checkpoint: latency does not
+depend on the weights, so the figures hold for a trained default model (the recommendations do not).
+The full 12,294-title catalogue is served (the file recorded in the processed folder's meta.json).
+
+For each worker count it starts `uvicorn api:app` on a free 127.0.0.1 port (api.ServerProcess), waits
+until every worker answers, sends --warmup unmeasured requests, then --requests POST /recommend
+(k=20, explanations on), each with the last 50 events of a real user of the sample (users with at least
+50), from an async httpx client with at most --concurrency requests in flight, stopping at --time-cap
+seconds; then stops the server. Writes, per worker count, {"rps", "p50_ms", "p99_ms", "errors", ...}
+(latency = client-side, request sent to response read; errors = non-200 answers, failed requests and
+requests not sent before the time cap). The client shares the machine's cores with the server: on a
+2-core machine it costs the server part of a core.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "code"))
+
+from api import ServerProcess  # noqa: E402
+from nostrade import prep  # noqa: E402
+from nostrade.checkpoint import save_checkpoint, write_json_atomic  # noqa: E402
+from nostrade.dataset import load_dataset  # noqa: E402
+from nostrade.model import SASRec, SASRecConfig  # noqa: E402
+
+HISTORY_LENGTH = 50
+
+
+def prepare_random_model(folder: Path) -> tuple[Path, Path]:
+    """The embedded sample processed into folder/processed, and a random-weight default SASRec for it."""
+    data_dir = folder / "processed"
+    prep.run(prep.PrepConfig(source="anime", out=data_dir, artifacts=data_dir))
+    data = load_dataset(data_dir)
+    torch.manual_seed(0)
+    cfg = SASRecConfig(n_items=data.n_items, n_time_bins=data.n_time_bins)
+    checkpoint = folder / "sasrec.pt"
+    save_checkpoint(checkpoint, SASRec(cfg), cfg, {"note": "random weights (load benchmark)"}, data.meta, {})
+    return checkpoint, data_dir
+
+
+def request_bodies(data_dir: Path, n: int, seed: int) -> list[bytes]:
+    """n POST /recommend JSON bodies: the last HISTORY_LENGTH events of real users, drawn with replacement
+    (encoded once here, so that the client spends its time on HTTP)."""
+    data = load_dataset(data_dir)
+    seqs = data.sequences
+    anime_of_iid = np.concatenate([[0], data.items["anime_id"].to_numpy()])
+    long_enough = np.flatnonzero(seqs.lengths >= HISTORY_LENGTH)
+    if not len(long_enough):
+        raise SystemExit(f"{data_dir}: no user has {HISTORY_LENGTH} events")
+    last = seqs.take(long_enough).last(HISTORY_LENGTH)
+    rows = np.random.default_rng(seed).choice(len(long_enough), n)
+    bodies = []
+    for row in rows:
+        span = slice(last.offsets[row], last.offsets[row + 1])
+        history = [{"anime_id": int(a), "feedback": int(f)}
+                   for a, f in zip(anime_of_iid[last.iid[span]], last.feedback[span])]
+        bodies.append(json.dumps({"history": history, "k": 20}).encode())
+    return bodies
+
+
+async def send_all(url: str, bodies: list[bytes], concurrency: int, time_cap_s: float) -> tuple[list[float], int, float]:
+    """(latencies in seconds of the 200 answers, number of errors, wall seconds)."""
+    gate = asyncio.Semaphore(concurrency)
+    latencies, errors = [], 0
+    start = time.perf_counter()
+    deadline = start + time_cap_s
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    headers = {"content-type": "application/json"}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0, headers=headers) as client:
+        async def one(body: bytes) -> None:
+            nonlocal errors
+            async with gate:
+                if time.perf_counter() > deadline:
+                    errors += 1  # not sent within the time cap
+                    return
+                sent = time.perf_counter()
+                try:
+                    response = await client.post("/recommend", content=body)
+                    ok = response.status_code == 200 and b'"items":[{' in response.content  # a non-empty top-k
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    latencies.append(time.perf_counter() - sent)
+                else:
+                    errors += 1
+
+        await asyncio.gather(*(one(b) for b in bodies))
+    return latencies, errors, time.perf_counter() - start
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (the uvicorn workers)."""
+    root = psutil.Process(pid)
+    return sum(p.cpu_times().user + p.cpu_times().system for p in [root, *root.children(recursive=True)])
+
+
+def measure(env: dict, workers: int, bodies: list[bytes], warmup: list[bytes], concurrency: int,
+            time_cap_s: float) -> dict:
+    with ServerProcess(env, workers=workers) as server:
+        asyncio.run(send_all(server.url, warmup, concurrency, time_cap_s))
+        load_before = os.getloadavg()[0]
+        server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
+        latencies, errors, wall = asyncio.run(send_all(server.url, bodies, concurrency, time_cap_s))
+        server_cpu, client_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - client_cpu
+    ms = np.array(latencies) * 1000
+    answered = max(len(latencies), 1)
+    return {"rps": round(len(latencies) / wall, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 2) if len(ms) else None,
+            "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
+            "errors": errors, "ok": len(latencies), "requests": len(bodies), "wall_s": round(wall, 2),
+            "concurrency": concurrency, "load_avg_1min_before": round(load_before, 2),
+            # CPU time per answered request: what the figures would be on quiet cores, whatever else runs
+            "server_cpu_ms_per_request": round(1000 * server_cpu / answered, 2),
+            "client_cpu_ms_per_request": round(1000 * client_cpu / answered, 2)}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, required=True, help="JSON results file (written atomically)")
+    p.add_argument("--requests", type=int, default=2000, help="measured requests per worker count (default 2000)")
+    p.add_argument("--warmup", type=int, default=100, help="unmeasured requests first (default 100)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight at most (default 8)")
+    p.add_argument("--time-cap", type=float, default=60.0, help="seconds per worker count (default 60)")
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
+    p.add_argument("--checkpoint", type=Path, help="serve this checkpoint (with --data) instead of a random one")
+    p.add_argument("--data", type=Path, help="the processed folder the checkpoint was trained on")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if (args.checkpoint is None) != (args.data is None):
+        p.error("--checkpoint and --data go together")
+    if min(args.requests, args.concurrency, min(args.workers)) < 1:
+        p.error("--requests, --concurrency and --workers must be at least 1")
+
+    with tempfile.TemporaryDirectory(prefix="nostrade-load-") as tmp:
+        tmp = Path(tmp)
+        if args.checkpoint is None:
+            print("preparing the embedded sample and a random-weight default SASRec…", flush=True)
+            checkpoint, data_dir = prepare_random_model(tmp)
+            model = "random-weight SASRec, default config (nostrade.model.SASRecConfig)"
+        else:
+            checkpoint, data_dir, model = args.checkpoint.resolve(), args.data.resolve(), str(args.checkpoint)
+        env = {"NOSTRADE_CHECKPOINT": str(checkpoint), "NOSTRADE_DATA": str(data_dir),
+               "NOSTRADE_EVENTS": str(tmp / "events.db"), "NOSTRADE_TORCH_THREADS": "1"}
+        bodies = request_bodies(data_dir, args.requests + args.warmup, args.seed)
+        warmup, bodies = bodies[:args.warmup], bodies[args.warmup:]
+        results = {}
+        for workers in args.workers:
+            print(f"{workers} worker(s): {len(bodies)} requests, concurrency {args.concurrency}…", flush=True)
+            results[str(workers)] = measure(env, workers, bodies, warmup, args.concurrency, args.time_cap)
+            r = results[str(workers)]
+            print(f"  {r['rps']:.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
+                  f"(CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
+                  f"{r['client_cpu_ms_per_request']} ms; 1-min load average {r['load_avg_1min_before']})", flush=True)
+
+    record = {"endpoint": "POST /recommend", "history_length": HISTORY_LENGTH, "k": 20, "explain": True,
+              "model": model, "workers": results,
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                          "torch": torch.__version__},
+              "command": " ".join([Path(sys.executable).name, *sys.argv])}
+    write_json_atomic(args.out, record)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,661 @@
+"""HTTP service: predict.Recommender behind FastAPI, feedback appended to the SQLite event log.
+
+Start (from the repository root, after `make train`):
+
+    uvicorn api:app --app-dir code --host 127.0.0.1 --port 8000      # docs at http://127.0.0.1:8000/docs
+
+Configuration (environment variables, the same as code/app.py's; relative paths are taken from the
+repository root):
+
+    NOSTRADE_CHECKPOINT      checkpoint to serve                         (default checkpoints/sasrec.pt)
+    NOSTRADE_DATA            processed folder it was trained on          (default data/processed)
+    NOSTRADE_CATALOGUE       full catalogue, e.g. data/sample/anime.csv.gz (default: the file recorded in
+                             the processed folder's meta.json, if unchanged; else the model's own titles)
+    NOSTRADE_EVENTS          SQLite event log (nostrade.events)          (default data/events.db)
+    NOSTRADE_MAX_BODY_BYTES  request body cap in bytes                   (default 1048576)
+    NOSTRADE_TORCH_THREADS   torch intra-op threads per worker process   (default 1)
+
+The model is loaded once per worker process at startup. Every score comes from predict.Recommender;
+this module only validates, looks up histories, and shapes JSON. A known user's history is their
+training interactions (the processed folder) followed by their logged feedback, read from the log on
+every request, so a POST /feedback shows in the next GET /recommend at once (in any worker).
+
+Errors are JSON ``{"error": kind, "detail": one line, "errors": [...]}`` with a 4xx status: 422 for a
+request that does not match the schema, 400 for values predict rejects (e.g. an unknown genre filter),
+404 for an unknown user or title, 413 for a body over the cap (declared or streamed). Request values
+never name files: every path comes from the environment above, read at startup.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Literal
+
+import httpx
+import numpy as np
+import pandas as pd
+import torch
+from fastapi import FastAPI, Path as PathParam, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from starlette.exceptions import HTTPException
+
+from nostrade.dataset import sha256_of
+from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, new_event_id
+from nostrade.sequences import LIKE
+from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code
+
+log = logging.getLogger("nostrade.api")
+
+MAX_ID = 2**53 - 1  # largest integer a JSON client (JavaScript) reads exactly
+MAX_K = 100
+MAX_HISTORY = 1000
+MAX_BATCH = 256
+MAX_FILTER_VALUES = 50
+MAX_TIMESTAMP = 32_503_680_000.0  # year 3000, in unix seconds
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+TITLE_FIELDS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members", "in_model"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    checkpoint: Path
+    data: Path
+    catalogue: Path | None
+    events: Path
+    max_body_bytes: int
+    torch_threads: int
+
+    @classmethod
+    def from_env(cls, env=os.environ) -> "Settings":
+        def path(name: str, default: str) -> Path:
+            value = Path(env.get(name) or default)
+            return value if value.is_absolute() else REPO_ROOT / value
+
+        def integer(name: str, default: int) -> int:
+            value = env.get(name) or str(default)
+            if not value.isdigit():
+                raise ValueError(f"{name}={value!r} is not a non-negative integer")
+            return int(value)
+
+        return cls(checkpoint=path("NOSTRADE_CHECKPOINT", "checkpoints/sasrec.pt"),
+                   data=path("NOSTRADE_DATA", "data/processed"),
+                   catalogue=path("NOSTRADE_CATALOGUE", "") if env.get("NOSTRADE_CATALOGUE") else None,
+                   events=path("NOSTRADE_EVENTS", "data/events.db"),
+                   max_body_bytes=integer("NOSTRADE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
+                   torch_threads=max(1, integer("NOSTRADE_TORCH_THREADS", 1)))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Request and response schemas
+# ---------------------------------------------------------------------------------------------------
+def integral(value):
+    """JSON Schema's integers are numbers with a zero fraction: accept 5.0 as 5 (5.5, "5" and true stay errors)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+def json_int(ge: int, le: int, description: str | None = None):
+    """An integer in ge..le, strict or lax as its model is (the bounds go first so they reach the schema)."""
+    return Annotated[int, Field(ge=ge, le=le, description=description), BeforeValidator(integral)]
+
+
+Id = json_int(0, MAX_ID)
+K = json_int(1, MAX_K, f"number of recommendations, 1..{MAX_K}")
+Alpha = Annotated[float, Field(ge=0.0, le=1.0, description="genre share of the blended score")]
+Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False, description="unix seconds")]
+FeedbackValue = Literal[1, 2, 3, "Dislike", "Like", "Love"]
+FilterValue = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+EventId = Annotated[str, StringConstraints(pattern=rf"^[A-Za-z0-9._:-]{{1,{MAX_EVENT_ID_LENGTH}}}$")]
+
+
+class Strict(BaseModel):
+    """JSON bodies: unknown fields rejected, no type coercion (an id is a JSON integer, not "5" or true)."""
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class HistoryEvent(Strict):
+    anime_id: Id
+    feedback: FeedbackValue = Field(2, description="1 Dislike, 2 Like, 3 Love (or those names)")
+    timestamp: Timestamp | None = Field(None, description="the history is ordered by it when every event has "
+                                                          "one, else taken in the order given (oldest first)")
+
+
+class Options(BaseModel):
+    """What every recommendation request may set besides the history (body fields or query parameters)."""
+    k: K = 20
+    alpha: Alpha = 0.2
+    genres: list[FilterValue] | None = Field(None, max_length=MAX_FILTER_VALUES,
+                                             description="keep titles with any of these genres")
+    types: list[FilterValue] | None = Field(None, max_length=MAX_FILTER_VALUES, description="e.g. TV, Movie")
+    min_members: json_int(0, MAX_ID) | None = None
+    explain: bool = True
+
+
+class RecommendRequest(Strict, Options):
+    history: list[HistoryEvent] = Field(default_factory=list, max_length=MAX_HISTORY)
+
+
+class RecommendQuery(Options):
+    model_config = ConfigDict(extra="forbid")  # query strings are text: "5" is 5 here
+
+
+class UserRecommendQuery(RecommendQuery):
+    user_id: Id
+
+
+class ColdQuery(RecommendQuery):
+    # The schema itself states every bound (the fuzzer holds us to it): 15 digits stay below MAX_ID, and
+    # 2 * MAX_HISTORY - 1 characters hold at most MAX_HISTORY ids.
+    liked: Annotated[str, StringConstraints(pattern=r"^\d{1,15}(,\d{1,15})*$", max_length=2 * MAX_HISTORY - 1)] = Field(
+        description=f"comma-separated anime ids the person likes, e.g. 1,5114,30 (at most {2 * MAX_HISTORY - 1} "
+                    "characters)")
+
+
+class FeedbackRequest(Strict):
+    user_id: Id
+    anime_id: Id
+    feedback: FeedbackValue
+    event_id: EventId | None = Field(None, description="idempotency key: a retried event with the same id is "
+                                                       "stored once (generated when absent)")
+    session_id: Annotated[str, StringConstraints(max_length=128)] | None = None
+    timestamp: Timestamp | None = Field(None, description="default: now")
+
+
+class BatchRequest(Strict):
+    user_ids: list[Id] = Field(default_factory=list, max_length=MAX_BATCH,
+                               description="known users: training history plus logged feedback")
+    histories: list[Annotated[list[HistoryEvent], Field(max_length=MAX_HISTORY)]] = Field(
+        default_factory=list, max_length=MAX_BATCH, description="anonymous histories")
+    k: K = 20
+    alpha: Alpha = 0.2
+
+
+class Explanation(BaseModel):
+    pick_anime_id: int
+    pick_name: str
+    pick_feedback: str
+    similarity: float | None = Field(description="embedding cosine; null outside the model")
+    genre_similarity: float | None
+    shared_genres: list[str]
+    co_watched: int
+    co_loved: int
+
+
+class RecommendedItem(BaseModel):
+    rank: int
+    anime_id: int
+    name: str
+    genres: list[str]
+    type: str | None
+    members: int
+    in_model: bool
+    score: float
+    model_score: float | None
+    genre_score: float
+    popularity_score: float
+    dislike_penalty: float
+    source: Literal["sequence", "genre", "popularity"] = Field(description="the signal that put it here")
+    reason: str
+    explanations: list[Explanation]
+
+
+class RecommendResponse(BaseModel):
+    path: Literal["sequence+genre", "genre+popularity", "popularity"]
+    cold_start: bool
+    alpha: float
+    unknown_ids: list[int] = Field(description="anime ids not in the catalogue: skipped")
+    content_only_ids: list[int] = Field(description="titles the model does not know: counted through genres")
+    n_duplicates: int
+    n_truncated: int
+    items: list[RecommendedItem]
+
+
+class UserRecommendResponse(RecommendResponse):
+    user_id: int
+    n_training_events: int
+    n_logged_events: int
+
+
+class FeedbackResponse(BaseModel):
+    stored: bool = Field(description="false: an event with this event_id was already stored (a retry)")
+    event_id: str
+
+
+class Title(BaseModel):
+    anime_id: int
+    name: str
+    genres: list[str]
+    type: str | None
+    episodes: int | None
+    rating_mean: float | None
+    members: int | None
+    in_model: bool
+
+
+class SearchHit(Title):
+    match: float
+
+
+class SearchResponse(BaseModel):
+    query: str
+    items: list[SearchHit]
+
+
+class SimilarItem(BaseModel):
+    rank: int
+    anime_id: int
+    name: str
+    genres: list[str]
+    type: str | None
+    members: int
+    in_model: bool
+    similarity: float
+    source: Literal["embedding", "genre"]
+
+
+class SimilarResponse(BaseModel):
+    anime_id: int
+    items: list[SimilarItem]
+
+
+class BatchResult(BaseModel):
+    user_id: int | None = Field(description="set for the entries of user_ids")
+    index: int | None = Field(description="position in histories, for anonymous histories")
+    path: str
+    unknown_ids: list[int]
+    anime_ids: list[int] = Field(description="best first")
+    scores: list[float]
+
+
+class BatchResponse(BaseModel):
+    k: int
+    alpha: float
+    results: list[BatchResult]
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_version: str = Field(description="sha256 of the checkpoint file")
+    source: str
+    catalogue_titles: int
+    model_titles: int
+    training_users: int
+    logged_events: int
+    uptime_s: float
+    pid: int = Field(description="the worker process that answered")
+
+
+class ErrorItem(BaseModel):
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: str
+    errors: list[ErrorItem] | None = None
+
+
+def errors(*codes: int) -> dict:
+    return {code: {"model": ErrorBody} for code in codes}
+
+
+# ---------------------------------------------------------------------------------------------------
+# Known users' histories
+# ---------------------------------------------------------------------------------------------------
+class KnownUsers:
+    """Each training user's events (from the recommender's data set, with timestamps from the processed
+    folder's interactions.parquet when the source had them) followed by their logged feedback."""
+
+    def __init__(self, rec: Recommender, events: EventLog, data_dir: Path | None = None):
+        data = rec.dataset
+        self.events = events
+        self.row_of_user = pd.Index(data.user_ids)
+        anime_of_iid = np.concatenate([[0], data.items["anime_id"].to_numpy(np.int64)])
+        self.offsets = data.sequences.offsets
+        self.anime_id = anime_of_iid[data.sequences.iid]
+        self.feedback = data.sequences.feedback
+        self.timestamp = training_timestamps(data_dir, data) if data_dir is not None else None
+
+    @property
+    def n_training_users(self) -> int:
+        return len(self.row_of_user)
+
+    def history(self, user_id: int) -> tuple[list[tuple], int, int]:
+        """(events oldest first, n training events, n logged events); both counts 0 for a stranger."""
+        row = self.row_of_user.get_indexer([user_id])[0]
+        start, stop = (int(self.offsets[row]), int(self.offsets[row + 1])) if row >= 0 else (0, 0)
+        logged = self.events.user_history(user_id)
+        anime_id = np.concatenate([self.anime_id[start:stop], logged["anime_id"].to_numpy(np.int64)])
+        feedback = np.concatenate([self.feedback[start:stop], logged["feedback"].to_numpy(np.int64)])
+        trained_at = self.timestamp[start:stop] if self.timestamp is not None else np.full(stop - start, np.nan)
+        stamps = np.concatenate([trained_at, logged["timestamp"].to_numpy(np.float64)])
+        # Timestamps only when every event has one; else predict keeps this order (training, then the log).
+        stamps = stamps.tolist() if not np.isnan(stamps).any() else [None] * len(stamps)
+        return list(zip(anime_id.tolist(), feedback.tolist(), stamps)), stop - start, len(logged)
+
+
+def training_timestamps(data_dir: Path, data) -> np.ndarray | None:
+    """interactions.parquet's timestamps (NaN where null) in the order of ``data.sequences``, or None when
+    the source had none. The folder must be the one the recommender's data set was read from."""
+    if not data.meta.get("has_timestamps", False):
+        return None
+    meta = json.loads((data_dir / "meta.json").read_text())
+    if meta.get("iid_map_sha256") != data.meta_hash:
+        raise ValueError(f"{data_dir}: its meta.json iid map hash differs from the served data set's")
+    table = pd.read_parquet(data_dir / "interactions.parquet", columns=["uid", "position", "timestamp"])
+    table = table.sort_values(["uid", "position"], kind="stable")
+    if len(table) != len(data.sequences.iid):
+        raise ValueError(f"{data_dir / 'interactions.parquet'}: {len(table)} rows, but the data set has "
+                         f"{len(data.sequences.iid)} events")
+    return table["timestamp"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The app
+# ---------------------------------------------------------------------------------------------------
+@dataclass
+class Service:
+    rec: Recommender
+    events: EventLog
+    users: KnownUsers
+    model_version: str
+    started: float
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(413, f"request body is larger than the {limit:,}-byte limit")
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with a JSON 413: at once when Content-Length says so,
+    else as soon as the streamed body passes the limit (FastAPI's own ``max_body_size`` answers the first
+    case in plain text, hence this small middleware)."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            problem = (BodyTooLarge(self.max_bytes) if declared.isdigit()
+                       else HTTPException(400, f"Content-Length {declared[:40].decode(errors='replace')!r} "
+                                               "is not a byte count"))
+            return await error_response(problem.status_code, problem.detail)(scope, receive, send)
+        received = 0
+
+        async def limited_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise BodyTooLarge(self.max_bytes)  # FastAPI re-raises HTTPExceptions from body reading
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+               422: "validation_error", 500: "internal_error"}
+
+
+def error_response(status: int, detail: str, items: list | None = None, headers: dict | None = None) -> JSONResponse:
+    body = {"error": ERROR_KINDS.get(status, "http_error"), "detail": detail}
+    if items is not None:
+        body["errors"] = items
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def validation_items(exc: RequestValidationError) -> list[dict]:
+    return [{"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+             "type": str(e.get("type", ""))} for e in exc.errors()]
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(request: Request, exc: RequestValidationError):
+        items = validation_items(exc)
+        shown = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in items[:3])
+        more = f" (and {len(items) - 3} more)" if len(items) > 3 else ""
+        return error_response(422, f"invalid request: {shown}{more}", items=items)
+
+    @app.exception_handler(HTTPException)
+    async def on_http_error(request: Request, exc: HTTPException):
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette lists only the first route's methods for a path served by several
+            allowed = {m for r in request.app.routes if isinstance(r, APIRoute) and r.path_regex.match(request.url.path)
+                       for m in r.methods}
+            headers = {**(headers or {}), "Allow": ", ".join(sorted(allowed))}
+        return error_response(exc.status_code, str(exc.detail), headers=headers)
+
+    @app.exception_handler(ValueError)  # predict's one-line messages about values it does not accept
+    async def on_value_error(request: Request, exc: ValueError):
+        return error_response(400, str(exc))
+
+    @app.exception_handler(UnknownTitle)
+    async def on_unknown_title(request: Request, exc: UnknownTitle):
+        return error_response(404, str(exc))
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception):
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return error_response(500, "internal error; see the server log")
+
+
+def load_service(settings: Settings) -> Service:
+    rec = Recommender.load(settings.checkpoint, settings.data, catalogue_path=settings.catalogue)
+    events = EventLog(settings.events)
+    return Service(rec, events, KnownUsers(rec, events, settings.data), sha256_of(settings.checkpoint),
+                   time.time())
+
+
+def create_app(recommender: Recommender | None = None, events_path: str | Path | None = None,
+               data_dir: str | Path | None = None, model_version: str | None = None,
+               settings: Settings | None = None) -> FastAPI:
+    """The service. With no arguments everything comes from the environment (see the module docstring)
+    and the model is loaded at startup; tests pass a ready ``recommender`` (and ``events_path``, and the
+    processed ``data_dir`` it came from, for training timestamps), which serve at once."""
+    settings = settings or Settings.from_env()
+    if recommender is not None:
+        events = EventLog(events_path or settings.events)
+        users = KnownUsers(recommender, events, None if data_dir is None else Path(data_dir))
+        service = Service(recommender, events, users, model_version or "in-memory", time.time())
+    else:
+        service = None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if app.state.service is None:
+            torch.set_num_threads(settings.torch_threads)
+            app.state.service = load_service(settings)
+            log.info("serving %s (sha256 %s)", settings.checkpoint, app.state.service.model_version[:12])
+        yield
+
+    app = FastAPI(title="Nostrade Engine", version="1.0",
+                  description="Anime recommendations from a SASRec model with feedback and time, genre blend "
+                              "and explanations. Every error is JSON with a 4xx status.",
+                  lifespan=lifespan)
+    app.state.service = service
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    install_error_handlers(app)
+    add_routes(app)
+    return app
+
+
+def get_service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def add_routes(app: FastAPI) -> None:
+    @app.get("/health", response_model=Health, tags=["service"])
+    def health(request: Request):
+        s = get_service(request)
+        return Health(status="ok", model_version=s.model_version, source=str(s.rec.meta.get("source", "")),
+                      catalogue_titles=len(s.rec.catalogue), model_titles=s.rec.dataset.n_items,
+                      training_users=s.users.n_training_users, logged_events=s.events.count(),
+                      uptime_s=round(time.time() - s.started, 3), pid=os.getpid())
+
+    @app.post("/recommend", response_model=RecommendResponse, responses=errors(400, 413, 422),
+              tags=["recommend"])
+    def recommend(body: RecommendRequest, request: Request):
+        """Top-k for a history of (anime_id, feedback, timestamp) events; unknown ids are listed, not fatal."""
+        events = [(e.anime_id, e.feedback, e.timestamp) for e in body.history]
+        return recommend_json(get_service(request).rec, events, body)
+
+    @app.get("/recommend", response_model=UserRecommendResponse, responses=errors(400, 404, 422),
+             tags=["recommend"])
+    def recommend_user(query: Annotated[UserRecommendQuery, Query()], request: Request):
+        """Top-k for a known user: their training history followed by their logged feedback."""
+        s = get_service(request)
+        events, n_trained, n_logged = s.users.history(query.user_id)
+        if not events:
+            raise HTTPException(404, f"user_id {query.user_id}: unknown (no training history, no logged feedback)")
+        return recommend_json(s.rec, events, query, user_id=query.user_id, n_training_events=n_trained,
+                              n_logged_events=n_logged)
+
+    @app.get("/recommend_cold", response_model=RecommendResponse, responses=errors(400, 422), tags=["recommend"])
+    def recommend_cold(query: Annotated[ColdQuery, Query()], request: Request):
+        """Cold start from a few liked titles (one title: genre + popularity; more: the sequence model)."""
+        liked = [int(x) for x in query.liked.split(",")]
+        return recommend_json(get_service(request).rec, [(a, LIKE, None) for a in liked], query)
+
+    @app.post("/recommend/batch", response_model=BatchResponse, responses=errors(400, 404, 413, 422),
+              tags=["recommend"])
+    def recommend_batch(body: BatchRequest, request: Request):
+        """Top-k for many users at once (known users and/or anonymous histories), without explanations."""
+        s = get_service(request)
+        histories = [s.users.history(u)[0] for u in body.user_ids]
+        strangers = [u for u, h in zip(body.user_ids, histories) if not h]
+        if strangers:
+            raise HTTPException(404, f"user_ids {strangers[:10]}: unknown (no training history, no logged feedback)")
+        histories += [[(e.anime_id, e.feedback, e.timestamp) for e in h] for h in body.histories]
+        ranked = s.rec.recommend_batch(histories, k=body.k, alpha=body.alpha)
+        starts = np.searchsorted(ranked["user"].to_numpy(), np.arange(len(histories) + 1))
+        anime_ids, scores, paths = (ranked[c].tolist() for c in ("anime_id", "score", "path"))
+        results = []
+        for n, history in enumerate(histories):
+            ids = np.fromiter((e[0] for e in history), dtype=np.int64, count=len(history))
+            a, b = starts[n], starts[n + 1]
+            known_user = n < len(body.user_ids)
+            results.append({"user_id": body.user_ids[n] if known_user else None,
+                            "index": None if known_user else n - len(body.user_ids),
+                            "path": paths[a] if b > a else "popularity",
+                            "unknown_ids": ids[s.rec.rows_of(ids) < 0].tolist(),
+                            "anime_ids": anime_ids[a:b], "scores": scores[a:b]})
+        return JSONResponse({"k": body.k, "alpha": body.alpha, "results": results})
+
+    @app.post("/feedback", status_code=201, response_model=FeedbackResponse,
+              responses={200: {"model": FeedbackResponse, "description": "already stored (a retried event_id)"},
+                         **errors(400, 404, 413, 422)}, tags=["feedback"])
+    def feedback(body: FeedbackRequest, request: Request):
+        """Append one rating to the event log (durably, before answering); idempotent by event_id."""
+        s = get_service(request)
+        if s.rec.rows_of(np.array([body.anime_id]))[0] < 0:
+            raise HTTPException(404, f"anime_id {body.anime_id}: not in the catalogue")
+        code = feedback_code(body.feedback)
+        event_id = body.event_id or new_event_id()
+        stored = s.events.append(body.user_id, body.anime_id, code, session_id=body.session_id, event_id=event_id,
+                                 timestamp=body.timestamp)
+        return JSONResponse({"stored": stored, "event_id": event_id}, status_code=201 if stored else 200)
+
+    @app.get("/similar/{anime_id}", response_model=SimilarResponse, responses=errors(404, 422), tags=["titles"])
+    def similar(anime_id: Annotated[int, PathParam(ge=0, le=MAX_ID)], request: Request,
+                k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
+        """Titles closest to one title: in the model's embedding space, or by genres outside the model."""
+        table = get_service(request).rec.similar(anime_id, k=k)
+        return Response(f'{{"anime_id":{anime_id},"items":{table.to_json(orient="records")}}}',
+                        media_type="application/json")
+
+    @app.get("/items", response_model=SearchResponse, responses=errors(422), tags=["titles"])
+    def items(request: Request, q: Annotated[str, Query(min_length=1, max_length=200, description="title")],
+              limit: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
+        """Typo-tolerant title search over the whole catalogue."""
+        table = get_service(request).rec.search(q, limit=limit)[[*TITLE_FIELDS, "match"]]
+        return Response(f'{{"query":{json.dumps(q)},"items":{table.to_json(orient="records")}}}',
+                        media_type="application/json")
+
+
+def recommend_json(rec: Recommender, events: Sequence, query: Options, **extra) -> JSONResponse:
+    out = rec.recommend(events, k=query.k, alpha=query.alpha, genres=query.genres, types=query.types,
+                        min_members=query.min_members, explain=query.explain)
+    return JSONResponse({**out.to_dict(), **extra})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The service in a child process (the load benchmark and the durability test)
+# ---------------------------------------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class ServerProcess:
+    """``uvicorn api:app`` in its own process group on 127.0.0.1, configured by ``env`` (NOSTRADE_* variables)."""
+    env: dict
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 180.0) -> "ServerProcess":
+        """Start and wait until every worker answers /health (each reports its pid)."""
+        command = [sys.executable, "-m", "uvicorn", "api:app", "--app-dir", str(REPO_ROOT / "code"),
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+                   "--log-level", "warning", "--no-access-log"]
+        self.process = subprocess.Popen(command, env={**os.environ, **self.env}, cwd=REPO_ROOT, start_new_session=True)
+        deadline, pids = time.monotonic() + timeout_s, set()
+        while len(pids) < self.workers:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the server exited with status {self.process.returncode} while starting")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the server did not answer within {timeout_s:.0f} s")
+            try:
+                pids.add(httpx.get(self.url + "/health", timeout=2.0).json()["pid"])
+            except (httpx.TransportError, ValueError, KeyError):
+                time.sleep(0.1)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole server (no shutdown, no flushing), and reap it."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+app = create_app()

@@ -1,0 +1,493 @@
+"""Nostrade Engine demo: rate titles, watch the recommendations change, see why; every click is logged.
+
+    streamlit run code/app.py
+
+Settings (environment variables; relative paths are taken from the repository root):
+    NOSTRADE_DATA         processed folder (make_processed_data.py)      default data/processed
+    NOSTRADE_CHECKPOINT   SASRec checkpoint                              default checkpoints/sasrec.pt
+    NOSTRADE_EVENTS       SQLite event log (nostrade.events)             default data/events.db
+    NOSTRADE_CATALOGUE    full catalogue; default: the file recorded in the data's meta.json
+    NOSTRADE_TRAIN_ARGS   extra flags for the in-app "train the default model" run (e.g. "--epochs 5")
+
+Scoring, blending, explanations and search are predict.py's; this file only lays them out. The
+person's picks live in the event log, not in the browser: a click shows up once it is stored.
+"""
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shlex
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import networkx as nx
+import pandas as pd
+import streamlit as st
+import torch
+
+from nostrade import prep
+from nostrade.dataset import sha256_of
+from nostrade.events import EventLog, current_ratings, current_saved
+from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LOVE
+from nostrade.sources import load_anime_catalogue
+from nostrade.ui import (CODE_OF_OPTION, RATING_COLUMN, RATING_OPTIONS, SAVE_COLUMN, FeedbackEvent, card_row_html,
+                         edits_to_events, influence_png, option_of, poster_card_html)
+from predict import Event, Recommender
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CATALOGUE_ROWS = 500
+CARDS_PER_ROW = 5
+DEMO_USER_BASE = 1_000_000_000  # demo users get ids far above the anime data's (< 100,000)
+
+
+def setting(name: str, default: str) -> Path:
+    path = Path(os.environ.get(name) or default)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+DATA_DIR = setting("NOSTRADE_DATA", "data/processed")
+CHECKPOINT = setting("NOSTRADE_CHECKPOINT", "checkpoints/sasrec.pt")
+EVENTS_DB = setting("NOSTRADE_EVENTS", "data/events.db")
+CATALOGUE = setting("NOSTRADE_CATALOGUE", "") if os.environ.get("NOSTRADE_CATALOGUE") else None
+torch.set_num_threads(1)  # one small request per click: extra intra-op threads only add overhead here
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cached resources: the model is reloaded when the checkpoint file changes (new inode, size or mtime).
+# ---------------------------------------------------------------------------------------------------
+def file_version(path: Path) -> tuple | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the model…")
+def load_recommender(checkpoint: str, data: str, catalogue: str | None, version: tuple) -> tuple[Recommender, str]:
+    del version  # part of the cache key only
+    return Recommender.load(checkpoint, data, catalogue_path=catalogue), sha256_of(Path(checkpoint))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_search(_rec: Recommender, model_hash: str, query: str, limit: int) -> pd.DataFrame:
+    """predict's title search, cached per model and query (a page asks the same query on every re-run)."""
+    return _rec.search(query, limit=limit)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def most_popular(_rec: Recommender, model_hash: str, genres: tuple, types: tuple) -> pd.DataFrame:
+    """The catalogue's default view: predict's popularity ranking with its details (cached per filters)."""
+    return _rec.lookup(_rec.popular(k=CATALOGUE_ROWS, genres=list(genres), types=list(types))["anime_id"])
+
+
+@st.cache_resource
+def event_log(path: str) -> EventLog:
+    return EventLog(path)
+
+
+@st.cache_data(max_entries=1)
+def popular_catalogue(path: str, n: int = 20) -> pd.DataFrame:
+    """Most-members titles of the raw catalogue: what the page shows while no model exists yet."""
+    catalogue = load_anime_catalogue(path).sort_values("members", ascending=False, kind="stable").head(n)
+    return catalogue.assign(genres=catalogue["genres"].map(", ".join))[["name", "genres", "type", "members"]]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Session: who is clicking, and writing their clicks to the log
+# ---------------------------------------------------------------------------------------------------
+def current_user() -> int:
+    """The demo user id: from ?user= in the URL, else a new random one put there (a reload keeps it)."""
+    if "user_id" not in st.session_state:
+        given = st.query_params.get("user", "")
+        st.session_state.user_id = int(given) if given.isdigit() else DEMO_USER_BASE + secrets.randbelow(10**9)
+        st.session_state.session_id = uuid.uuid4().hex
+        st.session_state.editor_version = 0
+    st.query_params["user"] = str(st.session_state.user_id)
+    return st.session_state.user_id
+
+
+def record(events: list[FeedbackEvent]) -> None:
+    """Append each event (one durable transaction each); a failure is shown, never hidden."""
+    try:
+        log = event_log(str(EVENTS_DB))
+        for event in events:
+            log.append(st.session_state.user_id, event.anime_id, event.feedback_type,
+                       session_id=st.session_state.session_id)
+    except (sqlite3.Error, OSError, ValueError, RuntimeError) as e:
+        st.session_state.flash = f"Could not store your click in {EVENTS_DB}: {e}"
+
+
+EDITORS = ("picks", "catalogue")
+
+
+def editor_key(name: str) -> str:
+    return f"{name}_editor_{st.session_state.editor_version}"
+
+
+def apply_table_edits() -> None:
+    """Edits made in a feedback table since the last run -> events -> log, before the page reads the log.
+
+    The tables are then drawn afresh (a new key), showing the ratings as stored."""
+    pending = []
+    for name in EDITORS:
+        edits = st.session_state.get(editor_key(name)) or {}
+        if edits.get("edited_rows") and f"{name}_shown" in st.session_state:
+            try:
+                pending += edits_to_events(st.session_state[f"{name}_shown"], edits["edited_rows"])
+            except ValueError as e:
+                st.session_state.flash = str(e)
+    if pending:
+        record(pending)
+    if pending or "flash" in st.session_state:
+        st.session_state.editor_version += 1
+
+
+def on_quick_rate(title_key: str) -> None:
+    anime_id, choice = st.session_state.get(title_key), st.session_state.get("pick_feedback")
+    if anime_id is not None and choice:
+        record([FeedbackEvent(int(anime_id), CODE_OF_OPTION[choice])])
+        st.session_state.pick_query = ""
+
+
+def on_clear_all(anime_ids: list[int]) -> None:
+    record([FeedbackEvent(a, CODE_OF_OPTION["—"]) for a in anime_ids])
+
+
+# ---------------------------------------------------------------------------------------------------
+# No model yet: say so, show popular titles, offer to train the default model
+# ---------------------------------------------------------------------------------------------------
+TQDM_PROGRESS = re.compile(r"sasrec:\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)")
+
+
+def train_default_model(progress) -> tuple[bool, str]:
+    """Prepare the embedded sample if needed, then run the training command with a live progress bar."""
+    if not (DATA_DIR / "meta.json").exists():
+        progress.progress(0.0, text="Preparing the embedded anime sample…")
+        artifacts = REPO_ROOT / "artifacts" if DATA_DIR == REPO_ROOT / "data" / "processed" else DATA_DIR
+        try:
+            prep.run(prep.PrepConfig(source="anime", out=DATA_DIR, artifacts=artifacts))
+        except (ValueError, OSError) as e:
+            return False, f"preparing {DATA_DIR}: {e}"
+    command = [sys.executable, "-m", "nostrade.train", "--data", str(DATA_DIR), "--out", str(CHECKPOINT),
+               *shlex.split(os.environ.get("NOSTRADE_TRAIN_ARGS", ""))]
+    if CHECKPOINT != REPO_ROOT / "checkpoints" / "sasrec.pt":  # the default run writes artifacts/metrics.json
+        command += ["--metrics", str(CHECKPOINT.with_suffix(".metrics.json"))]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output, buffer = [], b""
+    try:
+        while chunk := process.stdout.read1(4096):
+            buffer += chunk
+            *lines, buffer = re.split(rb"[\r\n]", buffer)
+            for line in (x.decode(errors="replace") for x in lines if x.strip()):
+                output.append(line)
+                if match := TQDM_PROGRESS.search(line):
+                    done, total = int(match.group(1)), int(match.group(2))
+                    progress.progress(done / total, text=f"Training SASRec: epoch {done} of at most {total} "
+                                                         "(stops early when validation stops improving)")
+        process.wait()
+    finally:
+        if process.poll() is None:  # the page was left or re-run: do not leave a training run behind
+            process.kill()
+            process.wait()
+    last = next((x for x in reversed(output) if not TQDM_PROGRESS.search(x)), "")
+    return process.returncode == 0, last
+
+
+def no_model_page(problem: str) -> None:
+    st.warning(problem)
+    st.markdown("The demo needs a trained model. Train the small default model on the embedded anime "
+                "sample here (a few minutes on a laptop CPU), or run `make train` in a terminal.")
+    if st.button("Train the default model", type="primary", key="train"):
+        progress = st.progress(0.0, text="Starting…")
+        ok, message = train_default_model(progress)
+        if ok and CHECKPOINT.exists():
+            progress.progress(1.0, text="Done")
+            st.success(f"Trained: {message}")
+            st.rerun()
+        st.error(f"Training failed: {message}")
+    catalogue = CATALOGUE or prep.DEFAULT_ITEMS
+    st.subheader("Popular titles meanwhile")
+    try:
+        st.dataframe(popular_catalogue(str(catalogue)), hide_index=True, width="stretch")
+    except (OSError, ValueError) as e:
+        st.info(f"No catalogue to show ({e}).")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Drawing
+# ---------------------------------------------------------------------------------------------------
+def cards(frame: pd.DataFrame, rec: Recommender, score_column: str | None = "score", reasons: bool = True) -> None:
+    """A row of poster cards (placeholders in the main genre's colour; the poster when the catalogue has one)."""
+    if frame.empty:
+        st.caption("Nothing to show with these settings.")
+        return
+    posters = rec.catalogue.set_index("anime_id")["poster_url"] if "poster_url" in rec.catalogue else None
+    html = []
+    for row in frame.head(CARDS_PER_ROW).itertuples():
+        url = posters.get(row.anime_id) if posters is not None else None
+        score = getattr(row, score_column) if score_column else None
+        reason = str(getattr(row, "reason", "") or "").split(";")[0] if reasons else None  # the full one is in the table
+        html.append(poster_card_html(row.name, row.genres, row.type, score, reason, url if isinstance(url, str) else None))
+    st.html(card_row_html(html))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def influence_image(nodes: tuple, edges: tuple, genres: tuple) -> bytes:
+    """influence_png, cached by the graph's content (the same picks and results are not drawn twice)."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from((n, dict(data)) for n, data in nodes)
+    graph.add_weighted_edges_from(edges)
+    return influence_png(graph, dict(genres))
+
+
+def draw_influence(graph: nx.DiGraph, rec: Recommender) -> None:
+    if graph.number_of_edges() == 0:
+        st.caption("No influence graph yet: it links your Like/Love picks to the recommendations they explain.")
+        return
+    nodes = tuple((n, tuple(sorted(d.items()))) for n, d in graph.nodes(data=True))
+    edges = tuple((u, v, float(w)) for u, v, w in graph.edges(data="weight"))
+    genres = tuple((n, tuple(g)) for n, g in rec.lookup(list(graph.nodes))[["anime_id", "genres"]].itertuples(index=False))
+    st.image(influence_image(nodes, edges, genres), width="stretch",
+             caption="Your picks → recommendations; line width = similarity (model embedding, else genres)")
+
+
+def explanation_table(out) -> pd.DataFrame:
+    names = out.items.set_index("anime_id")["name"]
+    why = out.explanations
+    return pd.DataFrame({
+        "Recommended": why["anime_id"].map(names),
+        "Because of your pick": why["pick_name"],
+        "You said": why["pick_feedback"],
+        "Similarity (model)": why["similarity"].round(3),
+        "Genre similarity": why["genre_similarity"].round(3),
+        "Shared genres": why["shared_genres"].map(", ".join),
+        "Watched both": why["co_watched"],
+        "Loved pick, watched it": why["co_loved"],
+    })
+
+
+def recommendation_table(items: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"#": items["rank"], "Title": items["name"], "Why": items["reason"], "Type": items["type"],
+                         "Score": items["score"].round(3), "Genres": items["genres"].map(", ".join),
+                         "Source": items["source"]})
+
+
+# ---------------------------------------------------------------------------------------------------
+# The page
+# ---------------------------------------------------------------------------------------------------
+def sidebar(rec: Recommender, model_hash: str) -> dict:
+    bar = st.sidebar
+    bar.header("Settings")
+    blend_on = bar.toggle("Genre blend", value=True, key="blend", help="final = (1-α)·model + α·genre similarity")
+    alpha = bar.slider("α (genre share)", 0.0, 1.0, 0.2, 0.05, key="alpha", disabled=not blend_on)
+    k = bar.slider("K (how many)", 5, 50, 10, 1, key="k")
+    bar.subheader("Filters")
+    genres = bar.multiselect("Genres (any of)", rec.genres, key="filter_genres")
+    types = bar.multiselect("Types", rec.types, key="filter_types")
+    min_members = bar.number_input("Minimum members", 0, 10_000_000, 0, 1000, key="min_members")
+    live = bar.toggle("Live update", value=True, key="live",
+                      help="Update the Top-K after every change; when off, press Predict")
+    bar.divider()
+    bar.caption(f"User {st.session_state.user_id} · model `{CHECKPOINT.name}` sha256 {model_hash[:12]} · "
+                f"events in `{EVENTS_DB.name}`")
+    return {"alpha": alpha if blend_on else 0.0, "k": k, "genres": tuple(genres), "types": tuple(types),
+            "min_members": int(min_members) or None, "live": live}
+
+
+def onboarding(rec: Recommender, model_hash: str) -> None:
+    st.subheader("Rate a title")
+    query = st.text_input("Find a title you know", key="pick_query", placeholder="e.g. naruto, shingeki, death note")
+    found = cached_search(rec, model_hash, query.strip(), 20) if query.strip() else rec.lookup([])
+    labels = dict(zip(found["anime_id"].tolist(), (f"{n} ({t or '?'})" for n, t in zip(found["name"], found["type"]))))
+    left, right = st.columns([3, 2])
+    title_key = f"pick_title:{query.strip()}"  # a new search starts from its best match
+    left.selectbox("Title", list(labels), format_func=labels.get, key=title_key, index=0 if labels else None,
+                   placeholder="type above to search")
+    right.radio("Your rating", list(FEEDBACK_NAMES.values())[::-1], horizontal=True, key="pick_feedback")
+    st.button("Rate", on_click=on_quick_rate, args=(title_key,), disabled=not labels, type="primary", key="rate")
+    if query.strip() and not labels:
+        st.caption(f"No title matches '{query}'.")
+
+
+def picks_table(rec: Recommender, history: pd.DataFrame, saved: list[int]) -> None:
+    st.subheader(f"Your picks ({len(history)})")
+    if history.empty:
+        st.caption("Nothing rated yet: rate a few titles and recommendations appear at once.")
+        return
+    rows = rec.lookup(history["anime_id"][::-1])
+    rating = dict(zip(history["anime_id"], history["feedback"]))
+    shown = pd.DataFrame({"anime_id": rows["anime_id"], "Title": rows["name"], "Type": rows["type"],
+                          "In model": rows["in_model"],
+                          RATING_COLUMN: rows["anime_id"].map(lambda a: option_of(rating[a])),
+                          SAVE_COLUMN: rows["anime_id"].isin(saved)})
+    feedback_editor(shown, "picks", height=min(35 * (len(shown) + 1) + 3, 250))
+    st.button("Clear all picks", on_click=on_clear_all, args=(history["anime_id"].astype(int).tolist(),), key="clear_all")
+
+
+def feedback_editor(shown: pd.DataFrame, name: str, height: int | str = "auto") -> None:
+    """An st.data_editor whose rating / save cells become events (nostrade.ui.edits_to_events)."""
+    st.session_state[f"{name}_shown"] = shown
+    st.data_editor(
+        shown, key=editor_key(name), hide_index=True, height=height, width="stretch",
+        column_order=[c for c in shown.columns if c != "anime_id"],
+        disabled=[c for c in shown.columns if c not in (RATING_COLUMN, SAVE_COLUMN)],
+        column_config={RATING_COLUMN: st.column_config.SelectboxColumn(RATING_COLUMN, options=RATING_OPTIONS,
+                                                                        required=True),
+                       SAVE_COLUMN: st.column_config.CheckboxColumn(SAVE_COLUMN),
+                       "Members": st.column_config.NumberColumn(format="localized"),
+                       "Score": st.column_config.NumberColumn(format="%.2f")})
+
+
+def catalogue_browser(rec: Recommender, model_hash: str, history: pd.DataFrame, saved: list[int]) -> None:
+    st.subheader("Catalogue")
+    search_col, genre_col, type_col = st.columns([2, 2, 1])
+    query = search_col.text_input("Search titles", key="catalogue_query", placeholder="typos are fine")
+    genres = genre_col.multiselect("Genre", rec.genres, key="catalogue_genres")
+    types = type_col.multiselect("Type", rec.types, key="catalogue_types")
+    if query.strip():
+        rows = cached_search(rec, model_hash, query.strip(), 100)
+        allowed = rec.filter_mask(genres, types).numpy()
+        rows = rows[rows["anime_id"].isin(rec.catalogue["anime_id"].to_numpy()[allowed])]
+    else:
+        rows = most_popular(rec, model_hash, tuple(genres), tuple(types))
+    rating = dict(zip(history["anime_id"], history["feedback"]))
+    shown = pd.DataFrame({
+        "anime_id": rows["anime_id"], "Title": rows["name"], "Genres": rows["genres"].map(", ".join),
+        "Type": rows["type"],
+        "Episodes": rows["episodes"] if "episodes" in rows else pd.NA,
+        "Score": rows["rating_mean"] if "rating_mean" in rows else pd.NA,
+        "Members": rows["members"],
+        RATING_COLUMN: rows["anime_id"].map(lambda a: option_of(rating.get(a))),
+        SAVE_COLUMN: rows["anime_id"].isin(saved),
+    }).reset_index(drop=True)
+    st.caption(f"{len(shown)} titles" + ("" if query.strip() else f": the {CATALOGUE_ROWS} with the most members")
+               + " · set 'Your rating' in the table")
+    feedback_editor(shown, "catalogue", height=380)
+
+
+def recommendations(rec: Recommender, events: list[Event], settings: dict):
+    """Top-K (cards, table, CSV export) and the "Why these?" table; returns predict's Recommendations."""
+    request = (tuple(events), settings["k"], settings["alpha"], settings["genres"], settings["types"],
+               settings["min_members"])
+    head, button = st.columns([4, 1])
+    head.subheader(f"Top {settings['k']} for you")
+    pressed = button.button("Predict", type="primary", key="predict")
+    if pressed or settings["live"] or "request" not in st.session_state:
+        st.session_state.request = request
+    elif st.session_state.request != request:
+        st.info("Your picks or settings changed: press Predict to update.")
+    events_, k, alpha, genres, types, min_members = st.session_state.request
+    out = rec.recommend(list(events_), k=k, alpha=alpha, genres=list(genres) or None, types=list(types) or None,
+                        min_members=min_members)
+    path_text = {"sequence+genre": f"sequence model + genre blend (α = {alpha:.2f})",
+                 "genre+popularity": "cold start: genre profile + popularity (rate 2+ titles the model knows)",
+                 "popularity": "cold start: most popular titles (rate a few titles)"}[out.path]
+    notes = [f"How: {path_text}"]
+    if out.content_only_ids:
+        notes.append(f"{len(out.content_only_ids)} of your picks are outside the model's vocabulary and count "
+                     "through their genres")
+    st.caption(" · ".join(notes))
+    cards(out.items, rec)
+    st.dataframe(recommendation_table(out.items), hide_index=True, width="stretch",
+                 column_config={"#": st.column_config.NumberColumn(width=30),
+                                "Title": st.column_config.TextColumn(width="medium"),
+                                "Why": st.column_config.TextColumn(width="large")})
+    st.download_button("Export Top-K with explanations (CSV)", out.to_csv(), file_name="nostrade_top_k.csv",
+                       mime="text/csv", key="export", on_click="ignore")
+
+    st.subheader("Why these?")
+    if out.explanations.empty:
+        st.caption("No explanations yet: they name your Like/Love picks closest to each recommendation.")
+    else:
+        st.dataframe(explanation_table(out), hide_index=True, width="stretch")
+    return out
+
+
+def more_sections(rec: Recommender, events: list[Event], history: pd.DataFrame, settings: dict) -> None:
+    """Rows like a streaming service's, each one predict.py call."""
+    seen = set(history["anime_id"].tolist())
+    alpha, k = settings["alpha"], CARDS_PER_ROW
+    loved = history[history["feedback"] == LOVE]
+    if len(loved):
+        anchor = int(loved["anime_id"].iloc[-1])
+        name = rec.lookup([anchor])["name"].iloc[0]
+        st.subheader(f"Because you loved {name}")
+        similar = rec.similar(anchor, k=k + len(seen))
+        similar = similar[~similar["anime_id"].isin(seen)]
+        cards(similar.assign(reason=similar["similarity"].map(lambda s: f"similarity {s:.2f}")), rec, None)
+    if events:
+        st.subheader("Similar to your taste")
+        st.caption("Genre profile only (α = 1): the titles whose genres best match your ratings.")
+        cards(rec.recommend(events, k=k, alpha=1.0, explain=False).items, rec, reasons=False)
+    st.subheader("Popular right now")
+    st.caption("Most members in the catalogue, minus what you rated.")
+    popular = rec.popular(k=k + len(seen))
+    cards(popular[~popular["anime_id"].isin(seen)].assign(reason=lambda f: f["members"].map("{:,} members".format)),
+          rec, None)
+    liked_genres = {g for gs in rec.lookup(history.loc[history["feedback"] != DISLIKE, "anime_id"])["genres"]
+                    for g in gs}
+    fresh = [g for g in rec.genres if g not in liked_genres]
+    if events and liked_genres and fresh:
+        st.subheader("Something different")
+        st.caption("The model's best picks among genres you have not rated yet.")
+        cards(rec.recommend(events, k=k, alpha=alpha, genres=fresh).items, rec)
+
+
+def main() -> None:
+    started = time.perf_counter()
+    st.set_page_config(page_title="Nostrade Engine", page_icon="🎬", layout="wide")
+    st.title("Nostrade Engine")
+    st.caption("Rate anime you know — Dislike, Like or Love — and the recommendations follow, with the reasons. "
+               "Sequence model (SASRec) with feedback embeddings, genre blend, explanations.")
+    version = file_version(CHECKPOINT)
+    if version is None or not (DATA_DIR / "meta.json").exists():
+        missing = CHECKPOINT if version is None else DATA_DIR / "meta.json"
+        no_model_page(f"No trained model yet: `{missing}` is missing.")
+        return
+    try:
+        rec, model_hash = load_recommender(str(CHECKPOINT), str(DATA_DIR), str(CATALOGUE) if CATALOGUE else None,
+                                           version)
+    except (ValueError, OSError, RuntimeError, KeyError) as e:
+        no_model_page(f"The model at `{CHECKPOINT}` cannot be used with `{DATA_DIR}`: {e}")
+        return
+
+    user_id = current_user()
+    apply_table_edits()
+    settings = sidebar(rec, model_hash)
+    if flash := st.session_state.pop("flash", None):
+        st.error(flash)
+    try:
+        logged = event_log(str(EVENTS_DB)).events(user_id)
+        history, saved = current_ratings(logged), current_saved(logged)
+    except (sqlite3.Error, OSError, RuntimeError) as e:
+        st.error(f"The event log `{EVENTS_DB}` cannot be read: {e}")
+        history, saved = pd.DataFrame(columns=["anime_id", "feedback", "timestamp"]), []
+    events = [Event(int(a), int(f), float(t)) for a, f, t in history[["anime_id", "feedback", "timestamp"]].itertuples(
+        index=False)]
+
+    left, right = st.columns([4, 7], gap="large")
+    with left:
+        onboarding(rec, model_hash)
+        picks_table(rec, history, saved)
+    with right:
+        out = recommendations(rec, events, settings)
+    with left:
+        st.subheader("Influence graph")
+        draw_influence(out.graph, rec)
+    more_sections(rec, events, history, settings)
+    catalogue_browser(rec, model_hash, history, saved)
+    if saved:
+        st.subheader("Saved for later")
+        st.write(", ".join(rec.lookup(saved)["name"]))
+    st.session_state.runs = st.session_state.get("runs", 0) + 1  # the browser test waits for this to change
+    st.sidebar.caption(f"Page computed in {1000 * (time.perf_counter() - started):.0f} ms · run {st.session_state.runs}")
+
+
+main()

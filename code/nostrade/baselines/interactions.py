@@ -1,0 +1,27 @@
+"""Sequences -> sparse user x item matrices, the input every matrix-based baseline starts from."""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from nostrade.sequences import Sequences
+
+
+def known_events(seqs: Sequences, n_items: int) -> np.ndarray:
+    """Flat boolean mask of the events whose iid is a real item (1..n_items); padding and unknown ids are dropped."""
+    return (seqs.iid >= 1) & (seqs.iid <= n_items)
+
+
+def interaction_matrix(seqs: Sequences, n_items: int, values: np.ndarray | None = None) -> sp.csr_matrix:
+    """(n_users, n_items + 1) float32 CSR matrix, column = iid (column 0, padding, stays empty).
+
+    Without ``values`` an entry is 1 if the user has the item at all (a repeat counts once); with ``values``
+    (one per flat event) repeated events of an item are summed.
+    """
+    keep = known_events(seqs, n_items)
+    data = np.ones(keep.sum(), np.float32) if values is None else np.asarray(values, np.float32)[keep]
+    matrix = sp.csr_matrix((data, (seqs.row_of_event()[keep], seqs.iid[keep])), shape=(seqs.n_users, n_items + 1))
+    matrix.sum_duplicates()
+    if values is None:
+        matrix.data[:] = 1.0
+    return matrix

@@ -1,0 +1,206 @@
+"""Drive the Streamlit demo (code/app.py) in a real browser: headless Chromium through Selenium.
+
+Used by the end-to-end test (tests/test_browser.py) and the page-speed benchmark (benchmarks/app.py):
+``serve_app`` starts ``streamlit run code/app.py`` on a free 127.0.0.1 port and stops it (and its
+children) afterwards; ``chromium`` opens Debian's Chromium with a fresh profile; ``DemoPage`` does what
+a person does on the page and waits until the app has finished re-running.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_app(env: dict[str, str], port: int | None = None, startup_timeout: float = 120.0):
+    """``streamlit run code/app.py`` on 127.0.0.1 with ``env`` added; yields the page URL."""
+    port = port or free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "code" / "app.py"),
+               "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
+               "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + startup_timeout
+        while True:
+            if process.poll() is not None:
+                log.seek(0)
+                raise RuntimeError(f"streamlit exited with {process.returncode}: {log.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"streamlit did not answer on {url} within {startup_timeout:.0f} s")
+            time.sleep(0.2)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        log.close()
+
+
+@contextlib.contextmanager
+def chromium(download_dir: Path, width: int = 1600, height: int = 2000):
+    """Headless Chromium with a fresh profile; downloads go to ``download_dir``."""
+    with tempfile.TemporaryDirectory(prefix="nostrade-chromium-") as profile:
+        options = webdriver.ChromeOptions()
+        options.binary_location = CHROMIUM
+        for flag in CHROMIUM_FLAGS + [f"--user-data-dir={profile}", f"--window-size={width},{height}"]:
+            options.add_argument(flag)
+        options.add_experimental_option("prefs", {"download.default_directory": str(download_dir),
+                                                  "download.prompt_for_download": False})
+        driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+        try:
+            driver.execute_cdp_cmd("Page.setDownloadBehavior", {"behavior": "allow",
+                                                                "downloadPath": str(download_dir)})
+            yield driver
+        finally:
+            driver.quit()
+
+
+# In-page JavaScript: the app's last element is the sidebar caption "Page computed in N ms · run R"; a
+# re-run is drawn completely once R has changed. Timing in the page (performance.now, checked every
+# animation frame) leaves WebDriver's own round trips out of the figures.
+_RUN_JS = """
+window.__nostradeRun = () => {
+  const text = Array.from(document.querySelectorAll('[data-testid="stSidebar"] p')).map(p => p.innerText)
+    .find(t => t.startsWith('Page computed in')) || '';
+  const m = text.match(/run (\\d+)/); return m ? Number(m[1]) : 0;
+};
+"""
+_CLICK_AND_TIME_JS = _RUN_JS + """
+const [selector, done] = [arguments[0], arguments[arguments.length - 1]];
+const before = window.__nostradeRun(), t0 = performance.now();
+document.querySelector(selector).click();
+const check = () => window.__nostradeRun() > before ? done(performance.now() - t0) : requestAnimationFrame(check);
+requestAnimationFrame(check);
+"""
+_FIRST_RUN_JS = _RUN_JS + """
+const done = arguments[arguments.length - 1];
+const check = () => window.__nostradeRun() > 0 ? done(performance.now()) : requestAnimationFrame(check);
+check();
+"""
+
+
+class DemoPage:
+    """The demo page in a browser: actions wait until the app's re-run is fully drawn."""
+
+    def __init__(self, driver, timeout: float = 60.0):
+        self.driver, self.timeout = driver, timeout
+        driver.set_script_timeout(timeout)
+
+    def wait(self, condition, timeout: float | None = None):
+        def safe(driver):
+            try:
+                return condition(driver)
+            except StaleElementReferenceException:  # Streamlit redrew the element meanwhile
+                return False
+        return WebDriverWait(self.driver, timeout or self.timeout, poll_frequency=0.05).until(safe)
+
+    def run_number(self) -> int:
+        return self.driver.execute_script(_RUN_JS + "return window.__nostradeRun();")
+
+    def headings(self) -> list[str]:
+        return [h.text.strip() for h in self.driver.find_elements(By.CSS_SELECTOR, "h1, h2, h3")]
+
+    def cards(self) -> list[str]:
+        return [c.text for c in self.driver.find_elements(By.CSS_SELECTOR, ".nostrade-card")]
+
+    def open(self, url: str) -> float:
+        """Load the page; seconds from navigation start until the first run is drawn completely."""
+        self.driver.get(url)
+        return self.driver.execute_async_script(_FIRST_RUN_JS) / 1000
+
+    def click(self, selector: str) -> float:
+        """Click; seconds until the re-run it causes is drawn completely."""
+        return self.driver.execute_async_script(_CLICK_AND_TIME_JS, selector) / 1000
+
+    def settle(self) -> None:
+        """Wait until a re-run started by typing has been drawn (the run number stops changing)."""
+        last, stable_since = self.run_number(), time.monotonic()
+        while time.monotonic() - stable_since < 0.5:
+            time.sleep(0.05)
+            now = self.run_number()
+            if now != last:
+                last, stable_since = now, time.monotonic()
+
+    def rate(self, query: str, feedback: str) -> float:
+        """Search, keep the best match, choose the rating, press Rate; seconds from the click on Rate until
+        the page is redrawn with the new pick and its recommendations."""
+        box = self.wait(lambda d: d.find_element(By.CSS_SELECTOR, 'input[aria-label="Find a title you know"]'))
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(query, Keys.ENTER)
+        self.wait(lambda d: d.find_elements(By.CSS_SELECTOR, ".st-key-rate button:not([disabled])"))
+        self.settle()
+        self.driver.find_element(
+            By.XPATH, f'//div[@role="radiogroup"]//label[.//*[normalize-space(text())="{feedback}"]]').click()
+        self.settle()
+        return self.click(".st-key-rate button")
+
+    def rate_in_catalogue(self, row: int, option: str, rating_column: int = 6, row_px: int = 35) -> float:
+        """Set 'Your rating' of the catalogue table's ``row`` (0 = first) through the table's own drop-down:
+        click the row's first cell, arrow right to the rating column, Enter, click the option. Seconds from
+        the click on the option until the re-run is drawn."""
+        grid = self.driver.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrameResizable"]')[-1]
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", grid)
+        width, height = grid.size["width"], grid.size["height"]
+        ActionChains(self.driver).move_to_element_with_offset(
+            grid, -width // 2 + 60, -height // 2 + row_px * (row + 1) + row_px // 2).click().perform()
+        ActionChains(self.driver).send_keys(*[Keys.ARROW_RIGHT] * rating_column, Keys.ENTER).perform()
+        choice = self.wait(lambda d: [o for o in d.find_elements(By.CSS_SELECTOR, '[role="option"]')
+                                      if o.text.strip() == option])[0]
+        before, started = self.run_number(), time.perf_counter()
+        choice.click()
+        self.wait(lambda d: self.run_number() > before)
+        return time.perf_counter() - started
+
+    def click_button(self, key: str) -> float:
+        return self.click(f".st-key-{key} button")
+
+    def toggle(self, key: str) -> float:
+        return self.click(f".st-key-{key} input")
+
+    def server_ms(self) -> int:
+        """The app's own script time of its last run ("Page computed in N ms")."""
+        text = self.driver.execute_script(
+            "return Array.from(document.querySelectorAll('[data-testid=\"stSidebar\"] p'))"
+            ".map(p => p.innerText).find(t => t.startsWith('Page computed in')) || ''")
+        return int(text.split()[3]) if text else -1

@@ -1,0 +1,109 @@
+"""Checkpoints: weights + configs + the iid map they were trained on, written atomically.
+
+A checkpoint holds only tensors and plain Python values so that it loads with
+``torch.load(weights_only=True)``. Loading it against a different iid map or item count raises
+CheckpointMismatch instead of a silent size mismatch or, worse, scores attached to the wrong titles.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from nostrade.model import SASRec, SASRecConfig
+
+FORMAT_VERSION = 1
+
+
+class CheckpointMismatch(ValueError):
+    """The checkpoint was trained on another item vocabulary than the one it is being used with."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model: SASRec
+    model_cfg: SASRecConfig
+    train_cfg: dict
+    iid_map_sha256: str
+    meta: dict
+    metrics: dict
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    """torch.save to a temporary file in the same folder, then os.replace: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    """JSON to a temporary file beside ``path``, then os.replace."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def save_checkpoint(path, model: SASRec, model_cfg: SASRecConfig, train_cfg, dataset_meta: dict,
+                    metrics: dict, training_state: dict | None = None) -> None:
+    """Write the model for serving; ``training_state`` (optimizer, scheduler, epoch...) makes it resumable."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "model_state": state,
+        "model_cfg": asdict(model_cfg),
+        "train_cfg": asdict(train_cfg) if not isinstance(train_cfg, dict) else dict(train_cfg),
+        "iid_map_sha256": dataset_meta["iid_map_sha256"],
+        "n_items": model_cfg.n_items,
+        "meta": dataset_meta,
+        "metrics": metrics,
+    }
+    if training_state is not None:
+        payload["training_state"] = training_state
+    atomic_torch_save(payload, path)
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The raw payload (plain values and tensors only)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint; train one with `python -m nostrade.train`")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def check_vocabulary(payload: dict, path, expected_iid_map_sha256: str | None = None,
+                     expected_n_items: int | None = None) -> None:
+    if expected_iid_map_sha256 is not None and payload["iid_map_sha256"] != expected_iid_map_sha256:
+        raise CheckpointMismatch(
+            f"{path}: trained on iid map sha256 {payload['iid_map_sha256'][:12]}…, but the data in use has "
+            f"{expected_iid_map_sha256[:12]}…; retrain on this data or use the iid_map.json it was trained with")
+    if expected_n_items is not None and payload["n_items"] != expected_n_items:
+        raise CheckpointMismatch(
+            f"{path}: trained on {payload['n_items']} items, but the data in use has {expected_n_items}; "
+            "retrain on this data or use the iid_map.json it was trained with")
+
+
+def load_checkpoint(path: str | Path, expected_iid_map_sha256: str | None = None,
+                    expected_n_items: int | None = None, map_location="cpu") -> Checkpoint:
+    payload = read_checkpoint(path, map_location)
+    check_vocabulary(payload, path, expected_iid_map_sha256, expected_n_items)
+    model_cfg = SASRecConfig(**payload["model_cfg"])
+    model = SASRec(model_cfg)
+    model.load_state_dict(payload["model_state"])
+    model.eval()
+    return Checkpoint(model, model_cfg, payload["train_cfg"], payload["iid_map_sha256"], payload["meta"],
+                      payload["metrics"])

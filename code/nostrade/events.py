@@ -1,0 +1,197 @@
+"""Append-only SQLite log of feedback events: the demo's clicks and the HTTP service's POST /feedback.
+
+Durability: the database runs in WAL mode with ``synchronous=FULL``, and every event is its own
+``BEGIN IMMEDIATE … COMMIT``: once ``append`` returns, the event is in the fsynced WAL and survives a
+SIGKILL of the process and a power loss (NORMAL would survive a SIGKILL too, but can lose the last
+commits on power loss; a click costs one fsync either way, a few ms). Writers queue on the lock through
+``busy_timeout`` rather than fail, and readers never block writers (WAL).
+
+Idempotency: every event carries an ``event_id`` (client-supplied, or a generated uuid4); a retried
+event with an id already stored is ignored (``INSERT … ON CONFLICT(event_id) DO NOTHING``), so it is
+stored once and ``append`` returns False.
+
+Feedback codes (``feedback_type``): 1 Dislike, 2 Like, 3 Love (as in the processed data), 0 = the
+person cleared their rating of the title, 4 = saved for later, 5 = removed from "saved for later".
+The current state of a (user, title) pair is its latest event by (timestamp, seq): a rating event
+(0–3) sets or clears the rating, a save event (4, 5) the watch-list flag; the two are independent.
+
+Thread-safe: each thread (and each process after a fork) uses its own connection.
+"""
+from __future__ import annotations
+
+import operator
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+
+from nostrade.sequences import DISLIKE, LIKE, LOVE
+
+CLEARED, SAVED, UNSAVED = 0, 4, 5
+RATING_TYPES = (CLEARED, DISLIKE, LIKE, LOVE)
+FEEDBACK_TYPES = (*RATING_TYPES, SAVED, UNSAVED)
+SCHEMA_VERSION = 1
+MAX_EVENT_ID_LENGTH = 128
+COLUMNS = ["seq", "event_id", "user_id", "session_id", "anime_id", "feedback_type", "timestamp"]
+
+_SCHEMA_V1 = (f"""
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id TEXT NOT NULL UNIQUE CHECK (length(event_id) BETWEEN 1 AND {MAX_EVENT_ID_LENGTH}),
+    user_id INTEGER NOT NULL,
+    session_id TEXT,
+    anime_id INTEGER NOT NULL,
+    feedback_type INTEGER NOT NULL CHECK (feedback_type BETWEEN 0 AND 5),
+    timestamp REAL NOT NULL
+)""",
+    "CREATE INDEX events_by_user ON events (user_id, seq)",
+    "CREATE TABLE schema_versions (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL, description TEXT NOT NULL)",
+)
+
+
+def new_event_id() -> str:
+    return uuid.uuid4().hex
+
+
+class EventLog:
+    """``EventLog(path).append(user_id, anime_id, feedback_type)``; the file and schema are created on first use."""
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0):
+        self.path = Path(path)
+        self.busy_timeout_s = busy_timeout_s
+        self._local = threading.local()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._ensure_schema()
+
+    # -- connections -------------------------------------------------------------------------------
+    def _connection(self) -> sqlite3.Connection:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            # isolation_level=None: no implicit transactions, each write below opens its own.
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            local.conn, local.pid = conn, os.getpid()
+        return local.conn
+
+    def close(self) -> None:
+        """Close this thread's connection (others close when their thread's objects are collected)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
+            conn.close()
+        self._local.__dict__.clear()
+
+    def _ensure_schema(self) -> None:
+        conn = self._connection()
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self.path}: event log schema version {version} is newer than this code "
+                               f"understands ({SCHEMA_VERSION}); upgrade nostrade")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # re-check under the write lock
+                for statement in _SCHEMA_V1:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_versions VALUES (?, ?, ?)",
+                             (SCHEMA_VERSION, time.time(), "events(event_id UNIQUE, user_id, session_id, "
+                              "anime_id, feedback_type 0-5, timestamp)"))
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- writing -----------------------------------------------------------------------------------
+    def append(self, user_id: int, anime_id: int, feedback_type: int, *, session_id: str | None = None,
+               event_id: str | None = None, timestamp: float | None = None) -> bool:
+        """Store one event durably; True if stored, False if an event with this ``event_id`` already was."""
+        row = _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp)
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = conn.execute(
+                "INSERT INTO events (event_id, user_id, session_id, anime_id, feedback_type, timestamp) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING", row)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return cursor.rowcount == 1
+
+    # -- reading -----------------------------------------------------------------------------------
+    def events(self, user_id: int | None = None) -> pd.DataFrame:
+        """Every stored event (of one user, if given), in storage order."""
+        query = f"SELECT {', '.join(COLUMNS)} FROM events"
+        params: tuple = ()
+        if user_id is not None:
+            query, params = query + " WHERE user_id = ?", (int(user_id),)
+        rows = self._connection().execute(query + " ORDER BY seq", params).fetchall()
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        return frame.astype({"seq": "int64", "user_id": "int64", "anime_id": "int64",
+                             "feedback_type": "int8", "timestamp": "float64"})
+
+    def user_history(self, user_id: int) -> pd.DataFrame:
+        """The user's current ratings (anime_id, feedback 1-3, timestamp), oldest first."""
+        return current_ratings(self.events(user_id))[["anime_id", "feedback", "timestamp"]].reset_index(drop=True)
+
+    def saved(self, user_id: int) -> list[int]:
+        """anime ids the user has saved for later (and not removed since), oldest first."""
+        return current_saved(self.events(user_id))
+
+    def count(self) -> int:
+        return self._connection().execute("SELECT count(*) FROM events").fetchone()[0]
+
+    def schema_version(self) -> int:
+        return self._connection().execute("PRAGMA user_version").fetchone()[0]
+
+
+def _latest(events: pd.DataFrame, types) -> pd.DataFrame:
+    """Each (user, title)'s latest event among ``types``, by (timestamp, seq), in that order."""
+    chosen = events[events["feedback_type"].isin(types)].sort_values(["timestamp", "seq"], kind="stable")
+    return chosen.drop_duplicates(["user_id", "anime_id"], keep="last")
+
+
+def current_ratings(events: pd.DataFrame) -> pd.DataFrame:
+    """Current ratings of every (user, title) in an ``events()`` frame: a ``feedback`` column 1-3 added,
+    cleared ratings and save-for-later events left out; ordered by (timestamp, seq)."""
+    latest = _latest(events, RATING_TYPES)
+    latest = latest[latest["feedback_type"] != CLEARED]
+    return latest.assign(feedback=latest["feedback_type"].astype("int8"))
+
+
+def current_saved(events: pd.DataFrame) -> list[int]:
+    latest = _latest(events, (SAVED, UNSAVED))
+    return latest.loc[latest["feedback_type"] == SAVED, "anime_id"].astype(int).tolist()
+
+
+def _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp) -> tuple:
+    def integer(name, value):
+        try:
+            if isinstance(value, bool):
+                raise TypeError
+            value = operator.index(value)  # ints and numpy integers; not floats, strings or bools
+        except TypeError:
+            raise ValueError(f"event {name}: expected an integer, got {value!r}") from None
+        if not -2**63 <= value < 2**63:
+            raise ValueError(f"event {name}: {value} is out of the 64-bit range")
+        return value
+
+    user_id, anime_id, feedback_type = (integer("user_id", user_id), integer("anime_id", anime_id),
+                                        integer("feedback_type", feedback_type))
+    if feedback_type not in FEEDBACK_TYPES:
+        raise ValueError(f"event feedback_type: {feedback_type} is not one of {FEEDBACK_TYPES} "
+                         "(0 cleared, 1 Dislike, 2 Like, 3 Love, 4 saved, 5 unsaved)")
+    event_id = new_event_id() if event_id is None else str(event_id)
+    if not 1 <= len(event_id) <= MAX_EVENT_ID_LENGTH:
+        raise ValueError(f"event event_id: length {len(event_id)} is not in 1..{MAX_EVENT_ID_LENGTH}")
+    timestamp = time.time() if timestamp is None else float(timestamp)
+    if timestamp != timestamp or timestamp in (float("inf"), float("-inf")):
+        raise ValueError(f"event timestamp: {timestamp} is not a finite number")
+    return (event_id, user_id, None if session_id is None else str(session_id), anime_id, feedback_type, timestamp)

@@ -1,0 +1,164 @@
+"""Why was this recommended: similar past picks, shared genres, co-watch counts, a sentence, a graph.
+
+For each recommendation, the person's Like/Love picks are ranked by how close they are to it: by
+cosine similarity in the model's learned item-embedding space when the recommendation came from the
+sequence model (picks the model knows first), by genre cosine otherwise (only picks sharing a genre).
+The top N_BECAUSE picks are named in a sentence ("Because you loved Naruto and One Piece") and drawn
+as edges of an influence graph (pick -> recommendation, weighted by that similarity). Co-watch
+evidence comes from the training interactions held as two sparse user x item matrices, so the counts
+of a request are one small sparse product.
+
+Everything here works on a handful of numpy rows per request (k recommendations x N_BECAUSE picks):
+the per-request cost is a few small matrix products, not a pass over the catalogue.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import scipy.sparse as sp
+
+from nostrade.sequences import FEEDBACK_NAMES, LOVE, Sequences
+
+N_BECAUSE = 2  # picks named per recommendation
+VERBS = {"Love": "loved", "Like": "liked", "Dislike": "disliked"}
+EXPLANATION_COLUMNS = ["anime_id", "pick_anime_id", "pick_name", "pick_feedback", "similarity",
+                       "genre_similarity", "shared_genres", "co_watched", "co_loved"]
+_FEEDBACK_NAME_OF = np.array(["", *(FEEDBACK_NAMES[c] for c in sorted(FEEDBACK_NAMES))], dtype=object)
+
+
+def co_watch_matrices(sequences: Sequences, n_items: int) -> tuple[sp.csc_matrix, sp.csc_matrix]:
+    """(watched, loved): binary user x (n_items + 1) CSC matrices from the interactions."""
+    rows, iid = sequences.row_of_event(), sequences.iid
+    shape = (sequences.n_users, n_items + 1)
+
+    def matrix(keep: np.ndarray) -> sp.csc_matrix:
+        m = sp.csc_matrix((np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], iid[keep])), shape=shape)
+        m.data[:] = 1.0  # a repeated (user, item) pair counts once
+        return m
+
+    return matrix(np.ones(len(iid), dtype=bool)), matrix(sequences.feedback == LOVE)
+
+
+@dataclass(frozen=True)
+class Explainer:
+    """Everything explanations need, precomputed once at load (see ``predict.Recommender``)."""
+    item_unit: np.ndarray  # (n_items + 1, d) float32, L2-normalised item embeddings (row 0 = padding)
+    genre_unit: np.ndarray  # (n_catalogue, n_genres) float32, L2-normalised genre indicator rows
+    genre_names: np.ndarray  # (n_genres,) object
+    iid_of_row: np.ndarray  # (n_catalogue,) int64, model iid of each catalogue row (0 = outside vocabulary)
+    anime_ids: np.ndarray  # (n_catalogue,) int64
+    names: np.ndarray  # (n_catalogue,) object
+    watched: sp.csc_matrix  # users x (n_items + 1)
+    loved: sp.csc_matrix  # users x (n_items + 1)
+
+    def explain(self, rec_rows: np.ndarray, rec_by_model: np.ndarray, pick_rows: np.ndarray,
+                pick_feedback: np.ndarray) -> dict[str, np.ndarray]:
+        """Columns (EXPLANATION_COLUMNS plus ``rec``, the index into ``rec_rows``), one entry per
+        (recommendation, named pick), at most N_BECAUSE per recommendation, best first, grouped by rec.
+
+        ``rec_by_model[r]``: recommendation r came from the sequence model; ``pick_*``: the person's
+        Like/Love events as catalogue rows and feedback codes.
+        """
+        rec_iid, pick_iid = self.iid_of_row[rec_rows], self.iid_of_row[pick_rows]
+        both_known = (rec_iid > 0)[:, None] & (pick_iid > 0)[None, :]
+        similarity = np.where(both_known, self.item_unit[rec_iid] @ self.item_unit[pick_iid].T, np.nan)
+        genre_similarity = self.genre_unit[rec_rows] @ self.genre_unit[pick_rows].T
+        by_embedding = rec_by_model[:, None] & both_known
+        key = np.where(by_embedding, similarity, genre_similarity - 2.0)  # embedding-ranked picks first
+        usable = by_embedding | (genre_similarity > 0)
+        n = min(N_BECAUSE, len(pick_rows))
+        best = np.argsort(np.where(usable, -key, np.inf), axis=1, kind="stable")[:, :n]
+        r = np.repeat(np.arange(len(rec_rows)), n)
+        p = best.ravel()
+        keep = usable[r, p] if n else np.zeros(0, dtype=bool)
+        r, p = r[keep], p[keep]
+        rec_at, pick_at = rec_rows[r], pick_rows[p]
+        co_watched, co_loved = self.co_watch(pick_iid[p], rec_iid[r])
+        shared = (self.genre_unit[rec_at] > 0) & (self.genre_unit[pick_at] > 0)
+        return {
+            "rec": r,
+            "anime_id": self.anime_ids[rec_at],
+            "pick_anime_id": self.anime_ids[pick_at],
+            "pick_name": self.names[pick_at],
+            "pick_feedback": _FEEDBACK_NAME_OF[pick_feedback[p]],
+            "similarity": similarity[r, p],
+            "genre_similarity": genre_similarity[r, p],
+            "shared_genres": [self.genre_names[s].tolist() for s in shared],
+            "co_watched": co_watched,
+            "co_loved": co_loved,
+        }
+
+    def co_watch(self, pick_iid: np.ndarray, rec_iid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per (pick, rec) pair: users who watched both, and users who loved the pick and watched the rec
+        (0 where either title is outside the model's vocabulary: it has no training interactions).
+
+        Work per request ~ the pairs' pick audiences: the rec audiences become a small dense
+        (recs x users) mask, then each pair's pick audience is looked up in its rec's row.
+        """
+        known = (pick_iid > 0) & (rec_iid > 0)
+        counts = np.zeros((2, len(pick_iid)), dtype=np.int64)
+        if not known.any():
+            return counts[0], counts[1]
+        recs, rec_of_pair = np.unique(rec_iid[known], return_inverse=True)
+        rec_users, rec_owner = _column_entries(self.watched, recs)
+        audience = np.zeros((len(recs), self.watched.shape[0]), dtype=bool)
+        audience[rec_owner, rec_users] = True
+        pairs = np.flatnonzero(known)
+        for out, by in zip(counts, (self.watched, self.loved)):
+            users, pair = _column_entries(by, pick_iid[pairs])
+            out[pairs] = np.bincount(pair, weights=audience[rec_of_pair[pair], users], minlength=len(pairs))
+        return counts[0], counts[1]
+
+
+def _column_entries(matrix: sp.csc_matrix, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices of the stored entries of each of ``columns`` (flat), and which of them each belongs to."""
+    starts, ends = matrix.indptr[columns], matrix.indptr[columns + 1]
+    lengths = ends - starts
+    owner = np.repeat(np.arange(len(columns)), lengths)
+    flat = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+    return matrix.indices[flat], owner
+
+
+def sentences(explanations: dict, n_recs: int) -> list[str | None]:
+    """Per recommendation: 'Because you loved Naruto and liked One Piece; 41 people who loved Naruto
+    also watched it' from its explanation entries (None where it has none)."""
+    out: list[str | None] = [None] * n_recs
+    parts: dict[int, list] = {}
+    for r, name, feedback, co_loved in zip(explanations["rec"].tolist(), explanations["pick_name"].tolist(),
+                                           explanations["pick_feedback"].tolist(), explanations["co_loved"].tolist()):
+        parts.setdefault(r, []).append((name, VERBS[feedback], co_loved))
+    for r, picks in parts.items():
+        words, last_verb = [], None
+        for name, verb, _ in picks:
+            words.append(name if verb == last_verb else f"{verb} {name}")
+            last_verb = verb
+        sentence = "Because you " + " and ".join(words)
+        name, _, co_loved = picks[0]
+        if co_loved > 0:
+            sentence += f"; {co_loved:,} {'person' if co_loved == 1 else 'people'} who loved {name} also watched it"
+        out[r] = sentence
+    return out
+
+
+def influence_graph(items, explanations) -> nx.DiGraph:
+    """Pick -> recommendation edges weighted by the similarity that named the pick.
+
+    ``items`` / ``explanations``: DataFrames or dicts of columns as ``predict.Recommendations`` holds them.
+    Nodes are anime ids with ``kind`` ('pick' | 'recommendation'), ``name``, and ``feedback`` (picks)
+    or ``rank`` and ``score`` (recommendations). Edge ``weight``: the embedding similarity, or the
+    genre similarity where there is no embedding similarity.
+    """
+    column = lambda frame, name: np.asarray(frame[name]).tolist()
+    graph = nx.DiGraph()
+    graph.add_nodes_from((a, {"kind": "recommendation", "name": n, "rank": r, "score": s}) for a, n, r, s in zip(
+        column(items, "anime_id"), column(items, "name"), column(items, "rank"), column(items, "score")))
+    graph.add_nodes_from((a, {"kind": "pick", "name": n, "feedback": f}) for a, n, f in zip(
+        column(explanations, "pick_anime_id"), column(explanations, "pick_name"),
+        column(explanations, "pick_feedback")))
+    similarity = np.asarray(explanations["similarity"], dtype=np.float64)
+    weight = np.where(np.isnan(similarity), np.asarray(explanations["genre_similarity"], dtype=np.float64), similarity)
+    graph.add_weighted_edges_from(zip(column(explanations, "pick_anime_id"), column(explanations, "anime_id"),
+                                      weight.tolist()))
+    return graph

@@ -1,0 +1,136 @@
+"""SASRec with item + feedback + time embeddings (Kang & McAuley 2018, with the "3D" context inputs).
+
+Input at step t: E_item[i_t] + E_feedback[f_t] + E_time[tau_t] + E_pos[t], a causal pre-norm Transformer
+encoder, and scores h_t . E_item[i] over the whole catalogue (the item embedding is tied). Sequences are
+left-padded (iid 0 = padding), so the most recent event always sits at the last position.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nostrade.sequences import Sequences
+
+N_FEEDBACK = 4  # 0 padding, 1 Dislike, 2 Like, 3 Love
+
+
+@dataclass
+class SASRecConfig:
+    n_items: int
+    n_time_bins: int = 1
+    max_len: int = 200
+    d_model: int = 64
+    n_heads: int = 2
+    n_layers: int = 2
+    dropout: float = 0.2
+    attention_dropout: float = 0.0  # > 0 rules out the fused attention kernels: ~5x slower attention on CPU
+    use_feedback: bool = True
+    use_time: bool = True
+
+
+def trim_left_padding(iid: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Drop the leading columns that are padding in every row (attention costs O(L^2); outputs are unchanged)."""
+    real = (iid > 0).any(0)
+    first = int(real.int().argmax()) if bool(real.any()) else iid.shape[1] - 1
+    return tuple(t[:, first:] for t in (iid, *others))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer layer: x + Attention(LN(x)), then x + FFN(LN(x)) (as nanoGPT, GPT-2)."""
+
+    def __init__(self, d: int, n_heads: int, dropout: float, attention_dropout: float):
+        super().__init__()
+        self.n_heads, self.attention_dropout = n_heads, attention_dropout
+        self.norm1, self.norm2 = nn.LayerNorm(d), nn.LayerNorm(d)
+        self.qkv, self.out = nn.Linear(d, 3 * d), nn.Linear(d, d)
+        self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """x (B, L, d); allowed (B, 1, L, L) boolean, True where query may attend to key."""
+        b, length, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
+                                             dropout_p=self.attention_dropout if self.training else 0.0)
+        x = x + self.dropout(self.out(att.transpose(1, 2).reshape(b, length, d)))
+        return x + self.dropout(self.ffn(self.norm2(x)))
+
+
+class SASRec(nn.Module):
+    def __init__(self, cfg: SASRecConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)
+        self.feedback_emb = nn.Embedding(N_FEEDBACK, d, padding_idx=0) if cfg.use_feedback else None
+        self.time_emb = nn.Embedding(cfg.n_time_bins + 1, d, padding_idx=0) if cfg.use_time else None
+        self.pos_emb = nn.Embedding(cfg.max_len, d)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.dropout, cfg.attention_dropout)
+                                    for _ in range(cfg.n_layers))
+        self.final_norm = nn.LayerNorm(d)
+        for emb in (self.item_emb, self.feedback_emb, self.time_emb, self.pos_emb):
+            if emb is not None:
+                nn.init.normal_(emb.weight, std=0.02)
+                if emb.padding_idx is not None:
+                    emb.weight.data[emb.padding_idx].zero_()
+
+    @staticmethod
+    def attention_mask(iid: torch.Tensor) -> torch.Tensor:
+        """(B, 1, L, L) boolean, True where a query may attend to a key: earlier or same real positions.
+
+        A padding query would then see no key at all (softmax of nothing is NaN), so every position may
+        always attend to itself; padding outputs are never scored.
+        """
+        length = iid.shape[1]
+        causal = torch.ones(length, length, dtype=torch.bool, device=iid.device).tril()
+        allowed = causal & (iid > 0).unsqueeze(1)
+        allowed |= torch.eye(length, dtype=torch.bool, device=iid.device)
+        return allowed.unsqueeze(1)
+
+    def forward(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor) -> torch.Tensor:
+        """Left-padded (B, L) int64 inputs, L <= max_len -> hidden states (B, L, d_model)."""
+        length = iid.shape[1]
+        positions = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=iid.device)
+        x = self.item_emb(iid) * self.cfg.d_model ** 0.5 + self.pos_emb(positions)
+        if self.feedback_emb is not None:
+            x = x + self.feedback_emb(feedback)
+        if self.time_emb is not None:
+            x = x + self.time_emb(time_bin.clamp(max=self.cfg.n_time_bins))
+        x, allowed = self.dropout(x), self.attention_mask(iid)
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.final_norm(x)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores of every item (column 0, padding, included) for each hidden state (..., d) -> (..., n_items + 1)."""
+        return hidden @ self.item_emb.weight.T
+
+    def score_next(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor) -> torch.Tensor:
+        """(B, n_items + 1) scores of the item that follows the last position."""
+        return self.logits(self.forward(*trim_left_padding(iid, feedback, time_bin))[:, -1])
+
+    def scorer(self, batch_size: int = 128):
+        """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores on the CPU.
+        Events outside the vocabulary (padding 0, ids above n_items) are left out, as the baselines do."""
+        device = self.item_emb.weight.device
+
+        @torch.no_grad()
+        def score(history: Sequences) -> torch.Tensor:
+            was_training = self.training
+            self.eval()
+            history = history.select((history.iid >= 1) & (history.iid <= self.cfg.n_items))
+            by_length = np.argsort(history.lengths, kind="stable")  # batches of similar length: less padding
+            padded = [torch.from_numpy(a) for a in history.take(by_length).padded(self.cfg.max_len)]
+            scores = torch.zeros(history.n_users, self.cfg.n_items + 1)
+            for i in range(0, history.n_users, batch_size):
+                rows = torch.from_numpy(by_length[i:i + batch_size])
+                scores[rows] = self.score_next(*(a[i:i + batch_size].to(device) for a in padded)).float().cpu()
+            self.train(was_training)
+            return scores
+
+        return score

@@ -1,0 +1,356 @@
+"""Train SASRec on a processed folder, every position of a user's training sequence at once.
+
+    python -m nostrade.train --data data/processed --out checkpoints/sasrec.pt [--loss ce --max-len 200 ...]
+    torchrun --nproc_per_node 2 -m nostrade.train ...      (data parallel: gloo on CPU, NCCL on GPUs)
+
+One epoch = one window of (at most max_len + 1) consecutive training events per user; position t predicts
+event t + 1. Early stopping on validation NDCG@10 (full ranking, nostrade.evaluate). The best model goes
+to --out, the full training state after every evaluation to <out>.last.pt, so --resume continues a
+killed run exactly where its last evaluation left it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
+from tqdm.auto import tqdm
+
+from nostrade import distributed
+from nostrade.checkpoint import check_vocabulary, read_checkpoint, save_checkpoint, write_json_atomic
+from nostrade.dataset import Dataset, load_dataset
+from nostrade.evaluate import evaluate, evaluate_all_targets
+from nostrade.model import SASRec, SASRecConfig, trim_left_padding
+from nostrade.sequences import DISLIKE, LOVE, Sequences
+from nostrade.split import LeaveOneOut, leave_one_out
+
+LOSSES = ("ce", "bce", "bpr")
+CROPS = ("random", "last")
+
+
+@dataclass
+class TrainConfig:
+    loss: str = "ce"  # "ce": softmax over the whole catalogue; "bce" / "bpr": n_negatives sampled items
+    n_negatives: int = 16
+    feedback_weighting: bool = True  # Love counts love_weight, a Dislike next item is pushed away, not a positive
+    love_weight: float = 2.0
+    dislike_weight: float = 1.0
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    epochs: int = 40  # the cosine schedule spans this many epochs
+    batch_size: int = 32  # users per optimizer step, summed over all processes
+    warmup: int = 50  # optimizer steps of linear warm-up before the cosine decay
+    grad_clip: float = 1.0
+    patience: int = 8  # evaluations without a better validation NDCG@10 before stopping
+    eval_every: int = 1  # epochs between evaluations
+    crop: str = "random"  # window of a training sequence longer than max_len + 1: "random" or the "last"
+    seed: int = 0
+    device: str = "auto"  # "auto" = cuda when available
+    num_threads: int = 2  # CPU threads (the shared machine has 2 cores)
+    resume: bool = False  # continue from <out>.last.pt when it exists
+    progress: bool = True
+
+    def __post_init__(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
+        if self.crop not in CROPS:
+            raise ValueError(f"crop: {self.crop!r} is not one of {', '.join(CROPS)}")
+
+
+@dataclass
+class TrainResult:
+    model: SASRec
+    history: list[dict]  # one dict per epoch: epoch, loss, seconds, and the validation metrics when evaluated
+    best_metrics: dict  # validation metrics of the best epoch
+    seconds_to_best: float  # wall time from the start of training to the end of the best epoch's evaluation
+    best_epoch: int
+    epochs_run: int = 0
+    seconds_total: float = 0.0
+
+
+def last_checkpoint_path(path: str | Path) -> Path:
+    path = Path(path)
+    return path.with_name(path.stem + ".last" + path.suffix)
+
+
+def training_windows(train: Sequences, rows: np.ndarray, window: int, random_crop: bool,
+                     generator: torch.Generator) -> Sequences:
+    """Each row's training events cut to at most ``window`` consecutive ones: a random window, or the last."""
+    seqs = train.take(rows)
+    spare = np.maximum(seqs.lengths - window, 0)
+    if random_crop:
+        draw = torch.rand(len(rows), generator=generator, dtype=torch.float64).numpy()
+        start = np.floor(draw * (spare + 1)).astype(np.int64)
+    else:
+        start = spare
+    start_of_event = np.repeat(start, seqs.lengths)
+    pos = seqs.position_of_event()
+    return seqs.select((pos >= start_of_event) & (pos < start_of_event + window))
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
+    """Batches of rows of similar length, so that little padding is computed: sort by length times a random
+    factor in [0.8, 1.2) (batches differ from epoch to epoch), cut, shuffle the order of the batches."""
+    noise = 0.8 + 0.4 * torch.rand(len(lengths), generator=generator, dtype=torch.float64).numpy()
+    order = np.argsort(lengths * noise, kind="stable")
+    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, target_feedback: torch.Tensor,
+                  cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
+    """Mean loss over the scored positions (target > 0) of a batch of hidden states (B, L, d)."""
+    h, target, feedback = hidden[target > 0], target[target > 0], target_feedback[target > 0]
+    disliked = (feedback == DISLIKE) if cfg.feedback_weighting else torch.zeros_like(target, dtype=torch.bool)
+    weight = torch.ones(len(target), device=h.device)
+    if cfg.feedback_weighting:
+        weight = torch.where(feedback == LOVE, cfg.love_weight, weight)
+        weight = torch.where(disliked, cfg.dislike_weight, weight)
+
+    if cfg.loss == "ce":
+        logits = model.logits(h).float()
+        logits[:, 0] = -torch.inf
+        log_p = logits.log_softmax(-1).gather(1, target.unsqueeze(1)).squeeze(1)
+        # A disliked next item: -log(1 - p) pushes its probability down instead of up.
+        push_away = -torch.log1p(-log_p.clamp(max=-1e-6).exp())
+        per_position = torch.where(disliked, push_away, -log_p)
+    else:
+        negatives = torch.randint(1, model.cfg.n_items + 1, (len(target), cfg.n_negatives), generator=generator)
+        negatives = negatives.to(h.device)
+        pos_score = (h * model.item_emb(target)).sum(-1).float()
+        neg_score = torch.einsum("nd,nkd->nk", h, model.item_emb(negatives)).float()
+        if cfg.loss == "bce":
+            per_position = torch.where(disliked, F.softplus(pos_score), F.softplus(-pos_score))
+            per_position = per_position + F.softplus(neg_score).mean(-1)
+        else:  # bpr: the next item above each negative; a disliked one below them
+            margin = torch.where(disliked.unsqueeze(1), neg_score - pos_score.unsqueeze(1),
+                                 pos_score.unsqueeze(1) - neg_score)
+            per_position = F.softplus(-margin).mean(-1)
+    return (weight * per_position).sum() / max(len(target), 1)
+
+
+def cosine_with_warmup(warmup: int, total: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(total - warmup, 1)
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    return factor
+
+
+def make_optimizer(model: SASRec, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW; no weight decay on biases and LayerNorm gains (nanoGPT's rule: decay 2-D tensors only)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": cfg.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98))
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Every random draw of an epoch (crop, negatives, dropout) follows from (seed, epoch, rank): resumes are exact."""
+    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+
+
+def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConfig,
+                 split: LeaveOneOut | None = None, checkpoint_path: str | Path | None = None,
+                 init_state: dict | None = None) -> TrainResult:
+    """``init_state``: model weights to start from instead of a fresh initialisation (nostrade.finetune)."""
+    cfg = train_cfg
+    ctx = distributed.setup(cfg.device)
+    if ctx.device.type == "cpu":
+        torch.set_num_threads(cfg.num_threads)
+    split = split if split is not None else leave_one_out(dataset.sequences)
+    n_items = dataset.n_items
+    if model_cfg.n_items != n_items:
+        raise ValueError(f"model_cfg.n_items = {model_cfg.n_items}, but the dataset has {n_items} items")
+
+    torch.manual_seed(cfg.seed)
+    model = SASRec(model_cfg).to(ctx.device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    net = DistributedDataParallel(model) if ctx.world_size > 1 else model
+    optimizer = make_optimizer(model, cfg)
+
+    train_rows = np.flatnonzero(split.train.lengths >= 2)  # a user needs an input and a next event
+    sampler = DistributedSampler(train_rows, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
+    batch_per_rank = max(cfg.batch_size // ctx.world_size, 1)
+    steps_per_epoch = math.ceil(len(sampler) / batch_per_rank)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, cosine_with_warmup(cfg.warmup, cfg.epochs * steps_per_epoch))
+    amp_dtype = None
+    if ctx.device.type == "cuda":
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+
+    history, best_metrics, best_epoch, best_state = [], {}, 0, None
+    best_score, bad_evals, seconds_before, seconds_to_best, first_epoch = -1.0, 0, 0.0, 0.0, 1
+    last_path = last_checkpoint_path(checkpoint_path) if checkpoint_path else None
+    if cfg.resume and last_path is not None and last_path.exists():
+        saved = read_checkpoint(last_path)
+        check_vocabulary(saved, last_path, dataset.meta_hash, n_items)
+        if saved["model_cfg"] != asdict(model_cfg):
+            raise ValueError(f"{last_path}: saved with model config {saved['model_cfg']}, not {asdict(model_cfg)}")
+        model.load_state_dict(saved["model_state"])
+        state = saved["training_state"]
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        history, best_metrics, best_epoch = state["history"], state["best_metrics"], state["best_epoch"]
+        best_score, bad_evals = state["best_score"], state["bad_evals"]
+        seconds_before, seconds_to_best, first_epoch = state["seconds"], state["seconds_to_best"], state["epoch"] + 1
+        if best_epoch > 0:
+            best_state = read_checkpoint(checkpoint_path)["model_state"]
+
+    started = time.perf_counter()
+    stop = False
+    bar = tqdm(range(first_epoch, cfg.epochs + 1), desc="sasrec", unit="epoch", disable=not (cfg.progress and ctx.is_main))
+    for epoch in bar:
+        seed = epoch_seed(cfg.seed, epoch, ctx.rank)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        sampler.set_epoch(epoch)
+        rows = train_rows[np.fromiter(iter(sampler), dtype=np.int64)]
+        window = model_cfg.max_len + 1
+        net.train()
+        losses = []
+        for batch in length_batches(np.minimum(split.train.lengths[rows], window), batch_per_rank, generator):
+            windows = training_windows(split.train, rows[batch], window, cfg.crop == "random", generator)
+            padded = trim_left_padding(*map(torch.from_numpy, windows.padded(window)))
+            iid, feedback, time_bin = (t.to(ctx.device) for t in padded)
+            target = torch.where(iid[:, :-1] > 0, iid[:, 1:], 0)  # no target for the very first event
+            with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                hidden = net(iid[:, :-1], feedback[:, :-1], time_bin[:, :-1])
+                loss = sequence_loss(model, hidden, target, feedback[:, 1:], cfg, generator)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            losses.append(loss.item())
+
+        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
+        evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
+        if ctx.is_main and evaluated:
+            metrics = evaluate(model.scorer(), split.valid, n_items)
+            record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_cases"})
+            if metrics["ndcg@10"] > best_score:
+                best_score, best_metrics, best_epoch, bad_evals = metrics["ndcg@10"], metrics, epoch, 0
+                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                seconds_to_best = seconds_before + time.perf_counter() - started
+                if checkpoint_path:
+                    save_checkpoint(checkpoint_path, model, model_cfg, cfg, dataset.meta,
+                                    {"valid": best_metrics, "best_epoch": best_epoch})
+            else:
+                bad_evals += 1
+            stop = bad_evals >= cfg.patience
+        record["seconds"] = seconds_before + time.perf_counter() - started
+        history.append(record)
+        if ctx.is_main and evaluated and last_path is not None:
+            save_checkpoint(last_path, model, model_cfg, cfg, dataset.meta, {"valid": best_metrics}, training_state={
+                "epoch": epoch, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "history": history, "best_metrics": best_metrics,
+                "best_epoch": best_epoch, "best_score": best_score, "bad_evals": bad_evals,
+                "seconds": record["seconds"], "seconds_to_best": seconds_to_best})
+        bar.set_postfix(loss=f"{record['loss']:.4f}", best_ndcg10=f"{max(best_score, 0):.4f}", best_epoch=best_epoch)
+        if distributed.broadcast_from_main(stop, ctx):
+            break
+
+    seconds_total = seconds_before + time.perf_counter() - started
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(model, history, best_metrics, seconds_to_best, best_epoch,
+                       epochs_run=history[-1]["epoch"] if history else 0, seconds_total=seconds_total)
+
+
+# ---- command line -------------------------------------------------------------------------------------------
+
+DATA_FIELDS = ("n_items", "n_time_bins")  # SASRecConfig fields that come from the data, not from flags
+
+
+def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    """One --flag per dataclass field, with the field's default and type."""
+    group = parser.add_argument_group(cls.__name__)
+    for field in dataclasses.fields(cls):
+        if field.name in skip:
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        default = field.default
+        if isinstance(default, bool):
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            choices = {"loss": LOSSES, "crop": CROPS}.get(field.name)
+            group.add_argument(flag, dest=field.name, type=type(default), default=default, choices=choices,
+                               help=f"default {default}")
+
+
+def configs_from_args(args: argparse.Namespace, dataset: Dataset) -> tuple[SASRecConfig, TrainConfig]:
+    values = vars(args)
+    model_fields = {f.name: values[f.name] for f in dataclasses.fields(SASRecConfig) if f.name not in DATA_FIELDS}
+    model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins, **model_fields)
+    train_cfg = TrainConfig(**{f.name: values[f.name] for f in dataclasses.fields(TrainConfig)})
+    return model_cfg, train_cfg
+
+
+def run_record(dataset: Dataset, data_dir, model_cfg, train_cfg, result: TrainResult, test: dict, ctx) -> dict:
+    """The metrics JSON EVAL.md asks of every run."""
+    return {
+        "model": "sasrec", "data": str(data_dir), "source": dataset.meta.get("source"),
+        "synthetic": dataset.meta.get("synthetic"), "iid_map_sha256": dataset.meta_hash,
+        "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
+        "model_config": asdict(model_cfg), "train_config": asdict(train_cfg), "seed": train_cfg.seed,
+        "device": str(ctx.device), "world_size": ctx.world_size,
+        "wall_seconds": result.seconds_total, "seconds_to_best": result.seconds_to_best,
+        "best_epoch": result.best_epoch, "epochs": result.epochs_run,
+        "valid": result.best_metrics, "test": test, "history": result.history,
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default="data/processed", help="processed folder (make_processed_data.py)")
+    parser.add_argument("--out", default="checkpoints/sasrec.pt", help="best checkpoint; <out>.last.pt for resuming")
+    parser.add_argument("--metrics", default="artifacts/metrics.json", help="metrics JSON of the run")
+    add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
+    add_dataclass_flags(parser, TrainConfig)
+    args = parser.parse_args(argv)
+    try:
+        dataset = load_dataset(args.data)
+        model_cfg, train_cfg = configs_from_args(args, dataset)
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    ctx = distributed.setup(train_cfg.device)
+    try:
+        split = leave_one_out(dataset.sequences)
+        result = train_sasrec(dataset, model_cfg, train_cfg, split=split, checkpoint_path=args.out)
+        if ctx.is_main:
+            test = evaluate_all_targets(result.model.scorer(), split, dataset.n_items)
+            save_checkpoint(args.out, result.model, model_cfg, train_cfg, dataset.meta,
+                            {"valid": result.best_metrics, "best_epoch": result.best_epoch, "test": test})
+            write_json_atomic(args.metrics, run_record(dataset, args.data, model_cfg, train_cfg, result, test, ctx))
+            nxt, liked = test["next_item"], test["next_liked"]
+            print(f"best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds_to_best:.0f} s to best; test "
+                  f"NDCG@10 {nxt['ndcg@10']:.4f} HR@10 {nxt['hr@10']:.4f} (next item), NDCG@10 {liked['ndcg@10']:.4f} "
+                  f"(next liked), delta {test['delta_ndcg@10']:+.4f}; wrote {args.out} and {args.metrics}")
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        distributed.teardown(ctx)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

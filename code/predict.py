@@ -1,0 +1,779 @@
+"""Serving backend: a trained SASRec meets a person's history — score, genre-blend, filter, explain.
+
+The Streamlit app (code/app.py) and the HTTP service (code/api.py) call this module and re-implement
+nothing. Public API:
+
+    from predict import Recommender, Event
+
+    rec = Recommender.load("checkpoints/sasrec.pt", "data/processed",
+                           catalogue_path="data/sample/anime.csv.gz")   # load once, reuse
+    out = rec.recommend([Event(20, "Love"), Event(1735, 2), Event(30, "Dislike", timestamp=1.7e9)],
+                        k=20, alpha=0.2, genres=["Action"], types=["TV"], min_members=10_000)
+    out.items          # DataFrame: rank, anime_id, name, genres, type, members, in_model, score,
+                       #   model_score, genre_score, popularity_score, dislike_penalty, source, reason
+    out.path           # "sequence+genre" | "genre+popularity" (cold start) | "popularity" (cold start)
+    out.cold_start     # True unless path == "sequence+genre"
+    out.unknown_ids    # anime ids not in the catalogue: skipped
+    out.content_only_ids  # catalogue titles the model does not know: counted through genres only
+    out.n_duplicates, out.n_truncated  # events replaced by a later one / older than the model's window
+    out.explanations   # DataFrame, one row per (recommendation, named pick): anime_id, pick_anime_id,
+                       #   pick_name, pick_feedback, similarity (embedding cosine, NaN outside the model),
+                       #   genre_similarity, shared_genres, co_watched, co_loved
+    out.graph          # networkx.DiGraph pick -> recommendation, edge "weight" = similarity
+    out.to_csv("top20.csv"); out.to_dict()  # export (atomic file write) / JSON-ready dict
+
+    rec.similar(anime_id, k=10, use_faiss=False)   # item-to-item; DataFrame with similarity, source
+    rec.popular(k=20, genres=None, types=None, min_members=None)   # DataFrame like out.items
+    rec.search("shingeki", limit=10)               # typo-tolerant title search (rapidfuzz)
+    rec.lookup([20, 1735])                         # catalogue rows for anime ids
+    rec.recommend_batch(histories, k=20, alpha=0.2)  # offline: long DataFrame user, rank, anime_id, score
+    rec.scores(histories, alpha=0.2)               # every catalogue title's scores as tensors (Scores)
+    rec.genres, rec.types                          # values the filters accept
+    rec.describe()                                 # sizes, model config, data hash (for a health check)
+    rec.catalogue                                  # DataFrame of every title (model's titles first, iid order)
+    Recommender.from_parts(model, dataset, catalogue=None)  # tests and benchmarks, no files
+
+``Recommender.load`` checks the checkpoint's iid-map hash and item count against the processed folder's
+meta.json and its iid_map.json (CheckpointMismatch / ValueError with the reason); the catalogue defaults
+to the anime file the data was prepared from (if unchanged), else the model's own titles. Loading
+precomputes everything a request needs (unit item embeddings, the genre matrix, log popularity, sparse
+co-watch matrices, normalised titles for search); a request only reads them, so one Recommender can
+serve concurrent threads. ``out.items``, ``out.explanations`` and ``out.graph`` are built on first access.
+
+Events: ``Event(anime_id, feedback=LIKE, timestamp=None)``, or a plain tuple in that order, or a dict
+with those keys. Feedback is 1/2/3 or "Dislike"/"Like"/"Love" (any case). Rules:
+- order: by timestamp (stable) when every event has one, else the order given (oldest first);
+- duplicates of an anime id: the latest wins (its feedback and its place in the order);
+- anime ids missing from the catalogue are skipped and listed in ``unknown_ids``; catalogue titles the
+  model does not know count through the genre profile and are listed in ``content_only_ids``;
+- only the most recent ``max_len`` (the model's maximum) events are scored; every event is "seen";
+- bad input raises ValueError with a one-line message: feedback outside 1..3 or another name, a
+  non-integer anime id, a non-finite timestamp, k outside 1..MAX_K (500), alpha outside [0, 1], unknown
+  genre/type filter values, negative min_members; ``similar`` of an id outside the catalogue raises
+  UnknownTitle (a LookupError).
+
+Scoring, for every catalogue title the person has not seen (see nostrade.blend for the normalisation):
+- "sequence+genre" (at least COLD_START_MIN_EVENTS events the model knows):
+  ``final = (1 - α)·minmax(SASRec logit) + α·minmax(genre cosine) - dislike penalty``. Titles outside the
+  model's vocabulary get model part 0, so they surface only through genres (or with α = 1).
+- "genre+popularity" (cold start: fewer model-known events, e.g. one pick, or only titles the model
+  does not know): ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``.
+- "popularity" (cold start: no usable event): ``minmax(log members)``.
+The genre cosine is between each title's genre vector and the person's profile: the sum of their
+events' unit genre vectors weighted Love +2, Like +1, Dislike -1.
+
+Dislikes steer away, whatever the model learned from its feedback embedding (plain SASRec is known to
+rank disliked items and their neighbours *higher*: a Transformer's last hidden state resembles its
+last input): (1) the model sees the dislikes, but a dislike may only lower a title's model score: where
+the history has dislikes, the model part is the lower of the normalised scores with and without them
+(one extra row in the same forward pass); (2) the dislike penalty,
+``dislike_weight · max(0, max cosine to a disliked title in the embedding space)``, is subtracted from
+the final score. Filters restrict the candidates after normalisation, before top-K, so a filtered list
+keeps the order of the unfiltered one (``genres``: a title with any of them passes).
+
+Each recommendation's ``source`` is the part that contributed more to its score ("sequence", "genre"
+or "popularity"); its ``reason`` is the explanation sentence ("Because you loved Naruto and One Piece;
+41 people who loved Naruto also watched it", see nostrade.explain), else the genres it shares with
+the liked titles, else its popularity.
+"""
+from __future__ import annotations
+
+import math
+import operator
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from rapidfuzz import fuzz, process, utils
+from tqdm.auto import tqdm
+
+from nostrade.blend import mix, normalise
+from nostrade.checkpoint import load_checkpoint
+from nostrade.dataset import Dataset, load_dataset, sha256_of
+from nostrade.explain import EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, sentences
+from nostrade.model import SASRec
+from nostrade.prep import REPO_ROOT, time_bins
+from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE, LOVE, Sequences
+from nostrade.sources import load_anime_catalogue
+
+MAX_K = 500
+MAX_SEARCH_RESULTS = 100
+DENSE_LOOKUP_MAX_ID = 10_000_000
+COLD_START_MIN_EVENTS = 2
+POPULARITY_WEIGHT = 0.3
+DISLIKE_WEIGHT = 0.5
+GENRE_PROFILE_WEIGHT = {DISLIKE: -1.0, LIKE: 1.0, LOVE: 2.0}
+_PROFILE_WEIGHT_OF = np.array([0.0, GENRE_PROFILE_WEIGHT[DISLIKE], GENRE_PROFILE_WEIGHT[LIKE],
+                               GENRE_PROFILE_WEIGHT[LOVE]], dtype=np.float32)
+FEEDBACK_CODES = {name.lower(): code for code, name in FEEDBACK_NAMES.items()}
+PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
+ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "score", "model_score",
+                "genre_score", "popularity_score", "dislike_penalty", "source", "reason"]
+
+
+class Event(NamedTuple):
+    anime_id: int
+    feedback: int | str = LIKE
+    timestamp: float | None = None
+
+
+class UnknownTitle(LookupError):
+    """An anime id that is not in the catalogue (where one is required, e.g. ``similar``)."""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Input validation
+# ---------------------------------------------------------------------------------------------------
+def feedback_code(value, where: str = "feedback") -> int:
+    """1/2/3 or 'Dislike'/'Like'/'Love' (any case) -> 1/2/3; anything else -> ValueError."""
+    if isinstance(value, str):
+        code = FEEDBACK_CODES.get(value.strip().lower())
+    elif isinstance(value, bool):
+        code = None
+    else:
+        try:
+            code = operator.index(value)
+        except TypeError:
+            code = None
+    if code not in FEEDBACK_NAMES:
+        raise ValueError(f"{where}: {value!r} is not one of 1 (Dislike), 2 (Like), 3 (Love) or those names")
+    return code
+
+
+def parse_events(events: Iterable) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Validate events -> (anime_id int64, feedback int64, timestamp float64 or None if any is missing).
+
+    An event is an Event / tuple / list ``(anime_id[, feedback[, timestamp]])``, a dict with those keys,
+    or a bare anime id (a Like). The common case (plain ints, no timestamp) takes the fast checks."""
+    ids, codes, stamps = [], [], []
+    for n, event in enumerate(events):
+        if isinstance(event, (tuple, list)):
+            if not 1 <= len(event) <= 3:
+                raise ValueError(f"event {n}: expected (anime_id, feedback, timestamp), got {event!r}")
+            anime_id = event[0]
+            feedback = event[1] if len(event) > 1 else LIKE
+            timestamp = event[2] if len(event) > 2 else None
+        elif isinstance(event, Mapping):
+            if "anime_id" not in event:
+                raise ValueError(f"event {n}: no anime_id in {dict(event)!r}")
+            anime_id, feedback, timestamp = event["anime_id"], event.get("feedback", LIKE), event.get("timestamp")
+        else:
+            anime_id, feedback, timestamp = event, LIKE, None
+        if type(anime_id) is not int:
+            if isinstance(anime_id, bool) or not hasattr(anime_id, "__index__"):
+                raise ValueError(f"event {n}: anime_id {anime_id!r} is not an integer")
+            anime_id = operator.index(anime_id)
+        if not -2**63 <= anime_id < 2**63:
+            raise ValueError(f"event {n}: anime_id {anime_id} is out of the 64-bit range")
+        ids.append(anime_id)
+        codes.append(feedback if type(feedback) is int and 1 <= feedback <= 3
+                     else feedback_code(feedback, f"event {n} feedback"))
+        if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, (int, float, np.number))
+                                      or not math.isfinite(timestamp)):
+            raise ValueError(f"event {n}: timestamp {timestamp!r} is not a finite number")
+        stamps.append(timestamp)
+    has_time = bool(stamps) and all(t is not None for t in stamps)
+    return (np.array(ids, dtype=np.int64), np.array(codes, dtype=np.int64),
+            np.array(stamps, dtype=np.float64) if has_time else None)
+
+
+def check_k(k, cap: int = MAX_K, name: str = "k") -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= cap:
+        raise ValueError(f"{name}: {k!r} is not an integer in 1..{cap}")
+    return int(k)
+
+
+def check_alpha(alpha) -> float:
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: {alpha!r} is not a number in [0, 1]")
+    return float(alpha)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Results
+# ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class History:
+    """One person's events after validation, ordering, de-duplication and truncation (catalogue rows)."""
+    rows: np.ndarray  # catalogue rows of the events scored, oldest first
+    feedback: np.ndarray
+    time_bin: np.ndarray
+    iid: np.ndarray  # model iid per event (0 = outside the model's vocabulary)
+    seen_rows: np.ndarray  # every catalogue row in the history (also the truncated part)
+    unknown_ids: list[int]
+    content_only_ids: list[int]
+    n_duplicates: int
+    n_truncated: int
+
+    @property
+    def path(self) -> str:
+        if len(self.rows) == 0:
+            return PATH_POPULARITY
+        return PATH_SEQUENCE if int((self.iid > 0).sum()) >= COLD_START_MIN_EVENTS else PATH_CONTENT
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of every catalogue title (columns = catalogue rows) for a batch of histories."""
+    final: torch.Tensor  # (B, C) what is ranked
+    model: torch.Tensor  # (B, C) normalised SASRec score (0 outside its vocabulary)
+    genre: torch.Tensor  # (B, C) normalised genre cosine
+    popularity: torch.Tensor  # (B, C) normalised log members
+    penalty: torch.Tensor  # (B, C) dislike penalty (already subtracted from final)
+    raw_model: torch.Tensor  # (B, C) SASRec logit, NaN outside its vocabulary or off the sequence path
+    candidates: torch.Tensor  # (B, C) bool: unseen titles
+    paths: list[str]
+
+
+@dataclass
+class Recommendations:
+    """One ``recommend`` answer. ``items``, ``explanations`` and ``graph`` are built from the computed
+    columns on first access (pandas construction is most of a request's cost: the HTTP service's
+    ``to_dict`` never needs it)."""
+    path: str
+    alpha: float
+    unknown_ids: list[int]
+    content_only_ids: list[int]
+    n_duplicates: int
+    n_truncated: int
+    item_columns: dict = field(repr=False)
+    explanation_columns: dict = field(repr=False)
+
+    @cached_property
+    def items(self) -> pd.DataFrame:
+        return pd.DataFrame(self.item_columns, columns=ITEM_COLUMNS)
+
+    @cached_property
+    def explanations(self) -> pd.DataFrame:
+        return pd.DataFrame(self.explanation_columns, columns=EXPLANATION_COLUMNS)
+
+    @cached_property
+    def graph(self):
+        """networkx.DiGraph pick -> recommendation (see nostrade.explain.influence_graph)."""
+        return influence_graph(self.item_columns, self.explanation_columns)
+
+    @property
+    def cold_start(self) -> bool:
+        return self.path != PATH_SEQUENCE
+
+    def to_csv(self, path_or_buffer=None, **kwargs):
+        """Top-K with explanations as CSV: written atomically to a path, or to a buffer, or returned as text.
+
+        One row per recommendation; its named picks joined with " | " in ``because``,
+        ``because_similarity`` and ``because_co_loved``."""
+        table = self.items.assign(genres=self.items["genres"].map(", ".join), path=self.path)
+        if len(self.explanations):
+            grouped = self.explanations.groupby("anime_id", sort=False)
+            joined = {
+                "because": grouped["pick_name"].agg(" | ".join),
+                "because_similarity": grouped["similarity"].agg(lambda v: " | ".join(f"{x:.3f}" for x in v)),
+                "because_co_loved": grouped["co_loved"].agg(lambda v: " | ".join(map(str, v))),
+            }
+            for name, values in joined.items():
+                table[name] = table["anime_id"].map(values).fillna("")
+        if path_or_buffer is None or not isinstance(path_or_buffer, (str, os.PathLike)):
+            return table.to_csv(path_or_buffer, index=False, **kwargs)
+        path = Path(path_or_buffer)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", newline="") as f:
+                table.to_csv(f, index=False, **kwargs)
+            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return None
+
+    def to_dict(self) -> dict:
+        """JSON-ready (NaN -> None): the result's fields and ``items``, each with its ``explanations`` list."""
+        explained = {c: _plain(self.explanation_columns[c]) for c in EXPLANATION_COLUMNS}
+        by_item: dict[int, list] = {}
+        for entry in zip(*(explained[c] for c in EXPLANATION_COLUMNS)):
+            by_item.setdefault(entry[0], []).append(dict(zip(EXPLANATION_COLUMNS[1:], entry[1:])))
+        listed = {c: _plain(self.item_columns[c]) for c in ITEM_COLUMNS}
+        items = [dict(zip(ITEM_COLUMNS, row)) for row in zip(*(listed[c] for c in ITEM_COLUMNS))]
+        for item in items:
+            item["explanations"] = by_item.get(item["anime_id"], [])
+        return {"path": self.path, "cold_start": self.cold_start, "alpha": self.alpha,
+                "unknown_ids": list(self.unknown_ids), "content_only_ids": list(self.content_only_ids),
+                "n_duplicates": self.n_duplicates, "n_truncated": self.n_truncated, "items": items}
+
+
+def _plain(values) -> list:
+    """A column (numpy array or list) -> a list of JSON-friendly Python values (NaN -> None)."""
+    if not isinstance(values, np.ndarray):
+        return list(values)  # lists built here hold plain values already (e.g. shared_genres)
+    out = values.tolist()  # numpy scalars -> Python scalars; object columns hold str / list / None / float
+    if values.dtype.kind in "fO":
+        for i in np.flatnonzero(pd.isna(values)):
+            out[i] = None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# The recommender
+# ---------------------------------------------------------------------------------------------------
+class Recommender:
+    """A model, its vocabulary, the catalogue and everything precomputed for millisecond requests."""
+
+    def __init__(self, model: SASRec, dataset: Dataset, catalogue: pd.DataFrame | None = None,
+                 dislike_weight: float = DISLIKE_WEIGHT):
+        self.model = model.cpu().eval()
+        self.max_len = model.cfg.max_len
+        self.dataset = dataset
+        self.meta = dataset.meta
+        self.dislike_weight = float(dislike_weight)
+        if model.cfg.n_items != dataset.n_items:
+            raise ValueError(f"model has {model.cfg.n_items} items but the data set has {dataset.n_items}")
+        # Catalogue rows: the model's titles first, in iid order (row = iid - 1), then the others in the
+        # order given, so that model scores land on the catalogue as one contiguous slice.
+        self.catalogue = _checked_catalogue(dataset.items if catalogue is None else catalogue, dataset.items)
+        self.n_items = dataset.n_items
+        cat = self.catalogue
+        self._anime_ids = cat["anime_id"].to_numpy(dtype=np.int64)
+        self._row_index = pd.Index(self._anime_ids)
+        if self._anime_ids.min() >= 0 and self._anime_ids.max() < DENSE_LOOKUP_MAX_ID:  # a plain array is faster
+            self._row_table = np.full(self._anime_ids.max() + 1, -1, dtype=np.int64)
+            self._row_table[self._anime_ids] = np.arange(len(cat))
+        else:
+            self._row_table = None
+        self.iid_of_row = np.zeros(len(cat), dtype=np.int64)
+        self.iid_of_row[:self.n_items] = np.arange(1, self.n_items + 1)
+        self.row_of_iid = np.arange(-1, self.n_items, dtype=np.int64)  # row_of_iid[0] (padding) unused
+        self._in_model = self.iid_of_row > 0
+
+        genres = cat["genres"]
+        self.genres = sorted({g for gs in genres for g in gs})
+        genre_col = {g: j for j, g in enumerate(self.genres)}
+        lengths = genres.map(len).to_numpy()
+        genre_hot = np.zeros((len(cat), len(self.genres)), dtype=np.float32)
+        genre_hot[np.repeat(np.arange(len(cat)), lengths), [genre_col[g] for gs in genres for g in gs]] = 1.0
+        self._genre_hot = genre_hot.astype(bool)
+        genre_unit = genre_hot / np.maximum(np.linalg.norm(genre_hot, axis=1, keepdims=True), 1e-12)
+        self._genre_unit = torch.from_numpy(genre_unit)
+        self._genre_unit_t = self._genre_unit.T.contiguous()  # (genres, C): a faster product
+        self.types = sorted(cat["type"].dropna().unique().tolist())
+        self._type = cat["type"].to_numpy(dtype=object)
+        self._members = cat["members"].astype("Float64").fillna(0).to_numpy(dtype=np.float64)
+        self._popularity = torch.from_numpy(np.log1p(np.maximum(self._members, 0)).astype(np.float32))
+
+        with torch.no_grad():
+            emb = model.item_emb.weight.detach().float().cpu()
+            self._item_unit = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            self._item_unit[0] = 0.0  # padding: similar to nothing
+            self._item_unit_t = self._item_unit.T.contiguous()
+        watched, loved = co_watch_matrices(dataset.sequences, dataset.n_items)
+        self._names = cat["name"].to_numpy(dtype=object)
+        self._genre_lists = cat["genres"].to_numpy(dtype=object)
+        self.explainer = Explainer(self._item_unit.numpy(), genre_unit, np.array(self.genres, dtype=object),
+                                   self.iid_of_row, cat["anime_id"].to_numpy(), self._names, watched, loved)
+        self._search_names = [utils.default_process(n) for n in cat["name"]]
+        self._search_lengths = np.array([len(n) for n in self._search_names])
+        self._faiss = None
+
+    # -- construction ----------------------------------------------------------------------------
+    @classmethod
+    def from_parts(cls, model: SASRec, dataset: Dataset, catalogue: pd.DataFrame | None = None,
+                   **kwargs) -> "Recommender":
+        return cls(model, dataset, catalogue, **kwargs)
+
+    @classmethod
+    def load(cls, checkpoint_path, processed_dir, catalogue_path=None, iid_map_path=None,
+             **kwargs) -> "Recommender":
+        """Load a checkpoint against a processed folder; fail clearly on any vocabulary mismatch.
+
+        The checkpoint's iid-map hash and item count must match the folder's meta.json; the folder's
+        iid_map.json (and ``iid_map_path``, e.g. artifacts/iid_map.json, if given) must hash to that value
+        and agree with items.parquet. ``catalogue_path``: the full catalogue (e.g.
+        data/sample/anime.csv.gz); by default the anime catalogue file recorded in meta.json if it is
+        still there unchanged, else only the model's own titles (items.parquet).
+        """
+        dataset = load_dataset(processed_dir)
+        folder_map = Path(processed_dir) / "iid_map.json"
+        for iid_map in ([folder_map] if folder_map.exists() else []) + ([Path(iid_map_path)] if iid_map_path else []):
+            _check_iid_map(iid_map, dataset)
+        checkpoint = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.meta_hash,
+                                     expected_n_items=dataset.n_items)
+        catalogue_path = catalogue_path or default_catalogue_path(dataset.meta)
+        catalogue = None if catalogue_path is None else load_catalogue(catalogue_path)
+        return cls(checkpoint.model, dataset, catalogue, **kwargs)
+
+    def describe(self) -> dict:
+        """What is being served (JSON-ready): sizes, the model's config, the data it was trained on."""
+        return {"catalogue_items": len(self.catalogue), "model_items": self.n_items, "max_len": self.max_len,
+                "max_k": MAX_K, "genres": self.genres, "types": self.types, "source": self.meta.get("source"),
+                "iid_map_sha256": self.meta.get("iid_map_sha256"), "has_timestamps": self.meta.get("has_timestamps"),
+                "model": {k: v for k, v in vars(self.model.cfg).items()}, "dislike_weight": self.dislike_weight}
+
+    # -- history preparation ----------------------------------------------------------------------
+    def history(self, events: Iterable) -> History:
+        anime_ids, feedback, timestamps = parse_events(events)
+        if timestamps is not None:
+            order = np.argsort(timestamps, kind="stable")
+            anime_ids, feedback, timestamps = anime_ids[order], feedback[order], timestamps[order]
+        _, last_from_end = np.unique(anime_ids[::-1], return_index=True)
+        keep = np.sort(len(anime_ids) - 1 - last_from_end)
+        n_duplicates = len(anime_ids) - len(keep)
+        anime_ids, feedback = anime_ids[keep], feedback[keep]
+        timestamps = None if timestamps is None else timestamps[keep]
+        rows = self.rows_of(anime_ids)
+        known = rows >= 0
+        unknown_ids = anime_ids[~known].tolist()
+        rows, feedback = rows[known], feedback[known]
+        timestamps = None if timestamps is None else timestamps[known]
+        seen_rows = rows
+        n_truncated = max(0, len(rows) - self.max_len)
+        if n_truncated:
+            rows, feedback = rows[n_truncated:], feedback[n_truncated:]
+            timestamps = None if timestamps is None else timestamps[n_truncated:]
+        iid = self.iid_of_row[rows]
+        content_only = self._anime_ids[rows[iid == 0]].tolist()
+        return History(rows.astype(np.int64), feedback, self._time_bins(timestamps, len(rows)), iid,
+                       seen_rows.astype(np.int64), unknown_ids, content_only, n_duplicates, n_truncated)
+
+    def rows_of(self, anime_ids: np.ndarray) -> np.ndarray:
+        """Catalogue row of each anime id, -1 where it is not in the catalogue."""
+        if self._row_table is None:
+            return self._row_index.get_indexer(anime_ids)
+        inside = (anime_ids >= 0) & (anime_ids < len(self._row_table))
+        return np.where(inside, self._row_table[np.where(inside, anime_ids, 0)], -1)
+
+    def _time_bins(self, timestamps: np.ndarray | None, n: int) -> np.ndarray:
+        """Model time bins of the events, by the data's own scheme (nostrade.prep.time_bins, anchored at its
+        first period and clipped to its range). 1 when the data had no timestamps; events without a
+        timestamp count as the most recent bin (they happen now)."""
+        info = self.meta.get("time_bins", {})
+        n_bins = int(info.get("n_bins", 1))
+        if not self.meta.get("has_timestamps", False) or n_bins <= 1 or n == 0:
+            return np.ones(n, dtype=np.int64)
+        if timestamps is None:
+            return np.full(n, n_bins, dtype=np.int64)
+        start = _period_start(info["first_period"], info["scheme"])
+        anchored = np.concatenate([[start], np.maximum(timestamps.astype(np.int64), start)])
+        bins = time_bins(anchored, info["scheme"])[0][1:].astype(np.int64)
+        return np.minimum(bins, n_bins)
+
+    # -- scoring ------------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def scores(self, histories: Sequence, alpha: float = 0.2) -> Scores:
+        """Scores of every catalogue title for each history (a History or a list of events)."""
+        alpha = check_alpha(alpha)
+        histories = [h if isinstance(h, History) else self.history(h) for h in histories]
+        n, n_cat = len(histories), len(self.catalogue)
+        paths = [h.path for h in histories]
+        user_of = lambda arrays: np.repeat(np.arange(n), [len(a) for a in arrays])
+
+        candidates = torch.ones(n, n_cat, dtype=torch.bool)
+        seen = [h.seen_rows for h in histories]
+        candidates[torch.from_numpy(user_of(seen)), torch.from_numpy(np.concatenate(seen))] = False
+
+        raw_model = torch.full((n, n_cat), torch.nan)
+        undisliked = torch.full((n, n_cat), torch.nan)  # logits with the dislikes left out, where there are some
+        on_sequence = np.array([p == PATH_SEQUENCE for p in paths])
+        if on_sequence.any():
+            batch = []  # (row of `both` below, events to feed): every history, and again without its dislikes
+            for i in np.flatnonzero(on_sequence):
+                known = histories[i].iid > 0
+                liked = known & (histories[i].feedback != DISLIKE)
+                batch.append((i, known))
+                if liked.any() and liked.sum() < known.sum():
+                    batch.append((n + i, liked))
+            rows_in = [row for row, _ in batch]
+            seqs = Sequences.from_lists(*([getattr(histories[row % n], name)[keep] for row, keep in batch]
+                                          for name in ("iid", "feedback", "time_bin")))
+            width = int(min(self.max_len, seqs.lengths.max()))  # no wider than the longest history: less work
+            logits = self.model.score_next(*(torch.from_numpy(a) for a in seqs.padded(width))).float()
+            both = torch.cat([raw_model, undisliked])
+            both[torch.tensor(rows_in), :self.n_items] = logits[:, 1:]
+            raw_model, undisliked = both[:n], both[n:]
+
+        event_rows = [h.rows for h in histories]
+        event_user = torch.from_numpy(user_of(event_rows))
+        rows = torch.from_numpy(np.concatenate(event_rows))
+        weights = torch.from_numpy(_PROFILE_WEIGHT_OF[np.concatenate([h.feedback for h in histories])])
+        profile = torch.zeros(n, len(self.genres)).index_add_(0, event_user, self._genre_unit[rows] * weights[:, None])
+        profile = profile / profile.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        genre_cosine = profile @ self._genre_unit_t
+
+        # A dislike may only lower a title's model score: where the history has dislikes, the model part
+        # is the lower of its readings with and without them (see the module docstring).
+        model = torch.fmin(normalise(raw_model, candidates),
+                           torch.where(torch.isnan(undisliked), torch.inf, normalise(undisliked, candidates)))
+        genre = normalise(genre_cosine, candidates)
+        popularity = normalise(self._popularity.expand(n, n_cat), candidates)
+        final = torch.empty(n, n_cat)
+        for path, mask in ((PATH_SEQUENCE, on_sequence), (PATH_CONTENT, np.array([p == PATH_CONTENT for p in paths])),
+                           (PATH_POPULARITY, np.array([p == PATH_POPULARITY for p in paths]))):
+            if not mask.any():
+                continue
+            at = torch.from_numpy(np.flatnonzero(mask))
+            if path == PATH_SEQUENCE:
+                final[at] = mix(model[at], genre[at], alpha)
+            elif path == PATH_CONTENT:
+                final[at] = mix(genre[at], popularity[at], POPULARITY_WEIGHT)
+            else:
+                final[at] = popularity[at]
+
+        penalty = torch.zeros(n, n_cat)
+        disliked = [h.iid[(h.feedback == DISLIKE) & (h.iid > 0)] for h in histories]
+        counts = np.array([len(d) for d in disliked])
+        if self.dislike_weight > 0 and counts.any():
+            padded = np.zeros((n, counts.max()), dtype=np.int64)  # iid 0: the all-zero padding row, cosine 0
+            padded[user_of(disliked), np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)] = \
+                np.concatenate(disliked)
+            # max over the user's dislikes and 0: max(0, highest cosine to one of them)
+            steer = (self._item_unit[torch.from_numpy(padded)] @ self._item_unit_t).amax(dim=1)
+            penalty[:, :self.n_items] = self.dislike_weight * steer[:, 1:].clamp_min(0)
+            final = final - penalty
+        return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths)
+
+    def filter_mask(self, genres=None, types=None, min_members=None) -> torch.Tensor | None:
+        """(C,) bool of the titles that pass the filters (a title passes ``genres`` with any one of them)."""
+        keep = np.ones(len(self.catalogue), dtype=bool)
+        if genres:
+            genres = [genres] if isinstance(genres, str) else list(genres)
+            unknown = sorted(set(genres) - set(self.genres))
+            if unknown:
+                raise ValueError(f"genres: {unknown} not in the catalogue's genres {self.genres}")
+            keep &= self._genre_hot[:, [self.genres.index(g) for g in genres]].any(axis=1)
+        if types:
+            types = [types] if isinstance(types, str) else list(types)
+            unknown = sorted(set(types) - set(self.types))
+            if unknown:
+                raise ValueError(f"types: {unknown} not in the catalogue's types {self.types}")
+            keep &= pd.Series(self._type).isin(types).to_numpy()
+        if min_members is not None:
+            if isinstance(min_members, bool) or not isinstance(min_members, (int, np.integer)) or min_members < 0:
+                raise ValueError(f"min_members: {min_members!r} is not a non-negative integer")
+            keep &= self._members >= min_members
+        return torch.from_numpy(keep)
+
+    # -- the main call --------------------------------------------------------------------------------
+    def recommend(self, events: Iterable = (), k: int = 20, alpha: float = 0.2, genres=None, types=None,
+                  min_members=None, explain: bool = True) -> Recommendations:
+        k, alpha = check_k(k), check_alpha(alpha)
+        allowed = self.filter_mask(genres, types, min_members)
+        history = self.history(events)
+        s = self.scores([history], alpha)
+        allowed = s.candidates[0] & allowed
+        top = torch.topk(torch.where(allowed, s.final[0], -torch.inf), min(k, int(allowed.sum()))).indices.numpy()
+        path = s.paths[0]
+        model, genre, pop = (t[0, top].numpy() for t in (s.model, s.genre, s.popularity))
+        if path == PATH_SEQUENCE:
+            by_model = self._in_model[top] & ((1 - alpha) * model >= alpha * genre)
+            source = np.where(by_model, "sequence", "genre")
+        elif path == PATH_CONTENT:
+            by_model = np.zeros(len(top), dtype=bool)
+            source = np.where((1 - POPULARITY_WEIGHT) * genre >= POPULARITY_WEIGHT * pop, "genre", "popularity")
+        else:
+            by_model = np.zeros(len(top), dtype=bool)
+            source = np.full(len(top), "popularity")
+        columns = {
+            "rank": np.arange(1, len(top) + 1),
+            "anime_id": self._anime_ids[top],
+            "name": self._names[top],
+            "genres": self._genre_lists[top],
+            "type": self._type[top],
+            "members": self._members[top].astype(np.int64),
+            "in_model": self._in_model[top],
+            "score": s.final[0, top].numpy(),
+            "model_score": np.where(self._in_model[top] & (path == PATH_SEQUENCE), model, np.nan),
+            "genre_score": genre,
+            "popularity_score": pop,
+            "dislike_penalty": s.penalty[0, top].numpy(),
+            "source": source,
+        }
+        if explain:
+            picks = history.feedback != DISLIKE
+            found = self.explainer.explain(top, by_model, history.rows[picks], history.feedback[picks])
+            columns["reason"] = self._reasons(top, source, sentences(found, len(top)), history.rows[picks])
+            del found["rec"]
+        else:
+            columns["reason"] = np.full(len(top), "", dtype=object)
+            found = {c: [] for c in EXPLANATION_COLUMNS}
+        return Recommendations(path, alpha, history.unknown_ids, history.content_only_ids, history.n_duplicates,
+                               history.n_truncated, columns, found)
+
+    def _reasons(self, top: np.ndarray, source: np.ndarray, because: list, liked_rows: np.ndarray) -> list[str]:
+        """The explanation sentence where there is one; else the genres shared with liked titles; else popularity."""
+        liked = self._genre_hot[liked_rows].any(axis=0)
+        reasons = []
+        for row, src, sentence in zip(top.tolist(), source.tolist(), because):
+            shared = np.flatnonzero(self._genre_hot[row] & liked)
+            if sentence is not None:
+                reasons.append(sentence)
+            elif src != "popularity" and len(shared):
+                reasons.append("Matches genres you like: " + ", ".join(self.genres[j] for j in shared[:3]))
+            else:
+                reasons.append(f"Popular: {int(self._members[row]):,} members")
+        return reasons
+
+    # -- other entry points ----------------------------------------------------------------------------
+    def popular(self, k: int = 20, genres=None, types=None, min_members=None) -> pd.DataFrame:
+        return self.recommend((), k=k, genres=genres, types=types, min_members=min_members).items
+
+    @torch.inference_mode()
+    def recommend_batch(self, histories: Sequence, k: int = 20, alpha: float = 0.2, batch_size: int = 256,
+                        progress: bool = False) -> pd.DataFrame:
+        """Top-k for many histories at once (offline scoring, no explanations).
+
+        Returns a long DataFrame: user (index into ``histories``), rank, anime_id, score, path.
+        """
+        k, alpha, batch_size = check_k(k), check_alpha(alpha), check_k(batch_size, 1 << 20, "batch_size")
+        parts = []
+        starts = range(0, len(histories), batch_size)
+        for start in tqdm(starts, disable=not progress, desc="scoring", unit="batch"):
+            s = self.scores(histories[start:start + batch_size], alpha)
+            top = torch.topk(torch.where(s.candidates, s.final, -torch.inf), min(k, s.final.shape[1]), dim=1)
+            found = torch.isfinite(top.values).numpy()  # fewer than k unseen titles: the rest is -inf
+            n, kk = found.shape
+            parts.append(pd.DataFrame({
+                "user": np.repeat(np.arange(start, start + n), kk)[found.ravel()],
+                "rank": np.tile(np.arange(1, kk + 1), n)[found.ravel()],
+                "anime_id": self._anime_ids[top.indices.numpy()[found]],
+                "score": top.values.numpy()[found],
+                "path": np.repeat(s.paths, kk)[found.ravel()],
+            }))
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            columns=["user", "rank", "anime_id", "score", "path"])
+
+    def lookup(self, anime_ids) -> pd.DataFrame:
+        """Catalogue rows (with ``in_model``) for anime ids, in the order given; unknown ids are left out."""
+        rows = self.rows_of(np.asarray(list(anime_ids), dtype=np.int64))
+        rows = rows[rows >= 0]
+        return self.catalogue.iloc[rows].assign(in_model=self._in_model[rows]).reset_index(drop=True)
+
+    def similar(self, anime_id: int, k: int = 10, use_faiss: bool = False) -> pd.DataFrame:
+        """Titles most similar to one title: cosine in the model's item-embedding space (exact, or an
+        approximate FAISS HNSW index for large catalogues); genre cosine for titles the model does not know."""
+        k = check_k(k)
+        valid = isinstance(anime_id, (int, np.integer)) and not isinstance(anime_id, bool)
+        row = int(self.rows_of(np.array([anime_id], dtype=np.int64))[0]) if valid else -1
+        if row < 0:
+            raise UnknownTitle(f"anime_id {anime_id!r} is not in the catalogue")
+        iid = int(self.iid_of_row[row])
+        if iid > 0:
+            query = self._item_unit[iid]
+            if use_faiss:
+                distances, labels = self._faiss_index().search(query[None].numpy(), k + 1)
+                found = labels[0] >= 0
+                iids, sims = labels[0][found] + 1, distances[0][found]
+            else:
+                sims_all = self._item_unit[1:] @ query
+                top = torch.topk(sims_all, min(k + 1, len(sims_all)))
+                iids, sims = top.indices.numpy() + 1, top.values.numpy()
+            keep = iids != iid
+            rows, sims, source = self.row_of_iid[iids[keep]][:k], sims[keep][:k], "embedding"
+        else:
+            sims_all = (self._genre_unit @ self._genre_unit[row]).numpy()
+            sims_all[row] = -np.inf
+            rows = np.argsort(-sims_all, kind="stable")[:k]
+            sims, source = sims_all[rows], "genre"
+        return pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "anime_id": self._anime_ids[rows],
+                             "name": self._names[rows], "genres": self._genre_lists[rows], "type": self._type[rows],
+                             "members": self._members[rows].astype(np.int64), "in_model": self._in_model[rows],
+                             "similarity": sims.astype(np.float64), "source": source})
+
+    def _faiss_index(self):
+        if self._faiss is None:
+            import faiss
+            vectors = np.ascontiguousarray(self._item_unit[1:].numpy(), dtype=np.float32)
+            index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = 128
+            index.add(vectors)
+            self._faiss = index
+        return self._faiss
+
+    def search(self, query: str, limit: int = 10) -> pd.DataFrame:
+        """Typo-tolerant title search (rapidfuzz on lower-cased, punctuation-free names), ties by popularity.
+
+        A title's match (0-100) is the best of: its whole-name similarity to the query; and, if the name
+        is at least as long as the query, 0.9 x the best partial or word-set match (so 'shingeki' finds
+        'Shingeki no Kyojin' but the one-letter title 'K' does not match everything). Matches <= 60 are
+        dropped. Returns catalogue rows (with ``in_model``) and ``match``.
+        """
+        limit = check_k(limit, MAX_SEARCH_RESULTS, "limit")
+        if not isinstance(query, str):
+            raise ValueError(f"query: {query!r} is not a string")
+        query = utils.default_process(query)
+        if not query:
+            return self.lookup([]).assign(match=pd.Series(dtype=np.float64))
+        cdist = lambda scorer: process.cdist([query], self._search_names, scorer=scorer, dtype=np.float32)[0]
+        within = np.maximum(cdist(fuzz.partial_ratio), cdist(fuzz.token_set_ratio))
+        match = np.maximum(cdist(fuzz.ratio), np.where(self._search_lengths >= len(query), 0.9 * within, 0))
+        order = np.lexsort((-self._members, -match))[:limit]
+        order = order[match[order] > 60]
+        return self.lookup(self._anime_ids[order]).assign(match=match[order].astype(np.float64))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Catalogue
+# ---------------------------------------------------------------------------------------------------
+CATALOGUE_COLUMNS = ["anime_id", "name", "genres", "type", "members"]
+
+
+def load_catalogue(path) -> pd.DataFrame:
+    """The full anime catalogue (every title, also those the model does not know), as the prep module reads it."""
+    return load_anime_catalogue(path)
+
+
+def default_catalogue_path(meta: dict) -> Path | None:
+    """The catalogue file an anime data set was prepared from, if it is still there unchanged."""
+    if meta.get("source") != "anime" or not meta.get("files"):
+        return None
+    recorded = meta["files"][0]
+    path = Path(recorded["path"])
+    path = path if path.is_absolute() else REPO_ROOT / path
+    return path if path.exists() and sha256_of(path) == recorded["sha256"] else None
+
+
+def _period_start(label: str, scheme: str) -> int:
+    """Unix seconds at the start of a period label written by nostrade.prep.time_bins ('2019', '2019-Q2', '2019-03')."""
+    if scheme == "quarter":
+        year, quarter = label.split("-Q")
+        label = f"{year}-{3 * (int(quarter) - 1) + 1:02d}"
+    return int(np.datetime64(label, "s").astype(np.int64))
+
+
+def _checked_catalogue(catalogue: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """The catalogue with its genres as lists, rows reordered: the model's titles in iid order, then the rest."""
+    missing = [c for c in CATALOGUE_COLUMNS if c not in catalogue.columns]
+    if missing:
+        raise ValueError(f"catalogue: missing columns {missing}")
+    catalogue = catalogue.drop(columns=[c for c in ("iid",) if c in catalogue.columns]).reset_index(drop=True)
+    duplicated = catalogue["anime_id"][catalogue["anime_id"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"catalogue: anime_id {int(duplicated.iloc[0])} appears more than once")
+    items = items.sort_values("iid")
+    if not np.array_equal(items["iid"].to_numpy(), np.arange(1, len(items) + 1)):
+        raise ValueError("items: iid is not contiguous from 1")
+    rows = pd.Index(catalogue["anime_id"]).get_indexer(items["anime_id"])
+    if (rows < 0).any():
+        raise ValueError(f"catalogue: {int((rows < 0).sum())} of the model's titles are missing from it "
+                         f"(e.g. anime_id {int(items['anime_id'].to_numpy()[rows < 0][0])}); is it the catalogue "
+                         "the data was prepared from?")
+    others = np.setdiff1d(np.arange(len(catalogue)), rows)  # sorted: the catalogue's own order
+    catalogue = catalogue.iloc[np.concatenate([rows, others])].reset_index(drop=True)
+    genres = catalogue["genres"].map(lambda g: [] if g is None or (not isinstance(g, (list, np.ndarray)) and pd.isna(g))
+                                     else list(g))
+    return catalogue.assign(genres=genres, name=catalogue["name"].astype(str))
+
+
+def _check_iid_map(path: Path, dataset: Dataset) -> None:
+    import json
+    if sha256_of(path) != dataset.meta_hash:
+        raise ValueError(f"{path}: sha256 differs from the iid_map_sha256 in the processed folder's meta.json; "
+                         "it belongs to another preparation of the data")
+    mapping = json.loads(path.read_text())
+    expected = dict(zip(dataset.items["anime_id"].astype(str), dataset.items["iid"].astype(int)))
+    if mapping != expected:
+        raise ValueError(f"{path}: its anime_id -> iid pairs differ from items.parquet")

@@ -1,0 +1,125 @@
+"""benchmarks/ablation.py: a --quick run on tiny synthetic raw data, and its parts."""
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from model_contract import one_torch_thread  # noqa: F401 (autouse)
+
+from nostrade.blend import blend
+from nostrade.evaluate import history_mask
+from nostrade.model import SASRec, SASRecConfig
+from nostrade.sequences import Sequences
+from nostrade.synthetic import SyntheticConfig, write_synthetic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import ablation  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def raw(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("raw")
+    write_synthetic(SyntheticConfig(n_users=80, n_items=40, interactions_per_user=15, seed=5), folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def quick_run(raw, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("results") / "synthetic.json"
+    assert ablation.main(["--data", str(raw), "--out", str(out), "--quick", "--num-threads", "1"]) == 0
+    return out
+
+
+def test_quick_run_writes_every_row_the_table_and_the_plots(quick_run):
+    record = json.loads(quick_run.read_text())
+    assert [r["model"] for r in record["rows"]] == list(ablation.ROWS)
+    for row in record["rows"]:
+        for key in ("ndcg@10", "hr@10", "ndcg@20", "hr@20"):
+            assert 0.0 <= row[key] <= 1.0 and key in row["std"]
+        assert {"next_liked", "next_disliked", "delta_ndcg@10", "by_length"} <= set(row)
+        assert row["delta_ndcg@10"] == pytest.approx(row["per_seed"][0]["delta_ndcg@10"])
+    assert record["dataset"]["has_timestamps"] and record["config"]["quick"]
+    md = quick_run.with_suffix(".md").read_text()
+    assert all(f"| {name} |" in md for name in ablation.ROWS)
+    for kind in ("metrics", "alpha", "by_length"):
+        png = quick_run.with_name(f"{quick_run.stem}_{kind}.png")
+        assert png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_genre_rows_blend_the_plain_sasrec_model(quick_run):
+    rows = {r["model"]: r for r in json.loads(quick_run.read_text())["rows"]}
+    assert rows["sasrec+genre-0.1"]["per_seed"][0]["alpha"] == 0.1
+    # same trained model, different blends: the figures differ from the plain model's and from each other
+    assert len({rows[name]["mrr"] for name in ("sasrec", "sasrec+genre-0.1", "sasrec+genre-0.3")}) == 3
+
+
+def test_shuffled_keeps_each_users_events_and_is_seeded():
+    seqs = Sequences.from_lists([[1, 2, 3, 4, 5, 6], [7, 8, 9]], [[1, 2, 3, 1, 2, 3], [3, 3, 1]],
+                                [[1, 1, 2, 2, 3, 3], [1, 2, 3]])
+    a, b = ablation.shuffled(seqs, seed=4), ablation.shuffled(seqs, seed=4)
+    assert np.array_equal(a.iid, b.iid) and not np.array_equal(a.iid, seqs.iid)
+    np.testing.assert_array_equal(a.offsets, seqs.offsets)
+    for row in range(2):
+        events = lambda s: sorted(zip(*(x[s.offsets[row]:s.offsets[row + 1]] for x in (s.iid, s.feedback, s.time_bin))))
+        assert events(a) == events(seqs)
+
+
+def test_genre_blend_scorer_is_predicts_blend():
+    history = Sequences.from_lists([[1, 2], [3]])
+    model_scores = torch.randn(2, 6, generator=torch.Generator().manual_seed(0))
+
+    class Genre:
+        def score(self, h):
+            return torch.arange(12, dtype=torch.float32).view(2, 6)
+
+    scorer = ablation.genre_blend_scorer(lambda h: model_scores, Genre(), 0.3, n_items=5)
+    candidates = ~history_mask(history, 5)
+    candidates[:, 0] = False
+    torch.testing.assert_close(scorer(history), blend(model_scores, Genre().score(history), 0.3, candidates))
+
+
+def test_item2vec_init_replaces_the_item_table_only():
+    cfg = SASRecConfig(n_items=5, max_len=4, d_model=8, n_heads=2, n_layers=1)
+    train = Sequences.from_lists([[1, 2, 3], [1, 2], [2, 3], [4, 5], [4, 5]])
+    state = ablation.item2vec_init(cfg, seed=0, train=train)
+    torch.manual_seed(0)
+    fresh = SASRec(cfg).state_dict()
+    assert not torch.equal(state["item_emb.weight"], fresh["item_emb.weight"])
+    assert torch.equal(state["item_emb.weight"][0], torch.zeros(8))
+    assert torch.allclose(state["item_emb.weight"].std(), fresh["item_emb.weight"].std(), rtol=0.5)
+    assert all(torch.equal(v, fresh[k]) for k, v in state.items() if k != "item_emb.weight")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--data", "/nonexistent/folder"], "not a folder"),
+    (["--models", "sasrec,bert4rec"], "unknown rows"),
+    (["--set", "als.factors"], "BASELINE.OPTION=VALUE"),
+])
+def test_bad_arguments_are_one_line_errors_with_exit_2(raw, argv, message, capsys):
+    argv = argv if "--data" in argv else ["--data", str(raw), *argv]
+    assert ablation.main(argv) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_genre_part_is_the_genre_cosine_predict_serves(processed_sample, tiny_checkpoint):
+    """The blend rows use the same normalised genre cosine as predict.py (histories shorter than max_len)."""
+    from nostrade.baselines import Content
+    from nostrade.blend import normalise
+    from nostrade.checkpoint import load_checkpoint
+    from nostrade.dataset import load_dataset
+    from predict import Recommender
+
+    data = load_dataset(processed_sample)
+    rec = Recommender.from_parts(load_checkpoint(tiny_checkpoint).model, data)
+    history = data.sequences.take(np.arange(5)).last(10)
+    anime_id = data.items["anime_id"].to_numpy()
+    events = [[(int(anime_id[i - 1]), int(f)) for i, f in zip(history.take([u]).iid, history.take([u]).feedback)]
+              for u in range(history.n_users)]
+    served = rec.scores(events).genre[:, :data.n_items]
+    candidates = ~history_mask(history, data.n_items)
+    candidates[:, 0] = False
+    ours = normalise(Content("multihot", use_type=False).fit(data, data.sequences).score(history), candidates)
+    torch.testing.assert_close(ours[:, 1:], served, atol=1e-5, rtol=1e-5)

@@ -1,0 +1,388 @@
+"""The HTTP service: endpoints, validation, JSON errors, body caps, feedback loop, safety of files."""
+from __future__ import annotations
+
+import builtins
+import io
+import json
+import os
+import pickle
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fastapi.testclient import TestClient
+
+import api
+import predict
+from nostrade.dataset import sha256_of
+from nostrade.events import EventLog
+from predict import Recommender
+
+OUTSIDE_MODEL = 999_001  # a catalogue title the model does not know
+NOT_IN_CATALOGUE = 888_888_888
+
+
+@pytest.fixture(scope="module")
+def rec(tiny_checkpoint, processed_sample) -> Recommender:
+    """The tiny checkpoint, with one extra catalogue title outside the model's vocabulary."""
+    loaded = Recommender.load(tiny_checkpoint, processed_sample)
+    extra = pd.DataFrame({"anime_id": [OUTSIDE_MODEL], "name": ["Outside The Model"], "genres": [["Comedy"]],
+                          "type": ["TV"], "episodes": [12], "rating_mean": [7.0], "members": [5]})
+    catalogue = pd.concat([loaded.catalogue, extra], ignore_index=True)
+    return Recommender.from_parts(loaded.model, loaded.dataset, catalogue)
+
+
+@pytest.fixture
+def events_path(tmp_path):
+    return tmp_path / "events.db"
+
+
+@pytest.fixture
+def client(rec, processed_sample, events_path):
+    app = api.create_app(rec, events_path, processed_sample, model_version="test-version")
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def vocab(rec: Recommender, n: int, seed: int = 0) -> list[int]:
+    ids = rec.dataset.items["anime_id"].to_numpy()
+    return np.random.default_rng(seed).choice(ids, n, replace=False).tolist()
+
+
+def history(ids, feedback=3) -> list[dict]:
+    return [{"anime_id": a, "feedback": feedback} for a in ids]
+
+
+def assert_json_error(response, status: int, *fragments: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) >= {"error", "detail"} and body["detail"]
+    for fragment in fragments:
+        assert fragment in body["detail"], body["detail"]
+    return body
+
+
+# ------------------------------------------------------------------------------------------------ health
+
+def test_health_reports_version_counts_and_uptime(client, rec):
+    body = client.get("/health").json()
+    assert body["status"] == "ok" and body["model_version"] == "test-version"
+    assert body["catalogue_titles"] == len(rec.catalogue) == rec.dataset.n_items + 1
+    assert body["model_titles"] == rec.dataset.n_items
+    assert body["training_users"] == rec.dataset.sequences.n_users
+    assert body["logged_events"] == 0 and body["uptime_s"] >= 0
+
+
+def test_startup_loads_the_checkpoint_from_the_environment(tiny_checkpoint, processed_sample, tmp_path, monkeypatch):
+    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tiny_checkpoint))
+    monkeypatch.setenv("NOSTRADE_DATA", str(processed_sample))
+    monkeypatch.setenv("NOSTRADE_EVENTS", str(tmp_path / "log.db"))
+    app = api.create_app()
+    assert app.state.service is None  # nothing loaded before startup
+    with TestClient(app) as c:
+        body = c.get("/health").json()
+    assert body["model_version"] == sha256_of(tiny_checkpoint)
+    assert (tmp_path / "log.db").exists()
+
+
+def test_settings_from_environment(tmp_path):
+    s = api.Settings.from_env({"NOSTRADE_CHECKPOINT": "x/y.pt", "NOSTRADE_EVENTS": str(tmp_path / "e.db"),
+                               "NOSTRADE_MAX_BODY_BYTES": "1000"})
+    assert s.checkpoint == predict.REPO_ROOT / "x" / "y.pt" and s.events == tmp_path / "e.db"
+    assert s.data == predict.REPO_ROOT / "data" / "processed" and s.catalogue is None and s.max_body_bytes == 1000
+    with pytest.raises(ValueError, match="NOSTRADE_MAX_BODY_BYTES='lots' is not a non-negative integer"):
+        api.Settings.from_env({"NOSTRADE_MAX_BODY_BYTES": "lots"})
+
+
+# --------------------------------------------------------------------------------------------- recommend
+
+def test_post_recommend_ranks_unseen_titles_with_scores_reasons_and_sources(client, rec):
+    ids = vocab(rec, 8)
+    r = client.post("/recommend", json={"history": history(ids), "k": 5, "alpha": 0.3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["path"] == "sequence+genre" and not body["cold_start"] and body["alpha"] == 0.3
+    items = body["items"]
+    assert [i["rank"] for i in items] == [1, 2, 3, 4, 5]
+    assert not {i["anime_id"] for i in items} & set(ids)
+    scores = [i["score"] for i in items]
+    assert scores == sorted(scores, reverse=True)
+    assert all(i["reason"] and i["source"] in {"sequence", "genre", "popularity"} for i in items)
+    expected = rec.recommend([(a, 3, None) for a in ids], k=5, alpha=0.3).items  # the same code path
+    assert [i["anime_id"] for i in items] == expected["anime_id"].tolist()
+
+
+def test_integral_numbers_are_integers_as_in_json_schema(client, rec):
+    ids = vocab(rec, 3)
+    as_floats = {"history": [{"anime_id": float(a), "feedback": 3} for a in ids], "k": 4.0}
+    assert client.post("/recommend", json=as_floats).json() == client.post(
+        "/recommend", json={"history": history(ids), "k": 4}).json()
+
+
+def test_unknown_and_content_only_ids_are_reported_not_errors(client, rec):
+    ids = vocab(rec, 3) + [NOT_IN_CATALOGUE, OUTSIDE_MODEL]
+    r = client.post("/recommend", json={"history": history(ids), "k": 3})
+    assert r.status_code == 200, r.text
+    assert r.json()["unknown_ids"] == [NOT_IN_CATALOGUE] and r.json()["content_only_ids"] == [OUTSIDE_MODEL]
+
+
+def test_empty_history_is_a_popularity_cold_start(client):
+    body = client.post("/recommend", json={"k": 4}).json()
+    assert body["path"] == "popularity" and body["cold_start"] and len(body["items"]) == 4
+
+
+def test_filters_apply_and_unknown_filter_values_are_400(client, rec):
+    genre = rec.genres[0]
+    body = client.post("/recommend", json={"history": history(vocab(rec, 4)), "k": 5, "genres": [genre]}).json()
+    assert body["items"] and all(genre in i["genres"] for i in body["items"])
+    r = client.post("/recommend", json={"history": history(vocab(rec, 4)), "genres": ["Not A Genre"]})
+    assert_json_error(r, 400, "genres", "Not A Genre")
+
+
+@pytest.mark.parametrize("body, where", [
+    ({"history": [], "surprise": 1}, "surprise"),                                  # unknown field
+    ({"k": 0}, "k"), ({"k": api.MAX_K + 1}, "k"), ({"k": "5"}, "k"), ({"k": 2.5}, "k"),
+    ({"alpha": 1.5}, "alpha"), ({"alpha": "0.2"}, "alpha"),
+    ({"history": [{"anime_id": "5"}]}, "anime_id"),                                 # ids are JSON integers
+    ({"history": [{"anime_id": 5.5}]}, "anime_id"), ({"history": [{"anime_id": True}]}, "anime_id"),
+    ({"history": [{"anime_id": -1}]}, "anime_id"), ({"history": [{"anime_id": 2**60}]}, "anime_id"),
+    ({"history": [{"anime_id": 5, "feedback": 4}]}, "feedback"),
+    ({"history": [{"anime_id": 5, "feedback": "meh"}]}, "feedback"),
+    ({"history": [{"anime_id": 5, "extra": 1}]}, "extra"),
+    ({"history": [{"anime_id": 5, "timestamp": -3}]}, "timestamp"),
+    ({"history": [{"anime_id": 5}] * (api.MAX_HISTORY + 1)}, "history"),
+    ({"genres": ["x"] * (api.MAX_FILTER_VALUES + 1)}, "genres"), ({"min_members": -1}, "min_members"),
+    ({"history": {"anime_id": 5}}, "history"),
+])
+def test_invalid_bodies_are_422_naming_the_field(client, body, where):
+    body = assert_json_error(client.post("/recommend", json=body), 422, where)
+    assert body["error"] == "validation_error" and body["errors"]
+
+
+@pytest.mark.parametrize("raw, content_type", [
+    (b'{"history": [', "application/json"),                       # malformed
+    (b'{"history": [{"anime_id": 5, "timestamp": NaN}]}', "application/json"),
+    (b'[1, 2]', "application/json"), (b'"text"', "application/json"),
+    (b'history=1', "application/x-www-form-urlencoded"),
+])
+def test_malformed_json_is_422(client, raw, content_type):
+    assert_json_error(client.post("/recommend", content=raw, headers={"content-type": content_type}), 422)
+
+
+def test_unknown_routes_and_methods_are_json_errors(client):
+    assert_json_error(client.get("/nope"), 404)
+    assert_json_error(client.delete("/recommend"), 405)
+
+
+def test_an_unexpected_crash_is_a_json_500_without_internals(client, rec, monkeypatch):
+    monkeypatch.setattr(rec, "recommend", lambda *a, **k: 1 / 0)
+    body = assert_json_error(client.post("/recommend", json={}), 500)
+    assert "ZeroDivision" not in json.dumps(body)
+
+
+# ----------------------------------------------------------------------------------------- known users
+
+def test_known_user_history_comes_from_training_data_with_timestamps(client, rec, processed_sample):
+    user_id = int(rec.dataset.user_ids[3])
+    r = client.get("/recommend", params={"user_id": user_id, "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    trained = rec.dataset.sequences.take(np.array([3]))
+    assert body["user_id"] == user_id and body["n_training_events"] == len(trained.iid) and body["n_logged_events"] == 0
+    seen = set(rec.dataset.items["anime_id"].to_numpy()[trained.iid - 1].tolist())
+    assert not {i["anime_id"] for i in body["items"]} & seen
+    interactions = pd.read_parquet(processed_sample / "interactions.parquet")
+    events, _, _ = client.app.state.service.users.history(user_id)
+    assert [e[2] for e in events] == interactions.loc[interactions["user_id"] == user_id, "timestamp"].tolist()
+
+
+def test_feedback_shows_in_the_next_recommendation_and_retries_are_stored_once(client, rec, events_path):
+    user_id = int(rec.dataset.user_ids[0])
+    before = client.get("/recommend", params={"user_id": user_id, "k": 3}).json()
+    top = before["items"][0]["anime_id"]
+    feedback = {"user_id": user_id, "anime_id": top, "feedback": "Love", "event_id": "evt-1"}
+    r = client.post("/feedback", json=feedback)
+    assert r.status_code == 201 and r.json() == {"stored": True, "event_id": "evt-1"}
+    after = client.get("/recommend", params={"user_id": user_id, "k": 3}).json()
+    assert after["n_logged_events"] == 1 and top not in [i["anime_id"] for i in after["items"]]
+    retry = client.post("/feedback", json=feedback)
+    assert retry.status_code == 200 and retry.json() == {"stored": False, "event_id": "evt-1"}
+    stored = EventLog(events_path).events()
+    assert stored[["event_id", "user_id", "anime_id", "feedback_type"]].values.tolist() == [["evt-1", user_id, top, 3]]
+    assert client.get("/health").json()["logged_events"] == 1
+
+
+def test_a_new_user_exists_once_they_gave_feedback(client, rec):
+    stranger = 10**12
+    assert_json_error(client.get("/recommend", params={"user_id": stranger}), 404, f"user_id {stranger}")
+    liked = vocab(rec, 2)
+    for anime_id in liked:
+        assert client.post("/feedback", json={"user_id": stranger, "anime_id": anime_id, "feedback": 2}).status_code == 201
+    body = client.get("/recommend", params={"user_id": stranger, "k": 4}).json()
+    assert body["n_training_events"] == 0 and body["n_logged_events"] == 2 and body["path"] == "sequence+genre"
+    assert not {i["anime_id"] for i in body["items"]} & set(liked)
+
+
+@pytest.mark.parametrize("params, status", [({"user_id": "abc"}, 422), ({"user_id": -1}, 422), ({}, 422),
+                                            ({"user_id": 1, "k": 0}, 422), ({"user_id": 1, "colour": "red"}, 422),
+                                            ({"user_id": 1, "genres": "Not A Genre"}, 400)])
+def test_bad_known_user_queries(client, params, status):
+    assert_json_error(client.get("/recommend", params=params), status)
+
+
+@pytest.mark.parametrize("body, status", [
+    ({"user_id": 1, "anime_id": NOT_IN_CATALOGUE, "feedback": 3}, 404),
+    ({"user_id": 1, "anime_id": 2, "feedback": 0}, 422), ({"user_id": 1, "anime_id": 2}, 422),
+    ({"user_id": 1, "anime_id": 2, "feedback": 3, "event_id": "../../etc/passwd"}, 422),
+    ({"user_id": 1, "anime_id": 2, "feedback": 3, "event_id": "x" * 129}, 422),
+    ({"user_id": 1, "anime_id": 2, "feedback": 3, "rating": 9}, 422),
+    ({"user_id": "1", "anime_id": 2, "feedback": 3}, 422),
+])
+def test_bad_feedback_is_refused_and_not_stored(client, events_path, body, status):
+    assert_json_error(client.post("/feedback", json=body), status)
+    assert EventLog(events_path).count() == 0
+
+
+# ------------------------------------------------------------------------------- cold start, similar, search
+
+def test_cold_start_from_liked_ids(client, rec):
+    one, two = vocab(rec, 2)
+    body = client.get("/recommend_cold", params={"liked": f"{one}", "k": 4}).json()
+    assert body["path"] == "genre+popularity" and len(body["items"]) == 4
+    body = client.get("/recommend_cold", params={"liked": f"{one},{two},{NOT_IN_CATALOGUE}", "k": 4}).json()
+    assert body["path"] == "sequence+genre" and body["unknown_ids"] == [NOT_IN_CATALOGUE]
+    assert not {one, two} & {i["anime_id"] for i in body["items"]}
+
+
+@pytest.mark.parametrize("liked", ["", "a,b", "1,,2", "1;2", "-5", "9" * 17])
+def test_cold_start_rejects_malformed_id_lists(client, liked):
+    assert_json_error(client.get("/recommend_cold", params={"liked": liked}), 422, "liked")
+
+
+def test_similar_titles(client, rec):
+    anime_id = vocab(rec, 1)[0]
+    body = client.get(f"/similar/{anime_id}", params={"k": 5}).json()
+    assert body["anime_id"] == anime_id and len(body["items"]) == 5
+    assert anime_id not in [i["anime_id"] for i in body["items"]]
+    assert all(i["source"] == "embedding" for i in body["items"])
+    assert client.get(f"/similar/{OUTSIDE_MODEL}").json()["items"][0]["source"] == "genre"
+    assert_json_error(client.get(f"/similar/{NOT_IN_CATALOGUE}"), 404, str(NOT_IN_CATALOGUE))
+    assert_json_error(client.get("/similar/abc"), 422)
+    assert_json_error(client.get(f"/similar/{anime_id}", params={"k": 0}), 422)
+
+
+def test_title_search(client, rec):
+    name = rec.catalogue["name"].iloc[10]
+    body = client.get("/items", params={"q": name.lower(), "limit": 3}).json()
+    assert body["query"] == name.lower() and body["items"][0]["name"] == name
+    assert set(body["items"][0]) == set(api.TITLE_FIELDS) | {"match"}
+    assert client.get("/items", params={"q": "zzzzqqqxxx"}).json()["items"] == []
+    assert_json_error(client.get("/items", params={"q": ""}), 422)
+    assert_json_error(client.get("/items", params={"q": "x" * 201}), 422)
+
+
+# ------------------------------------------------------------------------------------------------- batch
+
+def test_batch_scores_known_users_and_histories_like_single_requests(client, rec):
+    users = [int(u) for u in rec.dataset.user_ids[:3]]
+    ids = vocab(rec, 6)
+    r = client.post("/recommend/batch", json={"user_ids": users, "histories": [history(ids), [], history(ids[:1] + [NOT_IN_CATALOGUE])], "k": 4})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["user_id"] for x in results] == users + [None] * 3 and [x["index"] for x in results] == [None] * 3 + [0, 1, 2]
+    single = client.post("/recommend", json={"history": history(ids), "k": 4, "explain": False}).json()
+    assert results[3]["anime_ids"] == [i["anime_id"] for i in single["items"]]
+    assert np.allclose(results[3]["scores"], [i["score"] for i in single["items"]], atol=1e-6)
+    known = client.get("/recommend", params={"user_id": users[1], "k": 4}).json()
+    assert results[1]["anime_ids"] == [i["anime_id"] for i in known["items"]]
+    assert [x["path"] for x in results[3:]] == ["sequence+genre", "popularity", "genre+popularity"]
+    assert results[5]["unknown_ids"] == [NOT_IN_CATALOGUE]
+
+
+def test_batch_limits_and_unknown_users(client):
+    assert_json_error(client.post("/recommend/batch", json={"user_ids": [10**12]}), 404, str(10**12))
+    assert_json_error(client.post("/recommend/batch", json={"histories": [[]] * (api.MAX_BATCH + 1)}), 422, "histories")
+    assert client.post("/recommend/batch", json={}).json()["results"] == []
+
+
+# ------------------------------------------------------------------------------------------------ safety
+
+@pytest.fixture
+def small_cap_client(rec, events_path):
+    settings = api.Settings(checkpoint=None, data=None, catalogue=None, events=events_path, max_body_bytes=2000,
+                            torch_threads=1)
+    with TestClient(api.create_app(rec, events_path, settings=settings), raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_a_declared_oversized_body_is_413(small_cap_client):
+    body = json.dumps({"history": [{"anime_id": 1}] * 200}).encode()
+    assert len(body) > 2000
+    assert_json_error(small_cap_client.post("/recommend", content=body, headers={"content-type": "application/json"}),
+                      413, "2,000-byte")
+    assert_json_error(small_cap_client.post("/recommend", content=b"{}",
+                                            headers={"content-type": "application/json", "content-length": "x1"}), 400)
+    assert small_cap_client.post("/recommend", json={"k": 2}).status_code == 200
+
+
+def test_a_streamed_oversized_body_is_413(small_cap_client):
+    chunk = json.dumps({"history": [{"anime_id": 1}] * 200}).encode()
+
+    def stream():  # no Content-Length: chunked transfer
+        yield chunk[:1500]
+        yield chunk[1500:]
+
+    r = small_cap_client.post("/recommend", content=stream(), headers={"content-type": "application/json"})
+    assert_json_error(r, 413, "2,000-byte")
+
+
+def test_checkpoints_load_with_weights_only(tiny_checkpoint, processed_sample, tmp_path, monkeypatch):
+    calls = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: calls.append(k) or real_load(*a, **k))
+    api.load_service(api.Settings(tiny_checkpoint, processed_sample, None, tmp_path / "e.db", 1000, 1))
+    assert calls and all(c.get("weights_only") is True for c in calls)
+
+
+class Payload:
+    """Runs code when unpickled (here: creates a file), as a malicious checkpoint would."""
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(processed_sample, tmp_path):
+    marker, evil = tmp_path / "pwned", tmp_path / "evil.pt"
+    torch.save({"model_state": Payload(marker)}, evil)
+    with pytest.raises(pickle.UnpicklingError):
+        api.load_service(api.Settings(evil, processed_sample, None, tmp_path / "e.db", 1000, 1))
+    assert not marker.exists()
+
+
+PATHLIKE = ["../../etc/passwd", "/tmp/nostrade-evil", "..\\..\\boot.ini", "file:///etc/shadow", "~/.ssh/id_rsa"]
+
+
+def test_no_request_value_becomes_a_file_path(client, rec, events_path, monkeypatch):
+    """Every file opened while serving is the configured event log, whatever the requests carry."""
+    opened = []
+    real_open, real_os_open, real_connect = builtins.open, os.open, sqlite3.connect
+    monkeypatch.setattr(builtins, "open", lambda f, *a, **k: opened.append(str(f)) or real_open(f, *a, **k))
+    monkeypatch.setattr(io, "open", builtins.open)
+    monkeypatch.setattr(os, "open", lambda f, *a, **k: opened.append(str(f)) or real_os_open(f, *a, **k))
+    monkeypatch.setattr(sqlite3, "connect", lambda f, *a, **k: opened.append(str(f)) or real_connect(f, *a, **k))
+    for value in PATHLIKE:
+        client.post("/recommend", json={"history": [], "genres": [value], "types": [value]})
+        client.get("/items", params={"q": value})
+        client.get("/recommend", params={"user_id": 1, "genres": value})
+        client.get(f"/similar/{value}")
+        client.get("/recommend_cold", params={"liked": value})
+        client.post("/feedback", json={"user_id": 1, "anime_id": 2, "feedback": 2, "event_id": value,
+                                       "session_id": value})
+        client.post("/feedback", json={"user_id": 2, "anime_id": 2, "feedback": 2, "session_id": value})
+    assert str(events_path) in opened and set(opened) <= {str(events_path)}  # the spy sees the log's opens
+    assert not any(os.path.exists(os.path.expanduser(v)) for v in PATHLIKE[1:])

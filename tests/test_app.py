@@ -1,0 +1,266 @@
+"""The Streamlit demo through Streamlit's own AppTest: what the page shows after each action.
+
+AppTest cannot type into an st.data_editor; the editor's edits -> events step is tested in
+test_ui.py, and here ratings go through the page's search-and-rate widgets.
+"""
+import io
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import streamlit
+from streamlit.testing.v1 import AppTest
+
+from nostrade import finetune as ft
+from nostrade.dataset import sha256_of
+from nostrade.events import EventLog
+
+APP = str(Path(__file__).resolve().parents[1] / "code" / "app.py")
+TIMEOUT = 120
+USER = 1_000_000_123
+
+
+@pytest.fixture
+def paths(tmp_path, anime_checkpoint, processed_anime, monkeypatch):
+    checkpoint = tmp_path / "sasrec.pt"
+    shutil.copyfile(anime_checkpoint, checkpoint)
+    events = tmp_path / "events.db"
+    monkeypatch.setenv("NOSTRADE_DATA", str(processed_anime))
+    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(checkpoint))
+    monkeypatch.setenv("NOSTRADE_EVENTS", str(events))
+    monkeypatch.delenv("NOSTRADE_CATALOGUE", raising=False)
+    return {"checkpoint": checkpoint, "events": events, "data": processed_anime}
+
+
+def start(user: int = USER) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["user"] = str(user)
+    return at.run()
+
+
+def no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def rate(at: AppTest, query: str, feedback: str) -> AppTest:
+    at.text_input(key="pick_query").input(query).run()
+    at.radio(key="pick_feedback").set_value(feedback)
+    at.button(key="rate").click().run()
+    no_errors(at)
+    return at
+
+
+def table(at: AppTest, column: str) -> pd.DataFrame:
+    """The (last) table on the page that has ``column``."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, f"no table with a {column!r} column"
+    return found[-1]
+
+
+def subheaders(at: AppTest) -> list[str]:
+    return [h.value for h in at.subheader]
+
+
+def caption_with(at: AppTest, text: str) -> str:
+    found = [c.value for c in at.caption if text in c.value]
+    assert found, f"no caption with {text!r}"
+    return found[0]
+
+
+@pytest.fixture
+def rated(paths):
+    at = start()
+    for query, feedback in (("naruto", "Love"), ("shingeki", "Love"), ("death note", "Like")):
+        rate(at, query, feedback)
+    return at
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def test_first_page_shows_popular_titles_and_a_cold_start(paths):
+    at = start()
+    no_errors(at)
+    assert "Your picks (0)" in subheaders(at)
+    assert "cold start" in caption_with(at, "How:")
+    top = table(at, "Why")
+    assert len(top) == 10 and "Death Note" in top["Title"].tolist()
+
+
+def test_rating_three_titles_gives_explained_recommendations_and_logs_each_click(rated, paths):
+    at = rated
+    assert "Your picks (3)" in subheaders(at)
+    assert "sequence model + genre blend (α = 0.20)" in caption_with(at, "How:")
+    rated_titles = {"Naruto", "Shingeki no Kyojin", "Death Note"}
+    picks = table(at, "In model")
+    assert set(picks["Title"]) == rated_titles and set(picks["Your rating"]) == {"Love", "Like"}
+    top = table(at, "Why")
+    assert len(top) == 10 and not rated_titles & set(top["Title"])
+    assert top["Score"].is_monotonic_decreasing and top["Why"].str.len().min() > 0
+    assert top["Why"].str.startswith("Because you").any()
+    why = table(at, "Because of your pick")
+    assert len(why) and set(why["Because of your pick"]) <= rated_titles
+    assert set(why["Recommended"]) <= set(top["Title"])
+    assert "Why these?" in subheaders(at)
+    assert any("Your picks → recommendations" in caption for image in at.image for caption in image.captions)
+    assert "Influence graph" in subheaders(at)
+    for section in ("Because you loved Shingeki no Kyojin", "Similar to your taste", "Popular right now",
+                    "Something different"):
+        assert section in subheaders(at)
+    stored = EventLog(paths["events"]).events()
+    assert stored["user_id"].tolist() == [USER] * 3 and stored["feedback_type"].tolist() == [3, 3, 2]
+    assert stored["session_id"].nunique() == 1
+
+
+def test_picks_come_back_from_the_log_in_a_new_session(rated):
+    again = start()
+    assert "Your picks (3)" in subheaders(again)
+    assert "Your picks (0)" in subheaders(start(user=USER + 1))
+
+
+def test_clear_all_removes_the_picks(rated, paths):
+    rated.button(key="clear_all").click().run()
+    no_errors(rated)
+    assert "Your picks (0)" in subheaders(rated)
+    assert EventLog(paths["events"]).user_history(USER).empty
+
+
+def test_alpha_and_blend_toggle_change_the_ranking(rated):
+    at = rated
+    at.slider(key="alpha").set_value(0.0).run()
+    model_only = table(at, "Why")["Title"].tolist()
+    at.slider(key="alpha").set_value(1.0).run()
+    no_errors(at)
+    assert "α = 1.00" in caption_with(at, "How:")
+    genre_only = table(at, "Why")["Title"].tolist()
+    assert genre_only != model_only
+    at.toggle(key="blend").set_value(False).run()
+    assert "α = 0.00" in caption_with(at, "How:")
+    assert table(at, "Why")["Title"].tolist() == model_only
+
+
+def test_k_and_sidebar_filters_apply_to_the_recommendations(rated):
+    at = rated
+    at.slider(key="k").set_value(7).run()
+    assert len(table(at, "Why")) == 7 and "Top 7 for you" in subheaders(at)
+    at.multiselect(key="filter_genres").set_value(["Comedy"]).run()
+    at.multiselect(key="filter_types").set_value(["Movie"]).run()
+    no_errors(at)
+    top = table(at, "Why")
+    assert len(top) and top["Genres"].str.contains("Comedy").all() and (top["Type"] == "Movie").all()
+    at.number_input(key="min_members").set_value(100_000).run()
+    assert len(table(at, "Why")) <= 7
+
+
+def test_predict_button_when_live_update_is_off(rated):
+    at = rated
+    at.toggle(key="live").set_value(False).run()
+    before = table(at, "Why")["Title"].tolist()
+    rate(at, "one piece", "Love")
+    assert table(at, "Why")["Title"].tolist() == before  # not updated yet
+    assert any("press Predict" in i.value for i in at.info)
+    at.button(key="predict").click().run()
+    no_errors(at)
+    assert not any("press Predict" in i.value for i in at.info)
+    assert table(at, "Why")["Title"].tolist() != before
+
+
+def test_catalogue_search_and_filters(paths):
+    at = start()
+    catalogue = table(at, "Members")
+    assert len(catalogue) == 500 and catalogue["Members"].is_monotonic_decreasing
+    at.text_input(key="catalogue_query").input("naruto").run()
+    assert "Naruto" in table(at, "Members")["Title"].tolist()
+    at.text_input(key="catalogue_query").input("shingeki").run()
+    assert "Shingeki no Kyojin" in table(at, "Members")["Title"].tolist()
+    at.text_input(key="catalogue_query").input("").run()
+    at.multiselect(key="catalogue_genres").set_value(["Romance"]).run()
+    at.multiselect(key="catalogue_types").set_value(["Movie"]).run()
+    no_errors(at)
+    filtered = table(at, "Members")
+    assert len(filtered) and filtered["Genres"].str.contains("Romance").all() and (filtered["Type"] == "Movie").all()
+
+
+def test_export_downloads_the_top_k_with_explanations(rated, monkeypatch):
+    exported = {}
+    original = streamlit.download_button
+
+    def recording(label, data, *args, **kwargs):
+        exported[label] = (data, kwargs.get("file_name"))
+        return original(label, data, *args, **kwargs)
+
+    monkeypatch.setattr(streamlit, "download_button", recording)
+    rated.run()
+    data, name = exported["Export Top-K with explanations (CSV)"]
+    csv = pd.read_csv(io.StringIO(data))
+    assert name.endswith(".csv")
+    assert csv["name"].tolist() == table(rated, "Why")["Title"].tolist()
+    assert {"score", "reason", "because", "because_similarity"} <= set(csv.columns)
+
+
+def test_ratings_and_save_for_later_through_the_catalogue_table(paths):
+    """The catalogue table, driven with the edit state the browser would send (AppTest cannot type in it)."""
+    at = start()
+    shown = at.session_state["catalogue_shown"]
+    key = f"catalogue_editor_{at.session_state['editor_version']}"
+    at.session_state[key] = {"edited_rows": {0: {"Your rating": "Love"}, 1: {"Save for later": True}},
+                             "added_rows": [], "deleted_rows": []}
+    at.run()
+    no_errors(at)
+    log = EventLog(paths["events"])
+    assert log.user_history(USER)["anime_id"].tolist() == [int(shown["anime_id"].iloc[0])]
+    assert log.saved(USER) == [int(shown["anime_id"].iloc[1])]
+    assert "Saved for later" in subheaders(at)
+    assert "Your picks (1)" in subheaders(at)
+    assert table(at, "Members")["Your rating"].iloc[0] == "Love"  # the fresh table shows the stored rating
+    at.run()
+    assert log.count() == 2  # the same edit is not applied twice
+
+
+def test_a_new_checkpoint_is_picked_up_without_restart(rated, paths):
+    """The whole loop: clicks in the log -> fine-tune -> the running app serves the new checkpoint."""
+    at = rated
+    old = sha256_of(paths["checkpoint"])
+    assert old[:12] in caption_with(at, "sha256")
+    report = ft.finetune(paths["events"], paths["checkpoint"], paths["data"],
+                         ft.FinetuneConfig(epochs=1, tolerance=1.0, progress=False))  # tolerance 1: always swap
+    assert report["accepted"] and report["log"]["log_interactions_added"] == 3
+    at.run()
+    no_errors(at)
+    new = sha256_of(paths["checkpoint"])
+    assert new != old and new[:12] in caption_with(at, "sha256")
+    assert "Your picks (3)" in subheaders(at)
+
+
+def test_fresh_checkout_without_a_model(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOSTRADE_DATA", str(tmp_path / "processed"))
+    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tmp_path / "sasrec.pt"))
+    monkeypatch.setenv("NOSTRADE_EVENTS", str(tmp_path / "events.db"))
+    at = start()
+    no_errors(at)
+    assert "No trained model yet" in at.warning[0].value
+    assert at.button(key="train").label == "Train the default model"
+    assert "Popular titles meanwhile" in subheaders(at)
+    assert table(at, "members")["name"].iloc[0] == "Death Note"
+
+
+def test_train_button_trains_the_default_model_then_recommends(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOSTRADE_DATA", str(tmp_path / "processed"))
+    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tmp_path / "sasrec.pt"))
+    monkeypatch.setenv("NOSTRADE_EVENTS", str(tmp_path / "events.db"))
+    monkeypatch.setenv("NOSTRADE_TRAIN_ARGS", "--epochs 1 --max-len 20 --d-model 16 --n-layers 1 --num-threads 1")
+    at = start()
+    at.button(key="train").click().run(timeout=300)
+    no_errors(at)
+    assert (tmp_path / "sasrec.pt").exists() and (tmp_path / "processed" / "meta.json").exists()
+    assert "Top 10 for you" in subheaders(at)
+
+
+def test_a_checkpoint_for_other_data_is_explained_not_a_traceback(paths, tiny_checkpoint, monkeypatch):
+    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tiny_checkpoint))
+    at = start()
+    assert not at.exception
+    assert "cannot be used" in at.warning[0].value and "iid map" in at.warning[0].value
+    assert at.button(key="train")

@@ -1,0 +1,61 @@
+import pytest
+import torch
+
+from nostrade import checkpoint
+from nostrade.checkpoint import CheckpointMismatch, load_checkpoint, read_checkpoint, save_checkpoint
+from nostrade.model import SASRec, SASRecConfig
+from nostrade.sequences import Sequences
+from nostrade.train import TrainConfig
+
+META = {"iid_map_sha256": "a" * 64, "source": "test", "time_bins": {"n_bins": 3}}
+
+
+def saved(tmp_path, **model_overrides):
+    torch.manual_seed(0)
+    cfg = SASRecConfig(**{"n_items": 20, "n_time_bins": 3, "max_len": 6, "d_model": 16, **model_overrides})
+    model = SASRec(cfg).eval()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, cfg, TrainConfig(seed=3), META, {"valid": {"ndcg@10": 0.5}})
+    return path, model, cfg
+
+
+def test_round_trip_gives_the_same_scores_and_plain_values(tmp_path):
+    path, model, cfg = saved(tmp_path, use_time=False)
+    loaded = load_checkpoint(path, expected_iid_map_sha256=META["iid_map_sha256"], expected_n_items=20)
+    assert loaded.model_cfg == cfg and loaded.train_cfg["seed"] == 3 and loaded.metrics["valid"]["ndcg@10"] == 0.5
+    assert loaded.iid_map_sha256 == META["iid_map_sha256"] and loaded.meta == META
+    history = Sequences.from_lists([[1, 2, 3], [4, 5]], [[1, 2, 3], [3, 3]], [[1, 2, 3], [2, 3]])
+    torch.testing.assert_close(loaded.model.scorer()(history), model.scorer()(history))
+    torch.load(path, weights_only=True)  # nothing but tensors and plain values inside
+
+
+def test_another_iid_map_is_refused_naming_both_hashes(tmp_path):
+    path, _, _ = saved(tmp_path)
+    with pytest.raises(CheckpointMismatch, match=r"aaaaaaaaaaaa.*bbbbbbbbbbbb"):
+        load_checkpoint(path, expected_iid_map_sha256="b" * 64)
+
+
+def test_another_item_count_is_refused_naming_both_counts(tmp_path):
+    path, _, _ = saved(tmp_path)
+    with pytest.raises(CheckpointMismatch, match=r"20 items.*has 21"):
+        load_checkpoint(path, expected_n_items=21)
+
+
+def test_missing_checkpoint_says_how_to_make_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nostrade.train"):
+        read_checkpoint(tmp_path / "none.pt")
+
+
+def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    path, model, cfg = saved(tmp_path)
+    before = path.read_bytes()
+
+    def broken_save(obj, f):
+        f.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.torch, "save", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(path, model, cfg, TrainConfig(), META, {})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind

@@ -1,0 +1,195 @@
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nostrade import finetune as ft
+from nostrade.checkpoint import load_checkpoint
+from nostrade.dataset import Dataset, load_dataset, sha256_of
+from nostrade.events import CLEARED, SAVED, EventLog
+from nostrade.model import SASRec
+from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
+from nostrade.train import TrainResult
+from predict import Recommender
+
+# ---------------------------------------------------------------------------------------------- merge_log
+
+
+@pytest.fixture
+def small():
+    """Two training users (ids 5 and 9) over items iid 1..4 = anime 100, 200, 300, 400."""
+    items = pd.DataFrame({"iid": [1, 2, 3, 4], "anime_id": [100, 200, 300, 400]})
+    seqs = Sequences.from_lists([[1, 2, 3], [4, 1]], [[2, 3, 2], [1, 2]])
+    meta = {"iid_map_sha256": "x", "has_timestamps": False, "time_bins": {"scheme": "none", "n_bins": 1}}
+    return Dataset(items, seqs, np.array([5, 9]), meta)
+
+
+def log_frame(rows):
+    """rows: (user_id, anime_id, feedback_type, timestamp) in storage order."""
+    frame = pd.DataFrame(rows, columns=["user_id", "anime_id", "feedback_type", "timestamp"])
+    return frame.assign(seq=np.arange(1, len(frame) + 1), event_id=[f"e{i}" for i in range(len(frame))],
+                        session_id=None)
+
+
+def as_lists(dataset: Dataset) -> dict:
+    s = dataset.sequences
+    return {int(u): (s.iid[a:b].tolist(), s.feedback[a:b].tolist())
+            for u, a, b in zip(dataset.user_ids, s.offsets[:-1], s.offsets[1:])}
+
+
+def test_new_users_become_new_sequences_in_time_order(small):
+    events = log_frame([(42, 300, LOVE, 20.0), (42, 100, LIKE, 10.0), (42, 400, DISLIKE, 30.0)])
+    merged = ft.merge_log(small, events)
+    assert as_lists(merged.dataset) == {5: ([1, 2, 3], [2, 3, 2]), 9: ([4, 1], [1, 2]),
+                                        42: ([1, 3, 4], [LIKE, LOVE, DISLIKE])}
+    assert merged.counts["new_users"] == 1 and merged.counts["log_interactions_added"] == 3
+
+
+def test_a_training_user_continues_and_the_latest_duplicate_wins(small):
+    events = log_frame([(5, 100, LOVE, 1.0), (5, 400, LIKE, 2.0)])
+    merged = ft.merge_log(small, events)
+    assert as_lists(merged.dataset)[5] == ([2, 3, 1, 4], [3, 2, LOVE, LIKE])  # title 100 moved to its latest place
+    assert merged.counts["training_users_extended"] == 1 and merged.counts["replaced_events"] == 1
+
+
+def test_cleared_ratings_remove_titles_and_saves_are_not_ratings(small):
+    events = log_frame([(42, 100, LIKE, 1.0), (42, 200, LOVE, 2.0), (42, 100, CLEARED, 3.0), (42, 300, SAVED, 4.0),
+                        (9, 400, CLEARED, 5.0)])
+    merged = ft.merge_log(small, events)
+    lists = as_lists(merged.dataset)
+    assert lists[42] == ([2], [LOVE])
+    assert lists[9] == ([1], [2])  # the cleared training title is gone too
+    assert merged.counts["rating_events"] == 4
+
+
+def test_unknown_titles_are_skipped_and_counted(small):
+    events = log_frame([(42, 100, LIKE, 1.0), (42, 777, LOVE, 2.0), (43, 777, LIKE, 3.0), (44, 888, LIKE, 4.0)])
+    merged = ft.merge_log(small, events)
+    assert merged.counts["unknown_title_events"] == 3 and merged.counts["unknown_titles"] == 2
+    assert set(as_lists(merged.dataset)) == {5, 9, 42}  # 43 and 44 had nothing the model knows
+
+
+def test_time_bins_follow_the_data_scheme_and_are_capped(small):
+    month = 31 * 86400
+    data = Dataset(small.items, Sequences.from_lists([[1, 2]], [[2, 2]], [[1, 2]]), np.array([5]),
+                   {"iid_map_sha256": "x", "has_timestamps": True, "time_bins": {"scheme": "month", "n_bins": 2}})
+    start = 1_600_000_000 - 1_600_000_000 % 86400
+    train_time = np.array([start, start + month])
+    events = log_frame([(7, 300, LIKE, float(start + 5)), (7, 400, LOVE, float(start + 12 * month)),
+                        (7, 100, LIKE, 5.0)])  # a timestamp from before the data: clipped to its start
+    merged = ft.merge_log(data, events, train_time)
+    seqs = merged.dataset.sequences
+    user = list(merged.dataset.user_ids).index(7)
+    got = seqs.time_bin[seqs.offsets[user]:seqs.offsets[user + 1]].tolist()
+    assert seqs.iid[seqs.offsets[user]:seqs.offsets[user + 1]].tolist() == [1, 3, 4]
+    assert got == [1, 1, 2]  # same first period as the data; later months share the last bin
+    assert seqs.time_bin[:2].tolist() == [1, 2]  # training bins unchanged
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+
+
+@pytest.fixture
+def workspace(tmp_path, anime_checkpoint, processed_anime):
+    """A copy of the trained checkpoint (fine-tuning replaces it) and an event log with a few users."""
+    checkpoint = tmp_path / "sasrec.pt"
+    shutil.copyfile(anime_checkpoint, checkpoint)
+    log = EventLog(tmp_path / "events.db")
+    items = load_dataset(processed_anime).items.sort_values("members", ascending=False)
+    popular = items["anime_id"].to_numpy()[:60]
+    rng = np.random.default_rng(0)
+    for user in range(12):
+        for n, anime_id in enumerate(rng.choice(popular, 8, replace=False)):
+            log.append(2_000_000_000 + user, int(anime_id), int(rng.integers(1, 4)), timestamp=1e9 + 10 * user + n)
+    log.append(2_000_000_000, 999_999_999, LOVE)  # a title nobody knows
+    return checkpoint, tmp_path / "events.db", processed_anime
+
+
+QUICK = ft.FinetuneConfig(epochs=1, progress=False)
+
+
+def test_accepted_checkpoint_becomes_current_atomically_and_loads(workspace, tmp_path):
+    checkpoint, events, data = workspace
+    before = sha256_of(checkpoint)
+    # tolerance 1: always accepted (NDCG <= 1), so this test checks the swap, not the training's luck
+    report = ft.finetune(events, checkpoint, data, ft.FinetuneConfig(epochs=1, tolerance=1.0, progress=False),
+                         tmp_path / "report.json")
+    assert report["accepted"]
+    assert report["log"]["unknown_title_events"] == 1 and report["log"]["new_users"] == 12
+    assert sha256_of(checkpoint) != before
+    assert sha256_of(tmp_path / "sasrec.previous.pt") == before
+    assert sha256_of(checkpoint) == sha256_of(report["finetuned_checkpoint"])
+    assert set(report["valid_finetuned"]) >= {"ndcg@10", "hr@10", "n_cases"}
+    evaluated_before = int((load_dataset(data).sequences.lengths >= 3).sum())
+    assert report["valid_finetuned"]["n_cases"] == report["valid_previous"]["n_cases"] == evaluated_before + 12
+    assert (tmp_path / "report.json").exists()
+    Recommender.load(checkpoint, data)  # the served format, same vocabulary
+
+
+def test_fine_tuning_starts_from_the_current_weights(workspace, monkeypatch):
+    checkpoint, events, data = workspace
+    seen = {}
+
+    def spy(dataset, model_cfg, train_cfg, split=None, checkpoint_path=None, init_state=None):
+        seen["init"], seen["epochs"] = init_state, train_cfg.epochs
+        model = SASRec(model_cfg)
+        model.load_state_dict(init_state)
+        return TrainResult(model.eval(), [], {}, 0.0, 0)
+
+    monkeypatch.setattr(ft, "train_sasrec", spy)
+    report = ft.finetune(events, checkpoint, data, QUICK)
+    current = load_checkpoint(checkpoint).model.state_dict()
+    assert seen["epochs"] == 1
+    assert all(torch.equal(seen["init"][k], v) for k, v in current.items())
+    assert report["accepted"]  # unchanged weights: exactly as good, and "not worse" accepts it
+
+
+def test_a_worse_model_is_not_made_current(workspace, monkeypatch, tmp_path):
+    checkpoint, events, data = workspace
+    before = sha256_of(checkpoint)
+
+    def worse(dataset, model_cfg, train_cfg, split=None, checkpoint_path=None, init_state=None):
+        torch.manual_seed(1)
+        model = SASRec(model_cfg)  # fresh random weights: worse than the trained model
+        return TrainResult(model.eval(), [], {}, 0.0, 0)
+
+    monkeypatch.setattr(ft, "train_sasrec", worse)
+    report = ft.finetune(events, checkpoint, data, QUICK)
+    assert not report["accepted"]
+    assert report["valid_finetuned"]["ndcg@10"] < report["valid_previous"]["ndcg@10"]
+    assert sha256_of(checkpoint) == before
+    assert not (tmp_path / "sasrec.previous.pt").exists()
+    assert list(tmp_path.glob("sasrec.finetuned-*.pt"))  # the candidate is kept for inspection
+
+
+def test_cli_exit_codes(workspace, tmp_path, tiny_checkpoint, capsys):
+    checkpoint, events, data = workspace
+    report = str(tmp_path / "r.json")
+    assert ft.main(["--events", str(tmp_path / "missing.db"), "--checkpoint", str(checkpoint), "--data", str(data),
+                    "--report", report]) == 2
+    assert "missing.db" in capsys.readouterr().err
+    assert ft.main(["--events", str(events), "--checkpoint", str(tiny_checkpoint), "--data", str(data),
+                    "--report", report]) == 2  # trained on another vocabulary
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "iid map" in err and len(err.strip().splitlines()) == 1
+    EventLog(tmp_path / "empty.db")
+    assert ft.main(["--events", str(tmp_path / "empty.db"), "--checkpoint", str(checkpoint), "--data", str(data),
+                    "--report", report]) == 1
+    assert "no usable rating events" in capsys.readouterr().out
+    assert ft.main(["--epochs", "0"]) == 2
+
+
+def test_data_with_timestamps_end_to_end(tmp_path, tiny_checkpoint, processed_sample):
+    """Synthetic data with real timestamps and monthly bins: the log's events get the data's time bins."""
+    checkpoint = tmp_path / "sasrec.pt"
+    shutil.copyfile(tiny_checkpoint, checkpoint)
+    log = EventLog(tmp_path / "events.db")
+    ids = load_dataset(processed_sample).items["anime_id"].to_numpy()[:5]
+    for n, anime_id in enumerate(ids):
+        log.append(10**6, int(anime_id), LOVE, timestamp=2e9 + n)  # long after the data: the last time bin
+    report = ft.finetune(tmp_path / "events.db", checkpoint, processed_sample,
+                         ft.FinetuneConfig(epochs=1, tolerance=1.0, progress=False))
+    assert report["accepted"] and report["log"]["log_interactions_added"] == 5
+    assert load_checkpoint(checkpoint).meta["finetune_log"]["new_users"] == 1

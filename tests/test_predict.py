@@ -1,0 +1,508 @@
+"""The serving backend: validation, blending, filters, dislikes, cold start, explanations, search, loading."""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import predict
+from nostrade.checkpoint import CheckpointMismatch, save_checkpoint
+from nostrade.dataset import load_dataset
+from nostrade.model import SASRec, SASRecConfig
+from nostrade.sequences import DISLIKE, LIKE, LOVE
+from nostrade.sources import load_anime_catalogue
+from predict import Event, Recommender
+
+CATALOGUE = predict.REPO_ROOT / "data" / "sample" / "anime.csv.gz"
+NARUTO, ONE_PIECE, BLEACH, DEATH_NOTE = 20, 21, 269, 1535
+
+
+def small_model(n_items: int, n_time_bins: int = 1, max_len: int = 20, seed: int = 0) -> SASRec:
+    torch.manual_seed(seed)
+    model = SASRec(SASRecConfig(n_items=n_items, n_time_bins=n_time_bins, max_len=max_len, d_model=16, n_heads=2,
+                                n_layers=1, dropout=0.0))
+    with torch.no_grad():  # spread the random embeddings so that similarities are not all ~0
+        model.item_emb.weight.normal_(0, 1)
+        model.item_emb.weight[0].zero_()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def anime(processed_anime):
+    return load_dataset(processed_anime)
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return load_anime_catalogue(CATALOGUE)
+
+
+@pytest.fixture(scope="module")
+def rec(anime, catalogue) -> Recommender:
+    """The real embedded sample's vocabulary and the full 12,294-title catalogue, a random small SASRec."""
+    return Recommender.from_parts(small_model(anime.n_items), anime, catalogue)
+
+
+def vocab_ids(rec: Recommender, n: int, seed: int = 0) -> list[int]:
+    ids = rec.dataset.items["anime_id"].to_numpy()
+    return np.random.default_rng(seed).choice(ids, n, replace=False).tolist()
+
+
+def content_only_ids(rec: Recommender, n: int) -> list[int]:
+    return rec.catalogue["anime_id"][~rec.catalogue["anime_id"].isin(rec.dataset.items["anime_id"])].head(n).tolist()
+
+
+def ranks(final: torch.Tensor) -> np.ndarray:
+    """1-based rank of every column of a (C,) score vector (higher score = better rank)."""
+    order = torch.argsort(final, descending=True, stable=True).numpy()
+    out = np.empty(len(order), dtype=np.int64)
+    out[order] = np.arange(1, len(order) + 1)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------- input
+
+@pytest.mark.parametrize("value, code", [(1, DISLIKE), (2, LIKE), (3, LOVE), ("Love", LOVE), ("dislike", DISLIKE),
+                                         (" LIKE ", LIKE), (np.int64(3), LOVE)])
+def test_feedback_codes_and_names(value, code):
+    assert predict.feedback_code(value) == code
+
+
+@pytest.mark.parametrize("value", [0, 4, -1, "meh", "", True, 2.0, None, "3"])
+def test_bad_feedback_is_a_clear_value_error(rec, value):
+    with pytest.raises(ValueError, match=r"event 1 feedback: .* is not one of 1 \(Dislike\), 2 \(Like\), 3 \(Love\)"):
+        rec.recommend([Event(NARUTO, "Love"), Event(ONE_PIECE, value)])
+
+
+@pytest.mark.parametrize("event", [("20", 2), (20.0, 2), (True, 2), (None, 2), {"feedback": 2}, (20, 2, 3, 4),
+                                   (20, 2, float("nan")), (20, 2, "yesterday")])
+def test_bad_events_raise(rec, event):
+    with pytest.raises(ValueError, match="event 0"):
+        rec.recommend([event])
+
+
+@pytest.mark.parametrize("k", [0, -3, predict.MAX_K + 1, 2.5, True, "10"])
+def test_bad_k(rec, k):
+    with pytest.raises(ValueError, match=r"k: .* is not an integer in 1\.\.500"):
+        rec.recommend([Event(NARUTO, 3)], k=k)
+
+
+@pytest.mark.parametrize("alpha", [-0.01, 1.5, float("nan"), "0.2", None])
+def test_bad_alpha(rec, alpha):
+    with pytest.raises(ValueError, match=r"alpha: .* is not a number in \[0, 1\]"):
+        rec.recommend([Event(NARUTO, 3)], alpha=alpha)
+
+
+def test_bad_filters(rec):
+    with pytest.raises(ValueError, match="genres: \\['Cooking'\\] not in"):
+        rec.recommend([], genres=["Action", "Cooking"])
+    with pytest.raises(ValueError, match="types: \\['Manga'\\] not in"):
+        rec.recommend([], types=["Manga"])
+    with pytest.raises(ValueError, match="min_members: -1"):
+        rec.recommend([], min_members=-1)
+
+
+def test_event_forms_are_equivalent(rec):
+    as_events = rec.recommend([Event(NARUTO, "Love"), Event(BLEACH, LIKE), Event(DEATH_NOTE, 3)], k=10)
+    as_tuples = rec.recommend([(NARUTO, 3), (BLEACH,), (DEATH_NOTE, "love", None)], k=10)
+    as_dicts = rec.recommend([{"anime_id": NARUTO, "feedback": "Love"}, {"anime_id": BLEACH},
+                              {"anime_id": DEATH_NOTE, "feedback": 3, "timestamp": None}], k=10)
+    for other in (as_tuples, as_dicts):
+        pd.testing.assert_frame_equal(as_events.items, other.items)
+
+
+def test_unknown_ids_are_skipped_and_listed(rec):
+    out = rec.recommend([Event(NARUTO, 3), Event(99_999_999, 2), Event(-5, 1), Event(BLEACH, 2)], k=10)
+    assert out.unknown_ids == [99_999_999, -5]
+    clean = rec.recommend([Event(NARUTO, 3), Event(BLEACH, 2)], k=10)
+    pd.testing.assert_frame_equal(out.items, clean.items)
+
+
+def test_duplicates_latest_wins(rec):
+    a, b, c = vocab_ids(rec, 3, seed=1)
+    out = rec.recommend([Event(a, "Love"), Event(b, "Like"), Event(c, "Like"), Event(a, "Dislike")], k=15)
+    same = rec.recommend([Event(b, "Like"), Event(c, "Like"), Event(a, "Dislike")], k=15)
+    assert out.n_duplicates == 1
+    pd.testing.assert_frame_equal(out.items, same.items)
+    h = rec.history([Event(a, 3), Event(b, 2), Event(a, 1)])
+    assert h.feedback.tolist() == [LIKE, DISLIKE] and rec.catalogue["anime_id"].to_numpy()[h.rows].tolist() == [b, a]
+
+
+def test_timestamps_order_the_events(rec):
+    a, b, c = vocab_ids(rec, 3, seed=2)
+    shuffled = [Event(c, 3, 300), Event(a, 2, 100), Event(b, 1, 200)]
+    ordered = [Event(a, 2, 100), Event(b, 1, 200), Event(c, 3, 300)]
+    pd.testing.assert_frame_equal(rec.recommend(shuffled).items, rec.recommend(ordered).items)
+    # a duplicate's "latest" is the latest by timestamp, not by list position
+    assert rec.history([Event(a, 3, 500), Event(a, 1, 100)]).feedback.tolist() == [LOVE]
+
+
+def test_history_longer_than_max_len_uses_the_most_recent_part(rec):
+    ids = vocab_ids(rec, rec.max_len + 7, seed=3)
+    events = [Event(a, 2 + i % 2) for i, a in enumerate(ids)]
+    out = rec.recommend(events, k=30)
+    assert out.n_truncated == 7 and rec.history(events).n_truncated == 7
+    torch.testing.assert_close(rec.scores([events]).raw_model, rec.scores([events[7:]]).raw_model, equal_nan=True)
+    assert not set(out.items["anime_id"]) & set(ids)  # the truncated events still count as seen
+
+
+# -------------------------------------------------------------------------------------------------- scoring
+
+def test_never_recommends_what_was_seen(rec):
+    events = [Event(a, 1 + i % 3) for i, a in enumerate(vocab_ids(rec, 15, seed=4) + content_only_ids(rec, 3))]
+    out = rec.recommend(events, k=100)
+    assert len(out.items) == 100
+    assert not set(out.items["anime_id"]) & {e.anime_id for e in events}
+    assert out.items["rank"].tolist() == list(range(1, 101))
+    assert (np.diff(out.items["score"].to_numpy()) <= 1e-6).all()
+
+
+def test_titles_outside_the_vocabulary_count_through_genres(rec, catalogue):
+    outside = content_only_ids(rec, 2)
+    events = [Event(a, 3) for a in vocab_ids(rec, 3, seed=5)]
+    out = rec.recommend(events + [Event(a, 3) for a in outside], k=20)
+    assert out.content_only_ids == outside and out.path == "sequence+genre"
+    with_outside = rec.scores([events + [Event(a, 3) for a in outside]]).genre[0]
+    without = rec.scores([events]).genre[0]
+    assert not torch.allclose(with_outside, without)
+    # with alpha = 1 the whole catalogue competes on genres, titles the model does not know included
+    genre_only = rec.recommend(events, k=200, alpha=1.0).items
+    assert (~genre_only["in_model"]).any()
+    assert genre_only["model_score"][~genre_only["in_model"]].isna().all()
+
+
+def test_alpha_zero_ranks_by_the_model_and_one_by_genre(rec):
+    events = [Event(a, 2) for a in vocab_ids(rec, 8, seed=6)]
+    s = rec.scores([events], alpha=0.0)
+    by_model = rec.recommend(events, k=30, alpha=0.0).items
+    raw = s.raw_model[0].numpy()
+    expected = np.argsort(-np.where(s.candidates[0].numpy() & ~np.isnan(raw), raw, -np.inf), kind="stable")[:30]
+    assert by_model["anime_id"].tolist() == rec.catalogue["anime_id"].to_numpy()[expected].tolist()
+    by_genre = rec.recommend(events, k=30, alpha=1.0).items
+    assert np.allclose(by_genre["score"], by_genre["genre_score"] - by_genre["dislike_penalty"])
+    assert (np.diff(by_genre["genre_score"].to_numpy()) <= 1e-6).all()
+
+
+def test_blend_formula_on_normalised_scores(rec):
+    events = [Event(a, 3) for a in vocab_ids(rec, 6, seed=7)]
+    items = rec.recommend(events, k=50, alpha=0.3).items
+    inside = items[items["in_model"]]
+    assert np.allclose(inside["score"], 0.7 * inside["model_score"] + 0.3 * inside["genre_score"], atol=1e-6)
+    assert items["model_score"].dropna().between(0, 1).all() and items["genre_score"].between(0, 1).all()
+
+
+def test_filters_apply_before_top_k_and_keep_the_order(rec):
+    events = [Event(a, 3) for a in vocab_ids(rec, 10, seed=8)]
+    filtered = rec.recommend(events, k=25, genres=["Comedy", "Romance"], types=["TV"], min_members=20_000).items
+    assert len(filtered) == 25
+    assert filtered["genres"].map(lambda g: bool({"Comedy", "Romance"} & set(g))).all()
+    assert (filtered["type"] == "TV").all() and (filtered["members"] >= 20_000).all()
+    everything = rec.recommend(events, k=500).items
+    kept = everything[everything["anime_id"].isin(filtered["anime_id"])]
+    assert kept["anime_id"].tolist() == filtered["anime_id"].tolist()[:len(kept)]
+    assert rec.recommend(events, k=10, genres="Cars", types="Music").items["genres"].map(lambda g: "Cars" in g).all()
+
+
+def test_dislikes_steer_away(rec):
+    """A disliked title and its nearest neighbours rank lower than when the title is left out."""
+    fell, neighbours_fell, cases = 0, 0, 0
+    for seed in range(10):
+        ids = vocab_ids(rec, 9, seed=100 + seed)
+        base, disliked = [Event(a, 3) for a in ids[:8]], ids[8]
+        without = rec.scores([base]).final[0]
+        with_dislike = rec.scores([base + [Event(disliked, "Dislike")]]).final[0]
+        row = int(rec.rows_of(np.array([disliked]))[0])
+        iid = rec.iid_of_row[row]
+        closeness = rec._item_unit[1:] @ rec._item_unit[iid]
+        neighbours = rec.row_of_iid[1 + torch.topk(closeness, 6).indices.numpy()[1:]]
+        before, after = ranks(without), ranks(with_dislike)
+        cases += 1
+        fell += after[row] > before[row]
+        neighbours_fell += after[neighbours].mean() > before[neighbours].mean()
+    assert fell == cases and neighbours_fell == cases
+
+
+def test_dislike_only_history_pushes_its_genres_down(rec):
+    out = rec.scores([[Event(NARUTO, "Dislike"), Event(BLEACH, "Dislike")]])
+    genre = out.genre[0].numpy()
+    shounen = rec.catalogue["genres"].map(lambda g: "Shounen" in g).to_numpy()
+    assert genre[shounen].mean() < genre[~shounen].mean()
+
+
+# ------------------------------------------------------------------------------------------------ cold start
+
+def test_cold_start_empty_history_is_popularity(rec):
+    out = rec.recommend([], k=10)
+    assert out.path == "popularity" and out.cold_start
+    top = rec.catalogue.sort_values("members", ascending=False).head(10)
+    assert out.items["anime_id"].tolist() == top["anime_id"].tolist()
+    assert (out.items["source"] == "popularity").all() and out.items["reason"].str.startswith("Popular").all()
+    pd.testing.assert_frame_equal(rec.popular(k=10), out.items)
+
+
+def test_cold_start_one_title_uses_genres_and_popularity(rec):
+    out = rec.recommend([Event(NARUTO, "Love")], k=10)
+    assert out.path == "genre+popularity" and out.cold_start
+    naruto = set(rec.lookup([NARUTO])["genres"][0])
+    assert out.items["genres"].map(lambda g: len(naruto & set(g)) >= 2).all()
+    assert out.items["reason"].str.contains("Because you loved Naruto").any()
+
+
+def test_cold_start_only_unknown_titles(rec):
+    out = rec.recommend([Event(99_999_998, 3)], k=5)
+    assert out.path == "popularity" and out.unknown_ids == [99_999_998]
+    only_outside = rec.recommend([Event(a, 3) for a in content_only_ids(rec, 4)], k=5)
+    assert only_outside.path == "genre+popularity"
+
+
+def test_cold_start_with_filters(rec):
+    items = rec.popular(k=5, genres=["Sports"])
+    assert len(items) == 5 and items["genres"].map(lambda g: "Sports" in g).all()
+
+
+# ---------------------------------------------------------------------------------------------- explanations
+
+def test_explanations_name_the_most_similar_liked_pick(rec):
+    picks = vocab_ids(rec, 12, seed=9)
+    events = [Event(a, LOVE if i % 2 else LIKE) for i, a in enumerate(picks)] + [Event(NARUTO, "Dislike")]
+    out = rec.recommend(events, k=20, alpha=0.2)
+    e = out.explanations
+    assert len(e) and set(e["pick_anime_id"]) <= set(picks)  # the disliked title is never a reason
+    unit = rec._item_unit.numpy()
+    iid = dict(zip(rec.catalogue["anime_id"], rec.iid_of_row))
+    for anime_id, group in e.groupby("anime_id", sort=False):
+        item = out.items.set_index("anime_id").loc[anime_id]
+        if item["source"] != "sequence":
+            continue
+        sims = {p: float(unit[iid[anime_id]] @ unit[iid[p]]) for p in picks}
+        assert group["pick_anime_id"].iloc[0] == max(sims, key=sims.get)
+        assert np.allclose(group["similarity"], [sims[p] for p in group["pick_anime_id"]], atol=1e-5)
+        assert (np.diff(group["similarity"].to_numpy()) <= 1e-6).all()
+        first = group.iloc[0]
+        verb = "loved" if first["pick_feedback"] == "Love" else "liked"
+        assert item["reason"].startswith(f"Because you {verb} {first['pick_name']}")
+
+
+def test_co_watch_counts_match_the_training_data(rec, anime):
+    events = [Event(a, 3) for a in vocab_ids(rec, 10, seed=10)]
+    e = rec.recommend(events, k=20).explanations
+    seqs = anime.sequences
+    users = seqs.row_of_event()
+    to_iid = dict(zip(anime.items["anime_id"], anime.items["iid"]))
+    watchers = lambda i: set(users[seqs.iid == i])
+    lovers = lambda i: set(users[(seqs.iid == i) & (seqs.feedback == LOVE)])
+    for row in e.itertuples():
+        rec_iid, pick_iid = to_iid[row.anime_id], to_iid[row.pick_anime_id]
+        assert row.co_watched == len(watchers(rec_iid) & watchers(pick_iid))
+        assert row.co_loved == len(watchers(rec_iid) & lovers(pick_iid))
+    assert (e["co_watched"] > 0).any()
+
+
+def test_shared_genres_and_human_sentence(rec):
+    out = rec.recommend([Event(NARUTO, "Love"), Event(ONE_PIECE, "Love"), Event(BLEACH, "Like")], k=10, alpha=1.0)
+    for row in out.explanations.itertuples():
+        rec_genres = set(rec.lookup([row.anime_id])["genres"][0])
+        pick_genres = set(rec.lookup([row.pick_anime_id])["genres"][0])
+        assert set(row.shared_genres) == rec_genres & pick_genres and row.shared_genres
+    assert out.items["reason"].str.match(r"^Because you (loved|liked) ").all()
+
+
+def test_influence_graph(rec):
+    out = rec.recommend([Event(a, 3) for a in vocab_ids(rec, 10, seed=11)], k=15)
+    g = out.graph
+    assert isinstance(g, nx.DiGraph)
+    assert len(g.edges) == len(out.explanations)
+    for row in out.explanations.itertuples():
+        data = g.edges[row.pick_anime_id, row.anime_id]
+        expected = row.similarity if not np.isnan(row.similarity) else row.genre_similarity
+        assert data["weight"] == pytest.approx(expected)
+        assert g.nodes[row.pick_anime_id]["kind"] == "pick"
+    assert {n for n, d in g.nodes(data=True) if d["kind"] == "recommendation"} == set(out.items["anime_id"])
+
+
+def test_explain_false_skips_explanations(rec):
+    out = rec.recommend([Event(a, 3) for a in vocab_ids(rec, 5, seed=12)], k=5, explain=False)
+    assert len(out.explanations) == 0 and (out.items["reason"] == "").all() and len(out.items) == 5
+
+
+# ------------------------------------------------------------------------------------------------ exports
+
+def test_to_csv_atomic_file_and_buffer(rec, tmp_path):
+    out = rec.recommend([Event(NARUTO, 3), Event(ONE_PIECE, 3), Event(BLEACH, 2)], k=12)
+    path = tmp_path / "top.csv"
+    assert out.to_csv(path) is None
+    table = pd.read_csv(path)
+    assert len(table) == 12 and {"anime_id", "name", "score", "reason", "because", "path"} <= set(table.columns)
+    assert [p.name for p in tmp_path.iterdir()] == ["top.csv"]  # no temporary file left behind
+    buffer = io.StringIO()
+    out.to_csv(buffer)
+    assert buffer.getvalue() == path.read_text()
+
+
+def test_to_dict_is_json(rec):
+    out = rec.recommend([Event(NARUTO, 3), Event(a := content_only_ids(rec, 1)[0], 3), Event(BLEACH, 2),
+                         Event(12345678, 2)], k=8)
+    d = json.loads(json.dumps(out.to_dict(), allow_nan=False))
+    assert d["path"] == out.path and d["unknown_ids"] == [12345678] and d["content_only_ids"] == [a]
+    assert [i["anime_id"] for i in d["items"]] == out.items["anime_id"].tolist()
+    for item in d["items"]:
+        named = out.explanations[out.explanations["anime_id"] == item["anime_id"]]
+        assert [x["pick_anime_id"] for x in item["explanations"]] == named["pick_anime_id"].tolist()
+
+
+# ------------------------------------------------------------------------------------- batch, similar, search
+
+def test_batch_matches_single_requests(rec):
+    histories = [[Event(a, 1 + i % 3) for i, a in enumerate(vocab_ids(rec, n, seed=n))] for n in (0, 1, 5, 30)]
+    batch = rec.recommend_batch(histories, k=7, batch_size=3)
+    for user, events in enumerate(histories):
+        single = rec.recommend(events, k=7, explain=False).items
+        mine = batch[batch["user"] == user]
+        assert mine["anime_id"].tolist() == single["anime_id"].tolist()
+        assert np.allclose(mine["score"], single["score"], atol=1e-6)
+    assert batch.groupby("user")["path"].first().tolist() == ["popularity", "genre+popularity", "sequence+genre",
+                                                              "sequence+genre"]
+
+
+def test_similar_exact_and_faiss(rec):
+    sims = rec.similar(NARUTO, k=10)
+    unit = rec._item_unit
+    iid = rec.iid_of_row[rec.rows_of(np.array([NARUTO]))[0]]
+    brute = torch.topk(unit[1:] @ unit[iid], 11)
+    expected = [i + 1 for i in brute.indices.tolist() if i + 1 != iid][:10]
+    assert sims["anime_id"].tolist() == rec.catalogue["anime_id"].to_numpy()[rec.row_of_iid[expected]].tolist()
+    assert (sims["source"] == "embedding").all() and NARUTO not in sims["anime_id"].tolist()
+    approx = rec.similar(NARUTO, k=10, use_faiss=True)
+    common = set(approx["anime_id"]) & set(sims["anime_id"])
+    assert len(common) >= 8  # HNSW is approximate; on 2,000 items it finds nearly all
+    exact = sims.set_index("anime_id")["similarity"]
+    found = approx.set_index("anime_id")["similarity"]
+    assert np.allclose([found[a] for a in common], [exact[a] for a in common], atol=1e-4)
+
+
+def test_similar_outside_vocabulary_and_unknown(rec):
+    outside = content_only_ids(rec, 1)[0]
+    sims = rec.similar(outside, k=5)
+    assert (sims["source"] == "genre").all() and outside not in sims["anime_id"].tolist()
+    with pytest.raises(predict.UnknownTitle, match="anime_id 99999999 is not in the catalogue"):
+        rec.similar(99_999_999)
+
+
+@pytest.mark.parametrize("query, expected", [("naruto", 20), ("Naruto", 20), ("shingeki", 16498),
+                                             ("shingeki no kyojn", 16498), ("narutoo", 20),
+                                             ("fullmetal alchemist brotherhood", 5114), ("death note", 1535)])
+def test_search_is_typo_tolerant(rec, query, expected):
+    found = rec.search(query, limit=5)
+    assert expected in found["anime_id"].tolist()[:2], found[["anime_id", "name", "match"]]
+
+
+def test_search_edge_cases(rec):
+    assert len(rec.search("", limit=5)) == 0 and len(rec.search("   ", limit=5)) == 0
+    assert len(rec.search("qzxqzxqzxqzx", limit=5)) == 0
+    with pytest.raises(ValueError, match=r"limit: 0 is not an integer in 1\.\.100"):
+        rec.search("naruto", limit=0)
+    with pytest.raises(ValueError, match="query"):
+        rec.search(None)
+
+
+# ---------------------------------------------------------------------------------------------- loading
+
+@pytest.fixture(scope="module")
+def sample_checkpoint(processed_sample, tmp_path_factory):
+    ds = load_dataset(processed_sample)
+    model = small_model(ds.n_items, n_time_bins=ds.n_time_bins, seed=3)
+    path = tmp_path_factory.mktemp("ckpt") / "sasrec.pt"
+    save_checkpoint(path, model, model.cfg, {}, ds.meta, {})
+    return path
+
+
+def test_load_checkpoint_with_its_catalogue(processed_sample, sample_checkpoint):
+    rec = Recommender.load(sample_checkpoint, processed_sample)
+    ds = load_dataset(processed_sample)
+    assert len(rec.catalogue) >= ds.n_items  # the synthetic catalogue file recorded in meta.json
+    out = rec.recommend([Event(a, 3, 1.5e9 + i) for i, a in enumerate(ds.items["anime_id"][:5])], k=5)
+    assert out.path == "sequence+genre" and len(out.items) == 5
+
+
+def test_time_bins_follow_the_data_scheme(processed_sample, sample_checkpoint):
+    rec = Recommender.load(sample_checkpoint, processed_sample)
+    info = rec.meta["time_bins"]
+    assert rec.meta["has_timestamps"] and info["n_bins"] > 1
+    first = predict._period_start(info["first_period"], info["scheme"])
+    ids = rec.dataset.items["anime_id"][:4].tolist()
+    h = rec.history([Event(ids[0], 2, first - 10**8), Event(ids[1], 2, first + 40 * 86400),
+                     Event(ids[2], 2, 4.0e9), Event(ids[3], 2, first)])
+    assert h.time_bin.tolist() == [1, 1, 2, info["n_bins"]]  # sorted by time: before, first, second month, future
+    assert rec.history([Event(ids[0], 2)]).time_bin.tolist() == [info["n_bins"]]  # no timestamp: now
+
+
+def test_load_refuses_a_checkpoint_of_other_data(processed_sample, tmp_path):
+    ds = load_dataset(processed_sample)
+    other = small_model(ds.n_items + 1)
+    meta = dict(ds.meta, iid_map_sha256="0" * 64)
+    path = tmp_path / "other.pt"
+    save_checkpoint(path, other, other.cfg, {}, meta, {})
+    with pytest.raises(CheckpointMismatch, match="iid map"):
+        Recommender.load(path, processed_sample)
+
+
+def test_load_refuses_a_tampered_iid_map(processed_sample, sample_checkpoint, tmp_path):
+    copy = tmp_path / "processed"
+    shutil.copytree(processed_sample, copy)
+    mapping = json.loads((copy / "iid_map.json").read_text())
+    first, second = list(mapping)[:2]
+    mapping[first], mapping[second] = mapping[second], mapping[first]
+    (copy / "iid_map.json").write_text(json.dumps(mapping))
+    with pytest.raises(ValueError, match="iid_map.json: sha256 differs"):
+        Recommender.load(sample_checkpoint, copy)
+
+
+def test_catalogue_must_hold_the_model_titles(anime, catalogue):
+    with pytest.raises(ValueError, match="missing from it"):
+        Recommender.from_parts(small_model(anime.n_items), anime, catalogue.iloc[100:])
+
+
+# ---------------------------------------------------------------------------------------------- benchmark
+
+def test_latency_benchmark_quick_smoke(tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("latency", predict.REPO_ROOT / "benchmarks" / "latency.py")
+    latency = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(latency)
+    threads = torch.get_num_threads()
+    try:
+        assert latency.main(["--quick", "--out", str(tmp_path / "latency.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    result = json.loads((tmp_path / "latency.json").read_text())
+    assert result["catalogue_items"] == 12_294 and result["vocabulary_items"] == 12_294
+    assert result["p50_ms"] > 0 and result["p99_ms"] >= result["p50_ms"] and result["batch"]["users_per_s"] > 0
+    assert "users/s" in capsys.readouterr().out
+
+
+def test_events_without_timestamps_count_as_now(processed_sample, sample_checkpoint):
+    rec = Recommender.load(sample_checkpoint, processed_sample)
+    ids = rec.dataset.items["anime_id"][:3].tolist()
+    n_bins = rec.meta["time_bins"]["n_bins"]
+    for events in ([(ids[0], 2), (ids[1], 3), (ids[2], 1)], [Event(a, 2) for a in ids], [{"anime_id": a} for a in ids],
+                   ids):
+        h = rec.history(events)
+        assert h.time_bin.tolist() == [n_bins] * 3
+    assert predict.parse_events([(ids[0], 2), (ids[1],)])[2] is None
+    anime_ids, feedback, stamps = predict.parse_events([(7, "love", 5), Event(8, 1, 6.5), {"anime_id": 9, "timestamp": 7}])
+    assert anime_ids.tolist() == [7, 8, 9] and feedback.tolist() == [3, 1, 2] and stamps.tolist() == [5, 6.5, 7]
+
+
+def test_batch_with_fewer_unseen_titles_than_k(anime, catalogue):
+    few = catalogue[catalogue["anime_id"].isin(anime.items["anime_id"])]  # the catalogue = the model's titles
+    rec = Recommender.from_parts(small_model(anime.n_items), anime, few)
+    seen_almost_all = [Event(a, 2) for a in few["anime_id"].tolist()[:-3]]
+    batch = rec.recommend_batch([seen_almost_all, [Event(NARUTO, 3), Event(BLEACH, 3)]], k=10)
+    assert (batch["user"] == 0).sum() == 3 and (batch["user"] == 1).sum() == 10
+    assert len(rec.recommend(seen_almost_all, k=10).items) == 3

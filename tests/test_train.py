@@ -1,0 +1,150 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from nostrade import train
+from nostrade.checkpoint import load_checkpoint
+from nostrade.dataset import load_dataset
+from nostrade.model import SASRec, SASRecConfig
+from nostrade.sequences import DISLIKE, LIKE, LOVE
+from nostrade.split import leave_one_out
+from nostrade.train import TrainConfig, last_checkpoint_path, sequence_loss, train_sasrec
+
+TINY_MODEL = dict(max_len=20, d_model=16, n_heads=2, n_layers=1, dropout=0.1)
+TINY_TRAIN = dict(epochs=4, batch_size=32, lr=3e-3, warmup=5, patience=10, progress=False, num_threads=1)
+TINY_FLAGS = ["--max-len", "20", "--d-model", "16", "--n-layers", "1", "--batch-size", "32", "--lr", "3e-3",
+              "--warmup", "5", "--num-threads", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def dataset(processed_sample):
+    return load_dataset(processed_sample)
+
+
+def configs(dataset, **train_overrides):
+    model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins, **TINY_MODEL)
+    return model_cfg, TrainConfig(**{**TINY_TRAIN, **train_overrides})
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce", "bpr"])
+def test_loss_falls_and_validation_is_evaluated(dataset, loss):
+    result = train_sasrec(dataset, *configs(dataset, loss=loss, n_negatives=8))
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0], losses
+    assert len(result.history) == 4 and all("valid_ndcg@10" in h for h in result.history)
+    assert 1 <= result.best_epoch <= 4 and result.best_metrics["n_cases"] == dataset.sequences.n_users
+    assert 0 < result.seconds_to_best <= result.seconds_total
+
+
+def test_cpu_training_is_repeatable(dataset):
+    first = train_sasrec(dataset, *configs(dataset, epochs=2))
+    second = train_sasrec(dataset, *configs(dataset, epochs=2))
+    strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    assert strip(first.history) == strip(second.history)
+
+
+def test_early_stopping_after_patience_evaluations_without_gain(dataset):
+    result = train_sasrec(dataset, *configs(dataset, lr=0.0, warmup=1, epochs=10, patience=2))
+    assert result.best_epoch == 1 and result.epochs_run == 3
+
+
+def scored_losses(loss, feedback):
+    """Loss of one position whose hidden state points at the target item, as the target's score grows."""
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(n_items=10, d_model=8))
+    target = torch.tensor([[3]])
+    cfg = TrainConfig(loss=loss, n_negatives=4, love_weight=2.0, dislike_weight=1.0)
+    out = []
+    for scale in (0.5, 4.0):
+        hidden = (scale * model.item_emb.weight[3] / model.item_emb.weight[3].norm()).view(1, 1, -1)
+        out.append(sequence_loss(model, hidden, target, torch.tensor([[feedback]]), cfg,
+                                 torch.Generator().manual_seed(0)).item())
+    return out
+
+
+@pytest.mark.parametrize("loss", ["ce", "bce", "bpr"])
+def test_feedback_weighting_pushes_a_disliked_next_item_away(loss):
+    liked_low, liked_high = scored_losses(loss, LIKE)
+    disliked_low, disliked_high = scored_losses(loss, DISLIKE)
+    assert liked_high < liked_low  # a liked next item: a higher score is better
+    assert disliked_high > disliked_low  # a disliked one: a higher score is worse
+    loved_low, _ = scored_losses(loss, LOVE)
+    assert loved_low == pytest.approx(2.0 * liked_low)
+
+
+def test_resume_after_a_kill_continues_exactly(dataset, tmp_path, monkeypatch):
+    uninterrupted = train_sasrec(dataset, *configs(dataset), checkpoint_path=tmp_path / "full.pt")
+
+    calls = {"n": 0}
+    real_evaluate = train.evaluate
+
+    def evaluate_then_die(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed during epoch 3: the last checkpoint holds epoch 2
+        return real_evaluate(*args, **kwargs)
+
+    path = tmp_path / "killed.pt"
+    monkeypatch.setattr(train, "evaluate", evaluate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_sasrec(dataset, *configs(dataset), checkpoint_path=path)
+    monkeypatch.setattr(train, "evaluate", real_evaluate)
+    assert torch.load(last_checkpoint_path(path), weights_only=True)["training_state"]["epoch"] == 2
+
+    resumed = train_sasrec(dataset, *configs(dataset, resume=True), checkpoint_path=path)
+    strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    assert strip(resumed.history) == strip(uninterrupted.history)
+    assert resumed.best_epoch == uninterrupted.best_epoch
+    for a, b in zip(resumed.model.state_dict().values(), uninterrupted.model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+
+
+def test_cli_writes_checkpoint_and_run_record(processed_sample, tmp_path):
+    out, metrics = tmp_path / "sasrec.pt", tmp_path / "metrics.json"
+    code = train.main(["--data", str(processed_sample), "--out", str(out), "--metrics", str(metrics),
+                       "--epochs", "2", "--seed", "5", *TINY_FLAGS])
+    assert code == 0
+    record = json.loads(metrics.read_text())
+    meta = json.loads((processed_sample / "meta.json").read_text())
+    assert record["iid_map_sha256"] == meta["iid_map_sha256"] and record["seed"] == 5
+    assert record["model_config"]["d_model"] == 16 and record["train_config"]["epochs"] == 2
+    assert record["epochs"] == 2 and record["wall_seconds"] > 0 and len(record["history"]) == 2
+    assert set(record["test"]) == {"next_item", "next_liked", "next_disliked", "delta_ndcg@10"}
+    loaded = load_checkpoint(out, expected_iid_map_sha256=meta["iid_map_sha256"])
+    assert loaded.metrics["test"]["next_item"]["ndcg@10"] == record["test"]["next_item"]["ndcg@10"]
+
+
+def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    assert train.main(["--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "nowhere" in err and "make_processed_data.py" in err
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--loss", "mse"])
+    assert exit_info.value.code == 2
+
+
+def test_data_parallel_with_two_gloo_processes(processed_sample, tmp_path):
+    """torchrun with 2 CPU processes trains the same kind of model as 1 process (not the same numbers:
+    each process sees half the users per step and draws its own dropout)."""
+    def args(name):
+        return ["--data", str(processed_sample), "--out", str(tmp_path / f"{name}.pt"),
+                "--metrics", str(tmp_path / f"{name}.json"), "--epochs", "4", *TINY_FLAGS]
+
+    assert train.main(args("single")) == 0
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "nostrade.train", *args("double")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    single, double = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("single", "double"))
+    assert double["world_size"] == 2 and single["world_size"] == 1
+    for record in (single, double):
+        losses = [h["loss"] for h in record["history"]]
+        assert losses[-1] < losses[0]
+    assert double["history"][-1]["loss"] == pytest.approx(single["history"][-1]["loss"], rel=0.1)
+    assert double["valid"]["ndcg@10"] == pytest.approx(single["valid"]["ndcg@10"], rel=0.5)
