@@ -37,7 +37,7 @@ from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LOVE
 from nostrade.sources import load_anime_catalogue
 from nostrade.ui import (CODE_OF_OPTION, RATING_COLUMN, RATING_OPTIONS, SAVE_COLUMN, FeedbackEvent, card_row_html,
                          edits_to_events, influence_png, option_of, poster_card_html)
-from predict import Event, Recommender
+from predict import MAX_K, Event, Recommender
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE_ROWS = 500
@@ -419,7 +419,7 @@ def more_sections(rec: Recommender, events: list[Event], history: pd.DataFrame, 
         anchor = int(loved["anime_id"].iloc[-1])
         name = rec.lookup([anchor])["name"].iloc[0]
         st.subheader(f"Because you loved {name}")
-        similar = rec.similar(anchor, k=k + len(seen))
+        similar = rec.similar(anchor, k=min(k + len(seen), MAX_K))  # a long history may leave fewer than k
         similar = similar[~similar["anime_id"].isin(seen)]
         cards(similar.assign(reason=similar["similarity"].map(lambda s: f"similarity {s:.2f}")), rec, None)
     if events:
@@ -428,7 +428,7 @@ def more_sections(rec: Recommender, events: list[Event], history: pd.DataFrame, 
         cards(rec.recommend(events, k=k, alpha=1.0, explain=False).items, rec, reasons=False)
     st.subheader("Popular right now")
     st.caption("Most members in the catalogue, minus what you rated.")
-    popular = rec.popular(k=k + len(seen))
+    popular = rec.popular(k=min(k + len(seen), MAX_K))
     cards(popular[~popular["anime_id"].isin(seen)].assign(reason=lambda f: f["members"].map("{:,} members".format)),
           rec, None)
     liked_genres = {g for gs in rec.lookup(history.loc[history["feedback"] != DISLIKE, "anime_id"])["genres"]

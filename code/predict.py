@@ -98,7 +98,7 @@ from nostrade.blend import mix, normalise
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.explain import EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, sentences
-from nostrade.model import SASRec
+from nostrade.model import SASRec, trim_left_padding
 from nostrade.prep import REPO_ROOT, time_bins
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE, LOVE, Sequences
 from nostrade.sources import load_anime_catalogue
@@ -370,7 +370,8 @@ class Recommender:
             emb = model.item_emb.weight.detach().float().cpu()
             self._item_unit = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
             self._item_unit[0] = 0.0  # padding: similar to nothing
-            self._item_unit_t = self._item_unit.T.contiguous()
+            self._item_weight_t = emb.T.contiguous()  # (d, n_items + 1): logits and cosines in one product
+            self._inverse_item_norm = 1.0 / emb.norm(dim=1).clamp_min(1e-12)
         watched, loved = co_watch_matrices(dataset.sequences, dataset.n_items)
         self._names = cat["name"].to_numpy(dtype=object)
         self._genre_lists = cat["genres"].to_numpy(dtype=object)
@@ -479,6 +480,7 @@ class Recommender:
         raw_model = torch.full((n, n_cat), torch.nan)
         undisliked = torch.full((n, n_cat), torch.nan)  # logits with the dislikes left out, where there are some
         on_sequence = np.array([p == PATH_SEQUENCE for p in paths])
+        hidden = torch.zeros(0, self._item_weight_t.shape[0])
         if on_sequence.any():
             batch = []  # (row of `both` below, events to feed): every history, and again without its dislikes
             for i in np.flatnonzero(on_sequence):
@@ -487,13 +489,26 @@ class Recommender:
                 batch.append((i, known))
                 if liked.any() and liked.sum() < known.sum():
                     batch.append((n + i, liked))
-            rows_in = [row for row, _ in batch]
             seqs = Sequences.from_lists(*([getattr(histories[row % n], name)[keep] for row, keep in batch]
                                           for name in ("iid", "feedback", "time_bin")))
             width = int(min(self.max_len, seqs.lengths.max()))  # no wider than the longest history: less work
-            logits = self.model.score_next(*(torch.from_numpy(a) for a in seqs.padded(width))).float()
+            padded = (torch.from_numpy(a) for a in seqs.padded(width))
+            hidden = self.model(*trim_left_padding(*padded), last_only=True)[:, -1].float()
+
+        # The dislike penalty needs each title's cosine to the disliked ones: their unit vectors go into the
+        # same product with the item table as the model's hidden states (reading the table is most of its cost).
+        disliked = [h.iid[(h.feedback == DISLIKE) & (h.iid > 0)] for h in histories]
+        counts = np.array([len(d) for d in disliked])
+        steering = self.dislike_weight > 0 and counts.any()
+        dislike_iid = np.zeros((n, counts.max() if steering else 0), dtype=np.int64)  # iid 0: padding, cosine 0
+        if steering:
+            dislike_iid[user_of(disliked), np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)] = \
+                np.concatenate(disliked)
+        queries = torch.cat([hidden, self._item_unit[torch.from_numpy(dislike_iid.ravel())]])
+        products = queries @ self._item_weight_t
+        if len(hidden):
             both = torch.cat([raw_model, undisliked])
-            both[torch.tensor(rows_in), :self.n_items] = logits[:, 1:]
+            both[torch.tensor([row for row, _ in batch]), :self.n_items] = products[:len(hidden), 1:]
             raw_model, undisliked = both[:n], both[n:]
 
         event_rows = [h.rows for h in histories]
@@ -524,15 +539,10 @@ class Recommender:
                 final[at] = popularity[at]
 
         penalty = torch.zeros(n, n_cat)
-        disliked = [h.iid[(h.feedback == DISLIKE) & (h.iid > 0)] for h in histories]
-        counts = np.array([len(d) for d in disliked])
-        if self.dislike_weight > 0 and counts.any():
-            padded = np.zeros((n, counts.max()), dtype=np.int64)  # iid 0: the all-zero padding row, cosine 0
-            padded[user_of(disliked), np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)] = \
-                np.concatenate(disliked)
+        if steering:
+            cosines = products[len(hidden):].view(n, dislike_iid.shape[1], -1) * self._inverse_item_norm
             # max over the user's dislikes and 0: max(0, highest cosine to one of them)
-            steer = (self._item_unit[torch.from_numpy(padded)] @ self._item_unit_t).amax(dim=1)
-            penalty[:, :self.n_items] = self.dislike_weight * steer[:, 1:].clamp_min(0)
+            penalty[:, :self.n_items] = self.dislike_weight * cosines.amax(dim=1)[:, 1:].clamp_min(0)
             final = final - penalty
         return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths)
 

@@ -264,3 +264,14 @@ def test_a_checkpoint_for_other_data_is_explained_not_a_traceback(paths, tiny_ch
     assert not at.exception
     assert "cannot be used" in at.warning[0].value and "iid map" in at.warning[0].value
     assert at.button(key="train")
+
+
+def test_a_history_longer_than_the_largest_k_renders(paths):
+    """600 logged Loves: the sections that ask predict.py for k + len(history) titles stay within its cap."""
+    log = EventLog(paths["events"])
+    for anime_id in pd.read_parquet(paths["data"] / "items.parquet")["anime_id"].head(600).tolist():
+        log.append(USER, int(anime_id), 3)
+    at = start()
+    no_errors(at)
+    assert "Your picks (600)" in subheaders(at)
+    assert any(h.startswith("Because you loved") for h in subheaders(at))

@@ -50,13 +50,16 @@ class Block(nn.Module):
         self.ffn = nn.Sequential(nn.Linear(d, 4 * d), nn.GELU(), nn.Linear(4 * d, d))
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-        """x (B, L, d); allowed (B, 1, L, L) boolean, True where query may attend to key."""
+    def forward(self, x: torch.Tensor, allowed: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x (B, L, d); allowed (B, 1, L, L) boolean, True where query may attend to key.
+        ``last_only``: only the last position's output (B, 1, d), for scoring: its queries alone are computed."""
         b, length, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        if last_only:
+            x, q, allowed = x[:, -1:], q[:, :, -1:], allowed[:, :, -1:]
         att = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed,
                                              dropout_p=self.attention_dropout if self.training else 0.0)
-        x = x + self.dropout(self.out(att.transpose(1, 2).reshape(b, length, d)))
+        x = x + self.dropout(self.out(att.transpose(1, 2).reshape(b, x.shape[1], d)))
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
@@ -92,8 +95,10 @@ class SASRec(nn.Module):
         allowed |= torch.eye(length, dtype=torch.bool, device=iid.device)
         return allowed.unsqueeze(1)
 
-    def forward(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor) -> torch.Tensor:
-        """Left-padded (B, L) int64 inputs, L <= max_len -> hidden states (B, L, d_model)."""
+    def forward(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor,
+                last_only: bool = False) -> torch.Tensor:
+        """Left-padded (B, L) int64 inputs, L <= max_len -> hidden states (B, L, d_model), or (B, 1, d_model)
+        of the last position alone with ``last_only`` (the last layer then skips every other position)."""
         length = iid.shape[1]
         positions = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=iid.device)
         x = self.item_emb(iid) * self.cfg.d_model ** 0.5 + self.pos_emb(positions)
@@ -102,8 +107,8 @@ class SASRec(nn.Module):
         if self.time_emb is not None:
             x = x + self.time_emb(time_bin.clamp(max=self.cfg.n_time_bins))
         x, allowed = self.dropout(x), self.attention_mask(iid)
-        for block in self.blocks:
-            x = block(x, allowed)
+        for n, block in enumerate(self.blocks):
+            x = block(x, allowed, last_only=last_only and n == len(self.blocks) - 1)
         return self.final_norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -112,7 +117,7 @@ class SASRec(nn.Module):
 
     def score_next(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor) -> torch.Tensor:
         """(B, n_items + 1) scores of the item that follows the last position."""
-        return self.logits(self.forward(*trim_left_padding(iid, feedback, time_bin))[:, -1])
+        return self.logits(self.forward(*trim_left_padding(iid, feedback, time_bin), last_only=True)[:, -1])
 
     def scorer(self, batch_size: int = 128):
         """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores on the CPU.
