@@ -23,8 +23,6 @@ and the same measurement with an untrained (random-weight) model of the same sha
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import time
@@ -40,6 +38,7 @@ sys.path.insert(0, str(REPO / "code"))
 
 import predict  # noqa: E402
 from nostrade import prep  # noqa: E402
+from nostrade.checkpoint import write_json_atomic  # noqa: E402
 from nostrade.dataset import Dataset, load_dataset  # noqa: E402
 from nostrade.model import SASRec, SASRecConfig  # noqa: E402
 from nostrade.sequences import DISLIKE  # noqa: E402
@@ -202,13 +201,7 @@ def main(argv=None) -> int:
         print(f"{name:10s} {r['pairs']:6d} {r['final']['faithful_rate']:17.3f} {r['logit']['faithful_rate']:8.3f} "
               f"{r['final']['tie_rate']:6.3f} {r['final']['control_rate']:14.3f} {untrained_rate:16.3f}")
     payload = {**results, "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2, default=float)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, args.out)
+    write_json_atomic(args.out, payload)
     print(f"wrote {args.out}")
     return 0
 

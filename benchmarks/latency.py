@@ -18,11 +18,9 @@ Then offline batch scoring (recommend_batch, no explanations) of many histories,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,6 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "code"))
 
 import predict  # noqa: E402
+from nostrade.checkpoint import write_json_atomic  # noqa: E402
 from nostrade.dataset import Dataset  # noqa: E402
 from nostrade.model import SASRec, SASRecConfig  # noqa: E402
 from nostrade.prep import feedback_of  # noqa: E402
@@ -150,13 +149,7 @@ def main(argv=None) -> int:
                     "load_average_before": load_before, "load_average_after": load_after, "torch": torch.__version__},
         "quick": args.quick,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, prefix=f".{args.out.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, args.out)
+    write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

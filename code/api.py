@@ -193,7 +193,7 @@ class Explanation(BaseModel):
     co_loved: int
 
 
-class RecommendedItem(BaseModel):
+class RankedTitle(BaseModel):
     rank: int
     anime_id: int
     name: str
@@ -201,6 +201,9 @@ class RecommendedItem(BaseModel):
     type: str | None
     members: int
     in_model: bool
+
+
+class RecommendedItem(RankedTitle):
     score: float
     model_score: float | None
     genre_score: float
@@ -253,14 +256,7 @@ class SearchResponse(BaseModel):
     items: list[SearchHit]
 
 
-class SimilarItem(BaseModel):
-    rank: int
-    anime_id: int
-    name: str
-    genres: list[str]
-    type: str | None
-    members: int
-    in_model: bool
+class SimilarItem(RankedTitle):
     similarity: float
     source: Literal["embedding", "genre"]
 

@@ -3,7 +3,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -12,7 +11,6 @@ from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.model import SASRec, SASRecConfig
 from nostrade.sequences import DISLIKE, LIKE, LOVE
-from nostrade.split import leave_one_out
 from nostrade.train import TrainConfig, last_checkpoint_path, sequence_loss, train_sasrec
 
 TINY_MODEL = dict(max_len=20, d_model=16, n_heads=2, n_layers=1, dropout=0.1)

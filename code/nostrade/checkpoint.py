@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from nostrade.model import SASRec, SASRecConfig
@@ -49,12 +50,19 @@ def atomic_torch_save(obj, path: str | Path) -> None:
         raise
 
 
+def _json_scalar(value):
+    """numpy scalars (np.float32, np.int64...) as the Python numbers they hold."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
 def write_json_atomic(path: str | Path, obj) -> None:
     """JSON to a temporary file beside ``path``, then os.replace."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_scalar) + "\n")
     os.replace(tmp, path)
 
 
