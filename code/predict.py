@@ -496,15 +496,12 @@ class Recommender:
             hidden = self.model(*trim_left_padding(*padded), last_only=True)[:, -1].float()
 
         # The dislike penalty needs each title's cosine to the disliked ones: their unit vectors go into the
-        # same product with the item table as the model's hidden states (reading the table is most of its cost).
+        # same product with the item table as the model's hidden states.
         disliked = [h.iid[(h.feedback == DISLIKE) & (h.iid > 0)] for h in histories]
         counts = np.array([len(d) for d in disliked])
         steering = self.dislike_weight > 0 and counts.any()
-        dislike_iid = np.zeros((n, counts.max() if steering else 0), dtype=np.int64)  # iid 0: padding, cosine 0
-        if steering:
-            dislike_iid[user_of(disliked), np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)] = \
-                np.concatenate(disliked)
-        queries = torch.cat([hidden, self._item_unit[torch.from_numpy(dislike_iid.ravel())]])
+        dislike_iid = np.concatenate(disliked) if steering else np.zeros(0, dtype=np.int64)
+        queries = torch.cat([hidden, self._item_unit[torch.from_numpy(dislike_iid)]])
         products = queries @ self._item_weight_t
         if len(hidden):
             both = torch.cat([raw_model, undisliked])
@@ -540,9 +537,10 @@ class Recommender:
 
         penalty = torch.zeros(n, n_cat)
         if steering:
-            cosines = products[len(hidden):].view(n, dislike_iid.shape[1], -1) * self._inverse_item_norm
-            # max over the user's dislikes and 0: max(0, highest cosine to one of them)
-            penalty[:, :self.n_items] = self.dislike_weight * cosines.amax(dim=1)[:, 1:].clamp_min(0)
+            # max(0, highest cosine to one of the user's dislikes); the item norms divide after the max
+            owner = torch.from_numpy(user_of(disliked))[:, None].expand(-1, self.n_items + 1)
+            dots = torch.zeros(n, self.n_items + 1).scatter_reduce_(0, owner, products[len(hidden):], "amax")
+            penalty[:, :self.n_items] = self.dislike_weight * (dots * self._inverse_item_norm)[:, 1:]
             final = final - penalty
         return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths)
 
