@@ -16,7 +16,8 @@ flag of `python -m nostrade.train` overrides it for every SASRec row) and its ab
 feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with the genre
 blend of predict.py (nostrade.blend over SASRec's scores and the genre cosine, alpha 0.1 / 0.2 / 0.3; the
 serving-only dislike penalty is not part of it), with item2vec-initialised item embeddings, and trained and
-tested on each user's events shuffled (seeded; the control that shows whether order matters). Each over
+tested on each user's history shuffled (seeded; the last two events, the validation and test targets, stay
+last: the control that shows whether the order of the history matters). Each over
 --seeds (3), mean ± std; deterministic models (popularity, itemknn, content) run once, std 0.
 
 Writes FILE.json ({"rows": [{"model", "ndcg@10", "hr@10", "ndcg@20", "hr@20", "std": {...}, ...}], ...}),
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import json
 import os
 import platform
 import shlex
@@ -92,9 +94,13 @@ def prepare(folder: Path, work: Path) -> tuple[Dataset, str, str]:
     return dataset, folder.name, f"the peers' split file {split_file.name} ({changed} users reordered to it)"
 
 
-def shuffled(sequences: Sequences, seed: int) -> Sequences:
-    """Each user's events in a random order (seeded); an event keeps its feedback and time bin."""
-    key = np.random.default_rng(seed).random(len(sequences.iid))
+def shuffled(sequences: Sequences, seed: int, keep_last: int = 2) -> Sequences:
+    """Each user's events in a random order (seeded), except the last ``keep_last`` (the validation and test
+    targets), which stay last: same targets, same seen items, only the order of the history is lost.
+    An event keeps its feedback and time bin."""
+    pos = sequences.position_of_event()
+    fixed = pos >= np.repeat(sequences.lengths - keep_last, sequences.lengths)
+    key = np.where(fixed, 1.0 + pos, np.random.default_rng(seed).random(len(sequences.iid)))
     order = np.lexsort((key, sequences.row_of_event()))
     return Sequences(sequences.offsets, sequences.iid[order], sequences.feedback[order], sequences.time_bin[order])
 
@@ -257,8 +263,9 @@ def markdown(record: dict) -> str:
     d, rows, machine = record["dataset"], record["rows"], record["machine"]
     timestamps = "yes" if d["has_timestamps"] else "no (the time embedding carries no information)"
     quick = " Quick smoke run: the figures mean nothing." if record["config"]["quick"] else ""
+    updates = [f"`{u['command']}` (re-ran {', '.join(u['rows'])})" for u in record.get("updates", [])]
     lines = [f"# Ablation on {d['name']}", "",
-             f"`{record['command']}`", "",
+             f"`{record['command']}`" + "".join(f", then {u}" for u in updates), "",
              f"{d['n_users']} users, {d['n_items']} items, {d['n_interactions']} events; source {d['source']}; "
              f"timestamps: {timestamps}; event order: {d['order']}. Leave-one-out, full ranking over all items, "
              f"seen items excluded, pessimistic ties (EVAL.md); test split. Mean ± std over seeds "
@@ -280,7 +287,7 @@ def markdown(record: dict) -> str:
     lines += ["", f"Cases: next item {first['n_cases']}, next liked {first['next_liked']['n_cases']}, next disliked "
                   f"{first['next_disliked']['n_cases']} (Δ is over the users whose last event is a Dislike). The "
                   f"sasrec+genre rows re-score the sasrec models (no training of their own, fit s 0); "
-                  f"sasrec-shuffled is trained and tested on its own shuffled split.", "",
+                  f"sasrec-shuffled is trained and tested with each user's history shuffled (same targets).", "",
               "NDCG@10 (next item) by the length of the test history:", "",
               "| model | " + " | ".join(f"{label} events (n={c['n_cases']})" for label, c in first["by_length"].items())
               + " |", "|---" * (len(first["by_length"]) + 1) + "|"]
@@ -370,6 +377,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: one seed, 2 epochs, a tiny SASRec (the figures mean nothing)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
+    parser.add_argument("--update", action="store_true",
+                        help="re-run only --models and replace those rows of an existing --out (same data set)")
     parser.add_argument("--models", default=",".join(ROWS),
                         help=f"comma-separated rows (default all: {','.join(ROWS)})")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="BASELINE.OPTION=VALUE",
@@ -410,6 +419,7 @@ def main(argv=None) -> int:
     results = run_rows(rows, seeds, dataset, split, model_cfg, train_cfg, baseline_options)
     out = args.out or REPO / "artifacts" / "results" / f"{name}.json"
     plots = {kind: out.with_name(f"{out.stem}_{kind}.png") for kind in ("metrics", "alpha", "by_length")}
+    command = " ".join(["python benchmarks/ablation.py", *map(shlex.quote, map(str, argv or sys.argv[1:]))])
     record = {
         "rows": results,
         "dataset": {"name": name, "source": dataset.meta["source"], "data": str(args.data),
@@ -422,20 +432,31 @@ def main(argv=None) -> int:
                    "genre_blend": "nostrade.blend.blend over unseen items; genre cosine = "
                                   "Content('multihot', use_type=False) (predict.py's)",
                    "length_buckets": [bucket_label(*b) for b in LENGTH_BUCKETS]},
-        "command": " ".join(["python benchmarks/ablation.py", *map(shlex.quote, map(str, argv or sys.argv[1:]))]),
+        "command": command,
         "plots": {kind: p.name for kind, p in plots.items()},
         "seconds": time.perf_counter() - started,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "device": "cuda" if torch.cuda.is_available() else "cpu", "load_average": os.getloadavg(),
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
     }
+    if args.update and out.exists():
+        previous = json.loads(out.read_text())
+        if previous["dataset"]["iid_map_sha256"] != record["dataset"]["iid_map_sha256"]:
+            print(f"error: {out} holds results of another data set", file=sys.stderr)
+            return 2
+        redone = {r["model"]: r for r in results}
+        kept = [redone.pop(r["model"], r) for r in previous["rows"]]
+        record = {**previous, "rows": kept + list(redone.values()),
+                  "updates": previous.get("updates", []) + [{"command": command, "rows": rows,
+                                                             "seconds": record["seconds"],
+                                                             "machine": record["machine"]}]}
     text = markdown(record)
     write_json_atomic(out, record)
     md = out.with_suffix(".md")
     write_atomic(md, lambda tmp: tmp.write_text(text))
-    plot_metrics(results, plots["metrics"])
-    plot_alpha(results, plots["alpha"])
-    plot_by_length(results, plots["by_length"])
+    plot_metrics(record["rows"], plots["metrics"])
+    plot_alpha(record["rows"], plots["alpha"])
+    plot_by_length(record["rows"], plots["by_length"])
     print("\n" + text + f"\nwrote {out}, {md.name}, " + ", ".join(p.name for p in plots.values()))
     return 0
 

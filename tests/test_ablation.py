@@ -55,15 +55,28 @@ def test_genre_rows_blend_the_plain_sasrec_model(quick_run):
     assert len({rows[name]["mrr"] for name in ("sasrec", "sasrec+genre-0.1", "sasrec+genre-0.3")}) == 3
 
 
-def test_shuffled_keeps_each_users_events_and_is_seeded():
-    seqs = Sequences.from_lists([[1, 2, 3, 4, 5, 6], [7, 8, 9]], [[1, 2, 3, 1, 2, 3], [3, 3, 1]],
-                                [[1, 1, 2, 2, 3, 3], [1, 2, 3]])
+def test_shuffled_keeps_each_users_events_and_targets_and_is_seeded():
+    seqs = Sequences.from_lists([[1, 2, 3, 4, 5, 6, 10, 11], [7, 8, 9]], [[1, 2, 3, 1, 2, 3, 2, 2], [3, 3, 1]],
+                                [[1, 1, 2, 2, 3, 3, 4, 4], [1, 2, 3]])
     a, b = ablation.shuffled(seqs, seed=4), ablation.shuffled(seqs, seed=4)
     assert np.array_equal(a.iid, b.iid) and not np.array_equal(a.iid, seqs.iid)
     np.testing.assert_array_equal(a.offsets, seqs.offsets)
+    np.testing.assert_array_equal(a.iid[[6, 7, 9, 10]], [10, 11, 8, 9])  # validation and test targets stay last
     for row in range(2):
         events = lambda s: sorted(zip(*(x[s.offsets[row]:s.offsets[row + 1]] for x in (s.iid, s.feedback, s.time_bin))))
         assert events(a) == events(seqs)
+
+
+def test_update_replaces_only_the_rows_it_reruns(quick_run, raw):
+    before = {r["model"]: r for r in json.loads(quick_run.read_text())["rows"]}
+    assert ablation.main(["--data", str(raw), "--out", str(quick_run), "--quick", "--num-threads", "1",
+                          "--models", "popularity,content", "--update"]) == 0
+    record = json.loads(quick_run.read_text())
+    assert [r["model"] for r in record["rows"]] == list(ablation.ROWS)
+    assert [u["rows"] for u in record["updates"]] == [["popularity", "content"]]
+    after = {r["model"]: r for r in record["rows"]}
+    assert after["sasrec"] == before["sasrec"] and after["popularity"]["ndcg@10"] == before["popularity"]["ndcg@10"]
+    assert "re-ran popularity, content" in quick_run.with_suffix(".md").read_text()
 
 
 def test_genre_blend_scorer_is_predicts_blend():
