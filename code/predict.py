@@ -313,9 +313,11 @@ def _plain(values) -> list:
     if not isinstance(values, np.ndarray):
         return list(values)  # lists built here hold plain values already (e.g. shared_genres)
     out = values.tolist()  # numpy scalars -> Python scalars; object columns hold str / list / None / float
-    if values.dtype.kind in "fO":
-        for i in np.flatnonzero(pd.isna(values)):
+    if values.dtype.kind == "f":
+        for i in np.flatnonzero(np.isnan(values)):
             out[i] = None
+    elif values.dtype.kind == "O":
+        out = [None if isinstance(v, float) and v != v else v for v in out]  # v != v: NaN (pd.isna is slow here)
     return out
 
 
