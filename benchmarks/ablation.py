@@ -1,6 +1,6 @@
 """Every baseline and every SASRec ablation on one data set: one command, one table, the plots beside it.
 
-    python benchmarks/ablation.py --data ../shared/data/ml-100k [--out artifacts/results/ml-100k.json]
+    python benchmarks/ablation.py --data ../shared/data/ml-100k [--out artifacts/results/movielens-100k.json]
     python benchmarks/ablation.py --data data/sample                 (the shipped real anime sample)
     python benchmarks/ablation.py --data DIR --quick                 (smoke run: 1 seed, tiny training)
 
@@ -88,10 +88,15 @@ def prepare(folder: Path, work: Path) -> tuple[Dataset, str, str]:
     dataset = load_dataset(work)
     split_file = folder / "ml-100k.split.tsv.gz"
     if not split_file.exists():
-        return dataset, folder.name, dataset.meta["ordering"]
+        return dataset, movielens_name(folder), dataset.meta["ordering"]
     dataset, changed = in_peer_order(dataset, split_file)
     check_targets_match(dataset, leave_one_out(dataset.sequences), split_file)
-    return dataset, folder.name, f"the peers' split file {split_file.name} ({changed} users reordered to it)"
+    return dataset, movielens_name(folder), f"the peers' split file {split_file.name} ({changed} users reordered to it)"
+
+
+def movielens_name(folder: Path) -> str:
+    """'ml-100k' -> 'movielens-100k': result files are named for the data set, not like its raw files."""
+    return "movielens-" + folder.name.removeprefix("ml-")
 
 
 def shuffled(sequences: Sequences, seed: int, keep_last: int = 2) -> Sequences:
