@@ -98,7 +98,7 @@ from nostrade.blend import mix, normalise
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.explain import EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, sentences
-from nostrade.model import SASRec, trim_left_padding
+from nostrade.model import SASRec
 from nostrade.prep import REPO_ROOT, time_bins
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE, LOVE, Sequences
 from nostrade.sources import load_anime_catalogue
@@ -494,8 +494,7 @@ class Recommender:
             seqs = Sequences.from_lists(*([getattr(histories[row % n], name)[keep] for row, keep in batch]
                                           for name in ("iid", "feedback", "time_bin")))
             width = int(min(self.max_len, seqs.lengths.max()))  # no wider than the longest history: less work
-            padded = (torch.from_numpy(a) for a in seqs.padded(width))
-            hidden = self.model(*trim_left_padding(*padded), last_only=True)[:, -1].float()
+            hidden = self.model.last_hidden(*(torch.from_numpy(a) for a in seqs.padded(width))).float()
 
         # The dislike penalty needs each title's cosine to the disliked ones: their unit vectors go into the
         # same product with the item table as the model's hidden states.

@@ -115,9 +115,13 @@ class SASRec(nn.Module):
         """Scores of every item (column 0, padding, included) for each hidden state (..., d) -> (..., n_items + 1)."""
         return hidden @ self.item_emb.weight.T
 
+    def last_hidden(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor) -> torch.Tensor:
+        """(B, d_model) hidden state after the last position of left-padded inputs (what scores the next item)."""
+        return self.forward(*trim_left_padding(iid, feedback, time_bin), last_only=True)[:, -1]
+
     def score_next(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor) -> torch.Tensor:
         """(B, n_items + 1) scores of the item that follows the last position."""
-        return self.logits(self.forward(*trim_left_padding(iid, feedback, time_bin), last_only=True)[:, -1])
+        return self.logits(self.last_hidden(iid, feedback, time_bin))
 
     def scorer(self, batch_size: int = 128):
         """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores on the CPU.
