@@ -117,7 +117,8 @@ def genre_blend_scorer(model_scorer, genre: Content, alpha: float, n_items: int)
     def score(history: Sequences) -> torch.Tensor:
         candidates = ~history_mask(history, n_items)
         candidates[:, 0] = False
-        return blend(model_scorer(history), genre.score(history), alpha, mask=candidates)
+        scores = blend(model_scorer(history).numpy(), genre.score(history).numpy(), alpha, mask=candidates.numpy())
+        return torch.from_numpy(scores)
     return score
 
 

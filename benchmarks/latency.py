@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     if args.quick:
         args.calls, args.batch_users = 20, 50
 
-    torch.set_num_threads(1)
+    predict.use_threads(1)  # PyTorch and the BLAS under NumPy
     started = time.perf_counter()
     rec = full_catalogue_recommender(args.seed)
     load_seconds = time.perf_counter() - started

@@ -164,7 +164,7 @@ def main(argv=None) -> int:
         else:
             checkpoint, data_dir, model = args.checkpoint.resolve(), args.data.resolve(), str(args.checkpoint)
         env = {"NOSTRADE_CHECKPOINT": str(checkpoint), "NOSTRADE_DATA": str(data_dir),
-               "NOSTRADE_EVENTS": str(tmp / "events.db"), "NOSTRADE_TORCH_THREADS": "1"}
+               "NOSTRADE_EVENTS": str(tmp / "events.db"), "NOSTRADE_THREADS": "1"}
         bodies = request_bodies(data_dir, args.requests + args.warmup, args.seed)
         warmup, bodies = bodies[:args.warmup], bodies[args.warmup:]
         runs = []

@@ -13,7 +13,7 @@ repository root):
                              the processed folder's meta.json, if unchanged; else the model's own titles)
     NOSTRADE_EVENTS          SQLite event log (nostrade.events)          (default data/events.db)
     NOSTRADE_MAX_BODY_BYTES  request body cap in bytes                   (default 1048576)
-    NOSTRADE_TORCH_THREADS   torch intra-op threads per worker process   (default 1)
+    NOSTRADE_THREADS         CPU threads per worker (PyTorch and BLAS)   (default 1)
 
 The model is loaded once per worker process at startup. Every score comes from predict.Recommender;
 this module only validates, looks up histories, and shapes JSON. A known user's history is their
@@ -44,7 +44,6 @@ from typing import Annotated, Literal
 import httpx
 import numpy as np
 import pandas as pd
-import torch
 from fastapi import FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -55,7 +54,7 @@ from starlette.exceptions import HTTPException
 from nostrade.dataset import sha256_of
 from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, new_event_id
 from nostrade.sequences import LIKE
-from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code
+from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code, use_threads
 
 log = logging.getLogger("nostrade.api")
 
@@ -76,7 +75,7 @@ class Settings:
     catalogue: Path | None
     events: Path
     max_body_bytes: int
-    torch_threads: int
+    threads: int
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Settings":
@@ -95,7 +94,7 @@ class Settings:
                    catalogue=path("NOSTRADE_CATALOGUE", "") if env.get("NOSTRADE_CATALOGUE") else None,
                    events=path("NOSTRADE_EVENTS", "data/events.db"),
                    max_body_bytes=integer("NOSTRADE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-                   torch_threads=max(1, integer("NOSTRADE_TORCH_THREADS", 1)))
+                   threads=max(1, integer("NOSTRADE_THREADS", 1)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -478,7 +477,7 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if app.state.service is None:
-            torch.set_num_threads(settings.torch_threads)
+            use_threads(settings.threads)
             app.state.service = load_service(settings)
             log.info("serving %s (sha256 %s)", settings.checkpoint, app.state.service.model_version[:12])
         yield
@@ -501,7 +500,7 @@ def get_service(request: Request) -> Service:
 def add_routes(app: FastAPI) -> None:
     # The scoring and lookup endpoints are `async def` on purpose: their few milliseconds of CPU run on the
     # event loop itself, one request at a time per worker. Run in the thread pool, a worker's concurrent
-    # requests fight over the GIL through many small torch calls (measured with benchmarks/load.py: server
+    # requests fight over the GIL through many small torch and NumPy calls (measured with benchmarks/load.py: server
     # CPU per request 7.5-10 ms instead of 4.4-5.1 ms). Throughput scales with --workers. The batch and
     # feedback endpoints (long scoring, SQLite commits) stay in the thread pool.
     @app.get("/health", response_model=Health, tags=["service"])

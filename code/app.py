@@ -28,7 +28,6 @@ from pathlib import Path
 import networkx as nx
 import pandas as pd
 import streamlit as st
-import torch
 
 from nostrade import prep
 from nostrade.dataset import sha256_of
@@ -37,7 +36,7 @@ from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LOVE
 from nostrade.sources import load_anime_catalogue
 from nostrade.ui import (CODE_OF_OPTION, RATING_COLUMN, RATING_OPTIONS, SAVE_COLUMN, FeedbackEvent, card_row_html,
                          edits_to_events, influence_png, option_of, poster_card_html)
-from predict import MAX_K, Event, Recommender
+from predict import MAX_K, Event, Recommender, use_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE_ROWS = 500
@@ -54,7 +53,7 @@ DATA_DIR = setting("NOSTRADE_DATA", "data/processed")
 CHECKPOINT = setting("NOSTRADE_CHECKPOINT", "checkpoints/sasrec.pt")
 EVENTS_DB = setting("NOSTRADE_EVENTS", "data/events.db")
 CATALOGUE = setting("NOSTRADE_CATALOGUE", "") if os.environ.get("NOSTRADE_CATALOGUE") else None
-torch.set_num_threads(1)  # one small request per click: extra intra-op threads only add overhead here
+use_threads(1)  # one small request per click: extra threads only add overhead here
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -353,7 +352,7 @@ def catalogue_browser(rec: Recommender, model_hash: str, history: pd.DataFrame, 
     types = type_col.multiselect("Type", rec.types, key="catalogue_types")
     if query.strip():
         rows = cached_search(rec, model_hash, query.strip(), 100)
-        allowed = rec.filter_mask(genres, types).numpy()
+        allowed = rec.filter_mask(genres, types)
         rows = rows[rows["anime_id"].isin(rec.catalogue["anime_id"].to_numpy()[allowed])]
     else:
         rows = most_popular(rec, model_hash, tuple(genres), tuple(types))

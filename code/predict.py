@@ -27,9 +27,10 @@ nothing. Public API:
     rec.search("shingeki", limit=10)               # typo-tolerant title search (rapidfuzz)
     rec.lookup([20, 1735])                         # catalogue rows for anime ids
     rec.recommend_batch(histories, k=20, alpha=0.2)  # offline: long DataFrame user, rank, anime_id, score
-    rec.scores(histories, alpha=0.2)               # every catalogue title's scores as tensors (Scores)
+    rec.scores(histories, alpha=0.2)               # every catalogue title's scores as NumPy arrays (Scores)
     rec.genres, rec.types                          # values the filters accept
     rec.describe()                                 # sizes, model config, data hash (for a health check)
+    use_threads(1)                                 # CPU threads for PyTorch and NumPy's BLAS (per process)
     rec.catalogue                                  # DataFrame of every title (model's titles first, iid order)
     Recommender.from_parts(model, dataset, catalogue=None)  # tests and benchmarks, no files
 
@@ -92,6 +93,7 @@ import numpy as np
 import pandas as pd
 import torch
 from rapidfuzz import fuzz, process, utils
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from nostrade.blend import mix, normalise
@@ -126,6 +128,13 @@ class Event(NamedTuple):
 
 class UnknownTitle(LookupError):
     """An anime id that is not in the catalogue (where one is required, e.g. ``similar``)."""
+
+
+def use_threads(n: int) -> None:
+    """Serve with ``n`` CPU threads: PyTorch's intra-op pool (the model) and the BLAS under NumPy (the
+    catalogue-wide products). One per process suits millisecond requests: more only add overhead."""
+    torch.set_num_threads(n)
+    threadpool_limits(n, user_api="blas")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -222,14 +231,14 @@ class History:
 
 @dataclass(frozen=True)
 class Scores:
-    """Scores of every catalogue title (columns = catalogue rows) for a batch of histories."""
-    final: torch.Tensor  # (B, C) what is ranked
-    model: torch.Tensor  # (B, C) normalised SASRec score (0 outside its vocabulary)
-    genre: torch.Tensor  # (B, C) normalised genre cosine
-    popularity: torch.Tensor  # (B, C) normalised log members
-    penalty: torch.Tensor  # (B, C) dislike penalty (already subtracted from final)
-    raw_model: torch.Tensor  # (B, C) SASRec logit, NaN outside its vocabulary or off the sequence path
-    candidates: torch.Tensor  # (B, C) bool: unseen titles
+    """Scores of every catalogue title (columns = catalogue rows) for a batch of histories (NumPy arrays)."""
+    final: np.ndarray  # (B, C) float32, what is ranked
+    model: np.ndarray  # (B, C) normalised SASRec score (0 outside its vocabulary)
+    genre: np.ndarray  # (B, C) normalised genre cosine
+    popularity: np.ndarray  # (B, C) normalised log members
+    penalty: np.ndarray  # (B, C) dislike penalty (already subtracted from final)
+    raw_model: np.ndarray  # (B, C) SASRec logit, NaN outside its vocabulary or off the sequence path
+    candidates: np.ndarray  # (B, C) bool: unseen titles
     paths: list[str]
 
 
@@ -308,6 +317,23 @@ class Recommendations:
                 "n_duplicates": self.n_duplicates, "n_truncated": self.n_truncated, "items": items}
 
 
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the k largest entries of a vector, or of each row of a matrix, best first (ties: the
+    lower position first)."""
+    rows = np.atleast_2d(scores)
+    k = min(k, rows.shape[1])
+    part = np.argpartition(-rows, k - 1, axis=1)[:, :k] if 0 < k < rows.shape[1] else \
+        np.broadcast_to(np.arange(k), (len(rows), k))
+    order = np.lexsort((part, -np.take_along_axis(rows, part, axis=1)), axis=1)
+    top = np.take_along_axis(part, order, axis=1)
+    return top if scores.ndim == 2 else top[0]
+
+
+def _owners(arrays: list) -> np.ndarray:
+    """For arrays concatenated, the index of the array each entry came from."""
+    return np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])
+
+
 def _plain(values) -> list:
     """A column (numpy array or list) -> a list of JSON-friendly Python values (NaN -> None)."""
     if not isinstance(values, np.ndarray):
@@ -361,23 +387,22 @@ class Recommender:
         genre_hot[np.repeat(np.arange(len(cat)), lengths), [genre_col[g] for gs in genres for g in gs]] = 1.0
         self._genre_hot = genre_hot.astype(bool)
         genre_unit = genre_hot / np.maximum(np.linalg.norm(genre_hot, axis=1, keepdims=True), 1e-12)
-        self._genre_unit = torch.from_numpy(genre_unit)
-        self._genre_unit_t = self._genre_unit.T.contiguous()  # (genres, C): a faster product
+        self._genre_unit = genre_unit
+        self._genre_unit_t = np.ascontiguousarray(genre_unit.T)  # (genres, C): a faster product
         self.types = sorted(cat["type"].dropna().unique().tolist())
         self._type = cat["type"].to_numpy(dtype=object)
         self._members = cat["members"].astype("Float64").fillna(0).to_numpy(dtype=np.float64)
-        self._popularity = torch.from_numpy(np.log1p(np.maximum(self._members, 0)).astype(np.float32))
+        self._popularity = np.log1p(np.maximum(self._members, 0)).astype(np.float32)
 
-        with torch.no_grad():
-            emb = model.item_emb.weight.detach().float().cpu()
-            self._item_unit = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            self._item_unit[0] = 0.0  # padding: similar to nothing
-            self._item_weight_t = emb.T.contiguous()  # (d, n_items + 1): logits and cosines in one product
-            self._inverse_item_norm = 1.0 / emb.norm(dim=1).clamp_min(1e-12)
+        emb = model.item_emb.weight.detach().float().cpu().numpy()
+        self._inverse_item_norm = 1.0 / np.maximum(np.linalg.norm(emb, axis=1), 1e-12)
+        self._item_unit = emb * self._inverse_item_norm[:, None]
+        self._item_unit[0] = 0.0  # padding: similar to nothing
+        self._item_weight_t = np.ascontiguousarray(emb.T)  # (d, n_items + 1): logits and cosines in one product
         watched, loved = co_watch_matrices(dataset.sequences, dataset.n_items)
         self._names = cat["name"].to_numpy(dtype=object)
         self._genre_lists = cat["genres"].to_numpy(dtype=object)
-        self.explainer = Explainer(self._item_unit.numpy(), genre_unit, np.array(self.genres, dtype=object),
+        self.explainer = Explainer(self._item_unit, genre_unit, np.array(self.genres, dtype=object),
                                    self.iid_of_row, cat["anime_id"].to_numpy(), self._names, watched, loved)
         self._search_names = [utils.default_process(n) for n in cat["name"]]
         self._search_lengths = np.array([len(n) for n in self._search_names])
@@ -466,86 +491,94 @@ class Recommender:
         return np.minimum(bins, n_bins)
 
     # -- scoring ------------------------------------------------------------------------------------
-    @torch.inference_mode()
     def scores(self, histories: Sequence, alpha: float = 0.2) -> Scores:
         """Scores of every catalogue title for each history (a History or a list of events)."""
         alpha = check_alpha(alpha)
         histories = [h if isinstance(h, History) else self.history(h) for h in histories]
-        n, n_cat = len(histories), len(self.catalogue)
+        n, n_cat, n_model = len(histories), len(self.catalogue), self.n_items
         paths = [h.path for h in histories]
-        user_of = lambda arrays: np.repeat(np.arange(n), [len(a) for a in arrays])
+        on_path = {path: np.array([p == path for p in paths], dtype=bool)
+                   for path in (PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY)}
 
-        candidates = torch.ones(n, n_cat, dtype=torch.bool)
+        candidates = np.ones((n, n_cat), dtype=bool)
         seen = [h.seen_rows for h in histories]
-        candidates[torch.from_numpy(user_of(seen)), torch.from_numpy(np.concatenate(seen))] = False
-
-        raw_model = torch.full((n, n_cat), torch.nan)
-        undisliked = torch.full((n, n_cat), torch.nan)  # logits with the dislikes left out, where there are some
-        on_sequence = np.array([p == PATH_SEQUENCE for p in paths])
-        hidden = torch.zeros(0, self._item_weight_t.shape[0])
-        if on_sequence.any():
-            batch = []  # (row of `both` below, events to feed): every history, and again without its dislikes
-            for i in np.flatnonzero(on_sequence):
-                known = histories[i].iid > 0
-                liked = known & (histories[i].feedback != DISLIKE)
-                batch.append((i, known))
-                if liked.any() and liked.sum() < known.sum():
-                    batch.append((n + i, liked))
-            seqs = Sequences.from_lists(*([getattr(histories[row % n], name)[keep] for row, keep in batch]
-                                          for name in ("iid", "feedback", "time_bin")))
-            width = int(min(self.max_len, seqs.lengths.max()))  # no wider than the longest history: less work
-            hidden = self.model.last_hidden(*(torch.from_numpy(a) for a in seqs.padded(width))).float()
+        candidates[_owners(seen), np.concatenate(seen)] = False
 
         # The dislike penalty needs each title's cosine to the disliked ones: their unit vectors go into the
         # same product with the item table as the model's hidden states.
+        hidden, with_rows, without_users, without_rows = self._hidden_states(histories, on_path[PATH_SEQUENCE])
         disliked = [h.iid[(h.feedback == DISLIKE) & (h.iid > 0)] for h in histories]
-        counts = np.array([len(d) for d in disliked])
-        steering = self.dislike_weight > 0 and counts.any()
+        steering = self.dislike_weight > 0 and any(len(d) for d in disliked)
         dislike_iid = np.concatenate(disliked) if steering else np.zeros(0, dtype=np.int64)
-        queries = torch.cat([hidden, self._item_unit[torch.from_numpy(dislike_iid)]])
-        products = queries @ self._item_weight_t
-        if len(hidden):
-            both = torch.cat([raw_model, undisliked])
-            both[torch.tensor([row for row, _ in batch]), :self.n_items] = products[:len(hidden), 1:]
-            raw_model, undisliked = both[:n], both[n:]
+        products = np.concatenate([hidden, self._item_unit[dislike_iid]]) @ self._item_weight_t
+
+        # Model part, on the vocabulary's columns (0 elsewhere): a dislike may only lower a title's score,
+        # so where the history has dislikes it is the lower of its readings with and without them.
+        sequence_users = np.flatnonzero(on_path[PATH_SEQUENCE])
+        logits = products[with_rows, 1:]
+        raw_model = np.full((n, n_cat), np.nan, dtype=np.float32)
+        raw_model[sequence_users, :n_model] = logits
+        model = np.zeros((n, n_cat), dtype=np.float32)
+        model[sequence_users, :n_model] = normalise(logits, candidates[sequence_users, :n_model])
+        if len(without_users):
+            model[without_users, :n_model] = np.fmin(model[without_users, :n_model], normalise(
+                products[without_rows, 1:], candidates[without_users, :n_model]))
 
         event_rows = [h.rows for h in histories]
-        event_user = torch.from_numpy(user_of(event_rows))
-        rows = torch.from_numpy(np.concatenate(event_rows))
-        weights = torch.from_numpy(_PROFILE_WEIGHT_OF[np.concatenate([h.feedback for h in histories])])
-        profile = torch.zeros(n, len(self.genres)).index_add_(0, event_user, self._genre_unit[rows] * weights[:, None])
-        profile = profile / profile.norm(dim=1, keepdim=True).clamp_min(1e-12)
-        genre_cosine = profile @ self._genre_unit_t
+        profile = np.zeros((n, len(self.genres)), dtype=np.float32)
+        weights = _PROFILE_WEIGHT_OF[np.concatenate([h.feedback for h in histories])]
+        np.add.at(profile, _owners(event_rows), self._genre_unit[np.concatenate(event_rows)] * weights[:, None])
+        profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+        genre = normalise(profile @ self._genre_unit_t, candidates)
+        popularity = normalise(np.broadcast_to(self._popularity, (n, n_cat)), candidates)
 
-        # A dislike may only lower a title's model score: where the history has dislikes, the model part
-        # is the lower of its readings with and without them (see the module docstring).
-        model = torch.fmin(normalise(raw_model, candidates),
-                           torch.where(torch.isnan(undisliked), torch.inf, normalise(undisliked, candidates)))
-        genre = normalise(genre_cosine, candidates)
-        popularity = normalise(self._popularity.expand(n, n_cat), candidates)
-        final = torch.empty(n, n_cat)
-        for path, mask in ((PATH_SEQUENCE, on_sequence), (PATH_CONTENT, np.array([p == PATH_CONTENT for p in paths])),
-                           (PATH_POPULARITY, np.array([p == PATH_POPULARITY for p in paths]))):
-            if not mask.any():
-                continue
-            at = torch.from_numpy(np.flatnonzero(mask))
-            if path == PATH_SEQUENCE:
-                final[at] = mix(model[at], genre[at], alpha)
-            elif path == PATH_CONTENT:
-                final[at] = mix(genre[at], popularity[at], POPULARITY_WEIGHT)
-            else:
-                final[at] = popularity[at]
+        final = np.empty((n, n_cat), dtype=np.float32)
+        for path, part in ((PATH_SEQUENCE, lambda at: mix(model[at], genre[at], alpha)),
+                           (PATH_CONTENT, lambda at: mix(genre[at], popularity[at], POPULARITY_WEIGHT)),
+                           (PATH_POPULARITY, lambda at: popularity[at])):
+            if on_path[path].any():
+                at = np.flatnonzero(on_path[path])
+                final[at] = part(at)
 
-        penalty = torch.zeros(n, n_cat)
+        penalty = np.zeros((n, n_cat), dtype=np.float32)
         if steering:
-            # max(0, highest cosine to one of the user's dislikes); the item norms divide after the max
-            owner = torch.from_numpy(user_of(disliked))[:, None].expand(-1, self.n_items + 1)
-            dots = torch.zeros(n, self.n_items + 1).scatter_reduce_(0, owner, products[len(hidden):], "amax")
-            penalty[:, :self.n_items] = self.dislike_weight * (dots * self._inverse_item_norm)[:, 1:]
-            final = final - penalty
+            # max(0, highest cosine to one of the user's dislikes); the item norms divide after the max. A
+            # user's dislike rows of products are contiguous: a running max over the j-th of them (their last
+            # again where they have fewer) keeps memory at one row per user, also for large batches.
+            counts = np.array([len(d) for d in disliked])
+            users = np.flatnonzero(counts)
+            first, last = len(hidden) + np.cumsum(counts)[users] - counts[users], counts[users] - 1
+            dots = products[first, 1:]
+            for j in range(1, counts.max()):
+                np.maximum(dots, products[first + np.minimum(j, last), 1:], out=dots)
+            penalty[users, :n_model] = self.dislike_weight * np.maximum(dots * self._inverse_item_norm[1:], 0.0)
+            final -= penalty
         return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths)
 
-    def filter_mask(self, genres=None, types=None, min_members=None) -> torch.Tensor | None:
+    @torch.inference_mode()
+    def _hidden_states(self, histories: list[History], on_sequence: np.ndarray):
+        """SASRec's last hidden state for each sequence-path history, and again without its dislikes where it
+        has some (and likes too). Returns (hidden (m, d) float32, the row of ``hidden`` of each sequence
+        history, the users read without dislikes, their rows of ``hidden``)."""
+        feeds, with_rows, without_users, without_rows = [], [], [], []
+        for i in np.flatnonzero(on_sequence):
+            known = histories[i].iid > 0
+            liked = known & (histories[i].feedback != DISLIKE)
+            with_rows.append(len(feeds))
+            feeds.append((histories[i], known))
+            if liked.any() and liked.sum() < known.sum():
+                without_users.append(i)
+                without_rows.append(len(feeds))
+                feeds.append((histories[i], liked))
+        if not feeds:
+            return np.zeros((0, self._item_weight_t.shape[0]), dtype=np.float32), [], [], []
+        seqs = Sequences.from_lists(*([getattr(h, name)[keep] for h, keep in feeds]
+                                      for name in ("iid", "feedback", "time_bin")))
+        width = int(min(self.max_len, seqs.lengths.max()))  # no wider than the longest history: less work
+        hidden = self.model.last_hidden(*(torch.from_numpy(a) for a in seqs.padded(width)))
+        return hidden.float().numpy(), with_rows, np.array(without_users, dtype=np.int64), without_rows
+
+    def filter_mask(self, genres=None, types=None, min_members=None) -> np.ndarray:
         """(C,) bool of the titles that pass the filters (a title passes ``genres`` with any one of them)."""
         keep = np.ones(len(self.catalogue), dtype=bool)
         if genres:
@@ -564,7 +597,7 @@ class Recommender:
             if isinstance(min_members, bool) or not isinstance(min_members, (int, np.integer)) or min_members < 0:
                 raise ValueError(f"min_members: {min_members!r} is not a non-negative integer")
             keep &= self._members >= min_members
-        return torch.from_numpy(keep)
+        return keep
 
     # -- the main call --------------------------------------------------------------------------------
     def recommend(self, events: Iterable = (), k: int = 20, alpha: float = 0.2, genres=None, types=None,
@@ -573,10 +606,10 @@ class Recommender:
         allowed = self.filter_mask(genres, types, min_members)
         history = self.history(events)
         s = self.scores([history], alpha)
-        allowed = s.candidates[0] & allowed
-        top = torch.topk(torch.where(allowed, s.final[0], -torch.inf), min(k, int(allowed.sum()))).indices.numpy()
+        allowed &= s.candidates[0]
+        top = top_k(np.where(allowed, s.final[0], -np.inf), min(k, int(allowed.sum())))
         path = s.paths[0]
-        model, genre, pop = (t[0, top].numpy() for t in (s.model, s.genre, s.popularity))
+        model, genre, pop = (t[0, top] for t in (s.model, s.genre, s.popularity))
         if path == PATH_SEQUENCE:
             by_model = self._in_model[top] & ((1 - alpha) * model >= alpha * genre)
             source = np.where(by_model, "sequence", "genre")
@@ -594,11 +627,11 @@ class Recommender:
             "type": self._type[top],
             "members": self._members[top].astype(np.int64),
             "in_model": self._in_model[top],
-            "score": s.final[0, top].numpy(),
+            "score": s.final[0, top],
             "model_score": np.where(self._in_model[top] & (path == PATH_SEQUENCE), model, np.nan),
             "genre_score": genre,
             "popularity_score": pop,
-            "dislike_penalty": s.penalty[0, top].numpy(),
+            "dislike_penalty": s.penalty[0, top],
             "source": source,
         }
         if explain:
@@ -614,23 +647,22 @@ class Recommender:
 
     def _reasons(self, top: np.ndarray, source: np.ndarray, because: list, liked_rows: np.ndarray) -> list[str]:
         """The explanation sentence where there is one; else the genres shared with liked titles; else popularity."""
-        liked = self._genre_hot[liked_rows].any(axis=0)
+        shared = self._genre_hot[top] & self._genre_hot[liked_rows].any(axis=0)
         reasons = []
-        for row, src, sentence in zip(top.tolist(), source.tolist(), because):
-            shared = np.flatnonzero(self._genre_hot[row] & liked)
+        for r, (src, sentence) in enumerate(zip(source.tolist(), because)):
             if sentence is not None:
                 reasons.append(sentence)
-            elif src != "popularity" and len(shared):
-                reasons.append("Matches genres you like: " + ", ".join(self.genres[j] for j in shared[:3]))
+            elif src != "popularity" and shared[r].any():
+                genres = [self.genres[j] for j in np.flatnonzero(shared[r])[:3]]
+                reasons.append("Matches genres you like: " + ", ".join(genres))
             else:
-                reasons.append(f"Popular: {int(self._members[row]):,} members")
+                reasons.append(f"Popular: {int(self._members[top[r]]):,} members")
         return reasons
 
     # -- other entry points ----------------------------------------------------------------------------
     def popular(self, k: int = 20, genres=None, types=None, min_members=None) -> pd.DataFrame:
         return self.recommend((), k=k, genres=genres, types=types, min_members=min_members).items
 
-    @torch.inference_mode()
     def recommend_batch(self, histories: Sequence, k: int = 20, alpha: float = 0.2, batch_size: int = 256,
                         progress: bool = False) -> pd.DataFrame:
         """Top-k for many histories at once (offline scoring, no explanations).
@@ -642,14 +674,16 @@ class Recommender:
         starts = range(0, len(histories), batch_size)
         for start in tqdm(starts, disable=not progress, desc="scoring", unit="batch"):
             s = self.scores(histories[start:start + batch_size], alpha)
-            top = torch.topk(torch.where(s.candidates, s.final, -torch.inf), min(k, s.final.shape[1]), dim=1)
-            found = torch.isfinite(top.values).numpy()  # fewer than k unseen titles: the rest is -inf
+            ranked = np.where(s.candidates, s.final, -np.inf)
+            top = top_k(ranked, min(k, ranked.shape[1]))
+            values = np.take_along_axis(ranked, top, axis=1)
+            found = np.isfinite(values)  # fewer than k unseen titles: the rest is -inf
             n, kk = found.shape
             parts.append(pd.DataFrame({
                 "user": np.repeat(np.arange(start, start + n), kk)[found.ravel()],
                 "rank": np.tile(np.arange(1, kk + 1), n)[found.ravel()],
-                "anime_id": self._anime_ids[top.indices.numpy()[found]],
-                "score": top.values.numpy()[found],
+                "anime_id": self._anime_ids[top[found]],
+                "score": values[found],
                 "path": np.repeat(s.paths, kk)[found.ravel()],
             }))
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
@@ -673,17 +707,17 @@ class Recommender:
         if iid > 0:
             query = self._item_unit[iid]
             if use_faiss:
-                distances, labels = self._faiss_index().search(query[None].numpy(), k + 1)
+                distances, labels = self._faiss_index().search(query[None], k + 1)
                 found = labels[0] >= 0
                 iids, sims = labels[0][found] + 1, distances[0][found]
             else:
                 sims_all = self._item_unit[1:] @ query
-                top = torch.topk(sims_all, min(k + 1, len(sims_all)))
-                iids, sims = top.indices.numpy() + 1, top.values.numpy()
+                top = top_k(sims_all, min(k + 1, len(sims_all)))
+                iids, sims = top + 1, sims_all[top]
             keep = iids != iid
             rows, sims, source = self.row_of_iid[iids[keep]][:k], sims[keep][:k], "embedding"
         else:
-            sims_all = (self._genre_unit @ self._genre_unit[row]).numpy()
+            sims_all = self._genre_unit @ self._genre_unit[row]
             sims_all[row] = -np.inf
             rows = np.argsort(-sims_all, kind="stable")[:k]
             sims, source = sims_all[rows], "genre"
@@ -695,7 +729,7 @@ class Recommender:
     def _faiss_index(self):
         if self._faiss is None:
             import faiss
-            vectors = np.ascontiguousarray(self._item_unit[1:].numpy(), dtype=np.float32)
+            vectors = np.ascontiguousarray(self._item_unit[1:], dtype=np.float32)
             index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = 128
             index.add(vectors)

@@ -313,7 +313,7 @@ def test_batch_limits_and_unknown_users(client):
 @pytest.fixture
 def small_cap_client(rec, events_path):
     settings = api.Settings(checkpoint=None, data=None, catalogue=None, events=events_path, max_body_bytes=2000,
-                            torch_threads=1)
+                            threads=1)
     with TestClient(api.create_app(rec, events_path, settings=settings), raise_server_exceptions=False) as c:
         yield c
 

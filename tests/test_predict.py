@@ -58,9 +58,9 @@ def content_only_ids(rec: Recommender, n: int) -> list[int]:
     return rec.catalogue["anime_id"][~rec.catalogue["anime_id"].isin(rec.dataset.items["anime_id"])].head(n).tolist()
 
 
-def ranks(final: torch.Tensor) -> np.ndarray:
+def ranks(final: np.ndarray) -> np.ndarray:
     """1-based rank of every column of a (C,) score vector (higher score = better rank)."""
-    order = torch.argsort(final, descending=True, stable=True).numpy()
+    order = np.argsort(-final, kind="stable")
     out = np.empty(len(order), dtype=np.int64)
     out[order] = np.arange(1, len(order) + 1)
     return out
@@ -148,7 +148,7 @@ def test_history_longer_than_max_len_uses_the_most_recent_part(rec):
     events = [Event(a, 2 + i % 2) for i, a in enumerate(ids)]
     out = rec.recommend(events, k=30)
     assert out.n_truncated == 7 and rec.history(events).n_truncated == 7
-    torch.testing.assert_close(rec.scores([events]).raw_model, rec.scores([events[7:]]).raw_model, equal_nan=True)
+    np.testing.assert_allclose(rec.scores([events]).raw_model, rec.scores([events[7:]]).raw_model, rtol=1e-5)
     assert not set(out.items["anime_id"]) & set(ids)  # the truncated events still count as seen
 
 
@@ -170,7 +170,7 @@ def test_titles_outside_the_vocabulary_count_through_genres(rec, catalogue):
     assert out.content_only_ids == outside and out.path == "sequence+genre"
     with_outside = rec.scores([events + [Event(a, 3) for a in outside]]).genre[0]
     without = rec.scores([events]).genre[0]
-    assert not torch.allclose(with_outside, without)
+    assert not np.allclose(with_outside, without)
     # with alpha = 1 the whole catalogue competes on genres, titles the model does not know included
     genre_only = rec.recommend(events, k=200, alpha=1.0).items
     assert (~genre_only["in_model"]).any()
@@ -181,8 +181,8 @@ def test_alpha_zero_ranks_by_the_model_and_one_by_genre(rec):
     events = [Event(a, 2) for a in vocab_ids(rec, 8, seed=6)]
     s = rec.scores([events], alpha=0.0)
     by_model = rec.recommend(events, k=30, alpha=0.0).items
-    raw = s.raw_model[0].numpy()
-    expected = np.argsort(-np.where(s.candidates[0].numpy() & ~np.isnan(raw), raw, -np.inf), kind="stable")[:30]
+    raw = s.raw_model[0]
+    expected = np.argsort(-np.where(s.candidates[0] & ~np.isnan(raw), raw, -np.inf), kind="stable")[:30]
     assert by_model["anime_id"].tolist() == rec.catalogue["anime_id"].to_numpy()[expected].tolist()
     by_genre = rec.recommend(events, k=30, alpha=1.0).items
     assert np.allclose(by_genre["score"], by_genre["genre_score"] - by_genre["dislike_penalty"])
@@ -220,7 +220,7 @@ def test_dislikes_steer_away(rec):
         row = int(rec.rows_of(np.array([disliked]))[0])
         iid = rec.iid_of_row[row]
         closeness = rec._item_unit[1:] @ rec._item_unit[iid]
-        neighbours = rec.row_of_iid[1 + torch.topk(closeness, 6).indices.numpy()[1:]]
+        neighbours = rec.row_of_iid[1 + np.argsort(-closeness, kind="stable")[1:6]]
         before, after = ranks(without), ranks(with_dislike)
         cases += 1
         fell += after[row] > before[row]
@@ -228,9 +228,29 @@ def test_dislikes_steer_away(rec):
     assert fell == cases and neighbours_fell == cases
 
 
+def test_dislike_penalty_is_the_closest_dislike_in_a_batch_of_mixed_histories(rec):
+    """penalty = weight · max(0, highest embedding cosine to one of the user's own dislikes), per user, in one batch
+    where users have 0, 1, 3 and 7 dislikes."""
+    ids = vocab_ids(rec, 40, seed=21)
+    histories = [[Event(a, 3) for a in ids[:5]],
+                 [Event(a, 2) for a in ids[5:10]] + [Event(ids[10], 1)],
+                 [Event(a, 1 + (i % 2) * 2) for i, a in enumerate(ids[11:17])],
+                 [Event(a, 1) for a in ids[17:24]] + [Event(a, 3) for a in ids[24:27]]]
+    s = rec.scores(histories)
+    unit = rec._item_unit
+    for user, events in enumerate(histories):
+        disliked_ids = np.array([e.anime_id for e in events if e.feedback == 1], dtype=np.int64)
+        disliked = rec.iid_of_row[rec.rows_of(disliked_ids)]
+        closest = (unit[1:] @ unit[disliked].T).max(axis=1) if len(disliked) else np.zeros(rec.n_items)
+        expected = rec.dislike_weight * np.maximum(closest, 0.0)
+        np.testing.assert_allclose(s.penalty[user, :rec.n_items], expected, atol=1e-6)
+        assert (s.penalty[user, rec.n_items:] == 0).all()
+    assert [len([e for e in h if e.feedback == 1]) for h in histories] == [0, 1, 3, 7]
+
+
 def test_dislike_only_history_pushes_its_genres_down(rec):
     out = rec.scores([[Event(NARUTO, "Dislike"), Event(BLEACH, "Dislike")]])
-    genre = out.genre[0].numpy()
+    genre = out.genre[0]
     shounen = rec.catalogue["genres"].map(lambda g: "Shounen" in g).to_numpy()
     assert genre[shounen].mean() < genre[~shounen].mean()
 
@@ -274,7 +294,7 @@ def test_explanations_name_the_most_similar_liked_pick(rec):
     out = rec.recommend(events, k=20, alpha=0.2)
     e = out.explanations
     assert len(e) and set(e["pick_anime_id"]) <= set(picks)  # the disliked title is never a reason
-    unit = rec._item_unit.numpy()
+    unit = rec._item_unit
     iid = dict(zip(rec.catalogue["anime_id"], rec.iid_of_row))
     for anime_id, group in e.groupby("anime_id", sort=False):
         item = out.items.set_index("anime_id").loc[anime_id]
@@ -374,8 +394,8 @@ def test_similar_exact_and_faiss(rec):
     sims = rec.similar(NARUTO, k=10)
     unit = rec._item_unit
     iid = rec.iid_of_row[rec.rows_of(np.array([NARUTO]))[0]]
-    brute = torch.topk(unit[1:] @ unit[iid], 11)
-    expected = [i + 1 for i in brute.indices.tolist() if i + 1 != iid][:10]
+    brute = np.argsort(-(unit[1:] @ unit[iid]), kind="stable")[:11]
+    expected = [i + 1 for i in brute.tolist() if i + 1 != iid][:10]
     assert sims["anime_id"].tolist() == rec.catalogue["anime_id"].to_numpy()[rec.row_of_iid[expected]].tolist()
     assert (sims["source"] == "embedding").all() and NARUTO not in sims["anime_id"].tolist()
     approx = rec.similar(NARUTO, k=10, use_faiss=True)
