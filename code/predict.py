@@ -318,8 +318,8 @@ class Recommendations:
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Positions of the k largest entries of a vector, or of each row of a matrix, best first (ties: the
-    lower position first)."""
+    """Positions of the k largest entries of a vector, or of each row of a matrix (k capped at its length),
+    best first; equal scores among those returned come in position order."""
     rows = np.atleast_2d(scores)
     k = min(k, rows.shape[1])
     part = np.argpartition(-rows, k - 1, axis=1)[:, :k] if 0 < k < rows.shape[1] else \
@@ -675,7 +675,7 @@ class Recommender:
         for start in tqdm(starts, disable=not progress, desc="scoring", unit="batch"):
             s = self.scores(histories[start:start + batch_size], alpha)
             ranked = np.where(s.candidates, s.final, -np.inf)
-            top = top_k(ranked, min(k, ranked.shape[1]))
+            top = top_k(ranked, k)
             values = np.take_along_axis(ranked, top, axis=1)
             found = np.isfinite(values)  # fewer than k unseen titles: the rest is -inf
             n, kk = found.shape
@@ -712,7 +712,7 @@ class Recommender:
                 iids, sims = labels[0][found] + 1, distances[0][found]
             else:
                 sims_all = self._item_unit[1:] @ query
-                top = top_k(sims_all, min(k + 1, len(sims_all)))
+                top = top_k(sims_all, k + 1)
                 iids, sims = top + 1, sims_all[top]
             keep = iids != iid
             rows, sims, source = self.row_of_iid[iids[keep]][:k], sims[keep][:k], "embedding"

@@ -154,6 +154,16 @@ def test_history_longer_than_max_len_uses_the_most_recent_part(rec):
 
 # -------------------------------------------------------------------------------------------------- scoring
 
+def test_top_k_rows_and_vectors_best_first():
+    scores = np.array([[0.5, 2.0, -np.inf, 2.0, 1.0], [3.0, 1.0, 2.0, 0.0, 4.0]], dtype=np.float32)
+    np.testing.assert_array_equal(predict.top_k(scores, 3), [[1, 3, 4], [4, 0, 2]])  # equal scores: position order
+    np.testing.assert_array_equal(predict.top_k(scores[0], 9), [1, 3, 4, 0, 2])  # k capped at the length
+    assert predict.top_k(scores[1], 0).shape == (0,)
+    rng = np.random.default_rng(0)
+    many = rng.normal(size=(4, 1000))
+    np.testing.assert_array_equal(predict.top_k(many, 25), np.argsort(-many, axis=1)[:, :25])
+
+
 def test_never_recommends_what_was_seen(rec):
     events = [Event(a, 1 + i % 3) for i, a in enumerate(vocab_ids(rec, 15, seed=4) + content_only_ids(rec, 3))]
     out = rec.recommend(events, k=100)
