@@ -500,9 +500,9 @@ def get_service(request: Request) -> Service:
 def add_routes(app: FastAPI) -> None:
     # The scoring and lookup endpoints are `async def` on purpose: their few milliseconds of CPU run on the
     # event loop itself, one request at a time per worker. Run in the thread pool, a worker's concurrent
-    # requests fight over the GIL through many small torch and NumPy calls (measured with benchmarks/load.py: server
-    # CPU per request 7.5-10 ms instead of 4.4-5.1 ms). Throughput scales with --workers. The batch and
-    # feedback endpoints (long scoring, SQLite commits) stay in the thread pool.
+    # requests fight over the GIL through many small torch and NumPy calls (benchmarks/load.py measured about
+    # twice the server CPU per request that way, with the serving code of the time). Throughput scales with
+    # --workers. The batch and feedback endpoints (long scoring, SQLite commits) stay in the thread pool.
     @app.get("/health", response_model=Health, tags=["service"])
     async def health(request: Request):
         s = get_service(request)
