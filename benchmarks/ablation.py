@@ -13,12 +13,13 @@ next liked item, next disliked item (lower is better) and delta = NDCG@10(liked)
 
 Rows: the baselines (nostrade.baselines), SASRec with the library's default config (any model or training
 flag of `python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the
-feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with the genre
-blend of predict.py (nostrade.blend over SASRec's scores and the genre cosine, alpha 0.1 / 0.2 / 0.3; the
-serving-only dislike penalty is not part of it), with item2vec-initialised item embeddings, and trained and
-tested on each user's history shuffled (seeded; the last two events, the validation and test targets, stay
-last: the control that shows whether the order of the history matters). Each over
---seeds (3), mean ± std; deterministic models (popularity, itemknn, content) run once, std 0.
+feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with item2vec-
+initialised item embeddings, and trained and tested on each user's history shuffled (seeded; the last two
+events, the validation and test targets, stay last: the control that shows whether the order of the history
+matters). The ``sasrec+genre-α`` rows evaluate the served scoring function (nostrade.scoring: genre blend at
+α, cold-start paths and dislike rules, exactly what predict.py serves) over the ``sasrec`` row's models; α 0
+is the served model part alone. Every row is a nostrade.models model fitted on the training part, one loop.
+Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn, content) run once, std 0.
 
 Writes FILE.json ({"rows": [{"model", "ndcg@10", "hr@10", "ndcg@20", "hr@20", "std": {...}, ...}], ...}),
 FILE.md (the tables) and FILE_metrics.png, FILE_alpha.png, FILE_by_length.png beside it.
@@ -43,28 +44,30 @@ import torch
 
 from ml100k import check_targets_match, in_peer_order  # benchmarks/ml100k.py, beside this file
 from nostrade import prep
-from nostrade.baselines import BASELINES, Content, item2vec_embeddings, make_baseline, takes_seed
-from nostrade.blend import blend
+from nostrade.baselines import BASELINES
 from nostrade.checkpoint import write_json_atomic
 from nostrade.dataset import Dataset, load_dataset
-from nostrade.evaluate import evaluate_all_targets, history_mask, metrics_from_ranks, rank_cases
-from nostrade.model import SASRec, SASRecConfig
+from nostrade.evaluate import evaluate_all_targets, metrics_from_ranks, rank_cases
+from nostrade.model import SASRecConfig
+from nostrade.models import make_model, takes_seed
+from nostrade.scoring import Scoring
 from nostrade.sequences import Sequences
 from nostrade.split import LeaveOneOut, leave_one_out
-from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, train_sasrec
+from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags
 
 REPO = Path(__file__).resolve().parents[1]
-ALPHAS = (0.1, 0.2, 0.3)
-SASREC_ROWS = {  # row -> (SASRecConfig changes, TrainConfig changes)
-    "sasrec": ({}, {}),
-    "sasrec-no-feedback": ({"use_feedback": False}, {}),
-    "sasrec-no-time": ({"use_time": False}, {}),
-    "sasrec-plain-loss": ({}, {"feedback_weighting": False}),
-    "sasrec+item2vec": ({}, {}),
-    "sasrec-shuffled": ({}, {}),
+ALPHAS = (0.0, 0.1, 0.2, 0.3)
+SASREC_ROWS = {  # row -> SASRec options on top of the command line's
+    "sasrec": {},
+    "sasrec-no-feedback": {"use_feedback": False},
+    "sasrec-no-time": {"use_time": False},
+    "sasrec-plain-loss": {"feedback_weighting": False},
+    "sasrec+item2vec": {"init": "item2vec"},
+    "sasrec-shuffled": {},
 }
-ROWS = (*BASELINES, "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
-        *(f"sasrec+genre-{a}" for a in ALPHAS), "sasrec+item2vec", "sasrec-shuffled")
+SERVED_ROWS = {f"sasrec+genre-{a}": a for a in ALPHAS}  # the served function over the "sasrec" row's models
+ROWS = (*BASELINES, "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss", *SERVED_ROWS,
+        "sasrec+item2vec", "sasrec-shuffled")
 METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr")
 LENGTH_BUCKETS = ((2, 9), (10, 19), (20, 49), (50, 99), (100, None))  # test-history lengths (events)
 BY_LENGTH_SHOWN = ("popularity", "als", "itemknn", "lightgcn", "gru4rec", "content", "sasrec")  # + the blends
@@ -106,33 +109,7 @@ def shuffled(sequences: Sequences, seed: int, keep_last: int = 2) -> Sequences:
     pos = sequences.position_of_event()
     fixed = pos >= np.repeat(sequences.lengths - keep_last, sequences.lengths)
     key = np.where(fixed, 1.0 + pos, np.random.default_rng(seed).random(len(sequences.iid)))
-    order = np.lexsort((key, sequences.row_of_event()))
-    return Sequences(sequences.offsets, sequences.iid[order], sequences.feedback[order], sequences.time_bin[order])
-
-
-# ---- scorers ------------------------------------------------------------------------------------------------
-
-def genre_blend_scorer(model_scorer, genre: Content, alpha: float, n_items: int):
-    """predict.py's blend: both parts min-max normalised over the unseen items, then (1-α)·model + α·genre."""
-    def score(history: Sequences) -> torch.Tensor:
-        candidates = ~history_mask(history, n_items)
-        candidates[:, 0] = False
-        scores = blend(model_scorer(history).numpy(), genre.score(history).numpy(), alpha, mask=candidates.numpy())
-        return torch.from_numpy(scores)
-    return score
-
-
-def item2vec_init(model_cfg: SASRecConfig, seed: int, train: Sequences) -> dict:
-    """SASRec's initial weights (as train_sasrec draws them for this seed) with the item table from item2vec,
-    rescaled to the table's own initial spread; items item2vec cannot place keep their random row."""
-    torch.manual_seed(seed)
-    model = SASRec(model_cfg)
-    table = model.item_emb.weight.data
-    vectors = torch.from_numpy(item2vec_embeddings(train, model_cfg.n_items, model_cfg.d_model, seed=seed))
-    placed = vectors.norm(dim=1) > 0
-    vectors = vectors * (table[1:].std() / vectors[placed].std())
-    table[placed] = vectors[placed]
-    return model.state_dict()
+    return sequences.events(np.lexsort((key, sequences.row_of_event())), sequences.offsets)
 
 
 # ---- evaluation ---------------------------------------------------------------------------------------------
@@ -154,19 +131,16 @@ def measure(scorer, split: LeaveOneOut, n_items: int) -> dict:
     return {**targets, "by_length": by_length}
 
 
-def run_baseline(name: str, seed: int, options: dict, dataset: Dataset, split: LeaveOneOut) -> dict:
+def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: LeaveOneOut):
+    """Fit a nostrade.models model on the training part and measure it: (fitted model, per-seed result)."""
     started = time.perf_counter()
-    model = make_baseline(name, seed=seed, **options).fit(dataset, split.train)
-    seconds = time.perf_counter() - started
-    return {"seed": seed, "fit_seconds": seconds, **measure(model.score, split, dataset.n_items)}
-
-
-def run_sasrec(model_cfg: SASRecConfig, train_cfg: TrainConfig, dataset: Dataset, split: LeaveOneOut,
-               init_state: dict | None = None):
-    result = train_sasrec(dataset, model_cfg, train_cfg, split=split, init_state=init_state)
-    info = {"seed": train_cfg.seed, "fit_seconds": result.seconds_total, "seconds_to_best": result.seconds_to_best,
-            "best_epoch": result.best_epoch, "epochs": result.epochs_run, "valid": result.best_metrics}
-    return result.model, info
+    model = make_model(name, seed=seed, **options).fit(dataset, split.train)
+    info = {"seed": seed, "fit_seconds": time.perf_counter() - started}
+    if name == "sasrec":
+        r = model.result
+        info.update(seconds_to_best=r.seconds_to_best, best_epoch=r.best_epoch, epochs=r.epochs_run,
+                    valid=r.best_metrics)
+    return model, {**info, **measure(model.score, split, dataset.n_items)}
 
 
 def summarise(name: str, per_seed: list[dict]) -> dict:
@@ -199,41 +173,30 @@ def summarise(name: str, per_seed: list[dict]) -> dict:
 
 # ---- the whole table ----------------------------------------------------------------------------------------
 
-def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, model_cfg: SASRecConfig, train_cfg: TrainConfig,
-             baseline_options: dict) -> list[dict]:
-    sasrec_models: dict[int, SASRec] = {}  # seed -> the plain "sasrec" model, reused by the genre-blend rows
-    genre = Content("multihot", use_type=False).fit(dataset, split.train)  # predict.py's genre cosine
+def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict) -> list[dict]:
+    """``options``: model name -> its options (SASRec's from the command line, the baselines' from --set)."""
+    sasrec_models = {}  # seed -> the "sasrec" row's model, which the served-function rows score with
     out = []
     for name in rows:
+        model_name = "sasrec" if name in SASREC_ROWS or name in SERVED_ROWS else name
         per_seed = []
-        if name in BASELINES:
-            for seed in (seeds if takes_seed(name) else seeds[:1]):
-                per_seed.append(run_baseline(name, seed, baseline_options.get(name, {}), dataset, split))
-                print_result(name, per_seed[-1])
-            out.append(summarise(name, per_seed))
-            continue
-        for seed in seeds:
-            if name.startswith("sasrec+genre-"):
-                alpha = float(name.removeprefix("sasrec+genre-"))
+        for seed in (seeds if takes_seed(model_name) else seeds[:1]):
+            if name in SERVED_ROWS:
                 if seed not in sasrec_models:
-                    sasrec_models[seed], _ = run_sasrec(model_cfg, dataclasses.replace(train_cfg, seed=seed),
-                                                        dataset, split)
-                scorer = genre_blend_scorer(sasrec_models[seed].scorer(), genre, alpha, dataset.n_items)
-                per_seed.append({"seed": seed, "fit_seconds": 0.0, "alpha": alpha,
-                                 **measure(scorer, split, dataset.n_items)})
+                    sasrec_models[seed], _ = run_model("sasrec", seed, options["sasrec"], dataset, split)
+                served = Scoring.over(sasrec_models[seed], dataset.items, dataset.n_items).scorer(SERVED_ROWS[name])
+                result = {"seed": seed, "fit_seconds": 0.0, "alpha": SERVED_ROWS[name],
+                          **measure(served, split, dataset.n_items)}
             else:
-                model_changes, train_changes = SASREC_ROWS[name]
-                m_cfg = dataclasses.replace(model_cfg, **model_changes)
-                t_cfg = dataclasses.replace(train_cfg, seed=seed, **train_changes)
                 run_data, run_split = dataset, split
                 if name == "sasrec-shuffled":
                     run_data = dataclasses.replace(dataset, sequences=shuffled(dataset.sequences, seed))
                     run_split = leave_one_out(run_data.sequences)
-                init = item2vec_init(m_cfg, seed, split.train) if name == "sasrec+item2vec" else None
-                model, info = run_sasrec(m_cfg, t_cfg, run_data, run_split, init)
+                model, result = run_model(model_name, seed, {**options.get(model_name, {}),
+                                                             **SASREC_ROWS.get(name, {})}, run_data, run_split)
                 if name == "sasrec":
                     sasrec_models[seed] = model
-                per_seed.append({**info, **measure(model.scorer(), run_split, dataset.n_items)})
+            per_seed.append(result)
             print_result(name, per_seed[-1])
         out.append(summarise(name, per_seed))
     return out
@@ -292,7 +255,8 @@ def markdown(record: dict) -> str:
     first = rows[0]
     lines += ["", f"Cases: next item {first['n_cases']}, next liked {first['next_liked']['n_cases']}, next disliked "
                   f"{first['next_disliked']['n_cases']} (Δ is over the users whose last event is a Dislike). The "
-                  f"sasrec+genre rows re-score the sasrec models (no training of their own, fit s 0); "
+                  f"sasrec+genre-α rows score the sasrec models with the served function (nostrade.scoring: "
+                  f"blend at α, cold-start paths, dislike rules; no training of their own, fit s 0); "
                   f"sasrec-shuffled is trained and tested with each user's history shuffled (same targets).", "",
               "NDCG@10 (next item) by the length of the test history:", "",
               "| model | " + " | ".join(f"{label} events (n={c['n_cases']})" for label, c in first["by_length"].items())
@@ -320,7 +284,7 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
 
 def plot_alpha(rows: list[dict], path: Path) -> None:
     by_name = {r["model"]: r for r in rows}
-    sweep = [(0.0, by_name.get("sasrec"))] + [(a, by_name.get(f"sasrec+genre-{a}")) for a in ALPHAS]
+    sweep = [(a, by_name.get(f"sasrec+genre-{a}")) for a in ALPHAS]
     sweep = [(a, r) for a, r in sweep if r is not None]
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, get in (("next item", lambda r: (r["ndcg@10"], r["std"]["ndcg@10"])),
@@ -332,7 +296,7 @@ def plot_alpha(rows: list[dict], path: Path) -> None:
             ax.errorbar([a for a, _ in sweep], means, yerr=stds, marker="o", capsize=3, label=label)
     ax.set_xlabel("α (share of the genre cosine in the blend)")
     ax.set_ylabel("NDCG@10")
-    ax.set_title("SASRec + genre blend: the α sweep")
+    ax.set_title("The served score (SASRec + genre blend + dislike rules): the α sweep")
     ax.legend()
     save_figure(fig, path)
 
@@ -422,7 +386,9 @@ def main(argv=None) -> int:
           f"order: {order}; seeds {seeds}", flush=True)
 
     started = time.perf_counter()
-    results = run_rows(rows, seeds, dataset, split, model_cfg, train_cfg, baseline_options)
+    sasrec_options = {**model_fields, **train_fields}
+    sasrec_options.pop("seed")
+    results = run_rows(rows, seeds, dataset, split, {**baseline_options, "sasrec": sasrec_options})
     out = args.out or REPO / "artifacts" / "results" / f"{name}.json"
     plots = {kind: out.with_name(f"{out.stem}_{kind}.png") for kind in ("metrics", "alpha", "by_length")}
     command = " ".join(["python benchmarks/ablation.py", *map(shlex.quote, map(str, argv or sys.argv[1:]))])
@@ -435,8 +401,7 @@ def main(argv=None) -> int:
                     "time_bins": dataset.meta["time_bins"], "files": dataset.meta.get("files")},
         "config": {"seeds": seeds, "quick": args.quick, "sasrec_model": dataclasses.asdict(model_cfg),
                    "sasrec_train": dataclasses.asdict(train_cfg), "baseline_options": baseline_options,
-                   "genre_blend": "nostrade.blend.blend over unseen items; genre cosine = "
-                                  "Content('multihot', use_type=False) (predict.py's)",
+                   "served_rows": "nostrade.scoring.Scoring (what predict.py serves) over the sasrec models",
                    "length_buckets": [bucket_label(*b) for b in LENGTH_BUCKETS]},
         "command": command,
         "plots": {kind: p.name for kind, p in plots.items()},

@@ -40,8 +40,10 @@ import predict  # noqa: E402
 from nostrade import prep  # noqa: E402
 from nostrade.checkpoint import write_json_atomic  # noqa: E402
 from nostrade.dataset import Dataset, load_dataset  # noqa: E402
+from nostrade.history import as_events, training_events  # noqa: E402
 from nostrade.model import SASRec, SASRecConfig  # noqa: E402
 from nostrade.sequences import DISLIKE  # noqa: E402
+from nostrade.split import leave_one_out  # noqa: E402
 from nostrade.train import TrainConfig, train_sasrec  # noqa: E402
 
 DEFAULT_ML100K = REPO.parent / "shared" / "data" / "ml-100k"
@@ -66,7 +68,7 @@ def trained(name: str, data: Path, dataset: Dataset, args) -> tuple[predict.Reco
     model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins, max_len=args.max_len)
     train_cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seed=args.seed, num_threads=args.threads)
     result = train_sasrec(dataset, model_cfg, train_cfg)
-    rec = predict.Recommender.from_parts(result.model, dataset, catalogue_of(dataset))
+    rec = predict.Recommender(result.model, dataset, catalogue_of(dataset))
     return rec, {"config": vars(model_cfg), "epochs": args.epochs, "best_epoch": result.best_epoch,
                  "valid": result.best_metrics, "seconds": result.seconds_total}
 
@@ -76,22 +78,16 @@ def catalogue_of(dataset: Dataset) -> pd.DataFrame | None:
     return None if path is None else predict.load_catalogue(path)
 
 
-def test_histories(data: Path, dataset: Dataset, max_len: int, n: int, seed: int) -> list[list[predict.Event]]:
-    """Up to n random users' events before their test item (the last one), the most recent max_len."""
-    events = pd.read_parquet(data / "interactions.parquet", columns=["uid", "iid", "feedback", "timestamp", "position"])
-    events = events.sort_values(["uid", "position"], kind="stable")
-    last = events.groupby("uid")["position"].transform("max")
-    events = events[(events["position"] < last) & (events["position"] >= last - max_len)]
-    anime_id = dataset.items["anime_id"].to_numpy()[events["iid"].to_numpy() - 1]
-    stamps = events["timestamp"].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
-    by_user = np.split(np.arange(len(events)), np.flatnonzero(np.diff(events["uid"].to_numpy())) + 1)
-    feedback = events["feedback"].to_numpy()
-    histories = [[predict.Event(int(anime_id[i]), int(feedback[i]), None if np.isnan(stamps[i]) else float(stamps[i]))
-                  for i in rows] for rows in by_user]
-    positives = np.array([sum(e.feedback != DISLIKE for e in h) for h in histories])
+def test_histories(dataset: Dataset, max_len: int, n: int, seed: int) -> list[list[predict.Event]]:
+    """Up to n random users' test histories (EVAL.md's split: every event before the test item), the most recent
+    max_len, as events; users with at least 3 liked or loved events in it."""
+    test = leave_one_out(dataset.sequences).test
+    history = test.history.last(max_len)
+    positives = np.bincount(history.row_of_event(), weights=history.feedback != DISLIKE, minlength=history.n_users)
     eligible = np.flatnonzero(positives >= 3)
-    chosen = np.random.default_rng(seed).choice(eligible, size=min(n, len(eligible)), replace=False)
-    return [histories[i] for i in np.sort(chosen)]
+    chosen = np.sort(np.random.default_rng(seed).choice(eligible, size=min(n, len(eligible)), replace=False))
+    frame = training_events(dataset, history.take(chosen), dataset.user_ids[test.users[chosen]])
+    return [[predict.Event(*e) for e in as_events(user)] for _, user in frame.groupby("user_id", sort=False)]
 
 
 def measure(rec: predict.Recommender, histories, top: int, alpha: float, seed: int, desc: str) -> dict:
@@ -179,10 +175,10 @@ def main(argv=None) -> int:
             data = prepared(name, args, Path(workdir))
             dataset = load_dataset(data)
             rec, model_info = trained(name, data, dataset, args)
-            histories = test_histories(data, dataset, rec.max_len, args.cases, args.seed)
+            histories = test_histories(dataset, rec.max_len, args.cases, args.seed)
             report = measure(rec, histories, args.top, args.alpha, args.seed, f"{name} trained")
             torch.manual_seed(args.seed)
-            untrained = predict.Recommender.from_parts(SASRec(rec.model.cfg).eval(), dataset, rec.catalogue)
+            untrained = predict.Recommender(SASRec(rec.model.cfg).eval(), dataset, rec.catalogue)
             report["untrained_model"] = measure(untrained, histories, args.top, args.alpha, args.seed,
                                                 f"{name} untrained")
             report["model"] = model_info

@@ -59,7 +59,7 @@ def full_catalogue_recommender(seed: int = 0) -> predict.Recommender:
             "time_bins": {"scheme": "none", "n_bins": 1}, "iid_map_sha256": "none", "n_items": len(items)}
     torch.manual_seed(seed)
     model = SASRec(SASRecConfig(n_items=len(items))).eval()
-    return predict.Recommender.from_parts(model, Dataset(items, sequences, users, meta))
+    return predict.Recommender(model, Dataset(items, sequences, users, meta))
 
 
 def histories(rec: predict.Recommender, n: int, length: int, seed: int) -> list[list[predict.Event]]:

@@ -151,7 +151,7 @@ def main(argv=None) -> int:
     for seed in seeds:
         train_cfg = TrainConfig(**{**train_fields, "seed": seed})
         result = train_sasrec(dataset, model_cfg, train_cfg, split=split)
-        scorer = result.model.scorer()
+        scorer = result.model.score
         targets = evaluate_all_targets(scorer, split, dataset.n_items)
         per_seed.append({"seed": seed, "test": evaluate(scorer, split.test, dataset.n_items),
                          "valid": result.best_metrics, "seconds_to_best": result.seconds_to_best,

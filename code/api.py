@@ -16,9 +16,10 @@ repository root):
     NOSTRADE_THREADS         CPU threads per worker (PyTorch and BLAS)   (default 1)
 
 The model is loaded once per worker process at startup. Every score comes from predict.Recommender;
-this module only validates, looks up histories, and shapes JSON. A known user's history is their
-training interactions (the processed folder) followed by their logged feedback, read from the log on
-every request, so a POST /feedback shows in the next GET /recommend at once (in any worker).
+this module only validates, looks up histories, and shapes JSON. A known user's history is
+nostrade.history's (training interactions, then logged ratings; the latest rating wins; a cleared one removes
+the title), read from the log on every request, so a POST /feedback shows in the next GET /recommend at
+once (in any worker).
 
 Errors are JSON ``{"error": kind, "detail": one line, "errors": [...]}`` with a 4xx status: 422 for a
 request that does not match the schema, 400 for values predict rejects (e.g. an unknown genre filter),
@@ -53,6 +54,7 @@ from starlette.exceptions import HTTPException
 
 from nostrade.dataset import sha256_of
 from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, new_event_id
+from nostrade.history import UserHistories
 from nostrade.sequences import LIKE
 from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code, use_threads
 
@@ -309,64 +311,13 @@ def errors(*codes: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Known users' histories
-# ---------------------------------------------------------------------------------------------------
-class KnownUsers:
-    """Each training user's events (from the recommender's data set, with timestamps from the processed
-    folder's interactions.parquet when the source had them) followed by their logged feedback."""
-
-    def __init__(self, rec: Recommender, events: EventLog, data_dir: Path | None = None):
-        data = rec.dataset
-        self.events = events
-        self.row_of_user = pd.Index(data.user_ids)
-        anime_of_iid = np.concatenate([[0], data.items["anime_id"].to_numpy(np.int64)])
-        self.offsets = data.sequences.offsets
-        self.anime_id = anime_of_iid[data.sequences.iid]
-        self.feedback = data.sequences.feedback
-        self.timestamp = training_timestamps(data_dir, data) if data_dir is not None else None
-
-    @property
-    def n_training_users(self) -> int:
-        return len(self.row_of_user)
-
-    def history(self, user_id: int) -> tuple[list[tuple], int, int]:
-        """(events oldest first, n training events, n logged events); both counts 0 for a stranger."""
-        row = self.row_of_user.get_indexer([user_id])[0]
-        start, stop = (int(self.offsets[row]), int(self.offsets[row + 1])) if row >= 0 else (0, 0)
-        logged = self.events.user_history(user_id)
-        anime_id = np.concatenate([self.anime_id[start:stop], logged["anime_id"].to_numpy(np.int64)])
-        feedback = np.concatenate([self.feedback[start:stop], logged["feedback"].to_numpy(np.int64)])
-        trained_at = self.timestamp[start:stop] if self.timestamp is not None else np.full(stop - start, np.nan)
-        stamps = np.concatenate([trained_at, logged["timestamp"].to_numpy(np.float64)])
-        # Timestamps only when every event has one; else predict keeps this order (training, then the log).
-        stamps = stamps.tolist() if not np.isnan(stamps).any() else [None] * len(stamps)
-        return list(zip(anime_id.tolist(), feedback.tolist(), stamps)), stop - start, len(logged)
-
-
-def training_timestamps(data_dir: Path, data) -> np.ndarray | None:
-    """interactions.parquet's timestamps (NaN where null) in the order of ``data.sequences``, or None when
-    the source had none. The folder must be the one the recommender's data set was read from."""
-    if not data.meta.get("has_timestamps", False):
-        return None
-    meta = json.loads((data_dir / "meta.json").read_text())
-    if meta.get("iid_map_sha256") != data.meta_hash:
-        raise ValueError(f"{data_dir}: its meta.json iid map hash differs from the served data set's")
-    table = pd.read_parquet(data_dir / "interactions.parquet", columns=["uid", "position", "timestamp"])
-    table = table.sort_values(["uid", "position"], kind="stable")
-    if len(table) != len(data.sequences.iid):
-        raise ValueError(f"{data_dir / 'interactions.parquet'}: {len(table)} rows, but the data set has "
-                         f"{len(data.sequences.iid)} events")
-    return table["timestamp"].astype("Float64").to_numpy(np.float64, na_value=np.nan)
-
-
-# ---------------------------------------------------------------------------------------------------
 # The app
 # ---------------------------------------------------------------------------------------------------
 @dataclass
 class Service:
     rec: Recommender
     events: EventLog
-    users: KnownUsers
+    users: UserHistories
     model_version: str
     started: float
 
@@ -456,20 +407,19 @@ def install_error_handlers(app: FastAPI) -> None:
 def load_service(settings: Settings) -> Service:
     rec = Recommender.load(settings.checkpoint, settings.data, catalogue_path=settings.catalogue)
     events = EventLog(settings.events)
-    return Service(rec, events, KnownUsers(rec, events, settings.data), sha256_of(settings.checkpoint),
+    return Service(rec, events, UserHistories(rec.dataset, events), sha256_of(settings.checkpoint),
                    time.time())
 
 
 def create_app(recommender: Recommender | None = None, events_path: str | Path | None = None,
-               data_dir: str | Path | None = None, model_version: str | None = None,
-               settings: Settings | None = None) -> FastAPI:
+               model_version: str | None = None, settings: Settings | None = None) -> FastAPI:
     """The service. With no arguments everything comes from the environment (see the module docstring)
-    and the model is loaded at startup; tests pass a ready ``recommender`` (and ``events_path``, and the
-    processed ``data_dir`` it came from, for training timestamps), which serve at once."""
+    and the model is loaded at startup; tests pass a ready ``recommender`` (and ``events_path``), which
+    serve at once."""
     settings = settings or Settings.from_env()
     if recommender is not None:
         events = EventLog(events_path or settings.events)
-        users = KnownUsers(recommender, events, None if data_dir is None else Path(data_dir))
+        users = UserHistories(recommender.dataset, events)
         service = Service(recommender, events, users, model_version or "in-memory", time.time())
     else:
         service = None
@@ -523,7 +473,7 @@ def add_routes(app: FastAPI) -> None:
     async def recommend_user(query: Annotated[UserRecommendQuery, Query()], request: Request):
         """Top-k for a known user: their training history followed by their logged feedback."""
         s = get_service(request)
-        events, n_trained, n_logged = s.users.history(query.user_id)
+        events, n_trained, n_logged = s.users.of(query.user_id)
         if not events:
             raise HTTPException(404, f"user_id {query.user_id}: unknown (no training history, no logged feedback)")
         return recommend_json(s.rec, events, query, user_id=query.user_id, n_training_events=n_trained,
@@ -540,7 +490,7 @@ def add_routes(app: FastAPI) -> None:
     def recommend_batch(body: BatchRequest, request: Request):
         """Top-k for many users at once (known users and/or anonymous histories), without explanations."""
         s = get_service(request)
-        histories = [s.users.history(u)[0] for u in body.user_ids]
+        histories = [s.users.of(u)[0] for u in body.user_ids]
         strangers = [u for u, h in zip(body.user_ids, histories) if not h]
         if strangers:
             raise HTTPException(404, f"user_ids {strangers[:10]}: unknown (no training history, no logged feedback)")

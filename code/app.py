@@ -31,7 +31,8 @@ import streamlit as st
 
 from nostrade import prep
 from nostrade.dataset import sha256_of
-from nostrade.events import EventLog, current_ratings, current_saved
+from nostrade.events import EventLog, current_saved
+from nostrade.history import COLUMNS as HISTORY_COLUMNS, UserHistories, as_events
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LOVE
 from nostrade.sources import load_anime_catalogue
 from nostrade.ui import (CODE_OF_OPTION, RATING_COLUMN, RATING_OPTIONS, SAVE_COLUMN, FeedbackEvent, card_row_html,
@@ -463,13 +464,12 @@ def main() -> None:
     if flash := st.session_state.pop("flash", None):
         st.error(flash)
     try:
-        logged = event_log(str(EVENTS_DB)).events(user_id)
-        history, saved = current_ratings(logged), current_saved(logged)
+        log = event_log(str(EVENTS_DB))
+        history, saved = UserHistories(rec.dataset, log).frame(user_id), current_saved(log.events(user_id))
     except (sqlite3.Error, OSError, RuntimeError) as e:
         st.error(f"The event log `{EVENTS_DB}` cannot be read: {e}")
-        history, saved = pd.DataFrame(columns=["anime_id", "feedback", "timestamp"]), []
-    events = [Event(int(a), int(f), float(t)) for a, f, t in history[["anime_id", "feedback", "timestamp"]].itertuples(
-        index=False)]
+        history, saved = pd.DataFrame(columns=HISTORY_COLUMNS), []
+    events = as_events(history)
 
     left, right = st.columns([4, 7], gap="large")
     with left:

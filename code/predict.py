@@ -32,7 +32,7 @@ nothing. Public API:
     rec.describe()                                 # sizes, model config, data hash (for a health check)
     use_threads(1)                                 # CPU threads for PyTorch and NumPy's BLAS (per process)
     rec.catalogue                                  # DataFrame of every title (model's titles first, iid order)
-    Recommender.from_parts(model, dataset, catalogue=None)  # tests and benchmarks, no files
+    Recommender(model, dataset, catalogue=None)  # tests and benchmarks, no files
 
 ``Recommender.load`` checks the checkpoint's iid-map hash and item count against the processed folder's
 meta.json and its iid_map.json (CheckpointMismatch / ValueError with the reason); the catalogue defaults
@@ -96,26 +96,21 @@ from rapidfuzz import fuzz, process, utils
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from nostrade.blend import mix, normalise
+from nostrade.baselines.content import item_vectors
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.explain import EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, sentences
 from nostrade.model import SASRec
-from nostrade.prep import REPO_ROOT, time_bins
-from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE, LOVE, Sequences
+from nostrade.prep import REPO_ROOT, time_bins_of
+from nostrade.scoring import (DISLIKE_WEIGHT, PATH_CONTENT, PATH_SEQUENCE, POPULARITY_WEIGHT, History, Scores,
+                              Scoring)
+from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE
 from nostrade.sources import load_anime_catalogue
 
 MAX_K = 500
 MAX_SEARCH_RESULTS = 100
 DENSE_LOOKUP_MAX_ID = 10_000_000
-COLD_START_MIN_EVENTS = 2
-POPULARITY_WEIGHT = 0.3
-DISLIKE_WEIGHT = 0.5
-GENRE_PROFILE_WEIGHT = {DISLIKE: -1.0, LIKE: 1.0, LOVE: 2.0}
-_PROFILE_WEIGHT_OF = np.array([0.0, GENRE_PROFILE_WEIGHT[DISLIKE], GENRE_PROFILE_WEIGHT[LIKE],
-                               GENRE_PROFILE_WEIGHT[LOVE]], dtype=np.float32)
 FEEDBACK_CODES = {name.lower(): code for code, name in FEEDBACK_NAMES.items()}
-PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
 ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "score", "model_score",
                 "genre_score", "popularity_score", "dislike_penalty", "source", "reason"]
 
@@ -209,39 +204,6 @@ def check_alpha(alpha) -> float:
 # ---------------------------------------------------------------------------------------------------
 # Results
 # ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class History:
-    """One person's events after validation, ordering, de-duplication and truncation (catalogue rows)."""
-    rows: np.ndarray  # catalogue rows of the events scored, oldest first
-    feedback: np.ndarray
-    time_bin: np.ndarray
-    iid: np.ndarray  # model iid per event (0 = outside the model's vocabulary)
-    seen_rows: np.ndarray  # every catalogue row in the history (also the truncated part)
-    unknown_ids: list[int]
-    content_only_ids: list[int]
-    n_duplicates: int
-    n_truncated: int
-
-    @property
-    def path(self) -> str:
-        if len(self.rows) == 0:
-            return PATH_POPULARITY
-        return PATH_SEQUENCE if int((self.iid > 0).sum()) >= COLD_START_MIN_EVENTS else PATH_CONTENT
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Scores of every catalogue title (columns = catalogue rows) for a batch of histories (NumPy arrays)."""
-    final: np.ndarray  # (B, C) float32, what is ranked
-    model: np.ndarray  # (B, C) normalised SASRec score (0 outside its vocabulary)
-    genre: np.ndarray  # (B, C) normalised genre cosine
-    popularity: np.ndarray  # (B, C) normalised log members
-    penalty: np.ndarray  # (B, C) dislike penalty (already subtracted from final)
-    raw_model: np.ndarray  # (B, C) SASRec logit, NaN outside its vocabulary or off the sequence path
-    candidates: np.ndarray  # (B, C) bool: unseen titles
-    paths: list[str]
-
-
 @dataclass
 class Recommendations:
     """One ``recommend`` answer. ``items``, ``explanations`` and ``graph`` are built from the computed
@@ -329,11 +291,6 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return top if scores.ndim == 2 else top[0]
 
 
-def _owners(arrays: list) -> np.ndarray:
-    """For arrays concatenated, the index of the array each entry came from."""
-    return np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])
-
-
 def _plain(values) -> list:
     """A column (numpy array or list) -> a list of JSON-friendly Python values (NaN -> None)."""
     if not isinstance(values, np.ndarray):
@@ -379,26 +336,14 @@ class Recommender:
         self.row_of_iid = np.arange(-1, self.n_items, dtype=np.int64)  # row_of_iid[0] (padding) unused
         self._in_model = self.iid_of_row > 0
 
-        genres = cat["genres"]
-        self.genres = sorted({g for gs in genres for g in gs})
-        genre_col = {g: j for j, g in enumerate(self.genres)}
-        lengths = genres.map(len).to_numpy()
-        genre_hot = np.zeros((len(cat), len(self.genres)), dtype=np.float32)
-        genre_hot[np.repeat(np.arange(len(cat)), lengths), [genre_col[g] for gs in genres for g in gs]] = 1.0
-        self._genre_hot = genre_hot.astype(bool)
-        genre_unit = genre_hot / np.maximum(np.linalg.norm(genre_hot, axis=1, keepdims=True), 1e-12)
-        self._genre_unit = genre_unit
-        self._genre_unit_t = np.ascontiguousarray(genre_unit.T)  # (genres, C): a faster product
+        self._members = cat["members"].astype("Float64").fillna(0).to_numpy(dtype=np.float64)
+        self.scoring = Scoring.over(self.model, cat, self.n_items, dislike_weight)
+        genre_unit = self.scoring.genre_unit
+        self.genres = item_vectors(cat, "multihot", use_type=False)[1].tolist()
+        self._genre_hot = genre_unit > 0
         self.types = sorted(cat["type"].dropna().unique().tolist())
         self._type = cat["type"].to_numpy(dtype=object)
-        self._members = cat["members"].astype("Float64").fillna(0).to_numpy(dtype=np.float64)
-        self._popularity = np.log1p(np.maximum(self._members, 0)).astype(np.float32)
-
-        emb = model.item_emb.weight.detach().float().cpu().numpy()
-        self._inverse_item_norm = 1.0 / np.maximum(np.linalg.norm(emb, axis=1), 1e-12)
-        self._item_unit = emb * self._inverse_item_norm[:, None]
-        self._item_unit[0] = 0.0  # padding: similar to nothing
-        self._item_weight_t = np.ascontiguousarray(emb.T)  # (d, n_items + 1): logits and cosines in one product
+        self._item_unit = self.scoring.item_unit
         watched, loved = co_watch_matrices(dataset.sequences, dataset.n_items)
         self._names = cat["name"].to_numpy(dtype=object)
         self._genre_lists = cat["genres"].to_numpy(dtype=object)
@@ -409,11 +354,6 @@ class Recommender:
         self._faiss = None
 
     # -- construction ----------------------------------------------------------------------------
-    @classmethod
-    def from_parts(cls, model: SASRec, dataset: Dataset, catalogue: pd.DataFrame | None = None,
-                   **kwargs) -> "Recommender":
-        return cls(model, dataset, catalogue, **kwargs)
-
     @classmethod
     def load(cls, checkpoint_path, processed_dir, catalogue_path=None, iid_map_path=None,
              **kwargs) -> "Recommender":
@@ -466,7 +406,7 @@ class Recommender:
         iid = self.iid_of_row[rows]
         content_only = self._anime_ids[rows[iid == 0]].tolist()
         return History(rows.astype(np.int64), feedback, self._time_bins(timestamps, len(rows)), iid,
-                       seen_rows.astype(np.int64), unknown_ids, content_only, n_duplicates, n_truncated)
+                       seen_rows.astype(np.int64), tuple(unknown_ids), tuple(content_only), n_duplicates, n_truncated)
 
     def rows_of(self, anime_ids: np.ndarray) -> np.ndarray:
         """Catalogue row of each anime id, -1 where it is not in the catalogue."""
@@ -476,107 +416,18 @@ class Recommender:
         return np.where(inside, self._row_table[np.where(inside, anime_ids, 0)], -1)
 
     def _time_bins(self, timestamps: np.ndarray | None, n: int) -> np.ndarray:
-        """Model time bins of the events, by the data's own scheme (nostrade.prep.time_bins, anchored at its
-        first period and clipped to its range). 1 when the data had no timestamps; events without a
-        timestamp count as the most recent bin (they happen now)."""
+        """Model time bins of the events, by the data's own scheme (nostrade.prep.time_bins_of); events without
+        a timestamp count as the most recent bin (they happen now)."""
         info = self.meta.get("time_bins", {})
-        n_bins = int(info.get("n_bins", 1))
-        if not self.meta.get("has_timestamps", False) or n_bins <= 1 or n == 0:
-            return np.ones(n, dtype=np.int64)
         if timestamps is None:
-            return np.full(n, n_bins, dtype=np.int64)
-        start = _period_start(info["first_period"], info["scheme"])
-        anchored = np.concatenate([[start], np.maximum(timestamps.astype(np.int64), start)])
-        bins = time_bins(anchored, info["scheme"])[0][1:].astype(np.int64)
-        return np.minimum(bins, n_bins)
+            return np.full(n, int(info.get("n_bins", 1)), dtype=np.int64)
+        return time_bins_of(timestamps, info)
 
     # -- scoring ------------------------------------------------------------------------------------
     def scores(self, histories: Sequence, alpha: float = 0.2) -> Scores:
-        """Scores of every catalogue title for each history (a History or a list of events)."""
+        """Scores of every catalogue title for each history (a History or a list of events): nostrade.scoring."""
         alpha = check_alpha(alpha)
-        histories = [h if isinstance(h, History) else self.history(h) for h in histories]
-        n, n_cat, n_model = len(histories), len(self.catalogue), self.n_items
-        paths = [h.path for h in histories]
-        on_path = {path: np.array([p == path for p in paths], dtype=bool)
-                   for path in (PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY)}
-
-        candidates = np.ones((n, n_cat), dtype=bool)
-        seen = [h.seen_rows for h in histories]
-        candidates[_owners(seen), np.concatenate(seen)] = False
-
-        # The dislike penalty needs each title's cosine to the disliked ones: their unit vectors go into the
-        # same product with the item table as the model's hidden states.
-        hidden, with_rows, without_users, without_rows = self._hidden_states(histories, on_path[PATH_SEQUENCE])
-        disliked = [h.iid[(h.feedback == DISLIKE) & (h.iid > 0)] for h in histories]
-        steering = self.dislike_weight > 0 and any(len(d) for d in disliked)
-        dislike_iid = np.concatenate(disliked) if steering else np.zeros(0, dtype=np.int64)
-        products = np.concatenate([hidden, self._item_unit[dislike_iid]]) @ self._item_weight_t
-
-        # Model part, on the vocabulary's columns (0 elsewhere): a dislike may only lower a title's score,
-        # so where the history has dislikes it is the lower of its readings with and without them.
-        sequence_users = np.flatnonzero(on_path[PATH_SEQUENCE])
-        logits = products[with_rows, 1:]
-        raw_model = np.full((n, n_cat), np.nan, dtype=np.float32)
-        raw_model[sequence_users, :n_model] = logits
-        model = np.zeros((n, n_cat), dtype=np.float32)
-        model[sequence_users, :n_model] = normalise(logits, candidates[sequence_users, :n_model])
-        if len(without_users):
-            model[without_users, :n_model] = np.fmin(model[without_users, :n_model], normalise(
-                products[without_rows, 1:], candidates[without_users, :n_model]))
-
-        event_rows = [h.rows for h in histories]
-        profile = np.zeros((n, len(self.genres)), dtype=np.float32)
-        weights = _PROFILE_WEIGHT_OF[np.concatenate([h.feedback for h in histories])]
-        np.add.at(profile, _owners(event_rows), self._genre_unit[np.concatenate(event_rows)] * weights[:, None])
-        profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
-        genre = normalise(profile @ self._genre_unit_t, candidates)
-        popularity = normalise(np.broadcast_to(self._popularity, (n, n_cat)), candidates)
-
-        final = np.empty((n, n_cat), dtype=np.float32)
-        for path, part in ((PATH_SEQUENCE, lambda at: mix(model[at], genre[at], alpha)),
-                           (PATH_CONTENT, lambda at: mix(genre[at], popularity[at], POPULARITY_WEIGHT)),
-                           (PATH_POPULARITY, lambda at: popularity[at])):
-            if on_path[path].any():
-                at = np.flatnonzero(on_path[path])
-                final[at] = part(at)
-
-        penalty = np.zeros((n, n_cat), dtype=np.float32)
-        if steering:
-            # max(0, highest cosine to one of the user's dislikes); the item norms divide after the max. A
-            # user's dislike rows of products are contiguous: a running max over the j-th of them (their last
-            # again where they have fewer) keeps memory at one row per user, also for large batches.
-            counts = np.array([len(d) for d in disliked])
-            users = np.flatnonzero(counts)
-            first, last = len(hidden) + np.cumsum(counts)[users] - counts[users], counts[users] - 1
-            dots = products[first, 1:]
-            for j in range(1, counts.max()):
-                np.maximum(dots, products[first + np.minimum(j, last), 1:], out=dots)
-            penalty[users, :n_model] = self.dislike_weight * np.maximum(dots * self._inverse_item_norm[1:], 0.0)
-            final -= penalty
-        return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths)
-
-    @torch.inference_mode()
-    def _hidden_states(self, histories: list[History], on_sequence: np.ndarray):
-        """SASRec's last hidden state for each sequence-path history, and again without its dislikes where it
-        has some (and likes too). Returns (hidden (m, d) float32, the row of ``hidden`` of each sequence
-        history, the users read without dislikes, their rows of ``hidden``)."""
-        feeds, with_rows, without_users, without_rows = [], [], [], []
-        for i in np.flatnonzero(on_sequence):
-            known = histories[i].iid > 0
-            liked = known & (histories[i].feedback != DISLIKE)
-            with_rows.append(len(feeds))
-            feeds.append((histories[i], known))
-            if liked.any() and liked.sum() < known.sum():
-                without_users.append(i)
-                without_rows.append(len(feeds))
-                feeds.append((histories[i], liked))
-        if not feeds:
-            return np.zeros((0, self._item_weight_t.shape[0]), dtype=np.float32), [], [], []
-        seqs = Sequences.from_lists(*([getattr(h, name)[keep] for h, keep in feeds]
-                                      for name in ("iid", "feedback", "time_bin")))
-        width = int(min(self.max_len, seqs.lengths.max()))  # no wider than the longest history: less work
-        hidden = self.model.last_hidden(*(torch.from_numpy(a) for a in seqs.padded(width)))
-        return hidden.float().numpy(), with_rows, np.array(without_users, dtype=np.int64), without_rows
+        return self.scoring.scores([h if isinstance(h, History) else self.history(h) for h in histories], alpha)
 
     def filter_mask(self, genres=None, types=None, min_members=None) -> np.ndarray:
         """(C,) bool of the titles that pass the filters (a title passes ``genres`` with any one of them)."""
@@ -642,7 +493,7 @@ class Recommender:
         else:
             columns["reason"] = np.full(len(top), "", dtype=object)
             found = {c: [] for c in EXPLANATION_COLUMNS}
-        return Recommendations(path, alpha, history.unknown_ids, history.content_only_ids, history.n_duplicates,
+        return Recommendations(path, alpha, list(history.unknown_ids), list(history.content_only_ids), history.n_duplicates,
                                history.n_truncated, columns, found)
 
     def _reasons(self, top: np.ndarray, source: np.ndarray, because: list, liked_rows: np.ndarray) -> list[str]:
@@ -717,7 +568,7 @@ class Recommender:
             keep = iids != iid
             rows, sims, source = self.row_of_iid[iids[keep]][:k], sims[keep][:k], "embedding"
         else:
-            sims_all = self._genre_unit @ self._genre_unit[row]
+            sims_all = self.scoring.genre_unit @ self.scoring.genre_unit[row]
             sims_all[row] = -np.inf
             rows = np.argsort(-sims_all, kind="stable")[:k]
             sims, source = sims_all[rows], "genre"
@@ -777,14 +628,6 @@ def default_catalogue_path(meta: dict) -> Path | None:
     path = Path(recorded["path"])
     path = path if path.is_absolute() else REPO_ROOT / path
     return path if path.exists() and sha256_of(path) == recorded["sha256"] else None
-
-
-def _period_start(label: str, scheme: str) -> int:
-    """Unix seconds at the start of a period label written by nostrade.prep.time_bins ('2019', '2019-Q2', '2019-03')."""
-    if scheme == "quarter":
-        year, quarter = label.split("-Q")
-        label = f"{year}-{3 * (int(quarter) - 1) + 1:02d}"
-    return int(np.datetime64(label, "s").astype(np.int64))
 
 
 def _checked_catalogue(catalogue: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:

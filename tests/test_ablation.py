@@ -8,9 +8,6 @@ import pytest
 import torch
 from model_contract import one_torch_thread  # noqa: F401 (autouse)
 
-from nostrade.blend import blend
-from nostrade.evaluate import history_mask
-from nostrade.model import SASRec, SASRecConfig
 from nostrade.sequences import Sequences
 from nostrade.synthetic import SyntheticConfig, write_synthetic
 
@@ -79,33 +76,6 @@ def test_update_replaces_only_the_rows_it_reruns(quick_run, raw):
     assert "re-ran popularity, content" in quick_run.with_suffix(".md").read_text()
 
 
-def test_genre_blend_scorer_is_predicts_blend():
-    history = Sequences.from_lists([[1, 2], [3]])
-    model_scores = torch.randn(2, 6, generator=torch.Generator().manual_seed(0))
-
-    class Genre:
-        def score(self, h):
-            return torch.arange(12, dtype=torch.float32).view(2, 6)
-
-    scorer = ablation.genre_blend_scorer(lambda h: model_scores, Genre(), 0.3, n_items=5)
-    candidates = ~history_mask(history, 5)
-    candidates[:, 0] = False
-    expected = blend(model_scores.numpy(), Genre().score(history).numpy(), 0.3, candidates.numpy())
-    np.testing.assert_array_equal(scorer(history).numpy(), expected)
-
-
-def test_item2vec_init_replaces_the_item_table_only():
-    cfg = SASRecConfig(n_items=5, max_len=4, d_model=8, n_heads=2, n_layers=1)
-    train = Sequences.from_lists([[1, 2, 3], [1, 2], [2, 3], [4, 5], [4, 5]])
-    state = ablation.item2vec_init(cfg, seed=0, train=train)
-    torch.manual_seed(0)
-    fresh = SASRec(cfg).state_dict()
-    assert not torch.equal(state["item_emb.weight"], fresh["item_emb.weight"])
-    assert torch.equal(state["item_emb.weight"][0], torch.zeros(8))
-    assert torch.allclose(state["item_emb.weight"].std(), fresh["item_emb.weight"].std(), rtol=0.5)
-    assert all(torch.equal(v, fresh[k]) for k, v in state.items() if k != "item_emb.weight")
-
-
 @pytest.mark.parametrize("argv, message", [
     (["--data", "/nonexistent/folder"], "not a folder"),
     (["--models", "sasrec,bert4rec"], "unknown rows"),
@@ -116,24 +86,3 @@ def test_bad_arguments_are_one_line_errors_with_exit_2(raw, argv, message, capsy
     assert ablation.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
-
-
-def test_genre_part_is_the_genre_cosine_predict_serves(processed_sample, tiny_checkpoint):
-    """The blend rows use the same normalised genre cosine as predict.py (histories shorter than max_len)."""
-    from nostrade.baselines import Content
-    from nostrade.blend import normalise
-    from nostrade.checkpoint import load_checkpoint
-    from nostrade.dataset import load_dataset
-    from predict import Recommender
-
-    data = load_dataset(processed_sample)
-    rec = Recommender.from_parts(load_checkpoint(tiny_checkpoint).model, data)
-    history = data.sequences.take(np.arange(5)).last(10)
-    anime_id = data.items["anime_id"].to_numpy()
-    events = [[(int(anime_id[i - 1]), int(f)) for i, f in zip(history.take([u]).iid, history.take([u]).feedback)]
-              for u in range(history.n_users)]
-    served = rec.scores(events).genre[:, :data.n_items]
-    candidates = ~history_mask(history, data.n_items)
-    candidates[:, 0] = False
-    ours = normalise(Content("multihot", use_type=False).fit(data, data.sequences).score(history), candidates)
-    torch.testing.assert_close(ours[:, 1:], served, atol=1e-5, rtol=1e-5)

@@ -31,7 +31,7 @@ def rec(tiny_checkpoint, processed_sample) -> Recommender:
     extra = pd.DataFrame({"anime_id": [OUTSIDE_MODEL], "name": ["Outside The Model"], "genres": [["Comedy"]],
                           "type": ["TV"], "episodes": [12], "rating_mean": [7.0], "members": [5]})
     catalogue = pd.concat([loaded.catalogue, extra], ignore_index=True)
-    return Recommender.from_parts(loaded.model, loaded.dataset, catalogue)
+    return Recommender(loaded.model, loaded.dataset, catalogue)
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def events_path(tmp_path):
 
 @pytest.fixture
 def client(rec, processed_sample, events_path):
-    app = api.create_app(rec, events_path, processed_sample, model_version="test-version")
+    app = api.create_app(rec, events_path, model_version="test-version")
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 
@@ -195,7 +195,7 @@ def test_known_user_history_comes_from_training_data_with_timestamps(client, rec
     seen = set(rec.dataset.items["anime_id"].to_numpy()[trained.iid - 1].tolist())
     assert not {i["anime_id"] for i in body["items"]} & seen
     interactions = pd.read_parquet(processed_sample / "interactions.parquet")
-    events, _, _ = client.app.state.service.users.history(user_id)
+    events, _, _ = client.app.state.service.users.of(user_id)
     assert [e[2] for e in events] == interactions.loc[interactions["user_id"] == user_id, "timestamp"].tolist()
 
 

@@ -25,7 +25,7 @@ CONFIG = SchemathesisConfig.from_dict({"checks": {"positive_data_acceptance": {"
 def api_schema(tiny_checkpoint, processed_sample, tmp_path_factory):
     rec = Recommender.load(tiny_checkpoint, processed_sample)
     events = tmp_path_factory.mktemp("fuzz") / "events.db"
-    app = api.create_app(rec, events, processed_sample, model_version="fuzz")
+    app = api.create_app(rec, events, model_version="fuzz")
     return schemathesis.openapi.from_asgi("/openapi.json", app, config=CONFIG)
 
 

@@ -13,8 +13,9 @@ import streamlit
 from streamlit.testing.v1 import AppTest
 
 from nostrade import finetune as ft
-from nostrade.dataset import sha256_of
+from nostrade.dataset import load_dataset, sha256_of
 from nostrade.events import EventLog
+from nostrade.history import UserHistories
 
 APP = str(Path(__file__).resolve().parents[1] / "code" / "app.py")
 TIMEOUT = 120
@@ -31,6 +32,11 @@ def paths(tmp_path, anime_checkpoint, processed_anime, monkeypatch):
     monkeypatch.setenv("NOSTRADE_EVENTS", str(events))
     monkeypatch.delenv("NOSTRADE_CATALOGUE", raising=False)
     return {"checkpoint": checkpoint, "events": events, "data": processed_anime}
+
+
+def log_history(paths) -> pd.DataFrame:
+    """The demo user's current history, as the app reads it."""
+    return UserHistories(load_dataset(paths["data"]), EventLog(paths["events"])).frame(USER)
 
 
 def start(user: int = USER) -> AppTest:
@@ -124,7 +130,7 @@ def test_clear_all_removes_the_picks(rated, paths):
     rated.button(key="clear_all").click().run()
     no_errors(rated)
     assert "Your picks (0)" in subheaders(rated)
-    assert EventLog(paths["events"]).user_history(USER).empty
+    assert log_history(paths).empty
 
 
 def test_alpha_and_blend_toggle_change_the_ranking(rated):
@@ -210,7 +216,7 @@ def test_ratings_and_save_for_later_through_the_catalogue_table(paths):
     at.run()
     no_errors(at)
     log = EventLog(paths["events"])
-    assert log.user_history(USER)["anime_id"].tolist() == [int(shown["anime_id"].iloc[0])]
+    assert log_history(paths)["anime_id"].tolist() == [int(shown["anime_id"].iloc[0])]
     assert log.saved(USER) == [int(shown["anime_id"].iloc[1])]
     assert "Saved for later" in subheaders(at)
     assert "Your picks (1)" in subheaders(at)

@@ -25,7 +25,7 @@ def test_round_trip_gives_the_same_scores_and_plain_values(tmp_path):
     assert loaded.model_cfg == cfg and loaded.train_cfg["seed"] == 3 and loaded.metrics["valid"]["ndcg@10"] == 0.5
     assert loaded.iid_map_sha256 == META["iid_map_sha256"] and loaded.meta == META
     history = Sequences.from_lists([[1, 2, 3], [4, 5]], [[1, 2, 3], [3, 3]], [[1, 2, 3], [2, 3]])
-    torch.testing.assert_close(loaded.model.scorer()(history), model.scorer()(history))
+    torch.testing.assert_close(loaded.model.score(history), model.score(history))
     torch.load(path, weights_only=True)  # nothing but tensors and plain values inside
 
 

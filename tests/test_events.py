@@ -59,36 +59,16 @@ def test_retried_event_is_stored_once(log):
     assert log.events()["feedback_type"].tolist() == [LIKE]
 
 
-def test_user_history_latest_rating_wins_and_clear_removes(log):
-    log.append(3, 10, LIKE, timestamp=1.0)
-    log.append(3, 11, DISLIKE, timestamp=2.0)
-    log.append(3, 12, LOVE, timestamp=3.0)
-    log.append(3, 10, LOVE, timestamp=4.0)  # changed its mind: Love, now the most recent
-    log.append(3, 11, CLEARED, timestamp=5.0)
-    log.append(3, 12, SAVED, timestamp=6.0)  # saving does not touch the rating
-    log.append(4, 99, LIKE, timestamp=0.5)  # another user
-    history = log.user_history(3)
-    assert history["anime_id"].tolist() == [12, 10]
-    assert history["feedback"].tolist() == [LOVE, LOVE]
-
-
-def test_ties_in_timestamp_follow_storage_order(log):
-    log.append(3, 10, LIKE, timestamp=1.0)
-    log.append(3, 10, DISLIKE, timestamp=1.0)
-    assert log.user_history(3)["feedback"].tolist() == [DISLIKE]
-
-
 def test_saved_for_later(log):
     log.append(1, 10, SAVED, timestamp=1.0)
     log.append(1, 11, SAVED, timestamp=2.0)
     log.append(1, 10, UNSAVED, timestamp=3.0)
     log.append(1, 11, LIKE, timestamp=4.0)
     assert log.saved(1) == [11]
-    assert log.user_history(1)["anime_id"].tolist() == [11]
 
 
 def test_empty_log_reads_empty(log):
-    assert log.events().empty and log.user_history(1).empty and log.saved(1) == []
+    assert log.events().empty and log.saved(1) == []
 
 
 @pytest.mark.parametrize("kwargs, field", [

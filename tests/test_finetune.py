@@ -1,3 +1,4 @@
+import dataclasses
 import shutil
 
 import numpy as np
@@ -73,13 +74,14 @@ def test_unknown_titles_are_skipped_and_counted(small):
 
 def test_time_bins_follow_the_data_scheme_and_are_capped(small):
     month = 31 * 86400
-    data = Dataset(small.items, Sequences.from_lists([[1, 2]], [[2, 2]], [[1, 2]]), np.array([5]),
-                   {"iid_map_sha256": "x", "has_timestamps": True, "time_bins": {"scheme": "month", "n_bins": 2}})
-    start = 1_600_000_000 - 1_600_000_000 % 86400
-    train_time = np.array([start, start + month])
+    start = 1_598_918_400  # 2020-09-01
+    seqs = dataclasses.replace(Sequences.from_lists([[1, 2]], [[2, 2]], [[1, 2]]),
+                               timestamp=np.array([start, start + month], dtype=np.float64))
+    data = Dataset(small.items, seqs, np.array([5]), {"iid_map_sha256": "x", "has_timestamps": True, "time_bins": {
+        "scheme": "month", "n_bins": 2, "first_period": "2020-09"}})
     events = log_frame([(7, 300, LIKE, float(start + 5)), (7, 400, LOVE, float(start + 12 * month)),
                         (7, 100, LIKE, 5.0)])  # a timestamp from before the data: clipped to its start
-    merged = ft.merge_log(data, events, train_time)
+    merged = ft.merge_log(data, events)
     seqs = merged.dataset.sequences
     user = list(merged.dataset.user_ids).index(7)
     got = seqs.time_bin[seqs.offsets[user]:seqs.offsets[user + 1]].tolist()

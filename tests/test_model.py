@@ -74,7 +74,7 @@ def test_context_embeddings_can_be_switched_off(switch, field):
 def test_scorer_keeps_row_order_and_matches_score_next():
     model = small_model()
     history = Sequences.from_lists([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [4], [7, 8, 9]], [[2] * 10, [3], [1, 2, 3]])
-    scores = model.scorer(batch_size=2)(history)
+    scores = model.score(history, batch_size=2)
     for row in range(3):
         one = [torch.from_numpy(a) for a in history.take([row]).padded(model.cfg.max_len)]
         torch.testing.assert_close(scores[row], model.score_next(*one)[0])
@@ -99,5 +99,5 @@ def test_withheld_block_item_comes_back_first():
     train_cfg = TrainConfig(epochs=40, batch_size=32, lr=5e-3, warmup=5, patience=40, eval_every=10, progress=False,
                             num_threads=1)
     result = train_sasrec(dataset, model_cfg, train_cfg, split=split)
-    ranks = rank_cases(result.model.scorer(), split.test, dataset.n_items)
+    ranks = rank_cases(result.model.score, split.test, dataset.n_items)
     assert (ranks == 1).all(), f"ranks of the withheld items: {np.bincount(ranks)}"

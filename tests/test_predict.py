@@ -15,6 +15,7 @@ import predict
 from nostrade.checkpoint import CheckpointMismatch, save_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.model import SASRec, SASRecConfig
+from nostrade.prep import period_start
 from nostrade.sequences import DISLIKE, LIKE, LOVE
 from nostrade.sources import load_anime_catalogue
 from predict import Event, Recommender
@@ -46,7 +47,7 @@ def catalogue():
 @pytest.fixture(scope="module")
 def rec(anime, catalogue) -> Recommender:
     """The real embedded sample's vocabulary and the full 12,294-title catalogue, a random small SASRec."""
-    return Recommender.from_parts(small_model(anime.n_items), anime, catalogue)
+    return Recommender(small_model(anime.n_items), anime, catalogue)
 
 
 def vocab_ids(rec: Recommender, n: int, seed: int = 0) -> list[int]:
@@ -464,7 +465,7 @@ def test_time_bins_follow_the_data_scheme(processed_sample, sample_checkpoint):
     rec = Recommender.load(sample_checkpoint, processed_sample)
     info = rec.meta["time_bins"]
     assert rec.meta["has_timestamps"] and info["n_bins"] > 1
-    first = predict._period_start(info["first_period"], info["scheme"])
+    first = period_start(info["first_period"], info["scheme"])
     ids = rec.dataset.items["anime_id"][:4].tolist()
     h = rec.history([Event(ids[0], 2, first - 10**8), Event(ids[1], 2, first + 40 * 86400),
                      Event(ids[2], 2, 4.0e9), Event(ids[3], 2, first)])
@@ -495,7 +496,7 @@ def test_load_refuses_a_tampered_iid_map(processed_sample, sample_checkpoint, tm
 
 def test_catalogue_must_hold_the_model_titles(anime, catalogue):
     with pytest.raises(ValueError, match="missing from it"):
-        Recommender.from_parts(small_model(anime.n_items), anime, catalogue.iloc[100:])
+        Recommender(small_model(anime.n_items), anime, catalogue.iloc[100:])
 
 
 # ---------------------------------------------------------------------------------------------- benchmark
@@ -531,7 +532,7 @@ def test_events_without_timestamps_count_as_now(processed_sample, sample_checkpo
 
 def test_batch_with_fewer_unseen_titles_than_k(anime, catalogue):
     few = catalogue[catalogue["anime_id"].isin(anime.items["anime_id"])]  # the catalogue = the model's titles
-    rec = Recommender.from_parts(small_model(anime.n_items), anime, few)
+    rec = Recommender(small_model(anime.n_items), anime, few)
     seen_almost_all = [Event(a, 2) for a in few["anime_id"].tolist()[:-3]]
     batch = rec.recommend_batch([seen_almost_all, [Event(NARUTO, 3), Event(BLEACH, 3)]], k=10)
     assert (batch["user"] == 0).sum() == 3 and (batch["user"] == 1).sum() == 10

@@ -42,13 +42,22 @@ def _flat(column) -> tuple[np.ndarray, np.ndarray]:
     return lists.offsets.to_numpy().astype(np.int64), lists.values.to_numpy().astype(np.int64)
 
 
-def load_sequences(path: Path) -> tuple[Sequences, np.ndarray]:
-    """sequences.parquet -> (Sequences in uid order, source user ids)."""
-    table = pq.read_table(path).sort_by("uid")
+def load_sequences(folder: Path, has_timestamps: bool) -> tuple[Sequences, np.ndarray]:
+    """sequences.parquet (+ interactions.parquet's timestamps when the source has them) -> (Sequences in uid
+    order, source user ids)."""
+    table = pq.read_table(folder / "sequences.parquet").sort_by("uid")
     offsets, iid = _flat(table.column("iid"))
     _, feedback = _flat(table.column("feedback"))
     _, time_bin = _flat(table.column("time_bin"))
-    return Sequences(offsets, iid, feedback, time_bin), table.column("user_id").to_numpy()
+    timestamp = None
+    if has_timestamps:
+        events = pq.read_table(folder / "interactions.parquet", columns=["uid", "position", "timestamp"])
+        if len(events) != len(iid):
+            raise ValueError(f"{folder / 'interactions.parquet'}: {len(events)} rows, but sequences.parquet has "
+                             f"{len(iid)} events")
+        events = events.sort_by([("uid", "ascending"), ("position", "ascending")])
+        timestamp = events.column("timestamp").to_numpy(zero_copy_only=False).astype(np.float64)
+    return Sequences(offsets, iid, feedback, time_bin, timestamp), table.column("user_id").to_numpy()
 
 
 def load_dataset(folder: str | Path) -> Dataset:
@@ -57,6 +66,6 @@ def load_dataset(folder: str | Path) -> Dataset:
         if not (folder / name).exists():
             raise FileNotFoundError(f"{folder / name}: missing; run `python make_processed_data.py --out {folder}` first")
     items = pd.read_parquet(folder / "items.parquet").sort_values("iid").reset_index(drop=True)
-    sequences, user_ids = load_sequences(folder / "sequences.parquet")
     meta = json.loads((folder / "meta.json").read_text())
+    sequences, user_ids = load_sequences(folder, bool(meta.get("has_timestamps")))
     return Dataset(items, sequences, user_ids, meta)

@@ -137,10 +137,6 @@ class EventLog:
         return frame.astype({"seq": "int64", "user_id": "int64", "anime_id": "int64",
                              "feedback_type": "int8", "timestamp": "float64"})
 
-    def user_history(self, user_id: int) -> pd.DataFrame:
-        """The user's current ratings (anime_id, feedback 1-3, timestamp), oldest first."""
-        return current_ratings(self.events(user_id))[["anime_id", "feedback", "timestamp"]].reset_index(drop=True)
-
     def saved(self, user_id: int) -> list[int]:
         """anime ids the user has saved for later (and not removed since), oldest first."""
         return current_saved(self.events(user_id))
@@ -156,14 +152,6 @@ def _latest(events: pd.DataFrame, types) -> pd.DataFrame:
     """Each (user, title)'s latest event among ``types``, by (timestamp, seq), in that order."""
     chosen = events[events["feedback_type"].isin(types)].sort_values(["timestamp", "seq"], kind="stable")
     return chosen.drop_duplicates(["user_id", "anime_id"], keep="last")
-
-
-def current_ratings(events: pd.DataFrame) -> pd.DataFrame:
-    """Current ratings of every (user, title) in an ``events()`` frame: a ``feedback`` column 1-3 added,
-    cleared ratings and save-for-later events left out; ordered by (timestamp, seq)."""
-    latest = _latest(events, RATING_TYPES)
-    latest = latest[latest["feedback_type"] != CLEARED]
-    return latest.assign(feedback=latest["feedback_type"].astype("int8"))
 
 
 def current_saved(events: pd.DataFrame) -> list[int]:

@@ -2,20 +2,14 @@
 
     python -m nostrade.finetune --events data/events.db --checkpoint checkpoints/sasrec.pt --data data/processed
 
-1. Events -> sequences, by make_processed_data.py's rules (nostrade.prep), applied to the training
-   interactions and the logged ratings together:
-   - only rating events count (Dislike/Like/Love, or 0 = rating cleared); "save for later" is not a rating;
-   - titles outside the checkpoint's vocabulary (its iid map) are skipped and counted: a new title can
+1. Events -> sequences: every user's history as nostrade.history defines it (training events, then the
+   logged ratings; the latest rating of a title wins; a cleared rating removes the title), with:
+   - titles outside the checkpoint's vocabulary (its iid map) skipped and counted: a new title can
      only enter through a full retraining, which changes the iid map (prep rules 1 and 5);
-   - order per user: the training sequence first, then the logged events by (timestamp, storage order);
-     with real timestamps in the data, one stable sort by timestamp (prep rule 2);
-   - duplicate (user, title): the latest event wins (prep rule 3); a winning "cleared" event removes the
-     title from the sequence;
-   - feedback is logged as 1..3 already, so the rating thresholds (rule 4) have nothing to bucket;
    - a logged user whose id is also a training user continues that user's sequence; other users become
      new sequences; uids follow ascending user id (rule 6);
-   - time bins by the data's own scheme (rule 7, the same function over the same first period), capped
-     at the model's number of bins (later periods share the last bin); all 1 when the data has none.
+   - logged events' time bins by the data's own scheme (nostrade.prep.time_bins_of: the same first period,
+     later periods share the last bin); all 1 when the data has none.
 2. Continue training the checkpoint's weights for a few epochs (nostrade.train.train_sasrec) on the
    training part of the leave-one-out split of those sequences.
 3. Evaluate the fine-tuned model and the previous one on the same validation cases (that split's
@@ -43,13 +37,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from nostrade.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate
-from nostrade.events import CLEARED, RATING_TYPES, EventLog
-from nostrade.prep import earlier_duplicates, order_events, time_bins
+from nostrade.events import RATING_TYPES, EventLog
+from nostrade.history import merged, training_events
+from nostrade.prep import time_bins_of
 from nostrade.sequences import Sequences
 from nostrade.split import leave_one_out
 from nostrade.train import TrainConfig, train_sasrec
@@ -74,75 +68,36 @@ class LogSequences:
     counts: dict
 
 
-def _training_timestamps(folder: Path, n_events: int) -> np.ndarray | None:
-    table = pq.read_table(folder / "interactions.parquet", columns=["uid", "position", "timestamp"])
-    table = table.sort_by([("uid", "ascending"), ("position", "ascending")])
-    if len(table) != n_events:
-        raise ValueError(f"{folder}: interactions.parquet has {len(table)} rows but sequences.parquet "
-                         f"{n_events} events")
-    stamps = table.column("timestamp")
-    return None if stamps.null_count else stamps.to_numpy().astype(np.int64)
-
-
-def merge_log(dataset: Dataset, events: pd.DataFrame, train_timestamps: np.ndarray | None = None) -> LogSequences:
-    """Append the log's current ratings to the training sequences (the rules in the module docstring).
-
-    ``events``: an ``EventLog.events()`` frame; ``train_timestamps``: the training events' unix times in
-    flat sequence order, when the data has them (then ordering and time bins use them).
-    """
-    seqs = dataset.sequences
-    n_items = dataset.n_items
-    rating = events[events["feedback_type"].isin(RATING_TYPES)].sort_values(["timestamp", "seq"], kind="stable")
+def merge_log(dataset: Dataset, events: pd.DataFrame) -> LogSequences:
+    """The training sequences with the log's current ratings merged in (nostrade.history's one definition of a
+    history), titles outside the vocabulary skipped and counted; ``events``: an ``EventLog.events()`` frame."""
     iid_of_anime = pd.Series(dataset.items["iid"].to_numpy(np.int64), index=dataset.items["anime_id"].to_numpy())
-    log_iid = rating["anime_id"].map(iid_of_anime).fillna(0).to_numpy(np.int64)
-    unknown = log_iid == 0
-    known = rating[~unknown]
+    rating = events[events["feedback_type"].isin(RATING_TYPES)]
+    unknown = ~rating["anime_id"].isin(iid_of_anime.index)
+    training = training_events(dataset)
+    training["time_bin"] = dataset.sequences.time_bin
+    frame, merge_counts = merged(training, events[~events.index.isin(rating.index[unknown])])
+    logged = frame["logged"].to_numpy()
+    bins = frame["time_bin"].to_numpy(np.float64, copy=True)
+    bins[logged] = time_bins_of(frame.loc[logged, "timestamp"].to_numpy(np.float64), dataset.meta["time_bins"])
+    log_users = rating.loc[~unknown, "user_id"].unique()
     counts = {
         "log_events": int(len(events)),
         "rating_events": int(len(rating)),
         "unknown_title_events": int(unknown.sum()),
         "unknown_titles": int(rating.loc[unknown, "anime_id"].nunique()),
+        **merge_counts,
+        "log_users": int(len(log_users)),
+        "training_users_extended": int(np.isin(log_users, dataset.user_ids).sum()),
+        "log_interactions_added": int(logged.sum()),
     }
-
-    has_time = train_timestamps is not None
-    user_id = np.concatenate([np.repeat(dataset.user_ids.astype(np.int64), seqs.lengths),
-                              known["user_id"].to_numpy(np.int64)])
-    iid = np.concatenate([seqs.iid, log_iid[~unknown]])
-    feedback = np.concatenate([seqs.feedback, known["feedback_type"].to_numpy(np.int64)])
-    is_log = np.r_[np.zeros(len(seqs.iid), bool), np.ones(len(known), bool)]
-    # A logged time before the data's first one (a client's clock) would move the first time bin: clip it.
-    stamps = np.concatenate([train_timestamps, np.maximum(known["timestamp"].to_numpy(np.float64).astype(np.int64),
-                                                          train_timestamps.min() if len(train_timestamps) else 0)]) if has_time else None
-
-    user_code, user_values = pd.factorize(user_id, sort=True)
-    order = order_events(user_code, stamps)
-    user_code, iid, feedback, is_log = user_code[order], iid[order], feedback[order], is_log[order]
-    stamps = stamps[order] if has_time else None
-    if has_time:
-        bins = np.minimum(time_bins(stamps, dataset.meta["time_bins"]["scheme"])[0].astype(np.int64),
-                          dataset.n_time_bins)
-    else:
-        bins = np.ones(len(iid), dtype=np.int64)
-
-    earlier = earlier_duplicates(user_code, iid, timestamp=stamps, n_items=n_items + 1)
-    cleared = ~earlier & (feedback == CLEARED)
-    keep = ~earlier & ~cleared
-    counts.update({
-        "replaced_events": int(earlier.sum()),
-        "cleared_titles": int(cleared.sum()),
-        "log_users": int(known["user_id"].nunique()),
-        "training_users_extended": int(np.isin(known["user_id"].unique(), dataset.user_ids).sum()),
-        "log_interactions_added": int((keep & is_log).sum()),
-    })
     counts["new_users"] = counts["log_users"] - counts["training_users_extended"]
-
-    user_code, iid, feedback, bins = user_code[keep], iid[keep], feedback[keep], bins[keep]
-    lengths = np.bincount(user_code, minlength=len(user_values))
-    present = lengths > 0
-    offsets = np.concatenate([[0], np.cumsum(lengths[present])]).astype(np.int64)
-    merged = Sequences(offsets, iid, feedback, bins)
+    user_ids, lengths = np.unique(frame["user_id"].to_numpy(np.int64), return_counts=True)
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    sequences = Sequences(offsets, frame["anime_id"].map(iid_of_anime).to_numpy(np.int64),
+                          frame["feedback"].to_numpy(np.int64), bins.astype(np.int64))
     meta = {**dataset.meta, "finetune_log": counts}
-    return LogSequences(Dataset(dataset.items, merged, np.asarray(user_values)[present], meta), counts)
+    return LogSequences(Dataset(dataset.items, sequences, user_ids, meta), counts)
 
 
 def _atomic_copy(src: Path, dst: Path) -> None:
@@ -167,8 +122,7 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
     dataset = load_dataset(data_dir)
     previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.meta_hash,
                                expected_n_items=dataset.n_items)
-    stamps = _training_timestamps(data_dir, len(dataset.sequences.iid)) if dataset.meta.get("has_timestamps") else None
-    merged = merge_log(dataset, EventLog(events_path).events(), stamps)
+    merged = merge_log(dataset, EventLog(events_path).events())
     report = {"events": str(events_path), "checkpoint": str(checkpoint_path), "data": str(data_dir),
               "log": merged.counts, "config": dataclasses.asdict(cfg), "accepted": False}
     if merged.counts["log_interactions_added"] == 0:
@@ -181,11 +135,11 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
                                "epochs": cfg.epochs, "lr": cfg.lr, "warmup": cfg.warmup, "patience": cfg.epochs,
                                "eval_every": 1, "seed": cfg.seed, "resume": False, "progress": cfg.progress})
     n_items = dataset.n_items
-    before = evaluate(previous.model.scorer(), split.valid, n_items)
+    before = evaluate(previous.model.score, split.valid, n_items)
     started = time.perf_counter()
     result = train_sasrec(merged.dataset, previous.model_cfg, train_cfg, split=split,
                           init_state=previous.model.state_dict())
-    after = evaluate(result.model.scorer(), split.valid, n_items)
+    after = evaluate(result.model.score, split.valid, n_items)
     accepted = after[METRIC] >= before[METRIC] - cfg.tolerance
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     new_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.finetuned-{stamp}{checkpoint_path.suffix}")

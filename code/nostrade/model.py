@@ -123,23 +123,23 @@ class SASRec(nn.Module):
         """(B, n_items + 1) scores of the item that follows the last position."""
         return self.logits(self.last_hidden(iid, feedback, time_bin))
 
-    def scorer(self, batch_size: int = 128):
-        """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores on the CPU.
+    def item_vectors(self) -> np.ndarray:
+        """(n_items + 1, d) float32: the item table, the space in which titles are alike (row 0 = padding)."""
+        return self.item_emb.weight.detach().float().cpu().numpy()
+
+    @torch.no_grad()
+    def score(self, history: Sequences, batch_size: int = 128) -> torch.Tensor:
+        """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores of the next item, on the CPU.
         Events outside the vocabulary (padding 0, ids above n_items) are left out, as the baselines do."""
-        device = self.item_emb.weight.device
-
-        @torch.no_grad()
-        def score(history: Sequences) -> torch.Tensor:
-            was_training = self.training
-            self.eval()
-            history = history.select((history.iid >= 1) & (history.iid <= self.cfg.n_items))
-            by_length = np.argsort(history.lengths, kind="stable")  # batches of similar length: less padding
-            padded = [torch.from_numpy(a) for a in history.take(by_length).padded(self.cfg.max_len)]
-            scores = torch.zeros(history.n_users, self.cfg.n_items + 1)
-            for i in range(0, history.n_users, batch_size):
-                rows = torch.from_numpy(by_length[i:i + batch_size])
-                scores[rows] = self.score_next(*(a[i:i + batch_size].to(device) for a in padded)).float().cpu()
-            self.train(was_training)
-            return scores
-
-        return score
+        was_training, device = self.training, self.item_emb.weight.device
+        self.eval()
+        history = history.select((history.iid >= 1) & (history.iid <= self.cfg.n_items))
+        by_length = np.argsort(history.lengths, kind="stable")  # batches of similar length: less padding
+        width = int(min(self.cfg.max_len, max(history.lengths.max(initial=0), 1)))
+        padded = [torch.from_numpy(a) for a in history.take(by_length).padded(width)]
+        scores = torch.zeros(history.n_users, self.cfg.n_items + 1)
+        for i in range(0, history.n_users, batch_size):
+            rows = torch.from_numpy(by_length[i:i + batch_size])
+            scores[rows] = self.score_next(*(a[i:i + batch_size].to(device) for a in padded)).float().cpu()
+        self.train(was_training)
+        return scores

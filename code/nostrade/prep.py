@@ -191,6 +191,26 @@ def time_bins(timestamp: np.ndarray, scheme: str) -> tuple[np.ndarray, dict]:
     return (period - first + 1).astype(np.int16), info
 
 
+def period_start(label: str, scheme: str) -> int:
+    """Unix seconds at the start of a period label written by ``time_bins`` ('2019', '2019-Q2', '2019-03')."""
+    if scheme == "quarter":
+        year, quarter = label.split("-Q")
+        label = f"{year}-{3 * (int(quarter) - 1) + 1:02d}"
+    return int(np.datetime64(label, "s").astype(np.int64))
+
+
+def time_bins_of(timestamp: np.ndarray, info: dict) -> np.ndarray:
+    """The time bins of new events (unix seconds) by a data set's own scheme (its meta.json ``time_bins``):
+    anchored at its first period, events before it in bin 1, events after its last period in the last bin.
+    All 1 when the data has no timestamps."""
+    n_bins = int(info.get("n_bins", 1))
+    if info.get("scheme", "none") == "none" or n_bins <= 1 or len(timestamp) == 0:
+        return np.ones(len(timestamp), dtype=np.int64)
+    start = period_start(info["first_period"], info["scheme"])
+    anchored = np.concatenate([[start], np.maximum(np.asarray(timestamp, dtype=np.float64).astype(np.int64), start)])
+    return np.minimum(time_bins(anchored, info["scheme"])[0][1:].astype(np.int64), n_bins)
+
+
 def build(raw: RawData, cfg: PrepConfig) -> Processed:
     """Apply the rules to a raw frame; pure (no files written)."""
     with ThreadPoolExecutor(1) as pool:  # hash the input files while the arrays are worked on

@@ -1,8 +1,9 @@
 """Ragged per-user event sequences held in flat numpy arrays.
 
-User ``u``'s events are ``iid[offsets[u]:offsets[u + 1]]`` (and likewise ``feedback`` and
-``time_bin``), in the order of the data set's ordering rule (oldest first). Item ids start at 1
-(0 is padding), feedback is 1 Dislike / 2 Like / 3 Love, time bins start at 1 (0 is padding).
+User ``u``'s events are ``iid[offsets[u]:offsets[u + 1]]`` (and likewise ``feedback``, ``time_bin`` and
+``timestamp``), in the order of the data set's ordering rule (oldest first). Item ids start at 1
+(0 is padding), feedback is 1 Dislike / 2 Like / 3 Love, time bins start at 1 (0 is padding);
+``timestamp`` (unix seconds, float64) is None when the source has none.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ class Sequences:
     iid: np.ndarray  # int64, flat
     feedback: np.ndarray  # int64, flat
     time_bin: np.ndarray  # int64, flat
+    timestamp: np.ndarray | None = None  # float64, flat; None when the source has no timestamps
 
     @classmethod
     def from_lists(cls, iid, feedback=None, time_bin=None) -> "Sequences":
@@ -33,6 +35,11 @@ class Sequences:
             return np.concatenate([np.asarray(s, dtype=np.int64) for s in lists] or [np.zeros(0, np.int64)])
 
         return cls(offsets, flat(iid, 0), flat(feedback, LIKE), flat(time_bin, 1))
+
+    def events(self, index: np.ndarray, offsets: np.ndarray) -> "Sequences":
+        """The flat events at ``index`` (every field), regrouped by ``offsets``."""
+        return Sequences(offsets, self.iid[index], self.feedback[index], self.time_bin[index],
+                         None if self.timestamp is None else self.timestamp[index])
 
     @property
     def n_users(self) -> int:
@@ -53,8 +60,7 @@ class Sequences:
     def select(self, keep: np.ndarray) -> "Sequences":
         """Keep the flat events where ``keep`` is True; every sequence stays (possibly shorter)."""
         kept_per_row = np.bincount(self.row_of_event(), weights=keep, minlength=self.n_users).astype(np.int64)
-        offsets = np.concatenate([[0], np.cumsum(kept_per_row)]).astype(np.int64)
-        return Sequences(offsets, self.iid[keep], self.feedback[keep], self.time_bin[keep])
+        return self.events(keep, np.concatenate([[0], np.cumsum(kept_per_row)]).astype(np.int64))
 
     def take(self, rows: np.ndarray) -> "Sequences":
         """The sequences at ``rows`` (in that order, repeats allowed)."""
@@ -62,7 +68,7 @@ class Sequences:
         lengths = self.lengths[rows]
         offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         idx = np.repeat(self.offsets[:-1][rows] - offsets[:-1], lengths) + np.arange(offsets[-1])
-        return Sequences(offsets, self.iid[idx], self.feedback[idx], self.time_bin[idx])
+        return self.events(idx, offsets)
 
     def last(self, n: int) -> "Sequences":
         """The most recent ``n`` events of every sequence."""

@@ -242,7 +242,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
         evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
         if ctx.is_main and evaluated:
-            metrics = evaluate(model.scorer(), split.valid, n_items)
+            metrics = evaluate(model.score, split.valid, n_items)
             record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_cases"})
             if metrics["ndcg@10"] > best_score:
                 best_score, best_metrics, best_epoch, bad_evals = metrics["ndcg@10"], metrics, epoch, 0
@@ -336,7 +336,7 @@ def main(argv=None) -> int:
         split = leave_one_out(dataset.sequences)
         result = train_sasrec(dataset, model_cfg, train_cfg, split=split, checkpoint_path=args.out)
         if ctx.is_main:
-            test = evaluate_all_targets(result.model.scorer(), split, dataset.n_items)
+            test = evaluate_all_targets(result.model.score, split, dataset.n_items)
             save_checkpoint(args.out, result.model, model_cfg, train_cfg, dataset.meta,
                             {"valid": result.best_metrics, "best_epoch": result.best_epoch, "test": test})
             write_json_atomic(args.metrics, run_record(dataset, args.data, model_cfg, train_cfg, result, test, ctx))

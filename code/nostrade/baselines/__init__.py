@@ -16,8 +16,6 @@ give identical scores for the same seed on CPU.
 """
 from __future__ import annotations
 
-import inspect
-
 from nostrade.baselines.als import ALS
 from nostrade.baselines.content import Content
 from nostrade.baselines.gru4rec import GRU4Rec
@@ -35,20 +33,4 @@ BASELINES = {
     "content": Content,
 }
 
-
-def takes_seed(name: str) -> bool:
-    """Whether the baseline has randomness (a ``seed`` option); the others give the same scores every run."""
-    return "seed" in inspect.signature(BASELINES[name]).parameters
-
-
-def make_baseline(name: str, seed: int = 0, **options):
-    """An unfitted baseline by name; ``seed`` goes to the models that have randomness."""
-    if name not in BASELINES:
-        raise ValueError(f"baseline: {name!r} is not one of {tuple(BASELINES)}")
-    if takes_seed(name):
-        options["seed"] = seed
-    return BASELINES[name](**options)
-
-
-__all__ = ["ALS", "BASELINES", "Content", "GRU4Rec", "ItemKNN", "LightGCN", "Popularity", "item2vec_embeddings",
-           "make_baseline", "takes_seed"]
+__all__ = ["ALS", "BASELINES", "Content", "GRU4Rec", "ItemKNN", "LightGCN", "Popularity", "item2vec_embeddings"]

@@ -1,0 +1,195 @@
+"""The one scoring path: a person's history -> the final score of every catalogue title.
+
+Serving (predict.py, hence the app and the API), evaluation (``Scoring.scorer``, a nostrade.evaluate
+Scorer) and the ablation's blend rows all call ``Scoring.scores``, so every figure is measured on what is
+served. Columns are catalogue rows: the model's vocabulary first (row = iid - 1), then the titles the model
+does not know; in evaluation the catalogue is the vocabulary itself.
+
+The model is anything with ``score(history: Sequences) -> (batch, n_items + 1)`` scores (SASRec, a
+baseline). Per history, by how many of its events the model knows:
+- "sequence+genre" (at least COLD_START_MIN_EVENTS):
+  ``final = (1 - α)·minmax(model score) + α·minmax(genre cosine) - dislike penalty``; titles outside the
+  vocabulary get model part 0, so they surface only through genres (or with α = 1);
+- "genre+popularity" (fewer): ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``;
+- "popularity" (no event): ``minmax(log members)``.
+Min-max over the unseen titles (nostrade.blend). The genre cosine is between each title's genre vector and
+the history's feedback-weighted genre profile (nostrade.baselines.content.profile_cosines).
+
+Dislikes steer away, whatever the model learned (plain SASRec is known to rank disliked items and their
+neighbours *higher*): (1) a dislike may only lower a title's model score: where a history has dislikes and
+likes, the model part is the lower of the normalised scores with and without the dislikes (one batch of
+model calls); (2) the dislike penalty ``dislike_weight · max(0, max cosine to a disliked title)`` in the
+model's item space is subtracted from the final score.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nostrade.baselines.content import item_vectors, profile_cosines
+from nostrade.blend import mix, normalise
+from nostrade.sequences import DISLIKE, Sequences
+
+COLD_START_MIN_EVENTS = 2
+POPULARITY_WEIGHT = 0.3
+DISLIKE_WEIGHT = 0.5
+PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
+
+
+@dataclass(frozen=True)
+class History:
+    """One person's events as catalogue rows, oldest first (what is scored), and what else predict found."""
+    rows: np.ndarray  # catalogue rows of the events scored
+    feedback: np.ndarray
+    time_bin: np.ndarray
+    iid: np.ndarray  # model iid per event (0 = outside the model's vocabulary)
+    seen_rows: np.ndarray  # every catalogue row the person has seen (never recommended)
+    unknown_ids: tuple = ()  # ids outside the catalogue (skipped)
+    content_only_ids: tuple = ()  # catalogue titles outside the vocabulary (counted through genres only)
+    n_duplicates: int = 0  # events replaced by a later one of the same title
+    n_truncated: int = 0  # events older than the model's window (seen, not scored)
+
+    @property
+    def path(self) -> str:
+        if len(self.rows) == 0:
+            return PATH_POPULARITY
+        return PATH_SEQUENCE if int((self.iid > 0).sum()) >= COLD_START_MIN_EVENTS else PATH_CONTENT
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of every catalogue title (columns = catalogue rows) for a batch of histories."""
+    final: np.ndarray  # (B, C) float32, what is ranked
+    model: np.ndarray  # (B, C) normalised model score (0 outside its vocabulary)
+    genre: np.ndarray  # (B, C) normalised genre cosine
+    popularity: np.ndarray  # (B, C) normalised log members
+    penalty: np.ndarray  # (B, C) dislike penalty (already subtracted from final)
+    raw_model: np.ndarray  # (B, C) model score, NaN outside its vocabulary or off the sequence path
+    candidates: np.ndarray  # (B, C) bool: unseen titles
+    paths: list[str]
+
+
+def owners(arrays: list) -> np.ndarray:
+    """For arrays concatenated, the index of the array each entry came from."""
+    return np.repeat(np.arange(len(arrays)), [len(a) for a in arrays])
+
+
+class Scoring:
+    """A model, the catalogue's genre vectors and popularity, and the blend and dislike rules over them."""
+
+    def __init__(self, model, n_items: int, item_vectors: np.ndarray, genre_unit: np.ndarray,
+                 popularity: np.ndarray, dislike_weight: float = DISLIKE_WEIGHT):
+        """``item_vectors`` (n_items + 1, d): the model's item space (dislike penalty); ``genre_unit`` (C, G):
+        unit genre vectors of the catalogue rows; ``popularity`` (C,): log members."""
+        self.model, self.n_items, self.dislike_weight = model, n_items, float(dislike_weight)
+        norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
+        self.item_unit = (item_vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+        self.item_unit[0] = 0.0  # padding: similar to nothing
+        self._item_unit_t = np.ascontiguousarray(self.item_unit[1:].T)
+        self.genre_unit = np.asarray(genre_unit, dtype=np.float32)
+        self.popularity = np.asarray(popularity, dtype=np.float32)
+
+    @classmethod
+    def over(cls, model, catalogue: pd.DataFrame, n_items: int, dislike_weight: float = DISLIKE_WEIGHT) -> "Scoring":
+        """Scoring of a catalogue frame (``genres`` lists, ``members``; the vocabulary's n_items titles first, in
+        iid order): its multi-hot genre vectors, log members as popularity, the model's item space."""
+        genres, _ = item_vectors(catalogue, "multihot", use_type=False)
+        members = catalogue["members"].astype("Float64").fillna(0).to_numpy(np.float64)
+        return cls(model, n_items, model.item_vectors(), genres.toarray(), np.log1p(np.maximum(members, 0)),
+                   dislike_weight)
+
+    def scores(self, histories: Sequence[History], alpha: float) -> Scores:
+        n, n_cat, n_model = len(histories), len(self.popularity), self.n_items
+        paths = [h.path for h in histories]
+        on_path = {path: np.array([p == path for p in paths], dtype=bool)
+                   for path in (PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY)}
+        candidates = np.ones((n, n_cat), dtype=bool)
+        seen = [h.seen_rows for h in histories]
+        candidates[owners(seen), np.concatenate(seen)] = False
+
+        raw_model = np.full((n, n_cat), np.nan, dtype=np.float32)
+        model = np.zeros((n, n_cat), dtype=np.float32)
+        sequence_users = np.flatnonzero(on_path[PATH_SEQUENCE])
+        if len(sequence_users):
+            logits, liked_users, liked_logits = self._model_scores([histories[i] for i in sequence_users])
+            liked_users = sequence_users[liked_users]
+            raw_model[sequence_users, :n_model] = logits
+            model[sequence_users, :n_model] = normalise(logits, candidates[sequence_users, :n_model])
+            if len(liked_users):
+                model[liked_users, :n_model] = np.fmin(model[liked_users, :n_model], normalise(
+                    liked_logits, candidates[liked_users, :n_model]))
+
+        rows = [h.rows for h in histories]
+        cosines = profile_cosines(self.genre_unit, owners(rows), np.concatenate(rows),
+                                  np.concatenate([h.feedback for h in histories]), n)
+        genre = normalise(cosines, candidates)
+        popularity = normalise(np.broadcast_to(self.popularity, (n, n_cat)), candidates)
+
+        final = np.empty((n, n_cat), dtype=np.float32)
+        for path, part in ((PATH_SEQUENCE, lambda at: mix(model[at], genre[at], alpha)),
+                           (PATH_CONTENT, lambda at: mix(genre[at], popularity[at], POPULARITY_WEIGHT)),
+                           (PATH_POPULARITY, lambda at: popularity[at])):
+            if on_path[path].any():
+                at = np.flatnonzero(on_path[path])
+                final[at] = part(at)
+        penalty = self._dislike_penalty(histories, n_cat)
+        final -= penalty
+        return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths)
+
+    def _model_scores(self, histories: list[History]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The model's scores of the vocabulary for each history's known events, and again without the
+        dislikes for the histories that have dislikes and likes: (scores, which histories, their scores)."""
+        feeds, liked_users = [], []
+        for i, h in enumerate(histories):
+            known = h.iid > 0
+            liked = known & (h.feedback != DISLIKE)
+            feeds.append(known)
+            if liked.any() and liked.sum() < known.sum():
+                liked_users.append(i)
+        feeds += [(histories[i].iid > 0) & (histories[i].feedback != DISLIKE) for i in liked_users]
+        chosen = list(histories) + [histories[i] for i in liked_users]
+        seqs = Sequences.from_lists(*([getattr(h, name)[keep] for h, keep in zip(chosen, feeds)]
+                                      for name in ("iid", "feedback", "time_bin")))
+        scores = self.model.score(seqs)
+        scores = (scores.numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores))[:, 1:]
+        scores = scores.astype(np.float32, copy=False)
+        return scores[:len(histories)], np.array(liked_users, dtype=np.int64), scores[len(histories):]
+
+    def _dislike_penalty(self, histories: Sequence[History], n_cat: int) -> np.ndarray:
+        """dislike_weight · max(0, the highest cosine to one of the history's dislikes), over the vocabulary."""
+        penalty = np.zeros((len(histories), n_cat), dtype=np.float32)
+        disliked = [h.iid[(h.feedback == DISLIKE) & (h.iid > 0)] for h in histories]
+        counts = np.array([len(d) for d in disliked])
+        if self.dislike_weight <= 0 or not counts.any():
+            return penalty
+        cosines = self.item_unit[np.concatenate(disliked)] @ self._item_unit_t
+        # A running max over the j-th dislike of each user (their last again where they have fewer): memory
+        # stays one row per user, also for large batches.
+        users = np.flatnonzero(counts)
+        first, last = np.cumsum(counts)[users] - counts[users], counts[users] - 1
+        closest = cosines[first]
+        for j in range(1, counts.max()):
+            np.maximum(closest, cosines[first + np.minimum(j, last)], out=closest)
+        penalty[users, :self.n_items] = self.dislike_weight * np.maximum(closest, 0.0)
+        return penalty
+
+    def scorer(self, alpha: float, batch_size: int = 256):
+        """A nostrade.evaluate Scorer: iid Sequences -> (batch, n_items + 1) final scores (column 0 unused)."""
+        def score(history: Sequences) -> torch.Tensor:
+            out = np.zeros((history.n_users, self.n_items + 1), dtype=np.float32)
+            for start in range(0, history.n_users, batch_size):
+                users = np.arange(start, min(start + batch_size, history.n_users))
+                out[users, 1:] = self.scores(self.histories_of(history.take(users)), alpha).final[:, :self.n_items]
+            return torch.from_numpy(out)
+        return score
+
+    def histories_of(self, seqs: Sequences) -> list[History]:
+        """Histories of iid sequences (ids outside 1..n_items dropped): row = iid - 1."""
+        seqs = seqs.select((seqs.iid >= 1) & (seqs.iid <= self.n_items))
+        split = lambda a: np.split(a, seqs.offsets[1:-1])
+        return [History(iid - 1, feedback, time_bin, iid, iid - 1) for iid, feedback, time_bin in
+                zip(split(seqs.iid), split(seqs.feedback), split(seqs.time_bin))]
