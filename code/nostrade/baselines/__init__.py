@@ -20,6 +20,7 @@ import inspect
 
 from nostrade.baselines.als import ALS
 from nostrade.baselines.content import Content
+from nostrade.baselines.ease import EASE
 from nostrade.baselines.gru4rec import GRU4Rec
 from nostrade.baselines.item2vec import item2vec_embeddings
 from nostrade.baselines.itemknn import ItemKNN
@@ -30,6 +31,7 @@ BASELINES = {
     "popularity": Popularity,
     "als": ALS,
     "itemknn": ItemKNN,
+    "ease": EASE,
     "lightgcn": LightGCN,
     "gru4rec": GRU4Rec,
     "content": Content,
@@ -50,5 +52,5 @@ def make_baseline(name: str, seed: int = 0, **options):
     return BASELINES[name](**options)
 
 
-__all__ = ["ALS", "BASELINES", "Content", "GRU4Rec", "ItemKNN", "LightGCN", "Popularity", "item2vec_embeddings",
+__all__ = ["ALS", "BASELINES", "Content", "EASE", "GRU4Rec", "ItemKNN", "LightGCN", "Popularity", "item2vec_embeddings",
            "make_baseline", "takes_seed"]
