@@ -22,8 +22,10 @@ rules (all recorded in meta.json):
   unrated    anime's -1 (watched, not rated): 'like' keeps it as 2 Like with rating NaN
              (watching something is a mild positive), 'drop' removes it
   unknown    rating rows whose item id is not in the catalogue are dropped with a warning and counted
-  ordering   per user by timestamp; ties and sources without timestamps keep file order (for the
-             Kaggle anime rating.csv: anime_id order within each user)
+  ordering   per user by timestamp; a user's events with equal timestamps in a seeded random order
+             (--tie-seed; meta.json "ties" holds the seed and the number of tied events); sources
+             without timestamps keep file order (for the Kaggle anime rating.csv: anime_id order within
+             each user). meta.json "order_is_time" is true only when the order comes from timestamps
   duplicates the latest (user, item) event in that order wins; earlier ones are dropped and counted
   filter     items with fewer than --min-item-users distinct users are dropped (one pass), then users
              left without events
@@ -58,6 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="drop items with fewer distinct users than this (default 10; 0 keeps every rated item)")
     p.add_argument("--time-bin", choices=prep.TIME_BIN_SCHEMES, default="month",
                    help="calendar period of a time bin when there are timestamps (default: month)")
+    p.add_argument("--tie-seed", type=int, default=0,
+                   help="seed of the random order of a user's events that share a timestamp (default 0)")
     synth = p.add_argument_group("synthetic source (anime format + timestamps; always labelled synthetic)")
     defaults = SyntheticConfig()
     synth.add_argument("--n-users", type=int, default=defaults.n_users)
@@ -75,7 +79,8 @@ def config_from(args: argparse.Namespace) -> prep.PrepConfig:
     return prep.PrepConfig(
         source=args.source, items=args.items, ratings=args.ratings, out=args.out, artifacts=args.artifacts,
         dislike_max=args.dislike_max, like_max=args.like_max, unrated=args.unrated,
-        min_item_users=args.min_item_users, time_bin=args.time_bin, synthetic_dir=args.synthetic_dir,
+        min_item_users=args.min_item_users, time_bin=args.time_bin, tie_seed=args.tie_seed,
+        synthetic_dir=args.synthetic_dir,
         synthetic=SyntheticConfig(n_users=args.n_users, n_items=args.n_items,
                                   interactions_per_user=args.interactions_per_user, seed=args.seed))
 
