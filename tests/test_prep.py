@@ -20,6 +20,7 @@ from nostrade.sources import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+MAL_LIST = REPO / "tests" / "fixtures" / "mal" / "UserAnimeList.csv"
 CATALOGUE = "anime_id,name,genre,type,episodes,rating,members\n" + "".join(
     f"{a},Title {a},Drama,TV,12,7.0,100\n" for a in (10, 20, 30, 40, 50))
 
@@ -160,6 +161,23 @@ def test_item_filter_drops_rare_items_then_empty_users(tmp_path):
 def test_empty_result_is_an_error(tmp_path):
     with pytest.raises(DataError, match=r"rating\.csv: no interactions left after filtering \(min_item_users=5"):
         build(tmp_path, [(1, 10, 8, 1), (2, 20, 8, 2)], min_item_users=5)
+
+
+def test_mal_user_lists(tmp_path):
+    config = prep.PrepConfig(source="mal", ratings=MAL_LIST, out=tmp_path, artifacts=tmp_path, min_item_users=1)
+    processed = prep.build(prep.load_raw(config), config)
+    meta, out = processed.meta, events(processed)
+    assert meta["source"] == "mal" and meta["order_is_time"] is True and meta["unrated_policy"]["value"] == 0
+    assert {k: meta["dropped"][k] for k in ("plan_to_watch_rows", "undated_rows", "duplicate_rows")} == {
+        "plan_to_watch_rows": 2, "undated_rows": 1, "duplicate_rows": 1}
+    assert meta["ties"]["n_tied_events"] == 4  # karthiga's 59 and 210, RedvelvetDaisuki's 1 and 5
+    assert out.groupby("uid")["user_id"].first().tolist() == [0, 1, 2]  # Damonashu, RedvelvetDaisuki, karthiga
+    # Damonashu: 1 re-rated later (10 wins over 9) comes last; 20 had no my_last_updated
+    assert out.loc[out["uid"] == 0, ["anime_id", "rating", "feedback"]].values.tolist() == [
+        [6, 1, 1], [30, 8, 3], [1, 10, 3]]
+    karthiga = out[out["uid"] == 2].set_index("anime_id")
+    assert karthiga.index[0] == 21 and set(karthiga.index[1:3]) == {59, 210} and list(karthiga.index[3:]) == [120, 74]
+    assert np.isnan(karthiga.loc[210, "rating"]) and karthiga.loc[210, "feedback"] == 2  # score 0: unrated -> Like
 
 
 @pytest.mark.parametrize("scheme, bins, n_bins, first", [
@@ -343,12 +361,20 @@ def test_cli_movielens_default_path(tmp_path, capsys):
     assert code == 0 and "users 943  items 1,682  interactions 100,000" in stdout and "year x 2" in stdout
 
 
+def test_cli_mal_source(tmp_path, capsys):
+    code, stdout, _ = run_cli(["--source", "mal", "--ratings", MAL_LIST, "--min-item-users", "1",
+                               "--out", tmp_path / "o", "--artifacts", tmp_path / "o"], capsys)
+    assert code == 0 and "users 3  items 10  interactions 12" in stdout and "plan_to_watch_rows 2" in stdout
+    code, _, stderr = run_cli(["--source", "mal", "--out", tmp_path / "o", "--artifacts", tmp_path / "o"], capsys)
+    assert code == 2 and stderr.startswith("error: --source mal needs --ratings") and stderr.count("\n") == 1
+
+
 def test_cli_help_documents_the_rules(capsys):
     with pytest.raises(SystemExit):
         _cli().parse_args(["--help"])
     text = capsys.readouterr().out
     for word in ("--unrated", "--min-item-users", "--time-bin", "--dislike-max", "--tie-seed", "order_is_time",
-                 "duplicates", "ordering", "exits 2"):
+                 "duplicates", "ordering", "exits 2", "plan to watch", "my_last_updated", "sorted (code point)"):
         assert word in text
 
 

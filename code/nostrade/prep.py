@@ -11,8 +11,9 @@ The rules, in the order they apply (each is recorded in meta.json):
    tie, the last in the shuffled order; without timestamps, the last in the file); the earlier ones are
    dropped and counted. Not an error.
 4. Feedback: rating <= dislike_max -> 1 Dislike, <= like_max -> 2 Like, above -> 3 Love. The anime
-   "-1" (watched, not rated) follows --unrated: "like" keeps it as 2 Like with rating NaN, "drop"
-   removes it.
+   "-1" and the MyAnimeList score 0 (watched, not rated) follow --unrated: "like" keeps it as 2 Like with
+   rating NaN, "drop" removes it. (The MAL reader's own policies, e.g. plan-to-watch rows dropped, are in
+   nostrade.sources; what they drop is counted in meta.json "dropped" too.)
 5. Items with fewer than min_item_users distinct users are dropped (one pass, not an iterated
    k-core); then users left without events are dropped.
 6. Ids: iid 1..n_items in ascending source item id (0 is padding); uid 0..n_users-1 in ascending
@@ -42,7 +43,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE, LOVE
-from nostrade.sources import DataError, RawData, read_anime, read_movielens
+from nostrade.sources import DataError, RawData, read_anime, read_mal, read_movielens
 from nostrade.synthetic import SyntheticConfig, write_synthetic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -71,9 +72,9 @@ SEQUENCES_SCHEMA = pa.schema([("uid", pa.int32()), ("user_id", pa.int64()), ("ii
 
 @dataclass
 class PrepConfig:
-    source: str = "anime"  # anime | movielens | synthetic
-    items: Path | None = None  # catalogue file; None = the source's default
-    ratings: Path | None = None  # ratings file (MovieLens: file or folder); None = the source's default
+    source: str = "anime"  # anime | mal | movielens | synthetic
+    items: Path | None = None  # catalogue file; None = the source's default (mal: the anime sample's catalogue)
+    ratings: Path | None = None  # ratings file (MovieLens: file or folder); None = the source's default (mal: none)
     out: Path = DEFAULT_OUT
     artifacts: Path = DEFAULT_ARTIFACTS
     dislike_max: float | None = None  # None = source default (anime 4, MovieLens 2)
@@ -100,12 +101,16 @@ class Processed:
 def load_raw(cfg: PrepConfig) -> RawData:
     if cfg.source == "anime":
         return read_anime(cfg.items or DEFAULT_ITEMS, cfg.ratings or DEFAULT_RATINGS)
+    if cfg.source == "mal":
+        if cfg.ratings is None:
+            raise ValueError("--source mal needs --ratings (a MyAnimeList UserAnimeList.csv or animelists_cleaned.csv)")
+        return read_mal(cfg.items or DEFAULT_ITEMS, cfg.ratings)
     if cfg.source == "movielens":
         return read_movielens(cfg.ratings or DEFAULT_MOVIELENS, cfg.items)
     if cfg.source == "synthetic":
         items, ratings = write_synthetic(cfg.synthetic, cfg.synthetic_dir)
         return read_anime(items, ratings)
-    raise ValueError(f"unknown source {cfg.source!r} (expected anime, movielens or synthetic)")
+    raise ValueError(f"unknown source {cfg.source!r} (expected anime, mal, movielens or synthetic)")
 
 
 # ----------------------------------------------------------------------------------------- the rules
@@ -227,7 +232,7 @@ def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
     if cfg.time_bin not in TIME_BIN_SCHEMES:
         raise ValueError(f"unknown time-bin scheme {cfg.time_bin!r} (expected month, quarter or year)")
     ratings_path = raw.files[-1]["path"]
-    dropped = {}
+    dropped = dict(raw.dropped)  # rows the reader's policies removed (MAL: plan to watch, undated)
 
     catalogue = raw.items.sort_values("anime_id", kind="stable").reset_index(drop=True)
     item_code = lookup(catalogue["anime_id"].to_numpy(np.int64), raw.ratings["anime_id"].to_numpy(np.int64))
