@@ -19,7 +19,7 @@ events, the validation and test targets, stay last: the control that shows wheth
 matters). The ``sasrec+genre-α`` rows evaluate the served scoring function (nostrade.scoring: genre blend at
 α, cold-start paths and dislike rules, exactly what predict.py serves) over the ``sasrec`` row's models; α 0
 is the served model part alone. Every row is a nostrade.models model fitted on the training part, one loop.
-Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn, content) run once, std 0.
+Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn, ease, content) run once, std 0.
 
 Writes FILE.json ({"rows": [{"model", "ndcg@10", "hr@10", "ndcg@20", "hr@20", "std": {...}, ...}], ...}),
 FILE.md (the tables) and FILE_metrics.png, FILE_alpha.png, FILE_by_length.png beside it.
@@ -70,7 +70,7 @@ ROWS = (*BASELINES, "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-pl
         "sasrec+item2vec", "sasrec-shuffled")
 METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr")
 LENGTH_BUCKETS = ((2, 9), (10, 19), (20, 49), (50, 99), (100, None))  # test-history lengths (events)
-BY_LENGTH_SHOWN = ("popularity", "als", "itemknn", "lightgcn", "gru4rec", "content", "sasrec")  # + the blends
+BY_LENGTH_SHOWN = ("popularity", "als", "itemknn", "ease", "lightgcn", "gru4rec", "content", "sasrec")  # + the blends
 QUICK_BASELINE_OPTIONS = {"als": {"iterations": 2}, "lightgcn": {"epochs": 2}, "gru4rec": {"epochs": 2}}
 QUICK_MODEL = {"d_model": 16, "n_layers": 1, "max_len": 20}
 QUICK_TRAIN = {"epochs": 2, "warmup": 2, "patience": 2}

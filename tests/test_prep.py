@@ -20,6 +20,7 @@ from nostrade.sources import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+MAL_LIST = REPO / "tests" / "fixtures" / "mal" / "UserAnimeList.csv"
 CATALOGUE = "anime_id,name,genre,type,episodes,rating,members\n" + "".join(
     f"{a},Title {a},Drama,TV,12,7.0,100\n" for a in (10, 20, 30, 40, 50))
 
@@ -74,12 +75,42 @@ def test_unrated_drop_and_custom_thresholds(tmp_path):
     assert processed.meta["unrated_policy"]["policy"] == "drop"
 
 
-def test_order_by_timestamp_ties_in_file_order(tmp_path):
+def test_order_by_timestamp(tmp_path):
     rows = [(2, 50, 8, 300), (2, 10, 8, 100), (2, 40, 8, 200), (2, 20, 8, 200), (1, 30, 8, 5)]
-    out = events(build(tmp_path, rows))
+    processed = build(tmp_path, rows)
+    out = events(processed)
     assert out["user_id"].tolist() == [1, 2, 2, 2, 2] and out["uid"].tolist() == [0, 1, 1, 1, 1]
-    assert out["anime_id"].tolist() == [30, 10, 40, 20, 50]
-    assert out["position"].tolist() == [0, 0, 1, 2, 3]
+    # 40 and 20 share a timestamp: their order is the seeded shuffle's, not the file's
+    assert out["anime_id"].tolist()[:2] == [30, 10] and set(out["anime_id"][2:4]) == {20, 40}
+    assert out["anime_id"].iloc[4] == 50 and out["position"].tolist() == [0, 0, 1, 2, 3]
+    assert processed.meta["order_is_time"] is True
+    assert processed.meta["ties"] == {"rule": "seeded shuffle within equal timestamps", "seed": 0, "n_tied_events": 2}
+
+
+def tied_rows(n_users: int = 30) -> list[tuple]:
+    """Every user rates the five items in the same second, in file order 10..50; user 1 rates one more later."""
+    return [(u, a, 8, 1000 + u) for u in range(1, n_users + 1) for a in (10, 20, 30, 40, 50)] + [(1, 10, 3, 5000)]
+
+
+def test_ties_are_shuffled_by_the_seed(tmp_path):
+    first, again, other = (events(build(tmp_path, tied_rows(), tie_seed=seed)) for seed in (0, 0, 1))
+    assert first.equals(again) and not first["anime_id"].equals(other["anime_id"])
+    for out in (first, other):
+        per_user = out[out["uid"] > 0].groupby("uid")["anime_id"].agg(list)
+        assert (per_user.map(sorted).map(tuple) == (10, 20, 30, 40, 50)).all()  # the same events...
+        assert (per_user.map(tuple) != (10, 20, 30, 40, 50)).any()  # ...not (all) in the file's order
+    # user 1's later re-rating of 10 supersedes its tied one, wherever the shuffle put that
+    user_1 = first[first["uid"] == 0]
+    assert user_1["anime_id"].iloc[-1] == 10 and user_1["rating"].iloc[-1] == 3 and len(user_1) == 5
+    assert build(tmp_path, tied_rows(), tie_seed=1).meta["ties"]["n_tied_events"] == 30 * 5 - 1
+
+
+def test_without_ties_the_seed_changes_nothing(tmp_path):
+    rows = [(u, a, 8, u * 100 - a) for u in (1, 2, 3) for a in (10, 20, 30, 40, 50)]
+    processed = [build(tmp_path, rows, tie_seed=seed) for seed in (0, 1)]
+    assert processed[0].interactions.equals(processed[1].interactions)
+    assert processed[0].meta["ties"]["n_tied_events"] == 0
+    assert events(processed[0])["anime_id"].tolist() == [50, 40, 30, 20, 10] * 3
 
 
 def test_without_timestamps_file_order_and_one_bin(tmp_path):
@@ -87,17 +118,23 @@ def test_without_timestamps_file_order_and_one_bin(tmp_path):
     out = events(processed)
     assert out["anime_id"].tolist() == [30, 10, 20]
     assert out["time_bin"].tolist() == [1, 1, 1] and out["timestamp"].isna().all()
-    assert processed.meta["has_timestamps"] is False
+    assert processed.meta["has_timestamps"] is False and processed.meta["order_is_time"] is False
+    assert processed.meta["ties"]["rule"].startswith("n/a")
     assert processed.meta["time_bins"]["scheme"] == "none" and processed.meta["time_bins"]["n_bins"] == 1
 
 
 def test_duplicates_latest_wins(tmp_path):
-    # with timestamps: the latest by time wins even if it comes first in the file; exact ties -> the later row
+    # with timestamps: the latest by time wins even if it comes first in the file; an exact tie goes to the
+    # event the seeded shuffle puts later (the file order within a tie is not time), so either can win
     rows = [(1, 10, 9, 500), (1, 10, 2, 100), (1, 20, 3, 50), (1, 20, 8, 50), (1, 30, 7, 60)]
-    processed = build(tmp_path, rows)
-    out = events(processed)
-    assert out[["anime_id", "rating"]].values.tolist() == [[20, 8], [30, 7], [10, 9]]
-    assert processed.meta["dropped"]["duplicate_rows"] == 2
+    winners = set()
+    for seed in range(8):
+        processed = build(tmp_path, rows, tie_seed=seed)
+        out = events(processed)
+        assert out["anime_id"].tolist() == [20, 30, 10] and out["rating"].tolist()[1:] == [7, 9]
+        assert processed.meta["dropped"]["duplicate_rows"] == 2
+        winners.add(out["rating"].iloc[0])
+    assert winners == {3, 8}
     # without timestamps: the later row in the file wins and takes its place in the order
     out = events(build(tmp_path, [(1, 10, 9), (1, 20, 5), (1, 10, 2)], timestamps=False))
     assert out[["anime_id", "rating"]].values.tolist() == [[20, 5], [10, 2]]
@@ -124,6 +161,23 @@ def test_item_filter_drops_rare_items_then_empty_users(tmp_path):
 def test_empty_result_is_an_error(tmp_path):
     with pytest.raises(DataError, match=r"rating\.csv: no interactions left after filtering \(min_item_users=5"):
         build(tmp_path, [(1, 10, 8, 1), (2, 20, 8, 2)], min_item_users=5)
+
+
+def test_mal_user_lists(tmp_path):
+    config = prep.PrepConfig(source="mal", ratings=MAL_LIST, out=tmp_path, artifacts=tmp_path, min_item_users=1)
+    processed = prep.build(prep.load_raw(config), config)
+    meta, out = processed.meta, events(processed)
+    assert meta["source"] == "mal" and meta["order_is_time"] is True and meta["unrated_policy"]["value"] == 0
+    assert {k: meta["dropped"][k] for k in ("plan_to_watch_rows", "undated_rows", "duplicate_rows")} == {
+        "plan_to_watch_rows": 2, "undated_rows": 1, "duplicate_rows": 1}
+    assert meta["ties"]["n_tied_events"] == 4  # karthiga's 59 and 210, RedvelvetDaisuki's 1 and 5
+    assert out.groupby("uid")["user_id"].first().tolist() == [0, 1, 2]  # Damonashu, RedvelvetDaisuki, karthiga
+    # Damonashu: 1 re-rated later (10 wins over 9) comes last; 20 had no my_last_updated
+    assert out.loc[out["uid"] == 0, ["anime_id", "rating", "feedback"]].values.tolist() == [
+        [6, 1, 1], [30, 8, 3], [1, 10, 3]]
+    karthiga = out[out["uid"] == 2].set_index("anime_id")
+    assert karthiga.index[0] == 21 and set(karthiga.index[1:3]) == {59, 210} and list(karthiga.index[3:]) == [120, 74]
+    assert np.isnan(karthiga.loc[210, "rating"]) and karthiga.loc[210, "feedback"] == 2  # score 0: unrated -> Like
 
 
 @pytest.mark.parametrize("scheme, bins, n_bins, first", [
@@ -178,12 +232,13 @@ def test_contract_synthetic(processed_sample):
     meta = json.loads((processed_sample / "meta.json").read_text())
     assert meta["synthetic"] is True and meta["source"] == "synthetic" and meta["generator"]["seed"] == 7
     assert meta["has_timestamps"] and meta["time_bins"]["scheme"] == "month" and meta["time_bins"]["n_bins"] > 12
+    assert meta["order_is_time"] is True and meta["ties"]["seed"] == 0
 
 
 def test_contract_and_end_to_end_on_the_shipped_sample(processed_anime):
     check_contract(processed_anime)
     meta = json.loads((processed_anime / "meta.json").read_text())
-    assert meta["synthetic"] is False and meta["has_timestamps"] is False
+    assert meta["synthetic"] is False and meta["has_timestamps"] is False and meta["order_is_time"] is False
     assert meta["files"][1]["path"] == "data/sample/rating_sample.csv.gz"
     assert meta["files"][1]["sha256"] == "00e8714f06e130028ff96b3995c3aef5d74cdc239da0286e98f8f62429a66a45"
     assert meta["files"][1]["rows"] == 97_470 and meta["n_users"] == 956
@@ -210,10 +265,13 @@ def test_ml100k_counts_and_order(tmp_path):
     check_contract(tmp_path / "out")
     raw = pd.read_csv(ML100K / "ml-100k.inter.gz", sep="\t")
     raw.columns = ["user_id", "item_id", "rating", "timestamp"]
-    expected = raw.sort_values(["user_id", "timestamp"], kind="stable")  # ties keep file order
-    got = events(processed)
+    # by time; within a tie (same user, same second) the seeded shuffle's order, so compare sorted within ties
+    expected = raw.sort_values(["user_id", "timestamp", "item_id"])
+    got = events(processed).sort_values(["user_id", "timestamp", "anime_id"], kind="stable")
     assert got["anime_id"].tolist() == expected["item_id"].tolist()
     assert got["feedback"].tolist() == np.select([expected["rating"] <= 2, expected["rating"] <= 4], [1, 2], 3).tolist()
+    assert meta["order_is_time"] is True and meta["ties"]["n_tied_events"] == int(
+        raw.duplicated(["user_id", "timestamp"], keep=False).sum())
 
 
 # ------------------------------------------------------------------------------------------ writing
@@ -303,11 +361,20 @@ def test_cli_movielens_default_path(tmp_path, capsys):
     assert code == 0 and "users 943  items 1,682  interactions 100,000" in stdout and "year x 2" in stdout
 
 
+def test_cli_mal_source(tmp_path, capsys):
+    code, stdout, _ = run_cli(["--source", "mal", "--ratings", MAL_LIST, "--min-item-users", "1",
+                               "--out", tmp_path / "o", "--artifacts", tmp_path / "o"], capsys)
+    assert code == 0 and "users 3  items 10  interactions 12" in stdout and "plan_to_watch_rows 2" in stdout
+    code, _, stderr = run_cli(["--source", "mal", "--out", tmp_path / "o", "--artifacts", tmp_path / "o"], capsys)
+    assert code == 2 and stderr.startswith("error: --source mal needs --ratings") and stderr.count("\n") == 1
+
+
 def test_cli_help_documents_the_rules(capsys):
     with pytest.raises(SystemExit):
         _cli().parse_args(["--help"])
     text = capsys.readouterr().out
-    for word in ("--unrated", "--min-item-users", "--time-bin", "--dislike-max", "duplicates", "ordering", "exits 2"):
+    for word in ("--unrated", "--min-item-users", "--time-bin", "--dislike-max", "--tie-seed", "order_is_time",
+                 "duplicates", "ordering", "exits 2", "plan to watch", "my_last_updated", "sorted (code point)"):
         assert word in text
 
 

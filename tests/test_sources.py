@@ -8,11 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from nostrade.sources import DataError, find_movielens, load_anime_catalogue, read_anime, read_movielens
+from nostrade.sources import DataError, find_movielens, load_anime_catalogue, read_anime, read_mal, read_movielens
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE_CATALOGUE = REPO / "data" / "sample" / "anime.csv.gz"
 ML100K = REPO.parent / "shared" / "data" / "ml-100k"
+MAL = REPO / "tests" / "fixtures" / "mal"
 
 CATALOGUE = ('anime_id,name,genre,type,episodes,rating,members\n'
              '1,Alpha &amp; Omega,"Action, Comedy",TV,12,7.5,1000\n'
@@ -121,6 +122,73 @@ def test_catalogue_errors(tmp_path):
         load_anime_catalogue(write(tmp_path / "b.csv", "anime_id,name,genres\n1,A,Drama\n"))
     with pytest.raises(DataError, match="empty file"):
         load_anime_catalogue(write(tmp_path / "c.csv", ""))
+
+
+# ------------------------------------------------------------------------------------------ MyAnimeList
+
+MAL_HEADER = ("username,anime_id,my_watched_episodes,my_start_date,my_finish_date,my_score,my_status,my_rewatching,"
+              "my_rewatching_ep,my_last_updated,my_tags\n")
+
+
+def mal_row(user="u", anime=1, score="8", status="2", updated="1300000000") -> str:
+    return f"{user},{anime},12,0000-00-00,0000-00-00,{score},{status},,0,{updated},\n"
+
+
+def test_mal_user_list_policies():
+    raw = read_mal(SAMPLE_CATALOGUE, MAL / "UserAnimeList.csv")
+    assert (raw.source, raw.format, raw.has_timestamps, raw.unrated_value) == ("mal", "mal-animelist", True, 0)
+    assert raw.feedback_thresholds == (4, 7) and [f["rows"] for f in raw.files] == [12_294, 16]
+    # two plan-to-watch rows (status 6) and one with my_last_updated 0 are dropped; status 1, 3 and 4 are kept;
+    # score 0 stays 0 (the unrated value); usernames -> ids in sorted (code point) order
+    assert raw.dropped == {"plan_to_watch_rows": 2, "undated_rows": 1}
+    assert raw.ratings.to_dict("list") == {
+        "user_id": [2, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0],  # karthiga, RedvelvetDaisuki, Damonashu
+        "anime_id": [21, 59, 74, 120, 210, 1, 5, 6, 20, 1, 6, 1, 30],
+        "rating": [9.0, 7.0, 7.0, 7.0, 0.0, 10.0, 8.0, 3.0, 6.0, 9.0, 1.0, 10.0, 8.0],
+        "timestamp": [1362307973, 1362923691, 1367081015, 1362923745, 1362923691, 1424050000, 1424050000,
+                      1426000000, 1427000000, 1300000000, 1300000100, 1310000000, 1300000200]}
+    assert raw.ratings["timestamp"].dtype == np.int64 and raw.ratings["user_id"].dtype == np.int64
+
+
+def test_mal_cleaned_layout_gives_the_same_ratings():
+    """animelists_cleaned.csv: dates as 'YYYY-MM-DD HH:MM:SS' (UTC, '0000-00-00 00:00:00' missing), columns in
+    another order."""
+    raw = read_mal(SAMPLE_CATALOGUE, MAL / "animelists_cleaned.csv")
+    pd.testing.assert_frame_equal(raw.ratings, read_mal(SAMPLE_CATALOGUE, MAL / "UserAnimeList.csv").ratings)
+    assert raw.dropped == {"plan_to_watch_rows": 2, "undated_rows": 1}
+
+
+def test_mal_either_timestamp_form_in_any_row_and_names_that_look_missing(tmp_path):
+    path = write(tmp_path / "list.csv.gz", MAL_HEADER + mal_row("NA", 1, updated="2011-03-13 07:06:40")
+                 + mal_row("null", 5, updated="1300000000") + mal_row("NA", 6, updated="0000-00-00"), gz=True)
+    raw = read_mal(SAMPLE_CATALOGUE, path)
+    assert raw.ratings.to_dict("list") == {"user_id": [0, 1], "anime_id": [1, 5], "rating": [8.0, 8.0],
+                                           "timestamp": [1300000000, 1300000000]}
+    assert raw.dropped["undated_rows"] == 1
+
+
+@pytest.mark.parametrize("text, line, column, value, problem", [
+    (MAL_HEADER.replace(",my_status", "") + "u,1,12,0000-00-00,0000-00-00,8,,0,1300000000,\n", 1, None, None,
+     "missing column 'my_status'"),
+    (MAL_HEADER + mal_row() + mal_row(score="nine"), 3, "my_score", "nine", "not a number"),
+    (MAL_HEADER + mal_row(score="11"), 2, "my_score", "11", "out of range (expected a whole number 0..10)"),
+    (MAL_HEADER + mal_row() + mal_row(score="-1"), 3, "my_score", "-1", "out of range"),
+    (MAL_HEADER + mal_row(score="7.5"), 2, "my_score", "7.5", "out of range"),
+    (MAL_HEADER + mal_row(status="done"), 2, "my_status", "done", "not a number"),
+    (MAL_HEADER + mal_row(anime="x1"), 2, "anime_id", "x1", "not an integer"),
+    (MAL_HEADER + mal_row() + mal_row(user=""), 3, "username", "", "missing value"),
+    (MAL_HEADER + mal_row(updated="yesterday"), 2, "my_last_updated", "yesterday", "not Unix seconds or a date"),
+    (MAL_HEADER + mal_row(updated="2011-13-01 00:00:00"), 2, "my_last_updated", "2011-13-01 00:00:00",
+     "not Unix seconds"),
+])
+def test_mal_bad_input(tmp_path, text, line, column, value, problem):
+    path = write(tmp_path / "UserAnimeList.csv", text)
+    with pytest.raises(DataError) as err:
+        read_mal(SAMPLE_CATALOGUE, path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: line {line}") and problem in message and "\n" not in message
+    if column is not None:
+        assert f"column '{column}'" in message and f"value '{value}'" in message
 
 
 # ------------------------------------------------------------------------------------------ MovieLens

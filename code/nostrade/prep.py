@@ -2,13 +2,18 @@
 
 The rules, in the order they apply (each is recorded in meta.json):
 1. Rating rows whose item id is not in the catalogue are dropped (warning; counted).
-2. Ordering: per user, by timestamp; ties, and sources without timestamps, keep source file order
-   (a stable sort). For the Kaggle anime rating.csv that is anime_id order within each user.
-3. Duplicate (user, item) events: the latest one in that order wins (so the last by timestamp, then
-   the last in the file); the earlier ones are dropped and counted. Not an error.
+2. Ordering: per user, by timestamp. Events of one user sharing a timestamp are put in a seeded
+   random order (--tie-seed): their order in the file is not time, so it must not look like it. Sources
+   without timestamps keep source file order (a stable sort); for the Kaggle anime rating.csv that is
+   anime_id order within each user. meta.json says which: "order_is_time" (true only for an order made
+   by timestamps) and "ties" (rule, seed, number of events of the output sharing their user's timestamp).
+3. Duplicate (user, item) events: the latest one in that order wins (the last by timestamp; within a
+   tie, the last in the shuffled order; without timestamps, the last in the file); the earlier ones are
+   dropped and counted. Not an error.
 4. Feedback: rating <= dislike_max -> 1 Dislike, <= like_max -> 2 Like, above -> 3 Love. The anime
-   "-1" (watched, not rated) follows --unrated: "like" keeps it as 2 Like with rating NaN, "drop"
-   removes it.
+   "-1" and the MyAnimeList score 0 (watched, not rated) follow --unrated: "like" keeps it as 2 Like with
+   rating NaN, "drop" removes it. (The MAL reader's own policies, e.g. plan-to-watch rows dropped, are in
+   nostrade.sources; what they drop is counted in meta.json "dropped" too.)
 5. Items with fewer than min_item_users distinct users are dropped (one pass, not an iterated
    k-core); then users left without events are dropped.
 6. Ids: iid 1..n_items in ascending source item id (0 is padding); uid 0..n_users-1 in ascending
@@ -38,7 +43,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE, LOVE
-from nostrade.sources import DataError, RawData, read_anime, read_movielens
+from nostrade.sources import DataError, RawData, read_anime, read_mal, read_movielens
 from nostrade.synthetic import SyntheticConfig, write_synthetic
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,8 +55,10 @@ DEFAULT_OUT = REPO_ROOT / "data" / "processed"
 DEFAULT_ARTIFACTS = REPO_ROOT / "artifacts"
 TIME_BIN_SCHEMES = ("month", "quarter", "year")
 UNRATED_POLICIES = ("like", "drop")
-ORDERING_RULE = ("per user by timestamp; ties and sources without timestamps keep source file order (stable); "
+ORDERING_RULE = ("per user by timestamp; events of a user with equal timestamps in a seeded random order (see "
+                 "'ties'); sources without timestamps keep source file order (stable; 'order_is_time' false); "
                  "duplicate (user, item) events: the latest in this order wins")
+TIE_RULE = "seeded shuffle within equal timestamps"
 
 ITEMS_SCHEMA = pa.schema([("iid", pa.int32()), ("anime_id", pa.int64()), ("name", pa.string()),
                           ("genres", pa.list_(pa.string())), ("type", pa.string()), ("episodes", pa.int64()),
@@ -65,9 +72,9 @@ SEQUENCES_SCHEMA = pa.schema([("uid", pa.int32()), ("user_id", pa.int64()), ("ii
 
 @dataclass
 class PrepConfig:
-    source: str = "anime"  # anime | movielens | synthetic
-    items: Path | None = None  # catalogue file; None = the source's default
-    ratings: Path | None = None  # ratings file (MovieLens: file or folder); None = the source's default
+    source: str = "anime"  # anime | mal | movielens | synthetic
+    items: Path | None = None  # catalogue file; None = the source's default (mal: the anime sample's catalogue)
+    ratings: Path | None = None  # ratings file (MovieLens: file or folder); None = the source's default (mal: none)
     out: Path = DEFAULT_OUT
     artifacts: Path = DEFAULT_ARTIFACTS
     dislike_max: float | None = None  # None = source default (anime 4, MovieLens 2)
@@ -75,6 +82,7 @@ class PrepConfig:
     unrated: str = "like"
     min_item_users: int = 10
     time_bin: str = "month"
+    tie_seed: int = 0  # order of a user's events that share a timestamp
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     synthetic_dir: Path = DEFAULT_SYNTHETIC_DIR  # where --source synthetic writes its raw files
 
@@ -93,36 +101,54 @@ class Processed:
 def load_raw(cfg: PrepConfig) -> RawData:
     if cfg.source == "anime":
         return read_anime(cfg.items or DEFAULT_ITEMS, cfg.ratings or DEFAULT_RATINGS)
+    if cfg.source == "mal":
+        if cfg.ratings is None:
+            raise ValueError("--source mal needs --ratings (a MyAnimeList UserAnimeList.csv or animelists_cleaned.csv)")
+        return read_mal(cfg.items or DEFAULT_ITEMS, cfg.ratings)
     if cfg.source == "movielens":
         return read_movielens(cfg.ratings or DEFAULT_MOVIELENS, cfg.items)
     if cfg.source == "synthetic":
         items, ratings = write_synthetic(cfg.synthetic, cfg.synthetic_dir)
         return read_anime(items, ratings)
-    raise ValueError(f"unknown source {cfg.source!r} (expected anime, movielens or synthetic)")
+    raise ValueError(f"unknown source {cfg.source!r} (expected anime, mal, movielens or synthetic)")
 
 
 # ----------------------------------------------------------------------------------------- the rules
 
-def order_events(user_code: np.ndarray, timestamp: np.ndarray | None) -> np.ndarray:
-    """Stable order by (user, timestamp): ties keep file order. Returns the permutation."""
+def order_events(user_code: np.ndarray, timestamp: np.ndarray | None, tie_seed: int = 0) -> np.ndarray:
+    """The permutation that orders events by (user, timestamp). A user's events with equal timestamps go in a
+    seeded random order (``tie_seed``); without timestamps, file order within each user (stable)."""
     if timestamp is None:
         key = user_code.astype(np.int64)
     else:
         t = timestamp - timestamp.min() if len(timestamp) else timestamp
         span = int(t.max()) + 1 if len(t) else 1
-        if (int(user_code.max()) + 1) * span < 2 ** 62:
-            key = user_code.astype(np.int64) * span + t
-        else:  # keys would overflow: fall back to a lexsort with file order as the last tie-break
-            return np.lexsort((np.arange(len(user_code)), timestamp, user_code))
-    if len(key) < 2 or bool((key[1:] >= key[:-1]).all()):
-        return np.arange(len(key))
-    return np.argsort(key, kind="stable")
+        key = user_code.astype(np.int64) * span + t if (int(user_code.max()) + 1) * span < 2 ** 62 else None
+    if key is None:  # (user, timestamp) keys would overflow
+        order = np.lexsort((timestamp, user_code))
+    elif len(key) < 2 or bool((key[1:] >= key[:-1]).all()):
+        order = np.arange(len(key))
+    else:
+        order = np.argsort(key, kind="stable")
+    if timestamp is None:
+        return order
+    user, stamp = user_code[order], timestamp[order]
+    tied = np.flatnonzero(tie_mask(user, stamp))  # positions in the order, each tie's together
+    if len(tied):
+        shuffle = np.random.default_rng(tie_seed).random(len(tied))
+        order[tied] = order[tied[np.lexsort((shuffle, stamp[tied], user[tied]))]]
+    return order
 
 
-def earlier_duplicates(user_code: np.ndarray, item_code: np.ndarray, timestamp: np.ndarray | None,
-                       n_items: int) -> np.ndarray:
-    """Over events in file order: True for each event that a later event of the same (user, item)
-    supersedes, where later means a later timestamp, then a later row in the file."""
+def tie_mask(user: np.ndarray, timestamp: np.ndarray) -> np.ndarray:
+    """Over events ordered by (user, timestamp): True for each event that shares its user's timestamp with another."""
+    with_next = (user[1:] == user[:-1]) & (timestamp[1:] == timestamp[:-1])
+    return np.r_[with_next, False] | np.r_[False, with_next]
+
+
+def earlier_duplicates(user_code: np.ndarray, item_code: np.ndarray, rank: np.ndarray, n_items: int) -> np.ndarray:
+    """Over events in file order: True for each event that a later event of the same (user, item) supersedes,
+    where later means a higher ``rank`` (each event's place in the final order)."""
     key = user_code.astype(np.int64) * n_items + item_code
     perm = np.argsort(key, kind="stable")  # O(n) when the file is sorted by user and item, as Kaggle's is
     sorted_key = key[perm]
@@ -131,8 +157,7 @@ def earlier_duplicates(user_code: np.ndarray, item_code: np.ndarray, timestamp: 
     if not same_as_next.any():
         return superseded
     rows = perm[np.r_[same_as_next, False] | np.r_[False, same_as_next]]  # every row that has a twin
-    sort_keys = (rows, key[rows]) if timestamp is None else (rows, timestamp[rows], key[rows])
-    rows = rows[np.lexsort(sort_keys)]  # twins together, the latest of each group last
+    rows = rows[np.lexsort((rank[rows], key[rows]))]  # twins together, the latest of each group last
     superseded[rows[:-1][key[rows[:-1]] == key[rows[1:]]]] = True
     return superseded
 
@@ -227,7 +252,7 @@ def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
     if cfg.time_bin not in TIME_BIN_SCHEMES:
         raise ValueError(f"unknown time-bin scheme {cfg.time_bin!r} (expected month, quarter or year)")
     ratings_path = raw.files[-1]["path"]
-    dropped = {}
+    dropped = dict(raw.dropped)  # rows the reader's policies removed (MAL: plan to watch, undated)
 
     catalogue = raw.items.sort_values("anime_id", kind="stable").reset_index(drop=True)
     item_code = lookup(catalogue["anime_id"].to_numpy(np.int64), raw.ratings["anime_id"].to_numpy(np.int64))
@@ -244,9 +269,11 @@ def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
         timestamp = timestamp[known] if timestamp is not None else None
     user_code, user_values = codes_of(user_id)
 
-    superseded = earlier_duplicates(user_code, item_code, timestamp, len(catalogue))
+    order = order_events(user_code, timestamp, cfg.tie_seed)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    superseded = earlier_duplicates(user_code, item_code, rank, len(catalogue))
     dropped["duplicate_rows"] = int(superseded.sum())
-    order = order_events(user_code, timestamp)
     if dropped["duplicate_rows"]:
         order = order[~superseded[order]]
     user_code, item_code, rating = user_code[order], item_code[order], rating[order]
@@ -321,6 +348,9 @@ def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
         "min_item_users": cfg.min_item_users,
         "dropped": dropped,
         "ordering": ORDERING_RULE,
+        "order_is_time": timestamp is not None,
+        "ties": {"rule": TIE_RULE, "seed": cfg.tie_seed, "n_tied_events": int(tie_mask(uid, timestamp).sum())}
+        if timestamp is not None else {"rule": "n/a (the source has no timestamps: file order)"},
         "has_timestamps": timestamp is not None,
         "time_bins": time_info,
         "n_users": int(len(user_ids)),

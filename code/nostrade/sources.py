@@ -1,8 +1,24 @@
-"""Raw readers: anime (Kaggle CooperUnion) and MovieLens files -> one canonical ``RawData`` shape.
+"""Raw readers: anime (Kaggle CooperUnion), MyAnimeList user lists and MovieLens files -> one canonical
+``RawData`` shape.
 
 Every reader validates what it reads and raises ``DataError`` naming the file, line, column and
 value of the first problem. Reading goes through pyarrow's multi-threaded CSV reader; the slow,
 single-threaded diagnosis only runs once a file has already failed to parse.
+
+MyAnimeList user lists (``read_mal``: the ``UserAnimeList.csv`` / ``animelists_cleaned.csv`` layout of the
+Kaggle "MyAnimeList Dataset", with the usual anime.csv as the catalogue). Policies:
+- columns are found by name in any order; extra ones are ignored. Required: ``username``, ``anime_id``,
+  ``my_score``, ``my_status``, ``my_last_updated``; the rest (episodes, start/finish dates, where
+  ``0000-00-00`` means missing, rewatching, tags) is not read.
+- ``my_score`` 1..10 is the rating (the anime feedback thresholds apply); 0 means "not scored" and is the
+  unrated value, like the anime ``-1`` "watched, not rated" (prep's --unrated policy decides).
+- ``my_status`` 6 (plan to watch) is not a watch: those rows are dropped and counted. Every other status is
+  kept (1 watching, 2 completed, 3 on hold, 4 dropped).
+- ``my_last_updated`` is the timestamp: Unix seconds (UserAnimeList.csv) or ``YYYY-MM-DD HH:MM:SS`` read as
+  UTC (animelists_cleaned.csv), either in any row. 0 and ``0000-00-00...`` mean missing: those rows cannot
+  be placed in time and are dropped and counted.
+- usernames become integer user ids: 0, 1, ... in sorted (code point) username order, so the same file
+  always gives the same ids. Only an empty username is missing; "NA", "null" and the like are names.
 """
 from __future__ import annotations
 
@@ -53,15 +69,16 @@ class RawData:
     float64 (raw value, e.g. anime's -1 kept) and, when ``has_timestamps``, ``timestamp`` int64
     (unix seconds); rows in source file order.
     """
-    source: str  # "anime", "movielens", or "synthetic" (anime-format files the generator wrote)
-    format: str  # e.g. "kaggle-anime", "ml-100k", "recbole-atomic", "ml-1m", "ml-latest"
+    source: str  # "anime", "mal", "movielens", or "synthetic" (anime-format files the generator wrote)
+    format: str  # e.g. "kaggle-anime", "mal-animelist", "ml-100k", "recbole-atomic", "ml-1m", "ml-latest"
     items: pd.DataFrame
     ratings: pd.DataFrame
     files: list[dict]  # [{"path", "rows"}] of the files read, catalogue first
     has_timestamps: bool
-    unrated_value: float | None  # raw rating meaning "watched, not rated" (anime: -1)
+    unrated_value: float | None  # raw rating meaning "watched, not rated" (anime: -1, MAL: 0)
     feedback_thresholds: tuple[float, float]  # default (dislike_max, like_max) for this source
     synthetic: dict | None = field(default=None)  # generator settings when the files are synthetic
+    dropped: dict = field(default_factory=dict)  # rows a reader's policy removed, by reason (into meta.json)
 
 
 # ----------------------------------------------------------------------------------------- CSV core
@@ -95,12 +112,13 @@ def _header(path: Path, delimiter: str, encoding: str, data: bytes | None = None
 
 def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: str = "utf8",
              names: list[str] | None = None, quoting: bool = True, data: bytes | None = None,
-             required: list[str] | None = None) -> tuple[pd.DataFrame, int]:
+             required: list[str] | None = None, null_values: list[str] | None = None) -> tuple[pd.DataFrame, int]:
     """Read ``columns`` ({name: "int"|"float"|"str"}) of a delimited file into pandas.
 
     ``names``: the file has no header and these are its columns. ``data``: parse these bytes
     instead of the file (the file is still the one errors name). ``required``: the columns that
-    must be present (default all of ``columns``; absent optional ones are left out).
+    must be present (default all of ``columns``; absent optional ones are left out). ``null_values``: the
+    texts that mean missing (default pyarrow's: "", "NA", "null", "NaN", ...).
     Returns (frame, number of the first data line) so callers can name lines of later problems.
     Numbers must parse and be present; strings may be missing (None).
     """
@@ -120,8 +138,9 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
     arrow_types = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
     read_opts = dict(column_names=names, encoding=encoding)
     parse_opts = dict(delimiter=delimiter, quote_char='"' if quoting else False)
+    nulls = {} if null_values is None else {"null_values": null_values}
     convert = pacsv.ConvertOptions(column_types={c: arrow_types[k] for c, k in columns.items()},
-                                   include_columns=list(columns), strings_can_be_null=True)
+                                   include_columns=list(columns), strings_can_be_null=True, **nulls)
     source = pa.BufferReader(data) if data is not None else path
     bad_rows = []
 
@@ -144,7 +163,7 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
                               parse_options=pacsv.ParseOptions(**parse_opts, invalid_row_handler=lambda _: "skip"),
                               convert_options=pacsv.ConvertOptions(
                                   column_types={c: pa.string() for c in columns}, include_columns=list(columns),
-                                  strings_can_be_null=True)).to_pandas()
+                                  strings_can_be_null=True, **nulls)).to_pandas()
         if malformed is not None and malformed.number is not None:  # rows after it are shifted: look above it
             text = text.iloc[:malformed.number - first_line]
         for name, kind in columns.items():
@@ -158,11 +177,16 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
     frame = table.to_pandas()
     for name, kind in columns.items():
         if kind != "str":
-            missing = frame[name].isna().to_numpy()
-            if missing.any():
-                row = int(np.flatnonzero(missing)[0])
-                raise DataError(path, "missing value", line=row + first_line, column=name, value="")
+            check_present(path, frame[name], name, first_line)
     return frame, first_line
+
+
+def check_present(path, values: pd.Series, column: str, first_line: int) -> None:
+    """Raise on the first missing value."""
+    missing = values.isna().to_numpy()
+    if missing.any():
+        row = int(np.flatnonzero(missing)[0])
+        raise DataError(path, "missing value", line=row + first_line, column=column, value="")
 
 
 def _first_bad_row(path: Path, data: bytes | None, read_opts: dict, parse_opts: dict):
@@ -274,6 +298,53 @@ def read_anime(items_path, ratings_path) -> RawData:
                           {"path": ratings_path, "rows": len(ratings)}],
                    has_timestamps="timestamp" in ratings, unrated_value=-1.0, feedback_thresholds=(4, 7),
                    synthetic=synthetic)
+
+
+# ----------------------------------------------------------------------------------------- MyAnimeList
+
+MAL_PLAN_TO_WATCH = 6
+MAL_DATETIME = "%Y-%m-%d %H:%M:%S"
+
+
+def read_mal(items_path, ratings_path) -> RawData:
+    """MyAnimeList user lists (``UserAnimeList.csv`` / ``animelists_cleaned.csv``, plain or .gz) with the Kaggle
+    ``anime.csv`` catalogue. The policies (plan to watch, score 0, timestamps, user ids) are in the module docstring."""
+    items = load_anime_catalogue(items_path)
+    ratings_path = Path(ratings_path)
+    frame, first_line = read_csv(ratings_path, {"username": "str", "anime_id": "int", "my_score": "float",
+                                                "my_status": "float", "my_last_updated": "str"}, null_values=[""])
+    check_present(ratings_path, frame["username"], "username", first_line)
+    score, status = frame["my_score"].to_numpy(), frame["my_status"].to_numpy()
+    check_range(ratings_path, score, "my_score", first_line, (score >= 0) & (score <= 10) & (score % 1 == 0),
+                "a whole number 0..10")
+    check_range(ratings_path, status, "my_status", first_line, status % 1 == 0, "a whole number")
+    timestamp, undated = _mal_timestamps(ratings_path, frame["my_last_updated"], first_line)
+    planned = status == MAL_PLAN_TO_WATCH
+    undated &= ~planned
+    keep = ~planned & ~undated
+    user_id, _ = pd.factorize(frame["username"], sort=True)
+    ratings = pd.DataFrame({"user_id": user_id[keep].astype(np.int64),
+                            "anime_id": frame["anime_id"].to_numpy(np.int64)[keep], "rating": score[keep],
+                            "timestamp": timestamp[keep]})
+    return RawData(source="mal", format="mal-animelist", items=items, ratings=ratings,
+                   files=[{"path": Path(items_path), "rows": len(items)}, {"path": ratings_path, "rows": len(frame)}],
+                   has_timestamps=True, unrated_value=0.0, feedback_thresholds=(4, 7),
+                   dropped={"plan_to_watch_rows": int(planned.sum()), "undated_rows": int(undated.sum())})
+
+
+def _mal_timestamps(path: Path, text: pd.Series, first_line: int) -> tuple[np.ndarray, np.ndarray]:
+    """``my_last_updated`` (Unix seconds or 'YYYY-MM-DD HH:MM:SS' UTC, per row) -> (int64 seconds, missing mask)."""
+    text = text.str.strip()
+    digits = text.str.fullmatch(r"\d+", na=False).to_numpy(dtype=bool)
+    seconds = pd.to_numeric(text.where(digits), errors="coerce").to_numpy()
+    dated = pd.to_datetime(text.where(~digits), format=MAL_DATETIME, errors="coerce").to_numpy("datetime64[s]")
+    missing = text.str.startswith("0000-00-00", na=True).to_numpy(dtype=bool) | (seconds == 0)
+    bad = ~missing & ~digits & np.isnat(dated)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(path, f"not Unix seconds or a date '{MAL_DATETIME}'", line=row + first_line,
+                        column="my_last_updated", value=text.iloc[row])
+    return np.where(digits, np.nan_to_num(seconds), dated.astype(np.int64)).astype(np.int64), missing
 
 
 # ----------------------------------------------------------------------------------------- MovieLens

@@ -1,4 +1,4 @@
-"""Baselines, all behind one small interface so that the ablation runner treats them alike.
+"""Baselines, all behind one small interface, the one SASRec has too (nostrade.models holds them all by name).
 
     model = BASELINES[name](**options)        # hyper-parameters as keyword arguments, with defaults
     model.fit(dataset: Dataset, train: Sequences) -> model
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from nostrade.baselines.als import ALS
 from nostrade.baselines.content import Content
+from nostrade.baselines.ease import EASE
 from nostrade.baselines.gru4rec import GRU4Rec
 from nostrade.baselines.item2vec import item2vec_embeddings
 from nostrade.baselines.itemknn import ItemKNN
@@ -28,9 +29,10 @@ BASELINES = {
     "popularity": Popularity,
     "als": ALS,
     "itemknn": ItemKNN,
+    "ease": EASE,
     "lightgcn": LightGCN,
     "gru4rec": GRU4Rec,
     "content": Content,
 }
 
-__all__ = ["ALS", "BASELINES", "Content", "GRU4Rec", "ItemKNN", "LightGCN", "Popularity", "item2vec_embeddings"]
+__all__ = ["ALS", "BASELINES", "Content", "EASE", "GRU4Rec", "ItemKNN", "LightGCN", "Popularity", "item2vec_embeddings"]

@@ -1,0 +1,30 @@
+import numpy as np
+import pytest
+from model_contract import BLOCKS, ModelContract
+
+from nostrade.baselines.ease import EASE
+from nostrade.dataset import Dataset
+from nostrade.sequences import Sequences
+
+
+class TestEASE(ModelContract):
+    def make_model(self, seed):
+        return EASE(l2=1.0)
+
+
+def test_weights_are_the_closed_form_with_a_zero_diagonal():
+    x = np.array([[1, 1, 0, 0], [0, 1, 1, 1], [1, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]], dtype=float)
+    train = Sequences.from_lists([list(np.flatnonzero(row) + 1) for row in x])
+    dataset = Dataset(BLOCKS.dataset.items.head(4), train, np.arange(len(x)), {"n_items": 4})
+    model = EASE(l2=2.0).fit(dataset, train)
+    p = np.linalg.inv(x.T @ x + 2.0 * np.eye(4))
+    b = -p / np.diag(p)
+    np.fill_diagonal(b, 0.0)
+    np.testing.assert_allclose(model.weights[1:, 1:], b, rtol=1e-5, atol=1e-6)
+    assert not model.weights[0].any() and not model.weights[:, 0].any()  # padding
+    np.testing.assert_allclose(model.score(Sequences.from_lists([[2, 4]])).numpy()[0, 1:], b[1] + b[3], rtol=1e-5)
+
+
+def test_l2_must_be_positive():
+    with pytest.raises(ValueError, match="l2"):
+        EASE(l2=0.0)
