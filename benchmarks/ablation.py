@@ -52,7 +52,7 @@ from nostrade.model import SASRecConfig
 from nostrade.models import make_model, takes_seed
 from nostrade.scoring import Scoring
 from nostrade.sequences import Sequences
-from nostrade.split import LeaveOneOut, leave_one_out
+from nostrade.split import LeaveOneOut, split_of
 from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,11 +63,16 @@ SASREC_ROWS = {  # row -> SASRec options on top of the command line's
     "sasrec-no-time": {"use_time": False},
     "sasrec-plain-loss": {"feedback_weighting": False},
     "sasrec+item2vec": {"init": "item2vec"},
+    "sasrec+position": {"use_position": True},
+    "sasrec-fixed-order": {"permute": False},
     "sasrec-shuffled": {},
+    "sasrec-file-order": {},
 }
 SERVED_ROWS = {f"sasrec+genre-{a}": a for a in ALPHAS}  # the served function over the "sasrec" row's models
 ROWS = (*BASELINES, "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss", *SERVED_ROWS,
-        "sasrec+item2vec", "sasrec-shuffled")
+        "sasrec+item2vec", "sasrec+position", "sasrec-fixed-order", "sasrec-shuffled", "sasrec-file-order")
+ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order")  # the defaults where order is time
+TIME_ONLY = ("sasrec-shuffled", "sasrec-no-time")  # order-free data has no time to shuffle or embed
 METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr")
 LENGTH_BUCKETS = ((2, 9), (10, 19), (20, 49), (50, 99), (100, None))  # test-history lengths (events)
 BY_LENGTH_SHOWN = ("popularity", "als", "itemknn", "ease", "lightgcn", "gru4rec", "content", "sasrec")  # + the blends
@@ -93,7 +98,7 @@ def prepare(folder: Path, work: Path) -> tuple[Dataset, str, str]:
     if not split_file.exists():
         return dataset, movielens_name(folder), dataset.meta["ordering"]
     dataset, changed = in_peer_order(dataset, split_file)
-    check_targets_match(dataset, leave_one_out(dataset.sequences), split_file)
+    check_targets_match(dataset, split_of(dataset), split_file)
     return dataset, movielens_name(folder), f"the peers' split file {split_file.name} ({changed} users reordered to it)"
 
 
@@ -188,10 +193,12 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict) -
                 result = {"seed": seed, "fit_seconds": 0.0, "alpha": SERVED_ROWS[name],
                           **measure(served, split, dataset.n_items)}
             else:
-                run_data, run_split = dataset, split
+                run_data = dataset
                 if name == "sasrec-shuffled":
                     run_data = dataclasses.replace(dataset, sequences=shuffled(dataset.sequences, seed))
-                    run_split = leave_one_out(run_data.sequences)
+                elif name == "sasrec-file-order":  # the control: as if the file order were time
+                    run_data = dataclasses.replace(dataset, meta={**dataset.meta, "order_is_time": True})
+                run_split = split if run_data is dataset else split_of(run_data)
                 model, result = run_model(model_name, seed, {**options.get(model_name, {}),
                                                              **SASREC_ROWS.get(name, {})}, run_data, run_split)
                 if name == "sasrec":
@@ -236,7 +243,10 @@ def markdown(record: dict) -> str:
     lines = [f"# Ablation on {d['name']}", "",
              f"`{record['command']}`" + "".join(f", then {u}" for u in updates), "",
              f"{d['n_users']} users, {d['n_items']} items, {d['n_interactions']} events; source {d['source']}; "
-             f"timestamps: {timestamps}; event order: {d['order']}. Leave-one-out, full ranking over all items, "
+             f"timestamps: {timestamps}; event order: {d['order']}. "
+             + ("Leave-one-out by time" if d.get("order_is_time", True) else
+                "The order is not time: leave-one-out of seeded random events (EVAL.md), histories in random order")
+             + ", full ranking over all items, "
              f"seen items excluded, pessimistic ties (EVAL.md); test split. Mean ± std over seeds "
              f"{record['config']['seeds']} (deterministic models: one run, std 0). {machine['device']}, "
              f"{machine['cpus']} CPUs, {record['seconds']:.0f} s in all.{quick}",
@@ -257,7 +267,9 @@ def markdown(record: dict) -> str:
                   f"{first['next_disliked']['n_cases']} (Δ is over the users whose last event is a Dislike). The "
                   f"sasrec+genre-α rows score the sasrec models with the served function (nostrade.scoring: "
                   f"blend at α, cold-start paths, dislike rules; no training of their own, fit s 0); "
-                  f"sasrec-shuffled is trained and tested with each user's history shuffled (same targets).", "",
+                  f"sasrec-shuffled is trained and tested with each user's history shuffled (same targets); "
+                  f"sasrec-file-order is the control where the order is not time: trained and tested as if the file "
+                  f"order were time (last events held out, position embedding, no permutations).", "",
               "NDCG@10 (next item) by the length of the test history:", "",
               "| model | " + " | ".join(f"{label} events (n={c['n_cases']})" for label, c in first["by_length"].items())
               + " |", "|---" * (len(first["by_length"]) + 1) + "|"]
@@ -349,8 +361,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--update", action="store_true",
                         help="re-run only --models and replace those rows of an existing --out (same data set)")
-    parser.add_argument("--models", default=",".join(ROWS),
-                        help=f"comma-separated rows (default all: {','.join(ROWS)})")
+    parser.add_argument("--models", default="",
+                        help=f"comma-separated rows (default: all of {','.join(ROWS)} that apply: {', '.join(TIME_ONLY)} "
+                             f"only where the order is time, {', '.join(ORDER_FREE_ONLY)} only where it is not)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="BASELINE.OPTION=VALUE",
                         help="a baseline option, e.g. --set lightgcn.epochs=30 (repeatable)")
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
@@ -372,16 +385,18 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
+    rows = rows or [r for r in ROWS if r not in (ORDER_FREE_ONLY if dataset.order_is_time else TIME_ONLY)]
     model_fields = {f.name: values[f.name] for f in dataclasses.fields(SASRecConfig) if f.name not in DATA_FIELDS}
     train_fields = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)}
     if args.quick:
         model_fields.update(QUICK_MODEL)
         train_fields.update(QUICK_TRAIN)
     train_fields["progress"] = train_fields["progress"] and sys.stderr.isatty()
-    model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins, **model_fields)
-    train_cfg = TrainConfig(**train_fields)
+    model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins,
+                             **model_fields).for_order(dataset.order_is_time)
+    train_cfg = TrainConfig(**train_fields).for_order(dataset.order_is_time)
     torch.set_num_threads(train_cfg.num_threads)
-    split = leave_one_out(dataset.sequences)
+    split = split_of(dataset)
     print(f"{name}: {dataset.sequences.n_users} users, {dataset.n_items} items, {len(dataset.sequences.iid)} events; "
           f"order: {order}; seeds {seeds}", flush=True)
 
@@ -398,6 +413,7 @@ def main(argv=None) -> int:
                     "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
                     "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.meta_hash,
                     "has_timestamps": bool(dataset.meta.get("has_timestamps")), "order": order,
+                    "order_is_time": dataset.order_is_time,
                     "time_bins": dataset.meta["time_bins"], "files": dataset.meta.get("files")},
         "config": {"seeds": seeds, "quick": args.quick, "sasrec_model": dataclasses.asdict(model_cfg),
                    "sasrec_train": dataclasses.asdict(train_cfg), "baseline_options": baseline_options,

@@ -43,7 +43,7 @@ from nostrade.dataset import Dataset, load_dataset  # noqa: E402
 from nostrade.history import as_events, training_events  # noqa: E402
 from nostrade.model import SASRec, SASRecConfig  # noqa: E402
 from nostrade.sequences import DISLIKE  # noqa: E402
-from nostrade.split import leave_one_out  # noqa: E402
+from nostrade.split import split_of  # noqa: E402
 from nostrade.train import TrainConfig, train_sasrec  # noqa: E402
 
 DEFAULT_ML100K = REPO.parent / "shared" / "data" / "ml-100k"
@@ -78,11 +78,11 @@ def catalogue_of(dataset: Dataset) -> pd.DataFrame | None:
     return None if path is None else predict.load_catalogue(path)
 
 
-def test_histories(dataset: Dataset, max_len: int, n: int, seed: int) -> list[list[predict.Event]]:
-    """Up to n random users' test histories (EVAL.md's split: every event before the test item), the most recent
-    max_len, as events; users with at least 3 liked or loved events in it."""
-    test = leave_one_out(dataset.sequences).test
-    history = test.history.last(max_len)
+def test_histories(dataset: Dataset, max_len: int | None, n: int, seed: int) -> list[list[predict.Event]]:
+    """Up to n random users' test histories (EVAL.md's split), the most recent max_len (a sequence model's window;
+    None: all), as events; users with at least 3 liked or loved events in it."""
+    test = split_of(dataset).test
+    history = test.history if max_len is None else test.history.last(max_len)
     positives = np.bincount(history.row_of_event(), weights=history.feedback != DISLIKE, minlength=history.n_users)
     eligible = np.flatnonzero(positives >= 3)
     chosen = np.sort(np.random.default_rng(seed).choice(eligible, size=min(n, len(eligible)), replace=False))

@@ -47,7 +47,10 @@ with those keys. Feedback is 1/2/3 or "Dislike"/"Like"/"Love" (any case). Rules:
 - duplicates of an anime id: the latest wins (its feedback and its place in the order);
 - anime ids missing from the catalogue are skipped and listed in ``unknown_ids``; catalogue titles the
   model does not know count through the genre profile and are listed in ``content_only_ids``;
-- only the most recent ``max_len`` (the model's maximum) events are scored; every event is "seen";
+- order: for a model of data whose order is not time (a set model, ``model.cfg.permutations`` > 0) the order
+  given does not matter: the same set of rated titles gets the same answer (nostrade.model.canonical_orderings);
+- a sequence model scores only the most recent ``max_len`` (the model's maximum) events, a set model all of
+  them; every event is "seen";
 - bad input raises ValueError with a one-line message: feedback outside 1..3 or another name, a
   non-integer anime id, a non-finite timestamp, k outside 1..MAX_K (500), alpha outside [0, 1], unknown
   genre/type filter values, negative min_members; ``similar`` of an id outside the catalogue raises
@@ -313,7 +316,9 @@ class Recommender:
     def __init__(self, model: SASRec, dataset: Dataset, catalogue: pd.DataFrame | None = None,
                  dislike_weight: float = DISLIKE_WEIGHT):
         self.model = model.cpu().eval()
-        self.max_len = model.cfg.max_len
+        # A set model (order-free data) reads every event through its canonical orderings; a sequence model the
+        # most recent max_len.
+        self.max_len = model.cfg.max_len if not model.cfg.permutations else None
         self.dataset = dataset
         self.meta = dataset.meta
         self.dislike_weight = float(dislike_weight)
@@ -399,7 +404,7 @@ class Recommender:
         rows, feedback = rows[known], feedback[known]
         timestamps = None if timestamps is None else timestamps[known]
         seen_rows = rows
-        n_truncated = max(0, len(rows) - self.max_len)
+        n_truncated = max(0, len(rows) - self.max_len) if self.max_len else 0
         if n_truncated:
             rows, feedback = rows[n_truncated:], feedback[n_truncated:]
             timestamps = None if timestamps is None else timestamps[n_truncated:]

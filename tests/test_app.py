@@ -95,6 +95,15 @@ def test_first_page_shows_popular_titles_and_a_cold_start(paths):
     assert len(top) == 10 and "Death Note" in top["Title"].tolist()
 
 
+def test_the_same_titles_in_another_click_order_give_the_same_top_10(rated, paths):
+    """The sample's order is not time: the served model is a set model, so click order cannot matter."""
+    other = start(user=USER + 7)
+    for query, feedback in (("death note", "Like"), ("shingeki", "Love"), ("naruto", "Love")):
+        rate(other, query, feedback)
+    no_errors(other)
+    assert table(other, "Why")["Title"].tolist() == table(rated, "Why")["Title"].tolist()
+
+
 def test_rating_three_titles_gives_explained_recommendations_and_logs_each_click(rated, paths):
     at = rated
     assert "Your picks (3)" in subheaders(at)

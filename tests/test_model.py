@@ -5,7 +5,7 @@ import torch
 
 from nostrade.dataset import Dataset
 from nostrade.evaluate import rank_cases
-from nostrade.model import SASRec, SASRecConfig, trim_left_padding
+from nostrade.model import SASRec, SASRecConfig, canonical_orderings, trim_left_padding
 from nostrade.sequences import Sequences
 from nostrade.split import leave_one_out
 from nostrade.train import TrainConfig, train_sasrec
@@ -29,7 +29,7 @@ def test_shapes_and_tied_item_embedding():
     iid, feedback, time_bin = left_padded_batch()
     hidden = model(iid, feedback, time_bin)
     assert hidden.shape == (3, 8, 16) and torch.isfinite(hidden).all()
-    scores = model.score_next(iid, feedback, time_bin)
+    scores = model.logits(model.last_hidden(iid, feedback, time_bin))
     assert scores.shape == (3, 31)
     torch.testing.assert_close(scores, hidden[:, -1] @ model.item_emb.weight.T)
 
@@ -71,13 +71,13 @@ def test_context_embeddings_can_be_switched_off(switch, field):
     torch.testing.assert_close(off(*inputs), off(*changed))
 
 
-def test_scorer_keeps_row_order_and_matches_score_next():
+def test_scorer_keeps_row_order_and_matches_the_last_hidden_state():
     model = small_model()
     history = Sequences.from_lists([[1, 2, 3, 4, 5, 6, 7, 8, 9, 10], [4], [7, 8, 9]], [[2] * 10, [3], [1, 2, 3]])
     scores = model.score(history, batch_size=2)
     for row in range(3):
         one = [torch.from_numpy(a) for a in history.take([row]).padded(model.cfg.max_len)]
-        torch.testing.assert_close(scores[row], model.score_next(*one)[0])
+        torch.testing.assert_close(scores[row], model.logits(model.last_hidden(*one))[0])
 
 
 def block_dataset(n_blocks=4, block_size=6, users_per_block=40, seed=0) -> Dataset:
@@ -101,3 +101,23 @@ def test_withheld_block_item_comes_back_first():
     result = train_sasrec(dataset, model_cfg, train_cfg, split=split)
     ranks = rank_cases(result.model.score, split.test, dataset.n_items)
     assert (ranks == 1).all(), f"ranks of the withheld items: {np.bincount(ranks)}"
+
+
+def test_a_set_model_scores_the_same_set_the_same_whatever_its_order():
+    model = SASRec(SASRecConfig(n_items=30, max_len=8, d_model=16, n_heads=2, n_layers=1, use_position=False,
+                                permutations=4)).eval()
+    events = [(3, 2), (17, 1), (9, 3), (25, 2), (4, 2)]
+    orders = [events, events[::-1], sorted(events), events[2:] + events[:2]]
+    scores = model.score(Sequences.from_lists([[i for i, _ in o] for o in orders], [[f for _, f in o] for o in orders]))
+    for row in scores[1:]:
+        torch.testing.assert_close(row, scores[0])
+    orderings = canonical_orderings(Sequences.from_lists([[i for i, _ in events]]), 4)
+    assert orderings.n_users == 4 and len({tuple(orderings.take([p]).iid) for p in range(4)}) > 1
+
+
+def test_a_set_model_has_no_position_embedding_and_defaults_come_from_the_data():
+    assert SASRecConfig(n_items=5).for_order(False).use_position is False
+    assert SASRecConfig(n_items=5).for_order(False).permutations > 0
+    assert SASRecConfig(n_items=5).for_order(True).permutations == 0
+    assert SASRecConfig(n_items=5, use_position=True).for_order(False).use_position is True
+    assert SASRec(SASRecConfig(n_items=5, use_position=False)).pos_emb is None

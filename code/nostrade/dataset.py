@@ -29,6 +29,11 @@ class Dataset:
         return int(self.meta["time_bins"]["n_bins"])
 
     @property
+    def order_is_time(self) -> bool:
+        """Whether the sequences' order is time (meta.json's flag; older folders: whether they had timestamps)."""
+        return bool(self.meta.get("order_is_time", self.meta.get("has_timestamps", True)))
+
+    @property
     def meta_hash(self) -> str:
         return self.meta["iid_map_sha256"]
 

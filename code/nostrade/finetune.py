@@ -45,7 +45,7 @@ from nostrade.events import RATING_TYPES, EventLog
 from nostrade.history import merged, training_events
 from nostrade.prep import time_bins_of
 from nostrade.sequences import Sequences
-from nostrade.split import leave_one_out
+from nostrade.split import split_of
 from nostrade.train import TrainConfig, train_sasrec
 
 METRIC = "ndcg@10"
@@ -129,7 +129,7 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
         report["reason"] = "no usable rating events in the log"
         return _finish(report, report_path)
 
-    split = leave_one_out(merged.dataset.sequences)
+    split = split_of(merged.dataset)
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     train_cfg = TrainConfig(**{**{k: v for k, v in previous.train_cfg.items() if k in known},
                                "epochs": cfg.epochs, "lr": cfg.lr, "warmup": cfg.warmup, "patience": cfg.epochs,

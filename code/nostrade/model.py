@@ -3,9 +3,16 @@
 Input at step t: E_item[i_t] + E_feedback[f_t] + E_time[tau_t] + E_pos[t], a causal pre-norm Transformer
 encoder, and scores h_t . E_item[i] over the whole catalogue (the item embedding is tied). Sequences are
 left-padded (iid 0 = padding), so the most recent event always sits at the last position.
+
+Data whose order is not time (meta.json's ``order_is_time`` false) gets a set model: no position embedding,
+training on a fresh permutation of every history each epoch (nostrade.train), and scoring that averages the
+last hidden state over ``permutations`` orderings that depend only on the history's set of events
+(``canonical_orderings``), so the same set scores the same whatever order it was given in. Fields left None
+take these defaults from the data (``for_order``); a config built without data is the time-order model.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +23,26 @@ from torch import nn
 from nostrade.sequences import Sequences
 
 N_FEEDBACK = 4  # 0 padding, 1 Dislike, 2 Like, 3 Love
+ORDERINGS = 8  # canonical orderings averaged when scoring a set model
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a well-spread uint64 hash of each uint64 (wrapping arithmetic)."""
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def canonical_orderings(history: Sequences, n: int) -> Sequences:
+    """Each history ``n`` times (row u * n + p), in orderings that depend only on its set of (item, feedback)
+    events, never on the order it came in: an event's key hashes the event, the whole set and p."""
+    copies = history.take(np.repeat(np.arange(history.n_users), n))
+    rows = copies.row_of_event()
+    event = _mix(copies.iid.astype(np.uint64) * np.uint64(N_FEEDBACK) + copies.feedback.astype(np.uint64))
+    set_key = np.zeros(copies.n_users, dtype=np.uint64)
+    np.add.at(set_key, rows, event)  # a sum: the same whatever the order
+    key = _mix(event ^ set_key[rows] ^ _mix((rows % n).astype(np.uint64) + np.uint64(1)))
+    return copies.events(np.lexsort((key, rows)), copies.offsets)
 
 
 @dataclass
@@ -30,6 +57,14 @@ class SASRecConfig:
     attention_dropout: float = 0.0  # > 0 rules out the fused attention kernels: ~5x slower attention on CPU
     use_feedback: bool = True
     use_time: bool = True
+    use_position: bool | None = None  # None: from the data's order (on where it is time)
+    permutations: int | None = None  # scoring: average over this many canonical orderings (0: the order given)
+
+    def for_order(self, order_is_time: bool) -> "SASRecConfig":
+        """The None fields filled for data whose order is (or is not) time."""
+        return dataclasses.replace(
+            self, use_position=order_is_time if self.use_position is None else self.use_position,
+            permutations=(0 if order_is_time else ORDERINGS) if self.permutations is None else self.permutations)
 
 
 def trim_left_padding(iid: torch.Tensor, *others: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -66,12 +101,12 @@ class Block(nn.Module):
 class SASRec(nn.Module):
     def __init__(self, cfg: SASRecConfig):
         super().__init__()
-        self.cfg = cfg
+        self.cfg = cfg = cfg.for_order(True)
         d = cfg.d_model
         self.item_emb = nn.Embedding(cfg.n_items + 1, d, padding_idx=0)
         self.feedback_emb = nn.Embedding(N_FEEDBACK, d, padding_idx=0) if cfg.use_feedback else None
         self.time_emb = nn.Embedding(cfg.n_time_bins + 1, d, padding_idx=0) if cfg.use_time else None
-        self.pos_emb = nn.Embedding(cfg.max_len, d)
+        self.pos_emb = nn.Embedding(cfg.max_len, d) if cfg.use_position else None
         self.dropout = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(d, cfg.n_heads, cfg.dropout, cfg.attention_dropout)
                                     for _ in range(cfg.n_layers))
@@ -101,7 +136,9 @@ class SASRec(nn.Module):
         of the last position alone with ``last_only`` (the last layer then skips every other position)."""
         length = iid.shape[1]
         positions = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=iid.device)
-        x = self.item_emb(iid) * self.cfg.d_model ** 0.5 + self.pos_emb(positions)
+        x = self.item_emb(iid) * self.cfg.d_model ** 0.5
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(positions)
         if self.feedback_emb is not None:
             x = x + self.feedback_emb(feedback)
         if self.time_emb is not None:
@@ -119,10 +156,6 @@ class SASRec(nn.Module):
         """(B, d_model) hidden state after the last position of left-padded inputs (what scores the next item)."""
         return self.forward(*trim_left_padding(iid, feedback, time_bin), last_only=True)[:, -1]
 
-    def score_next(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor) -> torch.Tensor:
-        """(B, n_items + 1) scores of the item that follows the last position."""
-        return self.logits(self.last_hidden(iid, feedback, time_bin))
-
     def item_vectors(self) -> np.ndarray:
         """(n_items + 1, d) float32: the item table, the space in which titles are alike (row 0 = padding)."""
         return self.item_emb.weight.detach().float().cpu().numpy()
@@ -130,16 +163,22 @@ class SASRec(nn.Module):
     @torch.no_grad()
     def score(self, history: Sequences, batch_size: int = 128) -> torch.Tensor:
         """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores of the next item, on the CPU.
-        Events outside the vocabulary (padding 0, ids above n_items) are left out, as the baselines do."""
+        Events outside the vocabulary (padding 0, ids above n_items) are left out, as the baselines do; a set
+        model (``permutations`` > 0) averages the last hidden state over that many canonical orderings."""
         was_training, device = self.training, self.item_emb.weight.device
         self.eval()
         history = history.select((history.iid >= 1) & (history.iid <= self.cfg.n_items))
+        copies = max(self.cfg.permutations, 1)
+        if self.cfg.permutations:
+            history = canonical_orderings(history, copies)
         by_length = np.argsort(history.lengths, kind="stable")  # batches of similar length: less padding
         width = int(min(self.cfg.max_len, max(history.lengths.max(initial=0), 1)))
         padded = [torch.from_numpy(a) for a in history.take(by_length).padded(width)]
-        scores = torch.zeros(history.n_users, self.cfg.n_items + 1)
-        for i in range(0, history.n_users, batch_size):
-            rows = torch.from_numpy(by_length[i:i + batch_size])
-            scores[rows] = self.score_next(*(a[i:i + batch_size].to(device) for a in padded)).float().cpu()
+        hidden = torch.zeros(history.n_users, self.cfg.d_model)
+        step = batch_size * copies
+        for i in range(0, history.n_users, step):
+            rows = torch.from_numpy(by_length[i:i + step])
+            hidden[rows] = self.last_hidden(*(a[i:i + step].to(device) for a in padded)).float().cpu()
+        hidden = hidden.view(-1, copies, self.cfg.d_model).mean(1)
         self.train(was_training)
-        return scores
+        return hidden @ self.item_emb.weight.detach().float().cpu().T

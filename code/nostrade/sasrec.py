@@ -18,7 +18,7 @@ from nostrade.baselines.item2vec import item2vec_embeddings
 from nostrade.dataset import Dataset
 from nostrade.model import SASRec, SASRecConfig
 from nostrade.sequences import Sequences
-from nostrade.split import leave_one_out
+from nostrade.split import split_of
 from nostrade.train import DATA_FIELDS, TrainConfig, TrainResult, train_sasrec
 
 INITS = ("random", "item2vec")
@@ -38,7 +38,7 @@ class SASRecRecommender:
         self.train_cfg = TrainConfig(**{k: v for k, v in options.items() if k in TRAIN_FIELDS}, seed=seed)
 
     def fit(self, dataset: Dataset, train: Sequences) -> "SASRecRecommender":
-        split = dataclasses.replace(leave_one_out(dataset.sequences), train=train)
+        split = dataclasses.replace(split_of(dataset), train=train)
         cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins, **self.model_options)
         init = item2vec_init(cfg, self.train_cfg.seed, train) if self.init == "item2vec" else None
         self.result: TrainResult = train_sasrec(dataset, cfg, self.train_cfg, split=split, init_state=init)

@@ -4,7 +4,9 @@
     torchrun --nproc_per_node 2 -m nostrade.train ...      (data parallel: gloo on CPU, NCCL on GPUs)
 
 One epoch = one window of (at most max_len + 1) consecutive training events per user; position t predicts
-event t + 1. Early stopping on validation NDCG@10 (full ranking, nostrade.evaluate). The best model goes
+event t + 1. Where the data's order is not time (meta.json's ``order_is_time``), every training history is
+first put in a fresh seeded random order each epoch (``permute``), and the model has no position embedding
+(nostrade.model): it learns which titles go together, not which come next in the file. Early stopping on validation NDCG@10 (full ranking, nostrade.evaluate). The best model goes
 to --out, the full training state after every evaluation to <out>.last.pt, so --resume continues a
 killed run exactly where its last evaluation left it.
 """
@@ -31,7 +33,7 @@ from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate, evaluate_all_targets
 from nostrade.model import SASRec, SASRecConfig, trim_left_padding
 from nostrade.sequences import DISLIKE, LOVE, Sequences
-from nostrade.split import LeaveOneOut, leave_one_out
+from nostrade.split import LeaveOneOut, permuted, split_of
 
 LOSSES = ("ce", "bce", "bpr")
 CROPS = ("random", "last")
@@ -53,11 +55,17 @@ class TrainConfig:
     patience: int = 8  # evaluations without a better validation NDCG@10 before stopping
     eval_every: int = 1  # epochs between evaluations
     crop: str = "random"  # window of a training sequence longer than max_len + 1: "random" or the "last"
+    permute: bool | None = None  # a fresh seeded permutation of every training history each epoch (None: where
+                                 # the data's order is not time, so that a file order cannot be learned)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available
     num_threads: int = 2  # CPU threads (the shared machine has 2 cores)
     resume: bool = False  # continue from <out>.last.pt when it exists
     progress: bool = True
+
+    def for_order(self, order_is_time: bool) -> "TrainConfig":
+        """``permute`` filled for data whose order is (or is not) time."""
+        return self if self.permute is not None else dataclasses.replace(self, permute=not order_is_time)
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -75,6 +83,8 @@ class TrainResult:
     best_epoch: int
     epochs_run: int = 0
     seconds_total: float = 0.0
+    model_cfg: SASRecConfig | None = None  # the configs as trained: None fields filled from the data's order
+    train_cfg: TrainConfig | None = None
 
 
 def last_checkpoint_path(path: str | Path) -> Path:
@@ -164,11 +174,12 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
                  split: LeaveOneOut | None = None, checkpoint_path: str | Path | None = None,
                  init_state: dict | None = None) -> TrainResult:
     """``init_state``: model weights to start from instead of a fresh initialisation (nostrade.finetune)."""
-    cfg = train_cfg
+    model_cfg = model_cfg.for_order(dataset.order_is_time)
+    cfg = train_cfg.for_order(dataset.order_is_time)
     ctx = distributed.setup(cfg.device)
     if ctx.device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
-    split = split if split is not None else leave_one_out(dataset.sequences)
+    split = split if split is not None else split_of(dataset)
     n_items = dataset.n_items
     if model_cfg.n_items != n_items:
         raise ValueError(f"model_cfg.n_items = {model_cfg.n_items}, but the dataset has {n_items} items")
@@ -222,8 +233,9 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         window = model_cfg.max_len + 1
         net.train()
         losses = []
-        for batch in length_batches(np.minimum(split.train.lengths[rows], window), batch_per_rank, generator):
-            windows = training_windows(split.train, rows[batch], window, cfg.crop == "random", generator)
+        train = permuted(split.train, seed) if cfg.permute else split.train
+        for batch in length_batches(np.minimum(train.lengths[rows], window), batch_per_rank, generator):
+            windows = training_windows(train, rows[batch], window, cfg.crop == "random", generator)
             padded = trim_left_padding(*map(torch.from_numpy, windows.padded(window)))
             iid, feedback, time_bin = (t.to(ctx.device) for t in padded)
             target = torch.where(iid[:, :-1] > 0, iid[:, 1:], 0)  # no target for the very first event
@@ -271,7 +283,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model, history, best_metrics, seconds_to_best, best_epoch,
-                       epochs_run=history[-1]["epoch"] if history else 0, seconds_total=seconds_total)
+                       epochs_run=history[-1]["epoch"] if history else 0, seconds_total=seconds_total,
+                       model_cfg=model_cfg, train_cfg=cfg)
 
 
 # ---- command line -------------------------------------------------------------------------------------------
@@ -287,8 +300,11 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
             continue
         flag = "--" + field.name.replace("_", "-")
         default = field.default
-        if isinstance(default, bool):
-            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default)
+        if isinstance(default, bool) or (default is None and field.type.startswith("bool")):
+            group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default,
+                               help="default: from the data's order" if default is None else None)
+        elif default is None:  # "int | None": None = from the data's order
+            group.add_argument(flag, dest=field.name, type=int, default=None, help="default: from the data's order")
         else:
             choices = {"loss": LOSSES, "crop": CROPS}.get(field.name)
             group.add_argument(flag, dest=field.name, type=type(default), default=default, choices=choices,
@@ -333,10 +349,11 @@ def main(argv=None) -> int:
         return 2
     ctx = distributed.setup(train_cfg.device)
     try:
-        split = leave_one_out(dataset.sequences)
+        split = split_of(dataset)
         result = train_sasrec(dataset, model_cfg, train_cfg, split=split, checkpoint_path=args.out)
         if ctx.is_main:
             test = evaluate_all_targets(result.model.score, split, dataset.n_items)
+            model_cfg, train_cfg = result.model_cfg, result.train_cfg
             save_checkpoint(args.out, result.model, model_cfg, train_cfg, dataset.meta,
                             {"valid": result.best_metrics, "best_epoch": result.best_epoch, "test": test})
             write_json_atomic(args.metrics, run_record(dataset, args.data, model_cfg, train_cfg, result, test, ctx))
