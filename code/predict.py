@@ -82,7 +82,6 @@ from __future__ import annotations
 import math
 import operator
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -96,6 +95,7 @@ from rapidfuzz import fuzz, process, utils
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from nostrade.atomic import atomic_write
 from nostrade.blend import mix, normalise
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
@@ -290,16 +290,8 @@ class Recommendations:
                 table[name] = table["anime_id"].map(values).fillna("")
         if path_or_buffer is None or not isinstance(path_or_buffer, (str, os.PathLike)):
             return table.to_csv(path_or_buffer, index=False, **kwargs)
-        path = Path(path_or_buffer)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                table.to_csv(f, index=False, **kwargs)
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path_or_buffer, "w", newline="") as f:
+            table.to_csv(f, index=False, **kwargs)
         return None
 
     def to_dict(self) -> dict:

@@ -33,10 +33,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +42,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from nostrade.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
+from nostrade.atomic import copy, write_json
+from nostrade.checkpoint import load_checkpoint, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate
 from nostrade.events import CLEARED, RATING_TYPES, EventLog
@@ -145,19 +143,6 @@ def merge_log(dataset: Dataset, events: pd.DataFrame, train_timestamps: np.ndarr
     return LogSequences(Dataset(dataset.items, merged, np.asarray(user_values)[present], meta), counts)
 
 
-def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = FinetuneConfig(),
              report_path=None) -> dict:
     """Fine-tune, compare, and make the new checkpoint current if it is not worse. Returns the report."""
@@ -197,8 +182,8 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
                    "finetuned_checkpoint": str(new_path), "best_epoch": result.best_epoch,
                    "seconds": time.perf_counter() - started})
     if accepted:
-        _atomic_copy(checkpoint_path, checkpoint_path.with_name(f"{checkpoint_path.stem}.previous{checkpoint_path.suffix}"))
-        _atomic_copy(new_path, checkpoint_path)
+        copy(checkpoint_path, checkpoint_path.with_name(f"{checkpoint_path.stem}.previous{checkpoint_path.suffix}"))
+        copy(new_path, checkpoint_path)
         report["previous_checkpoint"] = str(checkpoint_path.with_name(
             f"{checkpoint_path.stem}.previous{checkpoint_path.suffix}"))
     else:
@@ -208,7 +193,7 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
 
 def _finish(report: dict, report_path) -> dict:
     if report_path is not None:
-        write_json_atomic(report_path, report)
+        write_json(report_path, report)
     return report
 
 

@@ -26,7 +26,8 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from nostrade import distributed
-from nostrade.checkpoint import check_vocabulary, read_checkpoint, save_checkpoint, write_json_atomic
+from nostrade.atomic import write_json
+from nostrade.checkpoint import check_vocabulary, read_checkpoint, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate, evaluate_all_targets
 from nostrade.model import SASRec, SASRecConfig, trim_left_padding
@@ -339,7 +340,7 @@ def main(argv=None) -> int:
             test = evaluate_all_targets(result.model.scorer(), split, dataset.n_items)
             save_checkpoint(args.out, result.model, model_cfg, train_cfg, dataset.meta,
                             {"valid": result.best_metrics, "best_epoch": result.best_epoch, "test": test})
-            write_json_atomic(args.metrics, run_record(dataset, args.data, model_cfg, train_cfg, result, test, ctx))
+            write_json(args.metrics, run_record(dataset, args.data, model_cfg, train_cfg, result, test, ctx))
             nxt, liked = test["next_item"], test["next_liked"]
             print(f"best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds_to_best:.0f} s to best; test "
                   f"NDCG@10 {nxt['ndcg@10']:.4f} HR@10 {nxt['hr@10']:.4f} (next item), NDCG@10 {liked['ndcg@10']:.4f} "
