@@ -41,17 +41,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ml100k import check_targets_match, in_peer_order  # benchmarks/ml100k.py, beside this file
 from nostrade import prep
+from nostrade.atomic import atomic_write, write_json, write_text
 from nostrade.baselines import BASELINES, Content, item2vec_embeddings, make_baseline, takes_seed
 from nostrade.blend import blend
-from nostrade.checkpoint import write_json_atomic
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate_all_targets, history_mask, metrics_from_ranks, rank_cases
 from nostrade.model import SASRec, SASRecConfig
+from nostrade.peers import check_targets_match, in_peer_order
+from nostrade.report import summarise
 from nostrade.sequences import Sequences
 from nostrade.split import LeaveOneOut, leave_one_out
-from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, train_sasrec
+from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, configs_from_args, train_sasrec
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.1, 0.2, 0.3)
@@ -65,7 +66,6 @@ SASREC_ROWS = {  # row -> (SASRecConfig changes, TrainConfig changes)
 }
 ROWS = (*BASELINES, "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
         *(f"sasrec+genre-{a}" for a in ALPHAS), "sasrec+item2vec", "sasrec-shuffled")
-METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr")
 LENGTH_BUCKETS = ((2, 9), (10, 19), (20, 49), (50, 99), (100, None))  # test-history lengths (events)
 BY_LENGTH_SHOWN = ("popularity", "als", "itemknn", "lightgcn", "gru4rec", "content", "sasrec")  # + the blends
 QUICK_BASELINE_OPTIONS = {"als": {"iterations": 2}, "lightgcn": {"epochs": 2}, "gru4rec": {"epochs": 2}}
@@ -169,34 +169,6 @@ def run_sasrec(model_cfg: SASRecConfig, train_cfg: TrainConfig, dataset: Dataset
     return result.model, info
 
 
-def summarise(name: str, per_seed: list[dict]) -> dict:
-    """Mean and std over seeds; next-item metrics at the top level (the issue's row format)."""
-    def stats(get):
-        values = np.array([get(r) for r in per_seed], dtype=np.float64)
-        return float(values.mean()), float(values.std())
-
-    row, std = {"model": name}, {}
-    for k in METRICS:
-        row[k], std[k] = stats(lambda r: r["next_item"][k])
-    for target in ("next_liked", "next_disliked"):
-        row[target] = {}
-        for k in METRICS:
-            row[target][k], std[f"{target}_{k}"] = stats(lambda r: r[target][k])
-        row[target]["n_cases"] = per_seed[0][target]["n_cases"]
-    row["delta_ndcg@10"], std["delta_ndcg@10"] = stats(lambda r: r["delta_ndcg@10"])
-    row["by_length"] = {}
-    for label, cell in per_seed[0]["by_length"].items():
-        if cell["ndcg@10"] is None:
-            row["by_length"][label] = {"ndcg@10": None, "std": None, "n_cases": 0}
-            continue
-        mean, spread = stats(lambda r: r["by_length"][label]["ndcg@10"])
-        row["by_length"][label] = {"ndcg@10": mean, "std": spread, "n_cases": cell["n_cases"]}
-    row["fit_seconds"], std["fit_seconds"] = stats(lambda r: r["fit_seconds"])
-    row["std"], row["seeds"], row["n_cases"] = std, [r["seed"] for r in per_seed], per_seed[0]["next_item"]["n_cases"]
-    row["per_seed"] = per_seed
-    return row
-
-
 # ---- the whole table ----------------------------------------------------------------------------------------
 
 def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, model_cfg: SASRecConfig, train_cfg: TrainConfig,
@@ -210,7 +182,7 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, model_cfg: SASRe
             for seed in (seeds if takes_seed(name) else seeds[:1]):
                 per_seed.append(run_baseline(name, seed, baseline_options.get(name, {}), dataset, split))
                 print_result(name, per_seed[-1])
-            out.append(summarise(name, per_seed))
+            out.append({"model": name, **summarise(per_seed)})
             continue
         for seed in seeds:
             if name.startswith("sasrec+genre-"):
@@ -235,7 +207,7 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, model_cfg: SASRe
                     sasrec_models[seed] = model
                 per_seed.append({**info, **measure(model.scorer(), run_split, dataset.n_items)})
             print_result(name, per_seed[-1])
-        out.append(summarise(name, per_seed))
+        out.append({"model": name, **summarise(per_seed)})
     return out
 
 
@@ -248,16 +220,10 @@ def print_result(name: str, result: dict) -> None:
 
 # ---- report -------------------------------------------------------------------------------------------------
 
-def write_atomic(path: Path, write) -> None:
-    """``write(temporary path)``, then os.replace: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    with atomic_write(path) as f:
+        fig.savefig(f, format=path.suffix[1:], dpi=110)
     plt.close(fig)
 
 
@@ -392,7 +358,6 @@ def main(argv=None) -> int:
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
     add_dataclass_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
-    values = vars(args)
     try:
         rows = [r.strip() for r in args.models.split(",") if r.strip()]
         unknown = [r for r in rows if r not in ROWS]
@@ -408,14 +373,10 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    model_fields = {f.name: values[f.name] for f in dataclasses.fields(SASRecConfig) if f.name not in DATA_FIELDS}
-    train_fields = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)}
+    model_cfg, train_cfg = configs_from_args(args, dataset)
     if args.quick:
-        model_fields.update(QUICK_MODEL)
-        train_fields.update(QUICK_TRAIN)
-    train_fields["progress"] = train_fields["progress"] and sys.stderr.isatty()
-    model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins, **model_fields)
-    train_cfg = TrainConfig(**train_fields)
+        model_cfg, train_cfg = dataclasses.replace(model_cfg, **QUICK_MODEL), dataclasses.replace(train_cfg, **QUICK_TRAIN)
+    train_cfg = dataclasses.replace(train_cfg, progress=train_cfg.progress and sys.stderr.isatty())
     torch.set_num_threads(train_cfg.num_threads)
     split = leave_one_out(dataset.sequences)
     print(f"{name}: {dataset.sequences.n_users} users, {dataset.n_items} items, {len(dataset.sequences.iid)} events; "
@@ -457,9 +418,9 @@ def main(argv=None) -> int:
                                                              "seconds": record["seconds"],
                                                              "machine": record["machine"]}]}
     text = markdown(record)
-    write_json_atomic(out, record)
+    write_json(out, record)
     md = out.with_suffix(".md")
-    write_atomic(md, lambda tmp: tmp.write_text(text))
+    write_text(md, text)
     plot_metrics(record["rows"], plots["metrics"])
     plot_alpha(record["rows"], plots["alpha"])
     plot_by_length(record["rows"], plots["by_length"])

@@ -33,16 +33,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "code"))
+import predict
+from nostrade import prep
+from nostrade.atomic import write_json
+from nostrade.dataset import Dataset, load_dataset
+from nostrade.model import SASRec, SASRecConfig
+from nostrade.sequences import DISLIKE
+from nostrade.train import TrainConfig, train_sasrec
 
-import predict  # noqa: E402
-from nostrade import prep  # noqa: E402
-from nostrade.checkpoint import write_json_atomic  # noqa: E402
-from nostrade.dataset import Dataset, load_dataset  # noqa: E402
-from nostrade.model import SASRec, SASRecConfig  # noqa: E402
-from nostrade.sequences import DISLIKE  # noqa: E402
-from nostrade.train import TrainConfig, train_sasrec  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_ML100K = REPO.parent / "shared" / "data" / "ml-100k"
 
@@ -201,7 +200,7 @@ def main(argv=None) -> int:
         print(f"{name:10s} {r['pairs']:6d} {r['final']['faithful_rate']:17.3f} {r['logit']['faithful_rate']:8.3f} "
               f"{r['final']['tie_rate']:6.3f} {r['final']['control_rate']:14.3f} {untrained_rate:16.3f}")
     payload = {**results, "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
-    write_json_atomic(args.out, payload)
+    write_json(args.out, payload)
     print(f"wrote {args.out}")
     return 0
 

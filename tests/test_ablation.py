@@ -1,8 +1,8 @@
 """benchmarks/ablation.py: a --quick run on tiny synthetic raw data, and its parts."""
 import json
-import sys
 from pathlib import Path
 
+import ablation
 import numpy as np
 import pytest
 import torch
@@ -13,9 +13,6 @@ from nostrade.evaluate import history_mask
 from nostrade.model import SASRec, SASRecConfig
 from nostrade.sequences import Sequences
 from nostrade.synthetic import SyntheticConfig, write_synthetic
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import ablation  # noqa: E402
 
 
 @pytest.fixture(scope="module")
