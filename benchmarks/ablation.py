@@ -375,7 +375,8 @@ def main(argv=None) -> int:
 
     model_cfg, train_cfg = configs_from_args(args, dataset)
     if args.quick:
-        model_cfg, train_cfg = dataclasses.replace(model_cfg, **QUICK_MODEL), dataclasses.replace(train_cfg, **QUICK_TRAIN)
+        model_cfg = dataclasses.replace(model_cfg, **QUICK_MODEL)
+        train_cfg = dataclasses.replace(train_cfg, **QUICK_TRAIN)
     train_cfg = dataclasses.replace(train_cfg, progress=train_cfg.progress and sys.stderr.isatty())
     torch.set_num_threads(train_cfg.num_threads)
     split = leave_one_out(dataset.sequences)

@@ -51,6 +51,13 @@ def test_early_stopping_after_patience_evaluations_without_gain(dataset):
     assert result.best_epoch == 1 and result.epochs_run == 3
 
 
+def test_on_epoch_gets_every_record_and_the_most_epochs(dataset):
+    seen = []
+    result = train_sasrec(dataset, *configs(dataset, lr=0.0, warmup=1, epochs=10, patience=2),
+                          on_epoch=lambda record, epochs: seen.append((record, epochs)))
+    assert seen == [(h, 10) for h in result.history] and len(seen) == 3  # stopped early, after 3 of 10
+
+
 def scored_losses(loss, feedback):
     """Loss of one position whose hidden state points at the target item, as the target's score grows."""
     torch.manual_seed(0)

@@ -15,6 +15,7 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from nostrade.split import LeaveOneOut, leave_one_out
 
 LOSSES = ("ce", "bce", "bpr")
 CROPS = ("random", "last")
+EpochCallback = Callable[[dict, int], None]  # (the epoch's history record, cfg.epochs)
 
 
 @dataclass
@@ -163,8 +165,10 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConfig,
                  split: LeaveOneOut | None = None, checkpoint_path: str | Path | None = None,
-                 init_state: dict | None = None) -> TrainResult:
-    """``init_state``: model weights to start from instead of a fresh initialisation (nostrade.finetune)."""
+                 init_state: dict | None = None, on_epoch: EpochCallback | None = None) -> TrainResult:
+    """``init_state``: model weights to start from instead of a fresh initialisation (nostrade.finetune).
+    ``on_epoch(record, epochs)``: called on the main process after each epoch with its history record and
+    cfg.epochs (the most epochs the run can have), e.g. for a progress bar."""
     cfg = train_cfg
     ctx = distributed.setup(cfg.device)
     if ctx.device.type == "cpu":
@@ -263,6 +267,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
                 "scaler": scaler.state_dict(), "history": history, "best_metrics": best_metrics,
                 "best_epoch": best_epoch, "best_score": best_score, "bad_evals": bad_evals,
                 "seconds": record["seconds"], "seconds_to_best": seconds_to_best})
+        if ctx.is_main and on_epoch is not None:
+            on_epoch(record, cfg.epochs)
         bar.set_postfix(loss=f"{record['loss']:.4f}", best_ndcg10=f"{max(best_score, 0):.4f}", best_epoch=best_epoch)
         if distributed.broadcast_from_main(stop, ctx):
             break
@@ -318,7 +324,8 @@ def run_record(dataset: Dataset, data_dir, model_cfg, train_cfg, result: TrainRe
     }
 
 
-def main(argv=None) -> int:
+def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
+    """The command line. ``on_epoch``: as train_sasrec's, for a caller that runs it in-process (code/app.py)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/processed", help="processed folder (make_processed_data.py)")
     parser.add_argument("--out", default="checkpoints/sasrec.pt", help="best checkpoint; <out>.last.pt for resuming")
@@ -335,7 +342,8 @@ def main(argv=None) -> int:
     ctx = distributed.setup(train_cfg.device)
     try:
         split = leave_one_out(dataset.sequences)
-        result = train_sasrec(dataset, model_cfg, train_cfg, split=split, checkpoint_path=args.out)
+        result = train_sasrec(dataset, model_cfg, train_cfg, split=split, checkpoint_path=args.out,
+                              on_epoch=on_epoch)
         if ctx.is_main:
             test = evaluate_all_targets(result.model.scorer(), split, dataset.n_items)
             save_checkpoint(args.out, result.model, model_cfg, train_cfg, dataset.meta,
