@@ -37,6 +37,7 @@ import predict
 from nostrade import prep
 from nostrade.atomic import write_json
 from nostrade.dataset import Dataset, load_dataset
+from nostrade.distributed import default_threads
 from nostrade.model import SASRec, SASRecConfig
 from nostrade.sequences import DISLIKE
 from nostrade.train import TrainConfig, train_sasrec
@@ -158,7 +159,8 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=5, help="recommendations per user")
     parser.add_argument("--alpha", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="default: NOSTRADE_THREADS, else every core")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 epoch, 20 users, anime only")
     args = parser.parse_args(argv)
     if args.quick:

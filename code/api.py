@@ -54,7 +54,7 @@ from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code, use_thr
 log = logging.getLogger("nostrade.api")
 
 MAX_ID = 2**53 - 1  # largest integer a JSON client (JavaScript) reads exactly
-MAX_K = 100
+API_MAX_K = 100  # k and limit of a request (predict.MAX_K, the library's own cap, is higher)
 MAX_HISTORY = 1000
 MAX_BATCH = 256
 MAX_FILTER_VALUES = 50
@@ -106,7 +106,7 @@ def json_int(ge: int, le: int, description: str | None = None):
 
 
 Id = json_int(0, MAX_ID)
-K = json_int(1, MAX_K, f"number of recommendations, 1..{MAX_K}")
+K = json_int(1, API_MAX_K, f"number of recommendations, 1..{API_MAX_K}")
 Alpha = Annotated[float, Field(ge=0.0, le=1.0, description="genre share of the blended score")]
 Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False, description="unix seconds")]
 FeedbackValue = Literal[1, 2, 3, "Dislike", "Like", "Love"]
@@ -571,7 +571,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/similar/{anime_id}", response_model=SimilarResponse, responses=errors(404, 422), tags=["titles"])
     async def similar(anime_id: Annotated[int, PathParam(ge=0, le=MAX_ID)], request: Request,
-                      k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
+                      k: Annotated[int, Query(ge=1, le=API_MAX_K)] = 10):
         """Titles closest to one title: in the model's embedding space, or by genres outside the model."""
         table = get_service(request).rec.similar(anime_id, k=k)
         return Response(f'{{"anime_id":{anime_id},"items":{table.to_json(orient="records")}}}',
@@ -579,7 +579,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/items", response_model=SearchResponse, responses=errors(422), tags=["titles"])
     async def items(request: Request, q: Annotated[str, Query(min_length=1, max_length=200, description="title")],
-                    limit: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
+                    limit: Annotated[int, Query(ge=1, le=API_MAX_K)] = 10):
         """Typo-tolerant title search over the whole catalogue."""
         table = get_service(request).rec.search(q, limit=limit)[[*TITLE_FIELDS, "match"]]
         return Response(f'{{"query":{json.dumps(q)},"items":{table.to_json(orient="records")}}}',

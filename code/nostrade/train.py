@@ -58,7 +58,7 @@ class TrainConfig:
     crop: str = "random"  # window of a training sequence longer than max_len + 1: "random" or the "last"
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available
-    num_threads: int = 2  # CPU threads (the shared machine has 2 cores)
+    num_threads: int = dataclasses.field(default_factory=distributed.default_threads)  # NOSTRADE_THREADS, else all cores
     resume: bool = False  # continue from <out>.last.pt when it exists
     progress: bool = True
 
@@ -293,7 +293,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         if field.name in skip:
             continue
         flag = "--" + field.name.replace("_", "-")
-        default = field.default
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
         if isinstance(default, bool):
             group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default)
         else:
