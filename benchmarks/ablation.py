@@ -392,7 +392,7 @@ def main(argv=None) -> int:
         "rows": results,
         "dataset": {"name": name, "source": dataset.meta["source"], "data": str(args.data),
                     "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
-                    "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.meta_hash,
+                    "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.iid_map_hash,
                     "has_timestamps": bool(dataset.meta.get("has_timestamps")), "order": order,
                     "time_bins": dataset.meta["time_bins"], "files": dataset.meta.get("files")},
         "config": {"seeds": seeds, "quick": args.quick, "sasrec_model": dataclasses.asdict(model_cfg),

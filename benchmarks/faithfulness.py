@@ -188,7 +188,7 @@ def main(argv=None) -> int:
                                                 f"{name} untrained")
             report["model"] = model_info
             report["dataset"] = {"source": dataset.meta["source"], "n_users": dataset.meta["n_users"],
-                                 "n_items": dataset.n_items, "iid_map_sha256": dataset.meta_hash}
+                                 "n_items": dataset.n_items, "iid_map_sha256": dataset.iid_map_hash}
             report["seconds"] = time.perf_counter() - started
             results[name] = report
 

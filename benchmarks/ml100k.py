@@ -125,7 +125,7 @@ def main(argv=None) -> int:
                    "quick": args.quick},
         "dataset": {"source": dataset.meta["source"], "format": dataset.meta.get("format"),
                     "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
-                    "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.meta_hash,
+                    "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.iid_map_hash,
                     "files": dataset.meta["files"], "split_file": str(split_file),
                     "split_sha256": sha256_of(split_file), "users_reordered_to_peer_split": reordered_users},
         "peers": {"source": "../shared/PEERS.md", "test": PEERS_MD},

@@ -344,7 +344,7 @@ def training_timestamps(data_dir: Path, data) -> np.ndarray | None:
     if not data.meta.get("has_timestamps", False):
         return None
     meta = json.loads((data_dir / "meta.json").read_text())
-    if meta.get("iid_map_sha256") != data.meta_hash:
+    if meta.get("iid_map_sha256") != data.iid_map_hash:
         raise ValueError(f"{data_dir}: its meta.json iid map hash differs from the served data set's")
     table = pd.read_parquet(data_dir / "interactions.parquet", columns=["uid", "position", "timestamp"])
     table = table.sort_values(["uid", "position"], kind="stable")

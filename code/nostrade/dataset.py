@@ -29,7 +29,7 @@ class Dataset:
         return int(self.meta["time_bins"]["n_bins"])
 
     @property
-    def meta_hash(self) -> str:
+    def iid_map_hash(self) -> str:
         return self.meta["iid_map_sha256"]
 
 

@@ -150,7 +150,7 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
     if not events_path.exists():
         raise FileNotFoundError(f"{events_path}: no such event log")
     dataset = load_dataset(data_dir)
-    previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.meta_hash,
+    previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.iid_map_hash,
                                expected_n_items=dataset.n_items)
     stamps = _training_timestamps(data_dir, len(dataset.sequences.iid)) if dataset.meta.get("has_timestamps") else None
     merged = merge_log(dataset, EventLog(events_path).events(), stamps)

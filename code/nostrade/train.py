@@ -201,7 +201,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     last_path = last_checkpoint_path(checkpoint_path) if checkpoint_path else None
     if cfg.resume and last_path is not None and last_path.exists():
         saved = read_checkpoint(last_path)
-        check_vocabulary(saved, last_path, dataset.meta_hash, n_items)
+        check_vocabulary(saved, last_path, dataset.iid_map_hash, n_items)
         if saved["model_cfg"] != asdict(model_cfg):
             raise ValueError(f"{last_path}: saved with model config {saved['model_cfg']}, not {asdict(model_cfg)}")
         model.load_state_dict(saved["model_state"])
@@ -314,7 +314,7 @@ def run_record(dataset: Dataset, data_dir, model_cfg, train_cfg, result: TrainRe
     """The metrics JSON EVAL.md asks of every run."""
     return {
         "model": "sasrec", "data": str(data_dir), "source": dataset.meta.get("source"),
-        "synthetic": dataset.meta.get("synthetic"), "iid_map_sha256": dataset.meta_hash,
+        "synthetic": dataset.meta.get("synthetic"), "iid_map_sha256": dataset.iid_map_hash,
         "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
         "model_config": asdict(model_cfg), "train_config": asdict(train_cfg), "seed": train_cfg.seed,
         "device": str(ctx.device), "world_size": ctx.world_size,
