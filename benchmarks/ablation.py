@@ -42,18 +42,19 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from ml100k import check_targets_match, in_peer_order  # benchmarks/ml100k.py, beside this file
 from nostrade import prep
+from nostrade.atomic import atomic_write, write_json, write_text
 from nostrade.baselines import BASELINES
-from nostrade.checkpoint import write_json_atomic
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate_all_targets, metrics_from_ranks, rank_cases
 from nostrade.model import SASRecConfig
 from nostrade.models import make_model, takes_seed
+from nostrade.peers import check_targets_match, in_peer_order
+from nostrade.report import summarise
 from nostrade.scoring import Scoring
 from nostrade.sequences import Sequences
 from nostrade.split import LeaveOneOut, split_of
-from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags
+from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, configs_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
@@ -148,34 +149,6 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
     return model, {**info, **measure(model.score, split, dataset.n_items)}
 
 
-def summarise(name: str, per_seed: list[dict]) -> dict:
-    """Mean and std over seeds; next-item metrics at the top level (the issue's row format)."""
-    def stats(get):
-        values = np.array([get(r) for r in per_seed], dtype=np.float64)
-        return float(values.mean()), float(values.std())
-
-    row, std = {"model": name}, {}
-    for k in METRICS:
-        row[k], std[k] = stats(lambda r: r["next_item"][k])
-    for target in ("next_liked", "next_disliked"):
-        row[target] = {}
-        for k in METRICS:
-            row[target][k], std[f"{target}_{k}"] = stats(lambda r: r[target][k])
-        row[target]["n_cases"] = per_seed[0][target]["n_cases"]
-    row["delta_ndcg@10"], std["delta_ndcg@10"] = stats(lambda r: r["delta_ndcg@10"])
-    row["by_length"] = {}
-    for label, cell in per_seed[0]["by_length"].items():
-        if cell["ndcg@10"] is None:
-            row["by_length"][label] = {"ndcg@10": None, "std": None, "n_cases": 0}
-            continue
-        mean, spread = stats(lambda r: r["by_length"][label]["ndcg@10"])
-        row["by_length"][label] = {"ndcg@10": mean, "std": spread, "n_cases": cell["n_cases"]}
-    row["fit_seconds"], std["fit_seconds"] = stats(lambda r: r["fit_seconds"])
-    row["std"], row["seeds"], row["n_cases"] = std, [r["seed"] for r in per_seed], per_seed[0]["next_item"]["n_cases"]
-    row["per_seed"] = per_seed
-    return row
-
-
 # ---- the whole table ----------------------------------------------------------------------------------------
 
 def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict) -> list[dict]:
@@ -205,7 +178,7 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict) -
                     sasrec_models[seed] = model
             per_seed.append(result)
             print_result(name, per_seed[-1])
-        out.append(summarise(name, per_seed))
+        out.append({"model": name, **summarise(per_seed)})
     return out
 
 
@@ -218,16 +191,10 @@ def print_result(name: str, result: dict) -> None:
 
 # ---- report -------------------------------------------------------------------------------------------------
 
-def write_atomic(path: Path, write) -> None:
-    """``write(temporary path)``, then os.replace: a reader never sees half a file."""
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_figure(fig, path: Path) -> None:
     fig.tight_layout()
-    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    with atomic_write(path) as f:
+        fig.savefig(f, format=path.suffix[1:], dpi=110)
     plt.close(fig)
 
 
@@ -369,7 +336,6 @@ def main(argv=None) -> int:
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
     add_dataclass_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
-    values = vars(args)
     try:
         rows = [r.strip() for r in args.models.split(",") if r.strip()]
         unknown = [r for r in rows if r not in ROWS]
@@ -386,22 +352,19 @@ def main(argv=None) -> int:
         return 2
 
     rows = rows or [r for r in ROWS if r not in (ORDER_FREE_ONLY if dataset.order_is_time else TIME_ONLY)]
-    model_fields = {f.name: values[f.name] for f in dataclasses.fields(SASRecConfig) if f.name not in DATA_FIELDS}
-    train_fields = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)}
+    model_cfg, train_cfg = configs_from_args(args, dataset)
     if args.quick:
-        model_fields.update(QUICK_MODEL)
-        train_fields.update(QUICK_TRAIN)
-    train_fields["progress"] = train_fields["progress"] and sys.stderr.isatty()
-    model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins,
-                             **model_fields).for_order(dataset.order_is_time)
-    train_cfg = TrainConfig(**train_fields).for_order(dataset.order_is_time)
+        model_cfg = dataclasses.replace(model_cfg, **QUICK_MODEL)
+        train_cfg = dataclasses.replace(train_cfg, **QUICK_TRAIN)
+    train_cfg = dataclasses.replace(train_cfg, progress=train_cfg.progress and sys.stderr.isatty())
     torch.set_num_threads(train_cfg.num_threads)
     split = split_of(dataset)
     print(f"{name}: {dataset.sequences.n_users} users, {dataset.n_items} items, {len(dataset.sequences.iid)} events; "
           f"order: {order}; seeds {seeds}", flush=True)
 
     started = time.perf_counter()
-    sasrec_options = {**model_fields, **train_fields}
+    sasrec_options = {**{k: v for k, v in dataclasses.asdict(model_cfg).items() if k not in DATA_FIELDS},
+                      **dataclasses.asdict(train_cfg)}
     sasrec_options.pop("seed")
     results = run_rows(rows, seeds, dataset, split, {**baseline_options, "sasrec": sasrec_options})
     out = args.out or REPO / "artifacts" / "results" / f"{name}.json"
@@ -411,12 +374,14 @@ def main(argv=None) -> int:
         "rows": results,
         "dataset": {"name": name, "source": dataset.meta["source"], "data": str(args.data),
                     "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
-                    "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.meta_hash,
+                    "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.iid_map_hash,
                     "has_timestamps": bool(dataset.meta.get("has_timestamps")), "order": order,
                     "order_is_time": dataset.order_is_time,
                     "time_bins": dataset.meta["time_bins"], "files": dataset.meta.get("files")},
-        "config": {"seeds": seeds, "quick": args.quick, "sasrec_model": dataclasses.asdict(model_cfg),
-                   "sasrec_train": dataclasses.asdict(train_cfg), "baseline_options": baseline_options,
+        "config": {"seeds": seeds, "quick": args.quick,
+                   "sasrec_model": dataclasses.asdict(model_cfg.for_order(dataset.order_is_time)),
+                   "sasrec_train": dataclasses.asdict(train_cfg.for_order(dataset.order_is_time)),
+                   "baseline_options": baseline_options,
                    "served_rows": "nostrade.scoring.Scoring (what predict.py serves) over the sasrec models",
                    "length_buckets": [bucket_label(*b) for b in LENGTH_BUCKETS]},
         "command": command,
@@ -438,9 +403,9 @@ def main(argv=None) -> int:
                                                              "seconds": record["seconds"],
                                                              "machine": record["machine"]}]}
     text = markdown(record)
-    write_json_atomic(out, record)
+    write_json(out, record)
     md = out.with_suffix(".md")
-    write_atomic(md, lambda tmp: tmp.write_text(text))
+    write_text(md, text)
     plot_metrics(record["rows"], plots["metrics"])
     plot_alpha(record["rows"], plots["alpha"])
     plot_by_length(record["rows"], plots["by_length"])

@@ -2,7 +2,7 @@
 
     python benchmarks/app.py --out artifacts/bench/app.json [--clicks 10] [--quick]
 
-Starts ``streamlit run code/app.py`` on a free 127.0.0.1 port (nostrade.browser) and times, inside the
+Starts ``streamlit run code/app.py`` on a free 127.0.0.1 port (benchmarks/harness.py) and times, inside the
 page (performance.now, checked every animation frame), until the app's re-run is completely drawn:
 - first render, cold: the first page of a freshly started server (Python imports, model load, first run);
 - first render, warm: a new browser session on the running server (model and catalogue cached);
@@ -17,7 +17,6 @@ speed does not depend on the weights). Needs /usr/bin/chromium and /usr/bin/chro
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -26,11 +25,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "code"))
+from harness import DemoPage, chromium, serve_app
+from nostrade import prep
+from nostrade.atomic import write_json
 
-from nostrade import prep  # noqa: E402
-from nostrade.browser import DemoPage, chromium, serve_app  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TITLES = [("naruto", "Love"), ("shingeki", "Love"), ("death note", "Like"), ("one piece", "Love"),
           ("fullmetal", "Love"), ("code geass", "Like"), ("sword art", "Dislike"), ("steins", "Love"),
@@ -89,10 +88,7 @@ def main(argv=None) -> int:
                     "inflates every figure",
         }
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp_out, out)
+    write_json(out, result)
     print(f"first render: cold {cold:.2f} s, warm {warm:.2f} s; update after rating a title: median "
           f"{result['rate_click_update_s']['median']:.2f} s (max {max(rate_s):.2f}); after changing alpha: median "
           f"{result['alpha_change_update_s']['median']:.2f} s; server script median "

@@ -33,18 +33,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "code"))
+import predict
+from nostrade import prep
+from nostrade.atomic import write_json
+from nostrade.dataset import Dataset, load_dataset
+from nostrade.distributed import default_threads
+from nostrade.history import as_events, training_events
+from nostrade.model import SASRec, SASRecConfig
+from nostrade.sequences import DISLIKE
+from nostrade.split import split_of
+from nostrade.train import TrainConfig, train_sasrec
 
-import predict  # noqa: E402
-from nostrade import prep  # noqa: E402
-from nostrade.checkpoint import write_json_atomic  # noqa: E402
-from nostrade.dataset import Dataset, load_dataset  # noqa: E402
-from nostrade.history import as_events, training_events  # noqa: E402
-from nostrade.model import SASRec, SASRecConfig  # noqa: E402
-from nostrade.sequences import DISLIKE  # noqa: E402
-from nostrade.split import split_of  # noqa: E402
-from nostrade.train import TrainConfig, train_sasrec  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DEFAULT_ML100K = REPO.parent / "shared" / "data" / "ml-100k"
 
@@ -155,7 +155,8 @@ def main(argv=None) -> int:
     parser.add_argument("--top", type=int, default=5, help="recommendations per user")
     parser.add_argument("--alpha", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="default: NOSTRADE_THREADS, else every core")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 1 epoch, 20 users, anime only")
     args = parser.parse_args(argv)
     if args.quick:
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
                                                 f"{name} untrained")
             report["model"] = model_info
             report["dataset"] = {"source": dataset.meta["source"], "n_users": dataset.meta["n_users"],
-                                 "n_items": dataset.n_items, "iid_map_sha256": dataset.meta_hash}
+                                 "n_items": dataset.n_items, "iid_map_sha256": dataset.iid_map_hash}
             report["seconds"] = time.perf_counter() - started
             results[name] = report
 
@@ -197,7 +198,7 @@ def main(argv=None) -> int:
         print(f"{name:10s} {r['pairs']:6d} {r['final']['faithful_rate']:17.3f} {r['logit']['faithful_rate']:8.3f} "
               f"{r['final']['tie_rate']:6.3f} {r['final']['control_rate']:14.3f} {untrained_rate:16.3f}")
     payload = {**results, "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
-    write_json_atomic(args.out, payload)
+    write_json(args.out, payload)
     print(f"wrote {args.out}")
     return 0
 

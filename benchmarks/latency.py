@@ -28,16 +28,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "code"))
+import predict
+from nostrade.atomic import write_json
+from nostrade.dataset import Dataset
+from nostrade.model import SASRec, SASRecConfig
+from nostrade.prep import feedback_of
+from nostrade.sequences import LIKE, Sequences
+from nostrade.sources import read_anime
 
-import predict  # noqa: E402
-from nostrade.checkpoint import write_json_atomic  # noqa: E402
-from nostrade.dataset import Dataset  # noqa: E402
-from nostrade.model import SASRec, SASRecConfig  # noqa: E402
-from nostrade.prep import feedback_of  # noqa: E402
-from nostrade.sequences import LIKE, Sequences  # noqa: E402
-from nostrade.sources import read_anime  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 ITEMS = REPO / "data" / "sample" / "anime.csv.gz"
 RATINGS = REPO / "data" / "sample" / "rating_sample.csv.gz"
@@ -149,7 +148,7 @@ def main(argv=None) -> int:
                     "load_average_before": load_before, "load_average_after": load_after, "torch": torch.__version__},
         "quick": args.quick,
     }
-    write_json_atomic(args.out, result)
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

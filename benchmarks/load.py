@@ -9,7 +9,7 @@ randomly initialised SASRec of the default configuration saved with nostrade.che
 depend on the weights, so the figures hold for a trained default model (the recommendations do not).
 The full 12,294-title catalogue is served (the file recorded in the processed folder's meta.json).
 
-For each worker count it starts `uvicorn api:app` on a free 127.0.0.1 port (api.ServerProcess), waits
+For each worker count it starts `uvicorn api:app` on a free 127.0.0.1 port (harness.ServerProcess), waits
 until every worker answers, sends --warmup unmeasured requests, then --requests POST /recommend
 (k=20, explanations on), each with the last 50 events of a real user of the sample (users with at least
 50), from an async httpx client with at most --concurrency requests in flight, stopping at --time-cap
@@ -36,14 +36,14 @@ import numpy as np
 import psutil
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "code"))
+from harness import ServerProcess
+from nostrade import prep
+from nostrade.atomic import write_json
+from nostrade.checkpoint import save_checkpoint
+from nostrade.dataset import load_dataset
+from nostrade.model import SASRec, SASRecConfig
 
-from api import ServerProcess  # noqa: E402
-from nostrade import prep  # noqa: E402
-from nostrade.checkpoint import save_checkpoint, write_json_atomic  # noqa: E402
-from nostrade.dataset import load_dataset  # noqa: E402
-from nostrade.model import SASRec, SASRecConfig  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 HISTORY_LENGTH = 50
 
@@ -186,7 +186,7 @@ def main(argv=None) -> int:
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                           "torch": torch.__version__},
               "command": " ".join([Path(sys.executable).name, *sys.argv])}
-    write_json_atomic(args.out, record)
+    write_json(args.out, record)
     print(f"wrote {args.out}")
     return 0
 

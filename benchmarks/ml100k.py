@@ -19,21 +19,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import torch
 
 from nostrade import prep
-from nostrade.checkpoint import write_json_atomic
-from nostrade.dataset import Dataset, load_dataset, sha256_of
+from nostrade.atomic import write_json
+from nostrade.dataset import load_dataset, sha256_of
 from nostrade.evaluate import evaluate, evaluate_all_targets
 from nostrade.model import SASRecConfig
-from nostrade.sequences import Sequences
-from nostrade.split import leave_one_out
-from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, train_sasrec
+from nostrade.peers import check_targets_match, in_peer_order
+from nostrade.report import summarise
+from nostrade.split import split_of
+from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, configs_from_args, train_sasrec
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ("hr@10", "ndcg@10", "hr@20", "ndcg@20", "mrr")
 
 # Test-set figures copied from ../shared/PEERS.md (same machine class: 2 CPU cores, no GPU; same split).
 PEERS_MD = {
@@ -53,51 +51,6 @@ TARGET_NDCG10 = 1.1 * PEERS_MD["ALS BM25 (implicit 0.7.3), 3 seeds"]["ndcg@10"]
 TARGET_HR10 = max(PEERS_MD["ALS alpha=1 (implicit 0.7.3), 3 seeds"]["hr@10"],
                   PEERS_MD["SASRec (RecBole 1.2.1, CE, max len 50)"]["hr@10"])
 TARGET_SECONDS = PEERS_MD["SASRec (RecBole 1.2.1, CE, max len 50)"]["seconds_to_best"] / 5
-SPLIT_RANK = {"train": 0, "valid": 1, "test": 2}
-
-
-def read_peer_split(path: Path) -> pd.DataFrame:
-    split = pd.read_csv(path, sep="\t", usecols=["split", "user_id", "item_id", "order"])
-    unknown = set(split["split"]) - set(SPLIT_RANK)
-    if unknown:
-        raise ValueError(f"{path}: column split has unknown values {sorted(unknown)}")
-    return split
-
-
-def in_peer_order(dataset: Dataset, split_file: Path) -> tuple[Dataset, int]:
-    """The dataset with every user's events reordered as the peers' split file has them (train events in its
-    `order`, then the validation item, then the test item), and the number of users whose order changed."""
-    seqs = dataset.sequences
-    events = pd.DataFrame({"row": seqs.row_of_event(), "user_id": dataset.user_ids[seqs.row_of_event()],
-                           "item_id": dataset.items["anime_id"].to_numpy()[seqs.iid - 1]})
-    split = read_peer_split(split_file)
-    keyed = events.merge(split, on=["user_id", "item_id"], how="left", validate="one_to_one")
-    if keyed["split"].isna().any() or len(split) != len(events):
-        raise ValueError(f"{split_file}: does not hold exactly the processed events ({len(split)} rows, "
-                         f"{len(events)} events, {int(keyed['split'].isna().sum())} events unmatched)")
-    order = np.lexsort((keyed["order"].to_numpy(), keyed["split"].map(SPLIT_RANK).to_numpy(), keyed["row"].to_numpy()))
-    reordered = Sequences(seqs.offsets, seqs.iid[order], seqs.feedback[order], seqs.time_bin[order])
-    changed = np.unique(keyed["row"].to_numpy()[order != np.arange(len(order))])
-    return dataclasses.replace(dataset, sequences=reordered), len(changed)
-
-
-def check_targets_match(dataset: Dataset, split, split_file: Path) -> None:
-    peer = read_peer_split(split_file)
-    item_of_iid = dataset.items["anime_id"].to_numpy()
-    for name, cases in (("valid", split.valid), ("test", split.test)):
-        ours = pd.Series(item_of_iid[cases.target - 1], index=dataset.user_ids[cases.users]).sort_index()
-        theirs = peer[peer["split"] == name].set_index("user_id")["item_id"].sort_index()
-        if not ours.equals(theirs):
-            raise AssertionError(f"{name} targets differ from {split_file} for {int((ours != theirs).sum())} users")
-
-
-def summarise(per_seed: list[dict]) -> dict:
-    out = {k: float(np.mean([s["test"][k] for s in per_seed])) for k in METRICS}
-    out["std"] = {k: float(np.std([s["test"][k] for s in per_seed])) for k in METRICS}
-    for k in ("seconds_to_best", "best_epoch", "epochs"):
-        out[k] = float(np.mean([s[k] for s in per_seed]))
-    out["per_seed"] = per_seed
-    return out
 
 
 def table(ours: dict) -> str:
@@ -123,7 +76,6 @@ def main(argv=None) -> int:
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
     add_dataclass_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
-    values = vars(args)
     split_file = args.data / "ml-100k.split.tsv.gz"
     if not split_file.exists():
         print(f"error: {split_file}: missing (the peers' split file, see ../shared/PEERS.md)", file=sys.stderr)
@@ -136,21 +88,17 @@ def main(argv=None) -> int:
                                  min_item_users=1))
         dataset = load_dataset(processed)
     dataset, reordered_users = in_peer_order(dataset, split_file)
-    split = leave_one_out(dataset.sequences)
+    split = split_of(dataset)
     check_targets_match(dataset, split, split_file)
     print(f"ML-100K: {dataset.sequences.n_users} users, {dataset.n_items} items, {len(dataset.sequences.iid)} events; "
           f"peer split imposed ({reordered_users} users reordered), validation and test targets match it")
 
-    model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins,
-                             **{f.name: values[f.name] for f in dataclasses.fields(SASRecConfig)
-                                if f.name not in DATA_FIELDS})
-    train_fields = {f.name: values[f.name] for f in dataclasses.fields(TrainConfig)}
+    model_cfg, train_cfg = configs_from_args(args, dataset)
     if args.quick:
-        train_fields["epochs"] = 2
+        train_cfg = dataclasses.replace(train_cfg, epochs=2)
     per_seed = []
     for seed in seeds:
-        train_cfg = TrainConfig(**{**train_fields, "seed": seed})
-        result = train_sasrec(dataset, model_cfg, train_cfg, split=split)
+        result = train_sasrec(dataset, model_cfg, dataclasses.replace(train_cfg, seed=seed), split=split)
         scorer = result.model.score
         targets = evaluate_all_targets(scorer, split, dataset.n_items)
         per_seed.append({"seed": seed, "test": evaluate(scorer, split.test, dataset.n_items),
@@ -164,7 +112,7 @@ def main(argv=None) -> int:
               f"{result.best_metrics['ndcg@10']:.4f}; best epoch {result.best_epoch} of {result.epochs_run}, "
               f"{result.seconds_to_best:.0f} s to best", flush=True)
 
-    ours = summarise(per_seed)
+    ours = summarise(per_seed, target="test")
     checks = {"ndcg@10 >= 1.1 x best peer": ours["ndcg@10"] >= TARGET_NDCG10,
               "hr@10 above RecBole SASRec and ALS": ours["hr@10"] > TARGET_HR10,
               "seconds to best <= RecBole SASRec / 5": ours["seconds_to_best"] <= TARGET_SECONDS}
@@ -173,10 +121,11 @@ def main(argv=None) -> int:
         print(f"{'PASS' if ok else 'FAIL'}  {name}")
     record = {
         "nostrade": ours,
-        "config": {"model": dataclasses.asdict(model_cfg), "train": train_fields, "seeds": seeds, "quick": args.quick},
+        "config": {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg), "seeds": seeds,
+                   "quick": args.quick},
         "dataset": {"source": dataset.meta["source"], "format": dataset.meta.get("format"),
                     "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
-                    "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.meta_hash,
+                    "n_interactions": int(len(dataset.sequences.iid)), "iid_map_sha256": dataset.iid_map_hash,
                     "files": dataset.meta["files"], "split_file": str(split_file),
                     "split_sha256": sha256_of(split_file), "users_reordered_to_peer_split": reordered_users},
         "peers": {"source": "../shared/PEERS.md", "test": PEERS_MD},
@@ -186,7 +135,7 @@ def main(argv=None) -> int:
                     "device": "cuda" if torch.cuda.is_available() else "cpu", "load_average": os.getloadavg(),
                     "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
     }
-    write_json_atomic(args.out, record)
+    write_json(args.out, record)
     print(f"wrote {args.out}")
     return 0
 

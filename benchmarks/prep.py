@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from nostrade import prep
+from nostrade.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
 # The generator drops repeated (user, item) draws, so ask for 1.4% more to land near 7.8M rows.
@@ -105,8 +106,7 @@ def main() -> None:
         print(f"median: {result['wall_s_median']:.2f} s wall (target < 10), {result['cpu_s_median']:.2f} s CPU, "
               f"{result['rows_per_s_median'] / 1e6:.2f} M rows/s, peak RSS {result['peak_rss_gib_median']:.2f} GiB "
               f"(target < 3); in-process stages: " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(args.out, result)
         print(f"wrote {args.out}")
     finally:
         shutil.rmtree(work, ignore_errors=True)

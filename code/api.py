@@ -31,18 +31,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-import httpx
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, Path as PathParam, Query, Request
@@ -61,7 +56,7 @@ from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code, use_thr
 log = logging.getLogger("nostrade.api")
 
 MAX_ID = 2**53 - 1  # largest integer a JSON client (JavaScript) reads exactly
-MAX_K = 100
+API_MAX_K = 100  # k and limit of a request (predict.MAX_K, the library's own cap, is higher)
 MAX_HISTORY = 1000
 MAX_BATCH = 256
 MAX_FILTER_VALUES = 50
@@ -113,7 +108,7 @@ def json_int(ge: int, le: int, description: str | None = None):
 
 
 Id = json_int(0, MAX_ID)
-K = json_int(1, MAX_K, f"number of recommendations, 1..{MAX_K}")
+K = json_int(1, API_MAX_K, f"number of recommendations, 1..{API_MAX_K}")
 Alpha = Annotated[float, Field(ge=0.0, le=1.0, description="genre share of the blended score")]
 Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False, description="unix seconds")]
 FeedbackValue = Literal[1, 2, 3, "Dislike", "Like", "Love"]
@@ -526,7 +521,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/similar/{anime_id}", response_model=SimilarResponse, responses=errors(404, 422), tags=["titles"])
     async def similar(anime_id: Annotated[int, PathParam(ge=0, le=MAX_ID)], request: Request,
-                      k: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
+                      k: Annotated[int, Query(ge=1, le=API_MAX_K)] = 10):
         """Titles closest to one title: in the model's embedding space, or by genres outside the model."""
         table = get_service(request).rec.similar(anime_id, k=k)
         return Response(f'{{"anime_id":{anime_id},"items":{table.to_json(orient="records")}}}',
@@ -534,7 +529,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/items", response_model=SearchResponse, responses=errors(422), tags=["titles"])
     async def items(request: Request, q: Annotated[str, Query(min_length=1, max_length=200, description="title")],
-                    limit: Annotated[int, Query(ge=1, le=MAX_K)] = 10):
+                    limit: Annotated[int, Query(ge=1, le=API_MAX_K)] = 10):
         """Typo-tolerant title search over the whole catalogue."""
         table = get_service(request).rec.search(q, limit=limit)[[*TITLE_FIELDS, "match"]]
         return Response(f'{{"query":{json.dumps(q)},"items":{table.to_json(orient="records")}}}',
@@ -545,67 +540,6 @@ def recommend_json(rec: Recommender, events: Sequence, query: Options, **extra) 
     out = rec.recommend(events, k=query.k, alpha=query.alpha, genres=query.genres, types=query.types,
                         min_members=query.min_members, explain=query.explain)
     return JSONResponse({**out.to_dict(), **extra})
-
-
-# ---------------------------------------------------------------------------------------------------
-# The service in a child process (the load benchmark and the durability test)
-# ---------------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@dataclass
-class ServerProcess:
-    """``uvicorn api:app`` in its own process group on 127.0.0.1, configured by ``env`` (NOSTRADE_* variables)."""
-    env: dict
-    workers: int = 1
-    port: int = field(default_factory=free_port)
-    process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self, timeout_s: float = 180.0) -> "ServerProcess":
-        """Start and wait until every worker answers /health (each reports its pid)."""
-        command = [sys.executable, "-m", "uvicorn", "api:app", "--app-dir", str(REPO_ROOT / "code"),
-                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-                   "--log-level", "warning", "--no-access-log"]
-        self.process = subprocess.Popen(command, env={**os.environ, **self.env}, cwd=REPO_ROOT, start_new_session=True)
-        deadline, pids = time.monotonic() + timeout_s, set()
-        while len(pids) < self.workers:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the server exited with status {self.process.returncode} while starting")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"the server did not answer within {timeout_s:.0f} s")
-            try:
-                pids.add(httpx.get(self.url + "/health", timeout=2.0).json()["pid"])
-            except (httpx.TransportError, ValueError, KeyError):
-                time.sleep(0.1)
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL the whole server (no shutdown, no flushing), and reap it."""
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
-    def __enter__(self) -> "ServerProcess":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 app = create_app()

@@ -15,12 +15,9 @@ person's picks live in the event log, not in the browser: a click shows up once 
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import shlex
 import sqlite3
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -29,7 +26,7 @@ import networkx as nx
 import pandas as pd
 import streamlit as st
 
-from nostrade import prep
+from nostrade import prep, train
 from nostrade.dataset import sha256_of
 from nostrade.events import EventLog, current_saved
 from nostrade.history import COLUMNS as HISTORY_COLUMNS, UserHistories, as_events
@@ -162,42 +159,33 @@ def on_clear_all(anime_ids: list[int]) -> None:
 # ---------------------------------------------------------------------------------------------------
 # No model yet: say so, show popular titles, offer to train the default model
 # ---------------------------------------------------------------------------------------------------
-TQDM_PROGRESS = re.compile(r"sasrec:\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)")
-
-
-def train_default_model(progress) -> tuple[bool, str]:
-    """Prepare the embedded sample if needed, then run the training command with a live progress bar."""
+def train_default_model(progress) -> str | None:
+    """Prepare the embedded sample if needed, then run `python -m nostrade.train` in this process, the page
+    following its epochs; None when done, else what went wrong. Leaving or re-running the page stops it at
+    the next epoch."""
     if not (DATA_DIR / "meta.json").exists():
         progress.progress(0.0, text="Preparing the embedded anime sample…")
         artifacts = REPO_ROOT / "artifacts" if DATA_DIR == REPO_ROOT / "data" / "processed" else DATA_DIR
         try:
             prep.run(prep.PrepConfig(source="anime", out=DATA_DIR, artifacts=artifacts))
         except (ValueError, OSError) as e:
-            return False, f"preparing {DATA_DIR}: {e}"
-    command = [sys.executable, "-m", "nostrade.train", "--data", str(DATA_DIR), "--out", str(CHECKPOINT),
-               *shlex.split(os.environ.get("NOSTRADE_TRAIN_ARGS", ""))]
-    if CHECKPOINT != REPO_ROOT / "checkpoints" / "sasrec.pt":  # the default run writes artifacts/metrics.json
-        command += ["--metrics", str(CHECKPOINT.with_suffix(".metrics.json"))]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    output, buffer = [], b""
+            return f"preparing {DATA_DIR}: {e}"
+
+    def show(record: dict, epochs: int) -> None:
+        progress.progress(record["epoch"] / epochs, text=f"Training SASRec: epoch {record['epoch']} of at most "
+                                                         f"{epochs} (stops early when validation stops improving)")
+
+    default = CHECKPOINT == REPO_ROOT / "checkpoints" / "sasrec.pt"
+    metrics = REPO_ROOT / "artifacts" / "metrics.json" if default else CHECKPOINT.with_suffix(".metrics.json")
+    argv = ["--data", str(DATA_DIR), "--out", str(CHECKPOINT), "--metrics", str(metrics), "--no-progress",
+            *shlex.split(os.environ.get("NOSTRADE_TRAIN_ARGS", ""))]
     try:
-        while chunk := process.stdout.read1(4096):
-            buffer += chunk
-            *lines, buffer = re.split(rb"[\r\n]", buffer)
-            for line in (x.decode(errors="replace") for x in lines if x.strip()):
-                output.append(line)
-                if match := TQDM_PROGRESS.search(line):
-                    done, total = int(match.group(1)), int(match.group(2))
-                    progress.progress(done / total, text=f"Training SASRec: epoch {done} of at most {total} "
-                                                         "(stops early when validation stops improving)")
-        process.wait()
+        status = train.main(argv, on_epoch=show)
+    except SystemExit as e:  # argparse refused NOSTRADE_TRAIN_ARGS
+        status = e.code
     finally:
-        if process.poll() is None:  # the page was left or re-run: do not leave a training run behind
-            process.kill()
-            process.wait()
-    last = next((x for x in reversed(output) if not TQDM_PROGRESS.search(x)), "")
-    return process.returncode == 0, last
+        use_threads(1)  # training set its own (process-wide) thread count
+    return None if status == 0 else f"exit status {status} (the message is in the app's log)"
 
 
 def no_model_page(problem: str) -> None:
@@ -205,13 +193,10 @@ def no_model_page(problem: str) -> None:
     st.markdown("The demo needs a trained model. Train the small default model on the embedded anime "
                 "sample here (a few minutes on a laptop CPU), or run `make train` in a terminal.")
     if st.button("Train the default model", type="primary", key="train"):
-        progress = st.progress(0.0, text="Starting…")
-        ok, message = train_default_model(progress)
-        if ok and CHECKPOINT.exists():
-            progress.progress(1.0, text="Done")
-            st.success(f"Trained: {message}")
+        failure = train_default_model(st.progress(0.0, text="Starting…"))
+        if failure is None:
             st.rerun()
-        st.error(f"Training failed: {message}")
+        st.error(f"Training failed: {failure}")
     catalogue = CATALOGUE or prep.DEFAULT_ITEMS
     st.subheader("Popular titles meanwhile")
     try:

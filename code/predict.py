@@ -85,7 +85,6 @@ from __future__ import annotations
 import math
 import operator
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -99,6 +98,7 @@ from rapidfuzz import fuzz, process, utils
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from nostrade.atomic import atomic_write
 from nostrade.baselines.content import item_vectors
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
@@ -255,16 +255,8 @@ class Recommendations:
                 table[name] = table["anime_id"].map(values).fillna("")
         if path_or_buffer is None or not isinstance(path_or_buffer, (str, os.PathLike)):
             return table.to_csv(path_or_buffer, index=False, **kwargs)
-        path = Path(path_or_buffer)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", newline="") as f:
-                table.to_csv(f, index=False, **kwargs)
-            os.chmod(tmp, 0o644)  # mkstemp makes it owner-only
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path_or_buffer, "w", newline="") as f:
+            table.to_csv(f, index=False, **kwargs)
         return None
 
     def to_dict(self) -> dict:
@@ -374,7 +366,7 @@ class Recommender:
         folder_map = Path(processed_dir) / "iid_map.json"
         for iid_map in ([folder_map] if folder_map.exists() else []) + ([Path(iid_map_path)] if iid_map_path else []):
             _check_iid_map(iid_map, dataset)
-        checkpoint = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.meta_hash,
+        checkpoint = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.iid_map_hash,
                                      expected_n_items=dataset.n_items)
         catalogue_path = catalogue_path or default_catalogue_path(dataset.meta)
         catalogue = None if catalogue_path is None else load_catalogue(catalogue_path)
@@ -661,7 +653,7 @@ def _checked_catalogue(catalogue: pd.DataFrame, items: pd.DataFrame) -> pd.DataF
 
 def _check_iid_map(path: Path, dataset: Dataset) -> None:
     import json
-    if sha256_of(path) != dataset.meta_hash:
+    if sha256_of(path) != dataset.iid_map_hash:
         raise ValueError(f"{path}: sha256 differs from the iid_map_sha256 in the processed folder's meta.json; "
                          "it belongs to another preparation of the data")
     mapping = json.loads(path.read_text())

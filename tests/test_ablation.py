@@ -1,8 +1,8 @@
 """benchmarks/ablation.py: a --quick run on tiny synthetic raw data, and its parts."""
 import json
-import sys
 from pathlib import Path
 
+import ablation
 import numpy as np
 import pytest
 import torch
@@ -10,9 +10,6 @@ from model_contract import one_torch_thread  # noqa: F401 (autouse)
 
 from nostrade.sequences import Sequences
 from nostrade.synthetic import SyntheticConfig, write_synthetic
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import ablation  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -144,7 +144,7 @@ def test_filters_apply_and_unknown_filter_values_are_400(client, rec):
 
 @pytest.mark.parametrize("body, where", [
     ({"history": [], "surprise": 1}, "surprise"),                                  # unknown field
-    ({"k": 0}, "k"), ({"k": api.MAX_K + 1}, "k"), ({"k": "5"}, "k"), ({"k": 2.5}, "k"),
+    ({"k": 0}, "k"), ({"k": api.API_MAX_K + 1}, "k"), ({"k": "5"}, "k"), ({"k": 2.5}, "k"),
     ({"alpha": 1.5}, "alpha"), ({"alpha": "0.2"}, "alpha"),
     ({"history": [{"anime_id": "5"}]}, "anime_id"),                                 # ids are JSON integers
     ({"history": [{"anime_id": 5.5}]}, "anime_id"), ({"history": [{"anime_id": True}]}, "anime_id"),

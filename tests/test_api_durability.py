@@ -13,8 +13,8 @@ import time
 
 import httpx
 import numpy as np
+from harness import ServerProcess
 
-from api import ServerProcess
 from nostrade.dataset import load_dataset
 
 N_CLIENTS = 16

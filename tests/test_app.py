@@ -273,6 +273,17 @@ def test_train_button_trains_the_default_model_then_recommends(tmp_path, monkeyp
     assert "Top 10 for you" in subheaders(at)
 
 
+def test_train_button_with_bad_training_flags_says_so(tmp_path, monkeypatch):
+    monkeypatch.setenv("NOSTRADE_DATA", str(tmp_path / "processed"))
+    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tmp_path / "sasrec.pt"))
+    monkeypatch.setenv("NOSTRADE_EVENTS", str(tmp_path / "events.db"))
+    monkeypatch.setenv("NOSTRADE_TRAIN_ARGS", "--epochs many")
+    at = start()
+    at.button(key="train").click().run(timeout=300)
+    assert not at.exception
+    assert "Training failed: exit status 2" in at.error[0].value and not (tmp_path / "sasrec.pt").exists()
+
+
 def test_a_checkpoint_for_other_data_is_explained_not_a_traceback(paths, tiny_checkpoint, monkeypatch):
     monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tiny_checkpoint))
     at = start()

@@ -1,11 +1,7 @@
 """benchmarks/faithfulness.py runs end to end (quick mode: one epoch, 20 users, the anime sample)."""
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import faithfulness  # noqa: E402
+import faithfulness
 
 
 def test_quick_run_writes_rates_in_range(tmp_path):

@@ -1,11 +1,7 @@
 """benchmarks/load.py on a fresh checkout: prepares the sample, serves a random model, writes the figures."""
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import load  # noqa: E402
+import load
 
 
 def test_quick_load_run_writes_every_run_and_the_headline(tmp_path):

@@ -1,9 +1,9 @@
 """Smoke test of benchmarks/ml100k.py (--quick, a tiny model): the peer split is imposed exactly and the JSON
 has the schema of issue 3. Skipped where ../shared/data/ml-100k is absent (it may not be redistributed)."""
-import importlib.util
 import json
 from pathlib import Path
 
+import ml100k
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -12,17 +12,10 @@ ML100K = REPO.parent / "shared" / "data" / "ml-100k"
 pytestmark = pytest.mark.skipif(not (ML100K / "ml-100k.split.tsv.gz").exists(), reason="no ../shared/data/ml-100k")
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_ml100k", REPO / "benchmarks" / "ml100k.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_quick_run_imposes_the_peer_split_and_writes_the_schema(tmp_path):
     out = tmp_path / "ml100k.json"
-    code = load_benchmark().main(["--data", str(ML100K), "--out", str(out), "--quick", "--max-len", "20",
-                                  "--d-model", "16", "--n-layers", "1", "--no-progress"])
+    code = ml100k.main(["--data", str(ML100K), "--out", str(out), "--quick", "--max-len", "20",
+                        "--d-model", "16", "--n-layers", "1", "--no-progress"])
     assert code == 0
     record = json.loads(out.read_text())
     ours = record["nostrade"]
@@ -34,5 +27,5 @@ def test_quick_run_imposes_the_peer_split_and_writes_the_schema(tmp_path):
 
 
 def test_missing_split_file_exits_2(tmp_path, capsys):
-    assert load_benchmark().main(["--data", str(tmp_path), "--out", str(tmp_path / "x.json")]) == 2
+    assert ml100k.main(["--data", str(tmp_path), "--out", str(tmp_path / "x.json")]) == 2
     assert "ml-100k.split.tsv.gz" in capsys.readouterr().err

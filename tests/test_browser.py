@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from harness import CHROMEDRIVER, CHROMIUM, DemoPage, chromium, serve_app
 
-from nostrade.browser import CHROMEDRIVER, CHROMIUM, DemoPage, chromium, serve_app
 from nostrade.events import EventLog
 
 pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),

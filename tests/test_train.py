@@ -1,3 +1,4 @@
+import argparse
 import json
 import os
 import subprocess
@@ -49,6 +50,22 @@ def test_cpu_training_is_repeatable(dataset):
 def test_early_stopping_after_patience_evaluations_without_gain(dataset):
     result = train_sasrec(dataset, *configs(dataset, lr=0.0, warmup=1, epochs=10, patience=2))
     assert result.best_epoch == 1 and result.epochs_run == 3
+
+
+def test_on_epoch_gets_every_record_and_the_most_epochs(dataset):
+    seen = []
+    result = train_sasrec(dataset, *configs(dataset, lr=0.0, warmup=1, epochs=10, patience=2),
+                          on_epoch=lambda record, epochs: seen.append((record, epochs)))
+    assert seen == [(h, 10) for h in result.history] and len(seen) == 3  # stopped early, after 3 of 10
+
+
+def test_threads_default_to_nostrade_threads_else_every_core(monkeypatch):
+    monkeypatch.setenv("NOSTRADE_THREADS", "3")
+    parser = argparse.ArgumentParser()
+    train.add_dataclass_flags(parser, TrainConfig)
+    assert TrainConfig().num_threads == 3 and parser.parse_args([]).num_threads == 3
+    monkeypatch.delenv("NOSTRADE_THREADS")
+    assert TrainConfig().num_threads == os.cpu_count()
 
 
 def scored_losses(loss, feedback):

@@ -6,15 +6,12 @@ CheckpointMismatch instead of a silent size mismatch or, worse, scores attached 
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from nostrade.atomic import atomic_write
 from nostrade.model import SASRec, SASRecConfig
 
 FORMAT_VERSION = 1
@@ -34,38 +31,6 @@ class Checkpoint:
     metrics: dict
 
 
-def atomic_torch_save(obj, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then os.replace: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_scalar(value):
-    """numpy scalars (np.float32, np.int64...) as the Python numbers they hold."""
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def write_json_atomic(path: str | Path, obj) -> None:
-    """JSON to a temporary file beside ``path``, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_scalar) + "\n")
-    os.replace(tmp, path)
-
-
 def save_checkpoint(path, model: SASRec, model_cfg: SASRecConfig, train_cfg, dataset_meta: dict,
                     metrics: dict, training_state: dict | None = None) -> None:
     """Write the model for serving; ``training_state`` (optimizer, scheduler, epoch...) makes it resumable."""
@@ -82,7 +47,8 @@ def save_checkpoint(path, model: SASRec, model_cfg: SASRecConfig, train_cfg, dat
     }
     if training_state is not None:
         payload["training_state"] = training_state
-    atomic_torch_save(payload, path)
+    with atomic_write(path) as f:
+        torch.save(payload, f)
 
 
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:

@@ -34,7 +34,7 @@ class Dataset:
         return bool(self.meta.get("order_is_time", self.meta.get("has_timestamps", True)))
 
     @property
-    def meta_hash(self) -> str:
+    def iid_map_hash(self) -> str:
         return self.meta["iid_map_sha256"]
 
 

@@ -28,6 +28,11 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def default_threads() -> int:
+    """CPU threads per process: NOSTRADE_THREADS when set, else every core of the machine."""
+    return int(os.environ.get("NOSTRADE_THREADS") or os.cpu_count() or 1)
+
+
 def setup(device: str = "auto") -> Context:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1), else a single-process context."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

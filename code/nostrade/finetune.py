@@ -27,10 +27,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +35,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nostrade.checkpoint import load_checkpoint, save_checkpoint, write_json_atomic
+from nostrade.atomic import copy, write_json
+from nostrade.checkpoint import load_checkpoint, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate
 from nostrade.events import RATING_TYPES, EventLog
@@ -100,19 +98,6 @@ def merge_log(dataset: Dataset, events: pd.DataFrame) -> LogSequences:
     return LogSequences(Dataset(dataset.items, sequences, user_ids, meta), counts)
 
 
-def _atomic_copy(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = FinetuneConfig(),
              report_path=None) -> dict:
     """Fine-tune, compare, and make the new checkpoint current if it is not worse. Returns the report."""
@@ -120,7 +105,7 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
     if not events_path.exists():
         raise FileNotFoundError(f"{events_path}: no such event log")
     dataset = load_dataset(data_dir)
-    previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.meta_hash,
+    previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.iid_map_hash,
                                expected_n_items=dataset.n_items)
     merged = merge_log(dataset, EventLog(events_path).events())
     report = {"events": str(events_path), "checkpoint": str(checkpoint_path), "data": str(data_dir),
@@ -151,8 +136,8 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
                    "finetuned_checkpoint": str(new_path), "best_epoch": result.best_epoch,
                    "seconds": time.perf_counter() - started})
     if accepted:
-        _atomic_copy(checkpoint_path, checkpoint_path.with_name(f"{checkpoint_path.stem}.previous{checkpoint_path.suffix}"))
-        _atomic_copy(new_path, checkpoint_path)
+        copy(checkpoint_path, checkpoint_path.with_name(f"{checkpoint_path.stem}.previous{checkpoint_path.suffix}"))
+        copy(new_path, checkpoint_path)
         report["previous_checkpoint"] = str(checkpoint_path.with_name(
             f"{checkpoint_path.stem}.previous{checkpoint_path.suffix}"))
     else:
@@ -162,7 +147,7 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
 
 def _finish(report: dict, report_path) -> dict:
     if report_path is not None:
-        write_json_atomic(report_path, report)
+        write_json(report_path, report)
     return report
 
 

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from nostrade.atomic import write_bytes
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE, LOVE
 from nostrade.sources import DataError, RawData, read_anime, read_mal, read_movielens
 from nostrade.synthetic import SyntheticConfig, write_synthetic
@@ -421,10 +422,7 @@ def write(processed: Processed, out: Path, artifacts: Path) -> None:
         raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    artifacts.mkdir(parents=True, exist_ok=True)
-    staged = artifacts / ".iid_map.json.tmp"
-    staged.write_bytes(processed.iid_map_json)
-    os.replace(staged, artifacts / "iid_map.json")
+    write_bytes(artifacts / "iid_map.json", processed.iid_map_json)
 
 
 def run(cfg: PrepConfig) -> Processed:

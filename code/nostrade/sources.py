@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-CATALOGUE_COLUMNS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members"]
+ITEM_COLUMNS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members"]
 SYNTHETIC_MARKER = "synthetic.json"  # written next to generated files; marks data built from them as synthetic
 
 # The 19 genre flags of ML-100K's u.item, in column order (u.genre holds the same list).
@@ -65,7 +65,7 @@ class RawData:
     """What every reader returns.
 
     ``items``: the catalogue, one row per unique ``anime_id`` (the source item id, whatever the
-    source), with CATALOGUE_COLUMNS. ``ratings``: ``user_id`` int64, ``anime_id`` int64, ``rating``
+    source), with ITEM_COLUMNS. ``ratings``: ``user_id`` int64, ``anime_id`` int64, ``rating``
     float64 (raw value, e.g. anime's -1 kept) and, when ``has_timestamps``, ``timestamp`` int64
     (unix seconds); rows in source file order.
     """
@@ -247,7 +247,7 @@ def _nullable_int(values: pd.Series) -> pd.Series:
 def load_anime_catalogue(path) -> pd.DataFrame:
     """The full anime catalogue (Kaggle ``anime.csv``, plain or .gz) cleaned for display and serving.
 
-    One row per title with CATALOGUE_COLUMNS: HTML entities in names decoded, ``genres`` a list of
+    One row per title with ITEM_COLUMNS: HTML entities in names decoded, ``genres`` a list of
     strings (empty when missing), ``episodes`` Int64 (null for "Unknown"), ``rating_mean`` float64
     (the site's mean score, nullable), ``members`` Int64. Rows in file order.
     """
@@ -348,14 +348,6 @@ def _mal_timestamps(path: Path, text: pd.Series, first_line: int) -> tuple[np.nd
 
 
 # ----------------------------------------------------------------------------------------- MovieLens
-
-MOVIELENS_FORMATS = {  # format: (ratings file name, items file name)
-    "recbole-atomic": (None, None),  # *.inter / *.item, found by suffix
-    "ml-100k": ("u.data", "u.item"),
-    "ml-1m": ("ratings.dat", "movies.dat"),
-    "ml-latest": ("ratings.csv", "movies.csv"),
-}
-
 
 def _find(folder: Path, names: list[str]) -> Path | None:
     for name in names:

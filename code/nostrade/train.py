@@ -17,6 +17,7 @@ import dataclasses
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +29,8 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from nostrade import distributed
-from nostrade.checkpoint import check_vocabulary, read_checkpoint, save_checkpoint, write_json_atomic
+from nostrade.atomic import write_json
+from nostrade.checkpoint import check_vocabulary, read_checkpoint, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate, evaluate_all_targets
 from nostrade.model import SASRec, SASRecConfig, trim_left_padding
@@ -37,6 +39,7 @@ from nostrade.split import LeaveOneOut, permuted, split_of
 
 LOSSES = ("ce", "bce", "bpr")
 CROPS = ("random", "last")
+EpochCallback = Callable[[dict, int], None]  # (the epoch's history record, cfg.epochs)
 
 
 @dataclass
@@ -59,7 +62,7 @@ class TrainConfig:
                                  # the data's order is not time, so that a file order cannot be learned)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available
-    num_threads: int = 2  # CPU threads (the shared machine has 2 cores)
+    num_threads: int = dataclasses.field(default_factory=distributed.default_threads)  # NOSTRADE_THREADS, else all cores
     resume: bool = False  # continue from <out>.last.pt when it exists
     progress: bool = True
 
@@ -172,8 +175,10 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConfig,
                  split: LeaveOneOut | None = None, checkpoint_path: str | Path | None = None,
-                 init_state: dict | None = None) -> TrainResult:
-    """``init_state``: model weights to start from instead of a fresh initialisation (nostrade.finetune)."""
+                 init_state: dict | None = None, on_epoch: EpochCallback | None = None) -> TrainResult:
+    """``init_state``: model weights to start from instead of a fresh initialisation (nostrade.finetune).
+    ``on_epoch(record, epochs)``: called on the main process after each epoch with its history record and
+    cfg.epochs (the most epochs the run can have), e.g. for a progress bar."""
     model_cfg = model_cfg.for_order(dataset.order_is_time)
     cfg = train_cfg.for_order(dataset.order_is_time)
     ctx = distributed.setup(cfg.device)
@@ -207,7 +212,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     last_path = last_checkpoint_path(checkpoint_path) if checkpoint_path else None
     if cfg.resume and last_path is not None and last_path.exists():
         saved = read_checkpoint(last_path)
-        check_vocabulary(saved, last_path, dataset.meta_hash, n_items)
+        check_vocabulary(saved, last_path, dataset.iid_map_hash, n_items)
         if saved["model_cfg"] != asdict(model_cfg):
             raise ValueError(f"{last_path}: saved with model config {saved['model_cfg']}, not {asdict(model_cfg)}")
         model.load_state_dict(saved["model_state"])
@@ -274,6 +279,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
                 "scaler": scaler.state_dict(), "history": history, "best_metrics": best_metrics,
                 "best_epoch": best_epoch, "best_score": best_score, "bad_evals": bad_evals,
                 "seconds": record["seconds"], "seconds_to_best": seconds_to_best})
+        if ctx.is_main and on_epoch is not None:
+            on_epoch(record, cfg.epochs)
         bar.set_postfix(loss=f"{record['loss']:.4f}", best_ndcg10=f"{max(best_score, 0):.4f}", best_epoch=best_epoch)
         if distributed.broadcast_from_main(stop, ctx):
             break
@@ -299,7 +306,7 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         if field.name in skip:
             continue
         flag = "--" + field.name.replace("_", "-")
-        default = field.default
+        default = field.default_factory() if field.default is dataclasses.MISSING else field.default
         if isinstance(default, bool) or (default is None and field.type.startswith("bool")):
             group.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=default,
                                help="default: from the data's order" if default is None else None)
@@ -323,7 +330,7 @@ def run_record(dataset: Dataset, data_dir, model_cfg, train_cfg, result: TrainRe
     """The metrics JSON EVAL.md asks of every run."""
     return {
         "model": "sasrec", "data": str(data_dir), "source": dataset.meta.get("source"),
-        "synthetic": dataset.meta.get("synthetic"), "iid_map_sha256": dataset.meta_hash,
+        "synthetic": dataset.meta.get("synthetic"), "iid_map_sha256": dataset.iid_map_hash,
         "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
         "model_config": asdict(model_cfg), "train_config": asdict(train_cfg), "seed": train_cfg.seed,
         "device": str(ctx.device), "world_size": ctx.world_size,
@@ -333,7 +340,8 @@ def run_record(dataset: Dataset, data_dir, model_cfg, train_cfg, result: TrainRe
     }
 
 
-def main(argv=None) -> int:
+def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
+    """The command line. ``on_epoch``: as train_sasrec's, for a caller that runs it in-process (code/app.py)."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/processed", help="processed folder (make_processed_data.py)")
     parser.add_argument("--out", default="checkpoints/sasrec.pt", help="best checkpoint; <out>.last.pt for resuming")
@@ -350,13 +358,14 @@ def main(argv=None) -> int:
     ctx = distributed.setup(train_cfg.device)
     try:
         split = split_of(dataset)
-        result = train_sasrec(dataset, model_cfg, train_cfg, split=split, checkpoint_path=args.out)
+        result = train_sasrec(dataset, model_cfg, train_cfg, split=split, checkpoint_path=args.out,
+                              on_epoch=on_epoch)
         if ctx.is_main:
             test = evaluate_all_targets(result.model.score, split, dataset.n_items)
             model_cfg, train_cfg = result.model_cfg, result.train_cfg
             save_checkpoint(args.out, result.model, model_cfg, train_cfg, dataset.meta,
                             {"valid": result.best_metrics, "best_epoch": result.best_epoch, "test": test})
-            write_json_atomic(args.metrics, run_record(dataset, args.data, model_cfg, train_cfg, result, test, ctx))
+            write_json(args.metrics, run_record(dataset, args.data, model_cfg, train_cfg, result, test, ctx))
             nxt, liked = test["next_item"], test["next_liked"]
             print(f"best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds_to_best:.0f} s to best; test "
                   f"NDCG@10 {nxt['ndcg@10']:.4f} HR@10 {nxt['hr@10']:.4f} (next item), NDCG@10 {liked['ndcg@10']:.4f} "

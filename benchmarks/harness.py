@@ -1,9 +1,12 @@
-"""Drive the Streamlit demo (code/app.py) in a real browser: headless Chromium through Selenium.
+"""The project's servers in child processes, and a real browser on the demo: for the tests and the benchmarks.
 
-Used by the end-to-end test (tests/test_browser.py) and the page-speed benchmark (benchmarks/app.py):
-``serve_app`` starts ``streamlit run code/app.py`` on a free 127.0.0.1 port and stops it (and its
-children) afterwards; ``chromium`` opens Debian's Chromium with a fresh profile; ``DemoPage`` does what
-a person does on the page and waits until the app has finished re-running.
+``ServerProcess`` runs ``uvicorn api:app`` (the load benchmark, the durability test); ``serve_app`` runs
+``streamlit run code/app.py`` (the browser test, the page-speed benchmark), each on a free 127.0.0.1 port
+in its own process group, stopped with its children afterwards. ``chromium`` opens Debian's headless
+Chromium with a fresh profile; ``DemoPage`` does what a person does on the page and waits until the app
+has finished re-running.
+
+Imported as ``harness``: benchmarks/ is a script's own folder, and on pytest's path (pyproject.toml).
 """
 from __future__ import annotations
 
@@ -15,9 +18,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -26,7 +31,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -34,47 +39,108 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start(command: list[str], env: dict, ready: Callable[[], bool], timeout_s: float, **popen) -> subprocess.Popen:
+    """Start ``command`` in its own process group (from the repository root, ``env`` added) and poll
+    ``ready()`` until it is true; stop the group and raise if the process exits or time runs out."""
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, start_new_session=True, **popen)
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode} while starting")
+        if time.monotonic() > deadline:
+            stop(process)
+            raise TimeoutError(f"the server did not answer within {timeout_s:.0f} s")
+        time.sleep(0.1)
+    return process
+
+
+def stop(process: subprocess.Popen, timeout_s: float = 15.0) -> None:
+    """SIGTERM the process group; SIGKILL it if it has not exited after ``timeout_s``."""
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@dataclass
+class ServerProcess:
+    """``uvicorn api:app`` on 127.0.0.1, configured by ``env`` (NOSTRADE_* variables)."""
+    env: dict
+    workers: int = 1
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 180.0) -> "ServerProcess":
+        """Start and wait until every worker answers /health (each reports its pid)."""
+        pids = set()
+
+        def every_worker_answers() -> bool:
+            try:
+                pids.add(httpx.get(self.url + "/health", timeout=2.0).json()["pid"])
+            except (httpx.TransportError, ValueError, KeyError):
+                return False
+            return len(pids) >= self.workers
+
+        command = [sys.executable, "-m", "uvicorn", "api:app", "--app-dir", str(REPO_ROOT / "code"),
+                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
+                   "--log-level", "warning", "--no-access-log"]
+        self.process = start(command, self.env, every_worker_answers, timeout_s)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL the whole server (no shutdown, no flushing), and reap it."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+
+    def __enter__(self) -> "ServerProcess":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 @contextlib.contextmanager
 def serve_app(env: dict[str, str], port: int | None = None, startup_timeout: float = 120.0):
     """``streamlit run code/app.py`` on 127.0.0.1 with ``env`` added; yields the page URL."""
     port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return httpx.get(f"{url}/_stcore/health", timeout=2.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
     command = [sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "code" / "app.py"),
                "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true",
                "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env={**os.environ, **env}, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while True:
-            if process.poll() is not None:
-                log.seek(0)
-                raise RuntimeError(f"streamlit exited with {process.returncode}: {log.read().decode()[-2000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"streamlit did not answer on {url} within {startup_timeout:.0f} s")
-            time.sleep(0.2)
-        yield url
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
+    with tempfile.TemporaryFile() as log:
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        log.close()
+            process = start(command, env, healthy, startup_timeout, stdout=log, stderr=subprocess.STDOUT)
+        except RuntimeError as e:
+            log.seek(0)
+            raise RuntimeError(f"{e}: {log.read().decode()[-2000:]}") from None
+        try:
+            yield url
+        finally:
+            stop(process)
 
 
 @contextlib.contextmanager
@@ -191,9 +257,6 @@ class DemoPage:
         choice.click()
         self.wait(lambda d: self.run_number() > before)
         return time.perf_counter() - started
-
-    def click_button(self, key: str) -> float:
-        return self.click(f".st-key-{key} button")
 
     def toggle(self, key: str) -> float:
         return self.click(f".st-key-{key} input")
