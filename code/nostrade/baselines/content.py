@@ -15,7 +15,6 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.preprocessing import normalize
 
 from nostrade.baselines.interactions import known_events
 from nostrade.dataset import Dataset
@@ -54,10 +53,14 @@ def profile_cosines(vectors, owner: np.ndarray, row: np.ndarray, feedback: np.nd
     weight_of = np.zeros(max(weights) + 1, np.float32)
     weight_of[list(weights)] = list(weights.values())
     per_event = weight_of[np.clip(feedback, 0, len(weight_of) - 1)]
-    events = sp.csr_matrix((per_event, (owner, row)), shape=(n_owners, vectors.shape[0]), dtype=np.float32)
-    profile = events @ vectors
-    profile = normalize(profile.toarray() if sp.issparse(profile) else np.asarray(profile))
-    return np.asarray(vectors @ profile.T, dtype=np.float32).T
+    if sp.issparse(vectors):
+        events = sp.csr_matrix((per_event, (owner, row)), shape=(n_owners, vectors.shape[0]), dtype=np.float32)
+        profile = (events @ vectors).toarray()
+    else:  # one person at a time when serving: a dense sum is faster than building a sparse matrix
+        profile = np.zeros((n_owners, vectors.shape[1]), dtype=np.float32)
+        np.add.at(profile, owner, vectors[row] * per_event[:, None])
+    profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+    return np.asarray(profile @ vectors.T, dtype=np.float32)
 
 
 class Content:
