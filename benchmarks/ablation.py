@@ -82,6 +82,11 @@ QUICK_MODEL = {"d_model": 16, "n_layers": 1, "max_len": 20}
 QUICK_TRAIN = {"epochs": 2, "warmup": 2, "patience": 2}
 
 
+def default_rows(order_is_time: bool) -> list[str]:
+    """Every row that applies to data whose order is (or is not) time."""
+    return [r for r in ROWS if r not in (ORDER_FREE_ONLY if order_is_time else TIME_ONLY)]
+
+
 # ---- data ---------------------------------------------------------------------------------------------------
 
 def prepare(folder: Path, work: Path) -> tuple[Dataset, str, str]:
@@ -351,7 +356,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
-    rows = rows or [r for r in ROWS if r not in (ORDER_FREE_ONLY if dataset.order_is_time else TIME_ONLY)]
+    rows = rows or default_rows(dataset.order_is_time)
     model_cfg, train_cfg = configs_from_args(args, dataset)
     if args.quick:
         model_cfg = dataclasses.replace(model_cfg, **QUICK_MODEL)

@@ -28,7 +28,7 @@ def quick_run(raw, tmp_path_factory) -> Path:
 
 def test_quick_run_writes_every_row_the_table_and_the_plots(quick_run):
     record = json.loads(quick_run.read_text())
-    assert [r["model"] for r in record["rows"]] == list(ablation.ROWS)
+    assert [r["model"] for r in record["rows"]] == ablation.default_rows(order_is_time=True)
     for row in record["rows"]:
         for key in ("ndcg@10", "hr@10", "ndcg@20", "hr@20"):
             assert 0.0 <= row[key] <= 1.0 and key in row["std"]
@@ -36,7 +36,7 @@ def test_quick_run_writes_every_row_the_table_and_the_plots(quick_run):
         assert row["delta_ndcg@10"] == pytest.approx(row["per_seed"][0]["delta_ndcg@10"])
     assert record["dataset"]["has_timestamps"] and record["config"]["quick"]
     md = quick_run.with_suffix(".md").read_text()
-    assert all(f"| {name} |" in md for name in ablation.ROWS)
+    assert all(f"| {name} |" in md for name in ablation.default_rows(order_is_time=True))
     for kind in ("metrics", "alpha", "by_length"):
         png = quick_run.with_name(f"{quick_run.stem}_{kind}.png")
         assert png.read_bytes()[:4] == b"\x89PNG"
@@ -66,7 +66,7 @@ def test_update_replaces_only_the_rows_it_reruns(quick_run, raw):
     assert ablation.main(["--data", str(raw), "--out", str(quick_run), "--quick", "--num-threads", "1",
                           "--models", "popularity,content", "--update"]) == 0
     record = json.loads(quick_run.read_text())
-    assert [r["model"] for r in record["rows"]] == list(ablation.ROWS)
+    assert [r["model"] for r in record["rows"]] == ablation.default_rows(order_is_time=True)
     assert [u["rows"] for u in record["updates"]] == [["popularity", "content"]]
     after = {r["model"]: r for r in record["rows"]}
     assert after["sasrec"] == before["sasrec"] and after["popularity"]["ndcg@10"] == before["popularity"]["ndcg@10"]
@@ -83,3 +83,11 @@ def test_bad_arguments_are_one_line_errors_with_exit_2(raw, argv, message, capsy
     assert ablation.main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+def test_rows_follow_the_data_order():
+    """Where the order is not time: the set-model variants and the file-order control, nothing to shuffle."""
+    order_free = ablation.default_rows(order_is_time=False)
+    assert {"sasrec+position", "sasrec-fixed-order", "sasrec-file-order", "ease"} <= set(order_free)
+    assert not {"sasrec-shuffled", "sasrec-no-time"} & set(order_free)
+    assert not set(ablation.ORDER_FREE_ONLY) & set(ablation.default_rows(order_is_time=True))
