@@ -50,7 +50,7 @@ def tiny_checkpoint(processed_sample, tmp_path_factory) -> Path:
     cfg = SASRecConfig(n_items=data.n_items, n_time_bins=data.n_time_bins, max_len=20, d_model=16, n_heads=2,
                        n_layers=1, dropout=0.0)
     path = tmp_path_factory.mktemp("tiny_checkpoint") / "sasrec.pt"
-    save_checkpoint(path, SASRec(cfg), cfg, {"note": "random weights, for serving tests"}, data.meta, {})
+    save_checkpoint(path, SASRec(cfg), {"note": "random weights, for serving tests"}, data.meta, {})
     return path
 
 

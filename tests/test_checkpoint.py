@@ -15,14 +15,14 @@ def saved(tmp_path, **model_overrides):
     cfg = SASRecConfig(**{"n_items": 20, "n_time_bins": 3, "max_len": 6, "d_model": 16, **model_overrides})
     model = SASRec(cfg).eval()
     path = tmp_path / "model.pt"
-    save_checkpoint(path, model, cfg, TrainConfig(seed=3), META, {"valid": {"ndcg@10": 0.5}})
+    save_checkpoint(path, model, TrainConfig(seed=3), META, {"valid": {"ndcg@10": 0.5}})
     return path, model, cfg
 
 
 def test_round_trip_gives_the_same_scores_and_plain_values(tmp_path):
     path, model, cfg = saved(tmp_path, use_time=False)
     loaded = load_checkpoint(path, expected_iid_map_sha256=META["iid_map_sha256"], expected_n_items=20)
-    assert loaded.model_cfg == cfg and loaded.train_cfg["seed"] == 3 and loaded.metrics["valid"]["ndcg@10"] == 0.5
+    assert loaded.model.cfg == model.cfg and loaded.train_cfg["seed"] == 3 and loaded.metrics["valid"]["ndcg@10"] == 0.5
     assert loaded.iid_map_sha256 == META["iid_map_sha256"] and loaded.meta == META
     history = Sequences.from_lists([[1, 2, 3], [4, 5]], [[1, 2, 3], [3, 3]], [[1, 2, 3], [2, 3]])
     torch.testing.assert_close(loaded.model.score(history), model.score(history))
@@ -56,6 +56,6 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatc
 
     monkeypatch.setattr(checkpoint.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, model, cfg, TrainConfig(), META, {})
+        save_checkpoint(path, model, TrainConfig(), META, {})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind

@@ -449,7 +449,7 @@ def sample_checkpoint(processed_sample, tmp_path_factory):
     ds = load_dataset(processed_sample)
     model = small_model(ds.n_items, n_time_bins=ds.n_time_bins, seed=3)
     path = tmp_path_factory.mktemp("ckpt") / "sasrec.pt"
-    save_checkpoint(path, model, model.cfg, {}, ds.meta, {})
+    save_checkpoint(path, model, {}, ds.meta, {})
     return path
 
 
@@ -478,7 +478,7 @@ def test_load_refuses_a_checkpoint_of_other_data(processed_sample, tmp_path):
     other = small_model(ds.n_items + 1)
     meta = dict(ds.meta, iid_map_sha256="0" * 64)
     path = tmp_path / "other.pt"
-    save_checkpoint(path, other, other.cfg, {}, meta, {})
+    save_checkpoint(path, other, {}, meta, {})
     with pytest.raises(CheckpointMismatch, match="iid map"):
         Recommender.load(path, processed_sample)
 
