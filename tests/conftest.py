@@ -67,3 +67,15 @@ def anime_checkpoint(processed_anime, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("anime_checkpoint") / "sasrec.pt"
     train_sasrec(data, cfg, TrainConfig(epochs=2, warmup=2, num_threads=1, progress=False), checkpoint_path=path)
     return path
+
+
+@pytest.fixture(scope="session")
+def ease_checkpoint(processed_anime, tmp_path_factory) -> Path:
+    """The default model of the order-free anime sample: `python -m nostrade.train` with --model auto (EASE)."""
+    from nostrade import train
+
+    folder = tmp_path_factory.mktemp("ease_checkpoint")
+    path = folder / "model.pt"
+    assert train.main(["--data", str(processed_anime), "--out", str(path), "--metrics",
+                       str(folder / "metrics.json")]) == 0
+    return path
