@@ -20,7 +20,7 @@ data: setup
 	$(PY) make_processed_data.py
 
 train: data
-	$(PY) -m nostrade.train --data data/processed --out checkpoints/sasrec.pt
+	$(PY) -m nostrade.train --data data/processed --out checkpoints/model.pt
 
 demo: train
 	$(VENV)/bin/streamlit run code/app.py

@@ -10,7 +10,7 @@ page (performance.now, checked every animation frame), until the app's re-run is
   sections all redrawn), and switching the genre blend off and on (a change of α);
 and reads the app's own server-side script time ("Page computed in N ms") after each click.
 
-Uses data/processed and checkpoints/sasrec.pt when both exist (make train); otherwise it prepares the
+Uses data/processed and checkpoints/model.pt when both exist (make train); otherwise it prepares the
 embedded sample into a temporary folder and trains a 1-epoch stand-in of the default model size (page
 speed does not depend on the weights). Needs /usr/bin/chromium and /usr/bin/chromedriver (make browser).
 """
@@ -37,10 +37,10 @@ TITLES = [("naruto", "Love"), ("shingeki", "Love"), ("death note", "Like"), ("on
 
 
 def model_paths(workdir: Path) -> tuple[Path, Path, str]:
-    data, checkpoint = REPO / "data" / "processed", REPO / "checkpoints" / "sasrec.pt"
+    data, checkpoint = REPO / "data" / "processed", REPO / "checkpoints" / "model.pt"
     if (data / "meta.json").exists() and checkpoint.exists():
-        return data, checkpoint, "checkpoints/sasrec.pt (make train)"
-    data, checkpoint = workdir / "processed", workdir / "sasrec.pt"
+        return data, checkpoint, "checkpoints/model.pt (make train)"
+    data, checkpoint = workdir / "processed", workdir / "model.pt"
     prep.run(prep.PrepConfig(source="anime", out=data, artifacts=data))
     subprocess.run([sys.executable, "-m", "nostrade.train", "--data", str(data), "--out", str(checkpoint),
                     "--metrics", str(workdir / "metrics.json"), "--epochs", "1", "--no-progress"],

@@ -64,7 +64,7 @@ def trained(name: str, data: Path, dataset: Dataset, args) -> tuple[predict.Reco
     checkpoint = getattr(args, f"{name}_checkpoint")
     if checkpoint is not None:
         rec = predict.Recommender.load(checkpoint, data)
-        return rec, {"checkpoint": str(checkpoint), "config": vars(rec.model.cfg)}
+        return rec, {"checkpoint": str(checkpoint), "config": rec.describe()["model"]}
     model_cfg = SASRecConfig(n_items=dataset.n_items, n_time_bins=dataset.n_time_bins, max_len=args.max_len)
     train_cfg = TrainConfig(epochs=args.epochs, patience=args.patience, seed=args.seed, num_threads=args.threads)
     result = train_sasrec(dataset, model_cfg, train_cfg)

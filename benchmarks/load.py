@@ -1,7 +1,7 @@
 """Load test of the HTTP service: POST /recommend with 50-event histories, 1 and then 2 uvicorn workers.
 
     python benchmarks/load.py --out artifacts/bench/api_load.json [--requests 2000] [--concurrency 4 8]
-    python benchmarks/load.py --out FILE.json --checkpoint checkpoints/sasrec.pt --data data/processed
+    python benchmarks/load.py --out FILE.json --checkpoint checkpoints/model.pt --data data/processed
 
 Runs on a fresh checkout. Without --checkpoint it prepares the embedded real anime sample
 (data/sample/, with nostrade.prep, as make_processed_data.py does) into a temporary folder and serves a
@@ -55,8 +55,8 @@ def prepare_random_model(folder: Path) -> tuple[Path, Path]:
     data = load_dataset(data_dir)
     torch.manual_seed(0)
     cfg = SASRecConfig(n_items=data.n_items, n_time_bins=data.n_time_bins)
-    checkpoint = folder / "sasrec.pt"
-    save_checkpoint(checkpoint, SASRec(cfg), cfg, {"note": "random weights (load benchmark)"}, data.meta, {})
+    checkpoint = folder / "model.pt"
+    save_checkpoint(checkpoint, SASRec(cfg), {"note": "random weights (load benchmark)"}, data.meta, {})
     return checkpoint, data_dir
 
 

@@ -2,7 +2,7 @@
 
     python benchmarks/order_invariance.py --out artifacts/bench/order_invariance.json [--checkpoint PT --data DIR]
 
-No arguments: the default model on the embedded sample (checkpoints/sasrec.pt on data/processed, prepared and
+No arguments: the default model on the embedded sample (checkpoints/model.pt on data/processed, prepared and
 trained first if absent, as `make train` does).
 
 - ``top10_overlap``: for --users test users (the data set's own split, nostrade.split), their history in
@@ -27,7 +27,7 @@ import numpy as np
 import predict
 from nostrade import prep, train
 from nostrade.baselines import ItemKNN
-from nostrade.checkpoint import write_json_atomic
+from nostrade.atomic import write_json as write_json_atomic
 from nostrade.history import as_events, training_events
 from nostrade.split import split_of
 
@@ -82,7 +82,7 @@ def top10_overlap(rec: predict.Recommender, users: int, orders: int, seed: int) 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench" / "order_invariance.json")
-    parser.add_argument("--checkpoint", type=Path, help="a checkpoint (default: checkpoints/sasrec.pt, trained if absent)")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint (default: checkpoints/model.pt, trained if absent)")
     parser.add_argument("--data", type=Path, help="the processed folder it was trained on (default data/processed)")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--orders", type=int, default=5)
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
         print("error: give both --checkpoint and --data, or neither (the default model)", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    checkpoint, data = args.checkpoint or REPO / "checkpoints" / "sasrec.pt", args.data or REPO / "data" / "processed"
+    checkpoint, data = args.checkpoint or REPO / "checkpoints" / "model.pt", args.data or REPO / "data" / "processed"
     try:
         if args.checkpoint is None:
             default_model(checkpoint, data)
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
               "targets": {"top10_overlap": 0.9, "neighbour_id_distance_ratio": 0.5,
                           "neighbour_genre_jaccard": "at least item-kNN's"},
               "users": n_users, "orders": args.orders, "seed": args.seed, "checkpoint": str(checkpoint),
-              "data": str(data), "order_is_time": dataset.order_is_time, "model": vars(rec.model.cfg),
+              "data": str(data), "order_is_time": dataset.order_is_time, "model": rec.describe()["model"],
               "seconds": time.perf_counter() - started}
     print(f"top-10 overlap across {args.orders} click orders of {n_users} histories: {overlap:.3f} (target >= 0.9)\n"
           f"neighbours (the served item space): id-distance ratio {served['neighbour_id_distance_ratio']:.3f} "

@@ -7,7 +7,7 @@ Start (from the repository root, after `make train`):
 Configuration (environment variables, the same as code/app.py's; relative paths are taken from the
 repository root):
 
-    NOSTRADE_CHECKPOINT      checkpoint to serve                         (default checkpoints/sasrec.pt)
+    NOSTRADE_CHECKPOINT      checkpoint to serve                         (default checkpoints/model.pt)
     NOSTRADE_DATA            processed folder it was trained on          (default data/processed)
     NOSTRADE_CATALOGUE       full catalogue, e.g. data/sample/anime.csv.gz (default: the file recorded in
                              the processed folder's meta.json, if unchanged; else the model's own titles)
@@ -86,7 +86,7 @@ class Settings:
                 raise ValueError(f"{name}={value!r} is not a non-negative integer")
             return int(value)
 
-        return cls(checkpoint=path("NOSTRADE_CHECKPOINT", "checkpoints/sasrec.pt"),
+        return cls(checkpoint=path("NOSTRADE_CHECKPOINT", "checkpoints/model.pt"),
                    data=path("NOSTRADE_DATA", "data/processed"),
                    catalogue=path("NOSTRADE_CATALOGUE", "") if env.get("NOSTRADE_CATALOGUE") else None,
                    events=path("NOSTRADE_EVENTS", "data/events.db"),
@@ -428,8 +428,8 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
         yield
 
     app = FastAPI(title="Nostrade Engine", version="1.0",
-                  description="Anime recommendations from a SASRec model with feedback and time, genre blend "
-                              "and explanations. Every error is JSON with a 4xx status.",
+                  description="Anime recommendations from the trained model (EASE, or SASRec with feedback and time), "
+                              "genre blend and explanations. Every error is JSON with a 4xx status.",
                   lifespan=lifespan)
     app.state.service = service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)

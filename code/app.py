@@ -4,7 +4,7 @@
 
 Settings (environment variables; relative paths are taken from the repository root):
     NOSTRADE_DATA         processed folder (make_processed_data.py)      default data/processed
-    NOSTRADE_CHECKPOINT   SASRec checkpoint                              default checkpoints/sasrec.pt
+    NOSTRADE_CHECKPOINT   model checkpoint                               default checkpoints/model.pt
     NOSTRADE_EVENTS       SQLite event log (nostrade.events)             default data/events.db
     NOSTRADE_CATALOGUE    full catalogue; default: the file recorded in the data's meta.json
     NOSTRADE_TRAIN_ARGS   extra flags for the in-app "train the default model" run (e.g. "--epochs 5")
@@ -48,7 +48,7 @@ def setting(name: str, default: str) -> Path:
 
 
 DATA_DIR = setting("NOSTRADE_DATA", "data/processed")
-CHECKPOINT = setting("NOSTRADE_CHECKPOINT", "checkpoints/sasrec.pt")
+CHECKPOINT = setting("NOSTRADE_CHECKPOINT", "checkpoints/model.pt")
 EVENTS_DB = setting("NOSTRADE_EVENTS", "data/events.db")
 CATALOGUE = setting("NOSTRADE_CATALOGUE", "") if os.environ.get("NOSTRADE_CATALOGUE") else None
 use_threads(1)  # one small request per click: extra threads only add overhead here
@@ -160,9 +160,9 @@ def on_clear_all(anime_ids: list[int]) -> None:
 # No model yet: say so, show popular titles, offer to train the default model
 # ---------------------------------------------------------------------------------------------------
 def train_default_model(progress) -> str | None:
-    """Prepare the embedded sample if needed, then run `python -m nostrade.train` in this process, the page
-    following its epochs; None when done, else what went wrong. Leaving or re-running the page stops it at
-    the next epoch."""
+    """Prepare the embedded sample if needed, then run `python -m nostrade.train` in this process (the default
+    model: EASE on the order-free sample, seconds; SASRec on time-ordered data, the page following its epochs);
+    None when done, else what went wrong. Leaving or re-running the page stops SASRec at the next epoch."""
     if not (DATA_DIR / "meta.json").exists():
         progress.progress(0.0, text="Preparing the embedded anime sample…")
         artifacts = REPO_ROOT / "artifacts" if DATA_DIR == REPO_ROOT / "data" / "processed" else DATA_DIR
@@ -175,7 +175,8 @@ def train_default_model(progress) -> str | None:
         progress.progress(record["epoch"] / epochs, text=f"Training SASRec: epoch {record['epoch']} of at most "
                                                          f"{epochs} (stops early when validation stops improving)")
 
-    default = CHECKPOINT == REPO_ROOT / "checkpoints" / "sasrec.pt"
+    progress.progress(0.0, text="Training the default model…")
+    default = CHECKPOINT == REPO_ROOT / "checkpoints" / "model.pt"
     metrics = REPO_ROOT / "artifacts" / "metrics.json" if default else CHECKPOINT.with_suffix(".metrics.json")
     argv = ["--data", str(DATA_DIR), "--out", str(CHECKPOINT), "--metrics", str(metrics), "--no-progress",
             *shlex.split(os.environ.get("NOSTRADE_TRAIN_ARGS", ""))]
@@ -191,7 +192,7 @@ def train_default_model(progress) -> str | None:
 def no_model_page(problem: str) -> None:
     st.warning(problem)
     st.markdown("The demo needs a trained model. Train the small default model on the embedded anime "
-                "sample here (a few minutes on a laptop CPU), or run `make train` in a terminal.")
+                "sample here (seconds on a laptop CPU), or run `make train` in a terminal.")
     if st.button("Train the default model", type="primary", key="train"):
         failure = train_default_model(st.progress(0.0, text="Starting…"))
         if failure is None:
@@ -430,7 +431,8 @@ def main() -> None:
     st.set_page_config(page_title="Nostrade Engine", page_icon="🎬", layout="wide")
     st.title("Nostrade Engine")
     st.caption("Rate anime you know — Dislike, Like or Love — and the recommendations follow, with the reasons. "
-               "Sequence model (SASRec) with feedback embeddings, genre blend, explanations.")
+               "EASE (data whose order is not time, like this sample) or SASRec with feedback embeddings, genre "
+               "blend, explanations.")
     version = file_version(CHECKPOINT)
     if version is None or not (DATA_DIR / "meta.json").exists():
         missing = CHECKPOINT if version is None else DATA_DIR / "meta.json"

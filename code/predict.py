@@ -1,11 +1,15 @@
-"""Serving backend: a trained SASRec meets a person's history — score, genre-blend, filter, explain.
+"""Serving backend: a trained model meets a person's history — score, genre-blend, filter, explain.
+
+The model is a checkpoint's (nostrade.checkpoint): the default is SASRec for data whose order is time and EASE
+for data whose order is not (nostrade.train --model auto); anything with the small nostrade.scoring.ServedModel
+protocol serves the same way.
 
 The Streamlit app (code/app.py) and the HTTP service (code/api.py) call this module and re-implement
 nothing. Public API:
 
     from predict import Recommender, Event
 
-    rec = Recommender.load("checkpoints/sasrec.pt", "data/processed",
+    rec = Recommender.load("checkpoints/model.pt", "data/processed",
                            catalogue_path="data/sample/anime.csv.gz")   # load once, reuse
     out = rec.recommend([Event(20, "Love"), Event(1735, 2), Event(30, "Dislike", timestamp=1.7e9)],
                         k=20, alpha=0.2, genres=["Action"], types=["TV"], min_members=10_000)
@@ -17,7 +21,7 @@ nothing. Public API:
     out.content_only_ids  # catalogue titles the model does not know: counted through genres only
     out.n_duplicates, out.n_truncated  # events replaced by a later one / older than the model's window
     out.explanations   # DataFrame, one row per (recommendation, named pick): anime_id, pick_anime_id,
-                       #   pick_name, pick_feedback, similarity (embedding cosine, NaN outside the model),
+                       #   pick_name, pick_feedback, similarity (item-space cosine, NaN outside the model),
                        #   genre_similarity, shared_genres, co_watched, co_loved
     out.graph          # networkx.DiGraph pick -> recommendation, edge "weight" = similarity
     out.to_csv("top20.csv"); out.to_dict()  # export (atomic file write) / JSON-ready dict
@@ -29,15 +33,15 @@ nothing. Public API:
     rec.recommend_batch(histories, k=20, alpha=0.2)  # offline: long DataFrame user, rank, anime_id, score
     rec.scores(histories, alpha=0.2)               # every catalogue title's scores as NumPy arrays (Scores)
     rec.genres, rec.types                          # values the filters accept
-    rec.describe()                                 # sizes, model config, data hash (for a health check)
+    rec.describe()                                 # sizes, model kind and config, data hash (for a health check)
     use_threads(1)                                 # CPU threads for PyTorch and NumPy's BLAS (per process)
     rec.catalogue                                  # DataFrame of every title (model's titles first, iid order)
-    Recommender(model, dataset, catalogue=None)  # tests and benchmarks, no files
+    Recommender(model, dataset, catalogue=None)  # tests and benchmarks, no files (model: a ServedModel)
 
 ``Recommender.load`` checks the checkpoint's iid-map hash and item count against the processed folder's
 meta.json and its iid_map.json (CheckpointMismatch / ValueError with the reason); the catalogue defaults
 to the anime file the data was prepared from (if unchanged), else the model's own titles. Loading
-precomputes everything a request needs (unit item embeddings, the genre matrix, log popularity, sparse
+precomputes everything a request needs (unit item vectors, the genre matrix, log popularity, sparse
 co-watch matrices, normalised titles for search); a request only reads them, so one Recommender can
 serve concurrent threads. ``out.items``, ``out.explanations`` and ``out.graph`` are built on first access.
 
@@ -47,10 +51,10 @@ with those keys. Feedback is 1/2/3 or "Dislike"/"Like"/"Love" (any case). Rules:
 - duplicates of an anime id: the latest wins (its feedback and its place in the order);
 - anime ids missing from the catalogue are skipped and listed in ``unknown_ids``; catalogue titles the
   model does not know count through the genre profile and are listed in ``content_only_ids``;
-- order: for a model of data whose order is not time (a set model, ``model.cfg.permutations`` > 0) the order
-  given does not matter: the same set of rated titles gets the same answer (nostrade.model.canonical_orderings);
-- a sequence model scores only the most recent ``max_len`` (the model's maximum) events, a set model all of
-  them; every event is "seen";
+- order: for a model of data whose order is not time (EASE, or a set-model SASRec, ``permutations`` > 0) the
+  order given does not matter: the same set of rated titles gets the same answer;
+- the model scores the most recent ``max_len`` events (its ``window``: a sequence model's maximum; None for
+  EASE and a set model: all of them); every event is "seen";
 - bad input raises ValueError with a one-line message: feedback outside 1..3 or another name, a
   non-integer anime id, a non-finite timestamp, k outside 1..MAX_K (500), alpha outside [0, 1], unknown
   genre/type filter values, negative min_members; ``similar`` of an id outside the catalogue raises
@@ -58,7 +62,7 @@ with those keys. Feedback is 1/2/3 or "Dislike"/"Like"/"Love" (any case). Rules:
 
 Scoring, for every catalogue title the person has not seen (see nostrade.blend for the normalisation):
 - "sequence+genre" (at least COLD_START_MIN_EVENTS events the model knows):
-  ``final = (1 - α)·minmax(SASRec logit) + α·minmax(genre cosine) - dislike penalty``. Titles outside the
+  ``final = (1 - α)·minmax(model score) + α·minmax(genre cosine) - dislike penalty``. Titles outside the
   model's vocabulary get model part 0, so they surface only through genres (or with α = 1).
 - "genre+popularity" (cold start: fewer model-known events, e.g. one pick, or only titles the model
   does not know): ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``.
@@ -66,12 +70,12 @@ Scoring, for every catalogue title the person has not seen (see nostrade.blend f
 The genre cosine is between each title's genre vector and the person's profile: the sum of their
 events' unit genre vectors weighted Love +2, Like +1, Dislike -1.
 
-Dislikes steer away, whatever the model learned from its feedback embedding (plain SASRec is known to
-rank disliked items and their neighbours *higher*: a Transformer's last hidden state resembles its
-last input): (1) the model sees the dislikes, but a dislike may only lower a title's model score: where
+Dislikes steer away, whatever the model learned (plain SASRec is known to rank disliked items and their
+neighbours *higher*: a Transformer's last hidden state resembles its last input; EASE counts a dislike as
+a watch): (1) the model sees the dislikes, but a dislike may only lower a title's model score: where
 the history has dislikes, the model part is the lower of the normalised scores with and without them
-(one extra row in the same forward pass); (2) the dislike penalty,
-``dislike_weight · max(0, max cosine to a disliked title in the embedding space)``, is subtracted from
+(one extra row in the same model call); (2) the dislike penalty,
+``dislike_weight · max(0, max cosine to a disliked title in the model's item space)``, is subtracted from
 the final score. Filters restrict the candidates after normalisation, before top-K, so a filtered list
 keeps the order of the unfiltered one (``genres``: a title with any of them passes).
 
@@ -103,10 +107,9 @@ from nostrade.baselines.content import item_vectors
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.explain import EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, sentences
-from nostrade.model import SASRec
 from nostrade.prep import REPO_ROOT, time_bins_of
 from nostrade.scoring import (DISLIKE_WEIGHT, PATH_CONTENT, PATH_SEQUENCE, POPULARITY_WEIGHT, History, Scores,
-                              Scoring)
+                              Scoring, ServedModel)
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE
 from nostrade.sources import load_anime_catalogue
 
@@ -305,17 +308,16 @@ def _plain(values) -> list:
 class Recommender:
     """A model, its vocabulary, the catalogue and everything precomputed for millisecond requests."""
 
-    def __init__(self, model: SASRec, dataset: Dataset, catalogue: pd.DataFrame | None = None,
+    def __init__(self, model: ServedModel, dataset: Dataset, catalogue: pd.DataFrame | None = None,
                  dislike_weight: float = DISLIKE_WEIGHT):
-        self.model = model.cpu().eval()
-        # A set model (order-free data) reads every event through its canonical orderings; a sequence model the
-        # most recent max_len.
-        self.max_len = model.cfg.max_len if not model.cfg.permutations else None
+        self.model = model.cpu().eval() if isinstance(model, torch.nn.Module) else model
+        self.max_len = model.window  # the most recent events scored (None: all)
         self.dataset = dataset
         self.meta = dataset.meta
         self.dislike_weight = float(dislike_weight)
-        if model.cfg.n_items != dataset.n_items:
-            raise ValueError(f"model has {model.cfg.n_items} items but the data set has {dataset.n_items}")
+        n_model_items = model.config()["n_items"]
+        if n_model_items != dataset.n_items:
+            raise ValueError(f"model has {n_model_items} items but the data set has {dataset.n_items}")
         # Catalogue rows: the model's titles first, in iid order (row = iid - 1), then the others in the
         # order given, so that model scores land on the catalogue as one contiguous slice.
         self.catalogue = _checked_catalogue(dataset.items if catalogue is None else catalogue, dataset.items)
@@ -377,7 +379,7 @@ class Recommender:
         return {"catalogue_items": len(self.catalogue), "model_items": self.n_items, "max_len": self.max_len,
                 "max_k": MAX_K, "genres": self.genres, "types": self.types, "source": self.meta.get("source"),
                 "iid_map_sha256": self.meta.get("iid_map_sha256"), "has_timestamps": self.meta.get("has_timestamps"),
-                "model": {k: v for k, v in vars(self.model.cfg).items()}, "dislike_weight": self.dislike_weight}
+                "model": {"kind": self.model.kind, **self.model.config()}, "dislike_weight": self.dislike_weight}
 
     # -- history preparation ----------------------------------------------------------------------
     def history(self, events: Iterable) -> History:
@@ -544,7 +546,7 @@ class Recommender:
         return self.catalogue.iloc[rows].assign(in_model=self._in_model[rows]).reset_index(drop=True)
 
     def similar(self, anime_id: int, k: int = 10, use_faiss: bool = False) -> pd.DataFrame:
-        """Titles most similar to one title: cosine in the model's item-embedding space (exact, or an
+        """Titles most similar to one title: cosine in the model's item space (exact, or an
         approximate FAISS HNSW index for large catalogues); genre cosine for titles the model does not know."""
         k = check_k(k)
         valid = isinstance(anime_id, (int, np.integer)) and not isinstance(anime_id, bool)

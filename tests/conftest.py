@@ -50,7 +50,7 @@ def tiny_checkpoint(processed_sample, tmp_path_factory) -> Path:
     cfg = SASRecConfig(n_items=data.n_items, n_time_bins=data.n_time_bins, max_len=20, d_model=16, n_heads=2,
                        n_layers=1, dropout=0.0)
     path = tmp_path_factory.mktemp("tiny_checkpoint") / "sasrec.pt"
-    save_checkpoint(path, SASRec(cfg), cfg, {"note": "random weights, for serving tests"}, data.meta, {})
+    save_checkpoint(path, SASRec(cfg), {"note": "random weights, for serving tests"}, data.meta, {})
     return path
 
 
@@ -66,4 +66,16 @@ def anime_checkpoint(processed_anime, tmp_path_factory) -> Path:
                        n_layers=1, dropout=0.1)
     path = tmp_path_factory.mktemp("anime_checkpoint") / "sasrec.pt"
     train_sasrec(data, cfg, TrainConfig(epochs=2, warmup=2, num_threads=1, progress=False), checkpoint_path=path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def ease_checkpoint(processed_anime, tmp_path_factory) -> Path:
+    """The default model of the order-free anime sample: `python -m nostrade.train` with --model auto (EASE)."""
+    from nostrade import train
+
+    folder = tmp_path_factory.mktemp("ease_checkpoint")
+    path = folder / "model.pt"
+    assert train.main(["--data", str(processed_anime), "--out", str(path), "--metrics",
+                       str(folder / "metrics.json")]) == 0
     return path

@@ -1,8 +1,12 @@
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from nostrade import checkpoint
 from nostrade.checkpoint import CheckpointMismatch, load_checkpoint, read_checkpoint, save_checkpoint
+from nostrade.baselines.ease import EASE
+from nostrade.dataset import Dataset
 from nostrade.model import SASRec, SASRecConfig
 from nostrade.sequences import Sequences
 from nostrade.train import TrainConfig
@@ -15,18 +19,50 @@ def saved(tmp_path, **model_overrides):
     cfg = SASRecConfig(**{"n_items": 20, "n_time_bins": 3, "max_len": 6, "d_model": 16, **model_overrides})
     model = SASRec(cfg).eval()
     path = tmp_path / "model.pt"
-    save_checkpoint(path, model, cfg, TrainConfig(seed=3), META, {"valid": {"ndcg@10": 0.5}})
+    save_checkpoint(path, model, TrainConfig(seed=3), META, {"valid": {"ndcg@10": 0.5}})
     return path, model, cfg
 
 
 def test_round_trip_gives_the_same_scores_and_plain_values(tmp_path):
     path, model, cfg = saved(tmp_path, use_time=False)
     loaded = load_checkpoint(path, expected_iid_map_sha256=META["iid_map_sha256"], expected_n_items=20)
-    assert loaded.model_cfg == cfg and loaded.train_cfg["seed"] == 3 and loaded.metrics["valid"]["ndcg@10"] == 0.5
+    assert loaded.model.cfg == model.cfg and loaded.train_cfg["seed"] == 3 and loaded.metrics["valid"]["ndcg@10"] == 0.5
     assert loaded.iid_map_sha256 == META["iid_map_sha256"] and loaded.meta == META
     history = Sequences.from_lists([[1, 2, 3], [4, 5]], [[1, 2, 3], [3, 3]], [[1, 2, 3], [2, 3]])
     torch.testing.assert_close(loaded.model.score(history), model.score(history))
     torch.load(path, weights_only=True)  # nothing but tensors and plain values inside
+
+
+HISTORY = Sequences.from_lists([[1, 2, 3], [4, 5]], [[1, 2, 3], [3, 3]], [[1, 2, 3], [2, 3]])
+
+
+def ease_saved(tmp_path):
+    train = Sequences.from_lists([[1, 2, 3], [2, 3, 4], [5, 6, 1], [3, 4, 5, 6]])
+    items = pd.DataFrame({"iid": range(1, 7), "anime_id": range(101, 107)})
+    model = EASE(l2=2.0).fit(Dataset(items, train, np.arange(4), META), train)
+    path = tmp_path / "ease.pt"
+    save_checkpoint(path, model, {}, META, {"valid": {"ndcg@10": 0.25}})
+    return path, model
+
+
+def test_ease_round_trip_gives_the_same_scores(tmp_path):
+    path, model = ease_saved(tmp_path)
+    loaded = load_checkpoint(path, expected_iid_map_sha256=META["iid_map_sha256"], expected_n_items=6)
+    assert isinstance(loaded.model, EASE) and loaded.model.config() == {"l2": 2.0, "n_items": 6}
+    assert loaded.metrics["valid"]["ndcg@10"] == 0.25 and read_checkpoint(path)["model_kind"] == "ease"
+    torch.testing.assert_close(loaded.model.score(HISTORY), model.score(HISTORY))
+    with pytest.raises(CheckpointMismatch, match=r"aaaaaaaaaaaa.*bbbbbbbbbbbb"):
+        load_checkpoint(path, expected_iid_map_sha256="b" * 64)
+    with pytest.raises(CheckpointMismatch, match=r"6 items.*has 7"):
+        load_checkpoint(path, expected_n_items=7)
+
+
+def test_a_checkpoint_without_model_kind_is_a_sasrec(tmp_path):
+    path, model, _ = saved(tmp_path)
+    payload = read_checkpoint(path)
+    del payload["model_kind"]  # written before EASE was served
+    torch.save(payload, path)
+    torch.testing.assert_close(load_checkpoint(path).model.score(HISTORY), model.score(HISTORY))
 
 
 def test_another_iid_map_is_refused_naming_both_hashes(tmp_path):
@@ -56,6 +92,6 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatc
 
     monkeypatch.setattr(checkpoint.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(path, model, cfg, TrainConfig(), META, {})
+        save_checkpoint(path, model, TrainConfig(), META, {})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind

@@ -7,11 +7,13 @@ import pytest
 import torch
 
 from nostrade import finetune as ft
+from nostrade.baselines.ease import EASE
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.events import CLEARED, SAVED, EventLog
 from nostrade.model import SASRec
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
+from nostrade.split import split_of
 from nostrade.train import TrainResult
 from predict import Recommender
 
@@ -146,6 +148,22 @@ def test_fine_tuning_starts_from_the_current_weights(workspace, monkeypatch):
     assert seen["epochs"] == 1
     assert all(torch.equal(seen["init"][k], v) for k, v in current.items())
     assert report["accepted"]  # unchanged weights: exactly as good, and "not worse" accepts it
+
+
+def test_an_ease_checkpoint_is_refitted_on_the_merged_histories(workspace, ease_checkpoint, tmp_path):
+    _, events, data = workspace
+    checkpoint = tmp_path / "model.pt"
+    shutil.copyfile(ease_checkpoint, checkpoint)
+    previous = load_checkpoint(checkpoint).model
+    report = ft.finetune(events, checkpoint, data, ft.FinetuneConfig(tolerance=1.0, progress=False))
+    assert report["accepted"] and report["valid_finetuned"]["n_cases"] == report["valid_previous"]["n_cases"]
+    current = load_checkpoint(checkpoint).model
+    merged = ft.merge_log(load_dataset(data), EventLog(events).events()).dataset
+    expected = EASE(previous.l2).fit(merged, split_of(merged).train)
+    assert isinstance(current, EASE) and current.l2 == previous.l2 == 150.0
+    np.testing.assert_array_equal(current.weights, expected.weights)
+    assert not np.array_equal(current.weights, previous.weights)
+    Recommender.load(checkpoint, data)  # the served format, same vocabulary
 
 
 def test_a_worse_model_is_not_made_current(workspace, monkeypatch, tmp_path):

@@ -452,7 +452,7 @@ def sample_checkpoint(processed_sample, tmp_path_factory):
     ds = load_dataset(processed_sample)
     model = small_model(ds.n_items, n_time_bins=ds.n_time_bins, seed=3)
     path = tmp_path_factory.mktemp("ckpt") / "sasrec.pt"
-    save_checkpoint(path, model, model.cfg, {}, ds.meta, {})
+    save_checkpoint(path, model, {}, ds.meta, {})
     return path
 
 
@@ -481,7 +481,7 @@ def test_load_refuses_a_checkpoint_of_other_data(processed_sample, tmp_path):
     other = small_model(ds.n_items + 1)
     meta = dict(ds.meta, iid_map_sha256="0" * 64)
     path = tmp_path / "other.pt"
-    save_checkpoint(path, other, other.cfg, {}, meta, {})
+    save_checkpoint(path, other, {}, meta, {})
     with pytest.raises(CheckpointMismatch, match="iid map"):
         Recommender.load(path, processed_sample)
 
@@ -540,3 +540,31 @@ def test_batch_with_fewer_unseen_titles_than_k(anime, catalogue):
     batch = rec.recommend_batch([seen_almost_all, [Event(NARUTO, 3), Event(BLEACH, 3)]], k=10)
     assert (batch["user"] == 0).sum() == 3 and (batch["user"] == 1).sum() == 10
     assert len(rec.recommend(seen_almost_all, k=10).items) == 3
+
+
+# ---------------------------------------------------------------------------------------------- EASE served
+
+
+@pytest.fixture(scope="module")
+def ease_rec(ease_checkpoint, processed_anime) -> Recommender:
+    return Recommender.load(ease_checkpoint, processed_anime)
+
+
+def test_ease_is_served_end_to_end(ease_rec):
+    rec = ease_rec
+    described = rec.describe()
+    assert described["model"] == {"kind": "ease", "l2": 150.0, "n_items": rec.n_items} and described["max_len"] is None
+    assert len(rec.catalogue) > rec.n_items  # the full catalogue recorded in meta.json
+    ids = vocab_ids(rec, 250, seed=5)  # more than any SASRec window: EASE reads them all
+    events = [Event(a, DISLIKE if i % 4 == 0 else LOVE) for i, a in enumerate(ids)]
+    out = rec.recommend(events, k=10)
+    assert out.path == "sequence+genre" and out.n_truncated == 0 and len(out.items) == 10
+    assert not set(out.items["anime_id"]) & set(ids) and out.items["model_score"].notna().any()
+    assert len(out.explanations) and out.explanations["similarity"].notna().all()
+    assert out.items["reason"].str.len().gt(0).all()
+    shuffled = [events[i] for i in np.random.default_rng(1).permutation(len(events))]
+    assert rec.recommend(shuffled, k=10, explain=False).items["anime_id"].tolist() == out.items["anime_id"].tolist()
+    similar = rec.similar(ids[1], k=5)
+    assert len(similar) == 5 and similar["source"].eq("embedding").all() and ids[1] not in similar["anime_id"].tolist()
+    assert similar["similarity"].is_monotonic_decreasing
+

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from nostrade import train
+from nostrade.baselines.ease import EASE
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.model import SASRec, SASRecConfig
@@ -133,6 +134,17 @@ def test_cli_writes_checkpoint_and_run_record(processed_sample, tmp_path):
     assert set(record["test"]) == {"next_item", "next_liked", "next_disliked", "delta_ndcg@10"}
     loaded = load_checkpoint(out, expected_iid_map_sha256=meta["iid_map_sha256"])
     assert loaded.metrics["test"]["next_item"]["ndcg@10"] == record["test"]["next_item"]["ndcg@10"]
+    assert meta["order_is_time"] and record["model"] == "sasrec" and isinstance(loaded.model, SASRec)  # --model auto
+
+
+def test_cli_auto_fits_ease_where_the_order_is_not_time(ease_checkpoint, processed_anime):
+    record = json.loads((ease_checkpoint.parent / "metrics.json").read_text())
+    assert not load_dataset(processed_anime).order_is_time
+    assert record["model"] == "ease" and record["model_config"]["l2"] == 150.0 and record["epochs"] == 0
+    assert set(record["test"]) == {"next_item", "next_liked", "next_disliked", "delta_ndcg@10"}
+    loaded = load_checkpoint(ease_checkpoint)
+    assert isinstance(loaded.model, EASE) and loaded.metrics["valid"] == record["valid"]
+    assert loaded.metrics["test"]["next_item"]["ndcg@10"] == record["test"]["next_item"]["ndcg@10"] > 0.1
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

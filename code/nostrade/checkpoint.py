@@ -1,6 +1,8 @@
 """Checkpoints: weights + configs + the iid map they were trained on, written atomically.
 
-A checkpoint holds only tensors and plain Python values so that it loads with
+A checkpoint holds one served model (nostrade.scoring.ServedModel) of a kind in MODEL_KINDS: a SASRec, or an
+EASE (its weight matrix B). A checkpoint without ``model_kind`` (written before EASE was served) is a SASRec.
+It holds only tensors and plain Python values so that it loads with
 ``torch.load(weights_only=True)``. Loading it against a different iid map or item count raises
 CheckpointMismatch instead of a silent size mismatch or, worse, scores attached to the wrong titles.
 """
@@ -12,9 +14,12 @@ from pathlib import Path
 import torch
 
 from nostrade.atomic import atomic_write
-from nostrade.model import SASRec, SASRecConfig
+from nostrade.baselines.ease import EASE
+from nostrade.model import SASRec
+from nostrade.scoring import ServedModel
 
 FORMAT_VERSION = 1
+MODEL_KINDS = {"sasrec": SASRec, "ease": EASE}
 
 
 class CheckpointMismatch(ValueError):
@@ -23,25 +28,26 @@ class CheckpointMismatch(ValueError):
 
 @dataclass(frozen=True)
 class Checkpoint:
-    model: SASRec
-    model_cfg: SASRecConfig
+    model: ServedModel
     train_cfg: dict
     iid_map_sha256: str
     meta: dict
     metrics: dict
 
 
-def save_checkpoint(path, model: SASRec, model_cfg: SASRecConfig, train_cfg, dataset_meta: dict,
-                    metrics: dict, training_state: dict | None = None) -> None:
+def save_checkpoint(path, model: ServedModel, train_cfg, dataset_meta: dict, metrics: dict,
+                    training_state: dict | None = None) -> None:
     """Write the model for serving; ``training_state`` (optimizer, scheduler, epoch...) makes it resumable."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    config = model.config()
     payload = {
         "format_version": FORMAT_VERSION,
+        "model_kind": model.kind,
         "model_state": state,
-        "model_cfg": asdict(model_cfg),
+        "model_cfg": config,
         "train_cfg": asdict(train_cfg) if not isinstance(train_cfg, dict) else dict(train_cfg),
         "iid_map_sha256": dataset_meta["iid_map_sha256"],
-        "n_items": model_cfg.n_items,
+        "n_items": config["n_items"],
         "meta": dataset_meta,
         "metrics": metrics,
     }
@@ -75,9 +81,8 @@ def load_checkpoint(path: str | Path, expected_iid_map_sha256: str | None = None
                     expected_n_items: int | None = None, map_location="cpu") -> Checkpoint:
     payload = read_checkpoint(path, map_location)
     check_vocabulary(payload, path, expected_iid_map_sha256, expected_n_items)
-    model_cfg = SASRecConfig(**payload["model_cfg"])
-    model = SASRec(model_cfg)
-    model.load_state_dict(payload["model_state"])
-    model.eval()
-    return Checkpoint(model, model_cfg, payload["train_cfg"], payload["iid_map_sha256"], payload["meta"],
-                      payload["metrics"])
+    kind = payload.get("model_kind", "sasrec")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"{path}: model kind {kind!r} is not one of {tuple(MODEL_KINDS)}")
+    model = MODEL_KINDS[kind].from_state(payload["model_cfg"], payload["model_state"])
+    return Checkpoint(model, payload["train_cfg"], payload["iid_map_sha256"], payload["meta"], payload["metrics"])

@@ -1,6 +1,6 @@
-"""Fine-tune the current SASRec checkpoint on the event log (the demo's clicks, the service's feedback).
+"""Fine-tune the current checkpoint on the event log (the demo's clicks, the service's feedback).
 
-    python -m nostrade.finetune --events data/events.db --checkpoint checkpoints/sasrec.pt --data data/processed
+    python -m nostrade.finetune --events data/events.db --checkpoint checkpoints/model.pt --data data/processed
 
 1. Events -> sequences: every user's history as nostrade.history defines it (training events, then the
    logged ratings; the latest rating of a title wins; a cleared rating removes the title), with:
@@ -10,8 +10,9 @@
      new sequences; uids follow ascending user id (rule 6);
    - logged events' time bins by the data's own scheme (nostrade.prep.time_bins_of: the same first period,
      later periods share the last bin); all 1 when the data has none.
-2. Continue training the checkpoint's weights for a few epochs (nostrade.train.train_sasrec) on the
-   training part of the leave-one-out split of those sequences.
+2. On the training part of the split of those sequences (nostrade.split.split_of): a SASRec checkpoint's
+   weights train for a few more epochs (nostrade.train.train_sasrec); an EASE checkpoint is refitted (closed
+   form, the same l2; --epochs, --lr and --warmup do not apply).
 3. Evaluate the fine-tuned model and the previous one on the same validation cases (that split's
    validation targets: neither model trained on them). Acceptance rule: the fine-tuned model becomes
    current only if its validation NDCG@10 >= the previous one's - tolerance (default 0: not worse).
@@ -44,7 +45,7 @@ from nostrade.history import merged, training_events
 from nostrade.prep import time_bins_of
 from nostrade.sequences import Sequences
 from nostrade.split import split_of
-from nostrade.train import TrainConfig, train_sasrec
+from nostrade.train import TrainConfig, fit_ease, train_sasrec
 
 METRIC = "ndcg@10"
 
@@ -115,20 +116,23 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
         return _finish(report, report_path)
 
     split = split_of(merged.dataset)
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    train_cfg = TrainConfig(**{**{k: v for k, v in previous.train_cfg.items() if k in known},
-                               "epochs": cfg.epochs, "lr": cfg.lr, "warmup": cfg.warmup, "patience": cfg.epochs,
-                               "eval_every": 1, "seed": cfg.seed, "resume": False, "progress": cfg.progress})
     n_items = dataset.n_items
     before = evaluate(previous.model.score, split.valid, n_items)
     started = time.perf_counter()
-    result = train_sasrec(merged.dataset, previous.model_cfg, train_cfg, split=split,
-                          init_state=previous.model.state_dict())
+    if previous.model.kind == "ease":
+        train_cfg, result = previous.train_cfg, fit_ease(merged.dataset, split, previous.model.l2)
+    else:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        train_cfg = TrainConfig(**{**{k: v for k, v in previous.train_cfg.items() if k in known},
+                                   "epochs": cfg.epochs, "lr": cfg.lr, "warmup": cfg.warmup, "patience": cfg.epochs,
+                                   "eval_every": 1, "seed": cfg.seed, "resume": False, "progress": cfg.progress})
+        result = train_sasrec(merged.dataset, previous.model.cfg, train_cfg, split=split,
+                              init_state=previous.model.state_dict())
     after = evaluate(result.model.score, split.valid, n_items)
     accepted = after[METRIC] >= before[METRIC] - cfg.tolerance
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     new_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.finetuned-{stamp}{checkpoint_path.suffix}")
-    save_checkpoint(new_path, result.model, previous.model_cfg, train_cfg, merged.dataset.meta,
+    save_checkpoint(new_path, result.model, train_cfg, merged.dataset.meta,
                     {"valid": after, "previous_valid": before, "best_epoch": result.best_epoch,
                      "finetuned_from": previous.metrics})
     report.update({"valid_previous": before, "valid_finetuned": after, "accepted": accepted,
@@ -154,7 +158,7 @@ def _finish(report: dict, report_path) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", default="data/events.db", help="SQLite event log (nostrade.events)")
-    parser.add_argument("--checkpoint", default="checkpoints/sasrec.pt", help="the current checkpoint")
+    parser.add_argument("--checkpoint", default="checkpoints/model.pt", help="the current checkpoint")
     parser.add_argument("--data", default="data/processed", help="the processed folder it was trained on")
     parser.add_argument("--report", default="artifacts/finetune.json", help="JSON report of the run")
     defaults = FinetuneConfig()

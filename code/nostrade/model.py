@@ -99,6 +99,8 @@ class Block(nn.Module):
 
 
 class SASRec(nn.Module):
+    kind = "sasrec"
+
     def __init__(self, cfg: SASRecConfig):
         super().__init__()
         self.cfg = cfg = cfg.for_order(True)
@@ -116,6 +118,20 @@ class SASRec(nn.Module):
                 nn.init.normal_(emb.weight, std=0.02)
                 if emb.padding_idx is not None:
                     emb.weight.data[emb.padding_idx].zero_()
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict) -> "SASRec":
+        model = cls(SASRecConfig(**config))
+        model.load_state_dict(state)
+        return model.eval()
+
+    def config(self) -> dict:
+        return dataclasses.asdict(self.cfg)
+
+    @property
+    def window(self) -> int | None:
+        """The most recent events a served history keeps: max_len; a set model reads them all (canonical orderings)."""
+        return None if self.cfg.permutations else self.cfg.max_len
 
     @staticmethod
     def attention_mask(iid: torch.Tensor) -> torch.Tensor:

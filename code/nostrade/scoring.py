@@ -5,8 +5,8 @@ Scorer) and the ablation's blend rows all call ``Scoring.scores``, so every figu
 served. Columns are catalogue rows: the model's vocabulary first (row = iid - 1), then the titles the model
 does not know; in evaluation the catalogue is the vocabulary itself.
 
-The model is anything with ``score(history: Sequences) -> (batch, n_items + 1)`` scores (SASRec, a
-baseline). Per history, by how many of its events the model knows:
+The model is anything with ``score(history: Sequences) -> (batch, n_items + 1)`` scores and ``item_vectors()``
+(SASRec, a baseline); a served one (predict.Recommender, nostrade.checkpoint) is a ``ServedModel``. Per history, by how many of its events the model knows:
 - "sequence+genre" (at least COLD_START_MIN_EVENTS):
   ``final = (1 - α)·minmax(model score) + α·minmax(genre cosine) - dislike penalty``; titles outside the
   vocabulary get model part 0, so they surface only through genres (or with α = 1);
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,20 @@ COLD_START_MIN_EVENTS = 2
 POPULARITY_WEIGHT = 0.3
 DISLIKE_WEIGHT = 0.05  # 0.5 cost 40% of validation NDCG@10 on ML-100K (benchmarks/ablation.py served rows)
 PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
+
+
+class ServedModel(Protocol):
+    """What serving and checkpoints need of a model: nostrade.model.SASRec, nostrade.baselines.EASE."""
+    kind: str  # its checkpoint format: a key of nostrade.checkpoint.MODEL_KINDS
+    window: int | None  # the most recent events of a history it reads (None: all of them)
+
+    def score(self, history: Sequences) -> torch.Tensor: ...  # (batch, n_items + 1), column 0 unused
+
+    def item_vectors(self) -> np.ndarray: ...  # (n_items + 1, d): the space where titles are alike; row 0 padding
+
+    def config(self) -> dict: ...  # plain values, n_items among them; with state_dict() they rebuild it (from_state)
+
+    def state_dict(self) -> dict: ...  # name -> tensor
 
 
 @dataclass(frozen=True)
