@@ -16,10 +16,14 @@ flag of `python -m nostrade.train` overrides it for every SASRec row) and its ab
 feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with item2vec-
 initialised item embeddings, and trained and tested on each user's history shuffled (seeded; the last two
 events, the validation and test targets, stay last: the control that shows whether the order of the history
-matters). The ``sasrec+genre-α`` rows evaluate the served scoring function (nostrade.scoring: genre blend at
-α, cold-start paths and dislike rules, exactly what predict.py serves) over the ``sasrec`` row's models; α 0
-is the served model part alone. Every row is a nostrade.models model fitted on the training part, one loop.
-Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn, ease, content) run once, std 0.
+matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh
+permutation each epoch), and the control trained and tested as if the file order were time. ``ease-binary``
+is Steck's EASE (every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows evaluate
+the served scoring function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly
+what predict.py serves) over that plain row's models: sasrec where the order is time, ease (the served
+default) where it is not; α 0 is the served model part alone. Every row is a nostrade.models model fitted on
+the training part, one loop. Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn,
+ease, content) run once, std 0.
 
 Writes FILE.json ({"rows": [{"model", "ndcg@10", "hr@10", "ndcg@20", "hr@20", "std": {...}, ...}], ...}),
 FILE.md (the tables) and FILE_metrics.png, FILE_alpha.png, FILE_by_length.png beside it.
@@ -58,22 +62,26 @@ from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, config
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
-SASREC_ROWS = {  # row -> SASRec options on top of the command line's
-    "sasrec": {},
-    "sasrec-no-feedback": {"use_feedback": False},
-    "sasrec-no-time": {"use_time": False},
-    "sasrec-plain-loss": {"feedback_weighting": False},
-    "sasrec+item2vec": {"init": "item2vec"},
-    "sasrec+position": {"use_position": True},
-    "sasrec-fixed-order": {"permute": False},
-    "sasrec-shuffled": {},
-    "sasrec-file-order": {},
+VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
+    "ease-binary": ("ease", {"liked_targets": False}),
+    "sasrec-no-feedback": ("sasrec", {"use_feedback": False}),
+    "sasrec-no-time": ("sasrec", {"use_time": False}),
+    "sasrec-plain-loss": ("sasrec", {"feedback_weighting": False}),
+    "sasrec+item2vec": ("sasrec", {"init": "item2vec"}),
+    "sasrec+position": ("sasrec", {"use_position": True}),
+    "sasrec-fixed-order": ("sasrec", {"permute": False}),
+    "sasrec-shuffled": ("sasrec", {}),
+    "sasrec-file-order": ("sasrec", {}),
 }
-SERVED_ROWS = {f"sasrec+genre-{a}": a for a in ALPHAS}  # the served function over the "sasrec" row's models
-ROWS = (*BASELINES, "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss", *SERVED_ROWS,
-        "sasrec+item2vec", "sasrec+position", "sasrec-fixed-order", "sasrec-shuffled", "sasrec-file-order")
-ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order")  # the defaults where order is time
-TIME_ONLY = ("sasrec-shuffled", "sasrec-no-time")  # order-free data has no time to shuffle or embed
+# The served function over a plain row's models: the served default is sasrec where the order is time, else ease.
+SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
+ROWS = (*BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
+        *SERVED_ROWS, "sasrec+item2vec", "sasrec+position", "sasrec-fixed-order", "sasrec-shuffled",
+        "sasrec-file-order")
+ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order",  # the defaults where order is time
+                   *(f"ease+genre-{a}" for a in ALPHAS))
+TIME_ONLY = ("sasrec-shuffled", "sasrec-no-time",  # order-free data has no time to shuffle or embed
+             *(f"sasrec+genre-{a}" for a in ALPHAS))
 METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr")
 LENGTH_BUCKETS = ((2, 9), (10, 19), (20, 49), (50, 99), (100, None))  # test-history lengths (events)
 BY_LENGTH_SHOWN = ("popularity", "als", "itemknn", "ease", "lightgcn", "gru4rec", "content", "sasrec")  # + the blends
@@ -158,18 +166,19 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
 
 def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict) -> list[dict]:
     """``options``: model name -> its options (SASRec's from the command line, the baselines' from --set)."""
-    sasrec_models = {}  # seed -> the "sasrec" row's model, which the served-function rows score with
+    fitted = {}  # (model, seed) -> the plain row's model, which the served-function rows score with
     out = []
     for name in rows:
-        model_name = "sasrec" if name in SASREC_ROWS or name in SERVED_ROWS else name
+        model_name, row_options = VARIANTS.get(name, (SERVED_ROWS.get(name, (name,))[0], {}))
         per_seed = []
         for seed in (seeds if takes_seed(model_name) else seeds[:1]):
             if name in SERVED_ROWS:
-                if seed not in sasrec_models:
-                    sasrec_models[seed], _ = run_model("sasrec", seed, options["sasrec"], dataset, split)
-                served = Scoring.over(sasrec_models[seed], dataset.items, dataset.n_items).scorer(SERVED_ROWS[name])
-                result = {"seed": seed, "fit_seconds": 0.0, "alpha": SERVED_ROWS[name],
-                          **measure(served, split, dataset.n_items)}
+                if (model_name, seed) not in fitted:
+                    fitted[model_name, seed], _ = run_model(model_name, seed, options.get(model_name, {}), dataset,
+                                                            split)
+                alpha = SERVED_ROWS[name][1]
+                served = Scoring.over(fitted[model_name, seed], dataset.items, dataset.n_items).scorer(alpha)
+                result = {"seed": seed, "fit_seconds": 0.0, "alpha": alpha, **measure(served, split, dataset.n_items)}
             else:
                 run_data = dataset
                 if name == "sasrec-shuffled":
@@ -177,10 +186,10 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict) -
                 elif name == "sasrec-file-order":  # the control: as if the file order were time
                     run_data = dataclasses.replace(dataset, meta={**dataset.meta, "order_is_time": True})
                 run_split = split if run_data is dataset else split_of(run_data)
-                model, result = run_model(model_name, seed, {**options.get(model_name, {}),
-                                                             **SASREC_ROWS.get(name, {})}, run_data, run_split)
-                if name == "sasrec":
-                    sasrec_models[seed] = model
+                model, result = run_model(model_name, seed, {**options.get(model_name, {}), **row_options},
+                                          run_data, run_split)
+                if name == model_name:
+                    fitted[model_name, seed] = model
             per_seed.append(result)
             print_result(name, per_seed[-1])
         out.append({"model": name, **summarise(per_seed)})
@@ -237,7 +246,7 @@ def markdown(record: dict) -> str:
     first = rows[0]
     lines += ["", f"Cases: next item {first['n_cases']}, next liked {first['next_liked']['n_cases']}, next disliked "
                   f"{first['next_disliked']['n_cases']} (Δ is over the users whose last event is a Dislike). The "
-                  f"sasrec+genre-α rows score the sasrec models with the served function (nostrade.scoring: "
+                  f"MODEL+genre-α rows score that model with the served function (nostrade.scoring: "
                   f"blend at α, cold-start paths, dislike rules; no training of their own, fit s 0); "
                   f"sasrec-shuffled is trained and tested with each user's history shuffled (same targets); "
                   f"sasrec-file-order is the control where the order is not time: trained and tested as if the file "
@@ -268,7 +277,8 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
 
 def plot_alpha(rows: list[dict], path: Path) -> None:
     by_name = {r["model"]: r for r in rows}
-    sweep = [(a, by_name.get(f"sasrec+genre-{a}")) for a in ALPHAS]
+    model = next((m for m in ("sasrec", "ease") if f"{m}+genre-0.0" in by_name), "sasrec")
+    sweep = [(a, by_name.get(f"{model}+genre-{a}")) for a in ALPHAS]
     sweep = [(a, r) for a, r in sweep if r is not None]
     fig, ax = plt.subplots(figsize=(6, 4))
     for label, get in (("next item", lambda r: (r["ndcg@10"], r["std"]["ndcg@10"])),
@@ -280,13 +290,13 @@ def plot_alpha(rows: list[dict], path: Path) -> None:
             ax.errorbar([a for a, _ in sweep], means, yerr=stds, marker="o", capsize=3, label=label)
     ax.set_xlabel("α (share of the genre cosine in the blend)")
     ax.set_ylabel("NDCG@10")
-    ax.set_title("The served score (SASRec + genre blend + dislike rules): the α sweep")
+    ax.set_title(f"The served score ({model} + genre blend + dislike rules): the α sweep")
     ax.legend()
     save_figure(fig, path)
 
 
 def plot_by_length(rows: list[dict], path: Path) -> None:
-    shown = [r for r in rows if r["model"] in BY_LENGTH_SHOWN or r["model"].startswith("sasrec+genre-")]
+    shown = [r for r in rows if r["model"] in BY_LENGTH_SHOWN or "+genre-" in r["model"]]
     labels = [label for label, c in rows[0]["by_length"].items() if c["n_cases"] > 0]
     x = np.arange(len(labels))
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, 20))

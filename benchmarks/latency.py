@@ -94,15 +94,19 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 calls, 50 batch users")
     parser.add_argument("--order-is-time", action="store_true",
-                        help="serve the model for data whose order is time (a sequence model: one ordering of the "
-                             "history) instead of the anime default (a set model: 4 canonical orderings)")
+                        help="a SASRec for data whose order is time (a sequence model: one ordering of the history) "
+                             "instead of the set model (4 canonical orderings)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="time a trained model instead (e.g. the served default, checkpoints/model.pt); with --data")
+    parser.add_argument("--data", type=Path, help="the processed folder the checkpoint was trained on")
     args = parser.parse_args(argv)
     if args.quick:
         args.calls, args.batch_users = 20, 50
 
     predict.use_threads(1)  # PyTorch and the BLAS under NumPy
     started = time.perf_counter()
-    rec = full_catalogue_recommender(args.seed, args.order_is_time)
+    rec = (full_catalogue_recommender(args.seed, args.order_is_time) if args.checkpoint is None else
+           predict.Recommender.load(args.checkpoint, args.data))
     load_seconds = time.perf_counter() - started
     pool = histories(rec, 200, args.history, args.seed)
     variants = {
@@ -148,7 +152,8 @@ def main(argv=None) -> int:
         "threads": torch.get_num_threads(), "variants": timings,
         "batch": {"users": len(batch), "batch_size": args.batch_size, "seconds": batch_seconds,
                   "users_per_s": len(batch) / batch_seconds},
-        "model": {**vars(rec.model.cfg), "weights": "random (latency does not depend on them)"},
+        "model": {**rec.describe()["model"], "weights": "random (latency does not depend on them)" if
+                  args.checkpoint is None else str(args.checkpoint)},
         "load_seconds": load_seconds,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
                     "load_average_before": load_before, "load_average_after": load_after, "torch": torch.__version__},

@@ -4,7 +4,7 @@ from model_contract import BLOCKS, ModelContract
 
 from nostrade.baselines.ease import EASE
 from nostrade.dataset import Dataset
-from nostrade.sequences import Sequences
+from nostrade.sequences import DISLIKE, LIKE, Sequences
 
 
 class TestEASE(ModelContract):
@@ -23,6 +23,23 @@ def test_weights_are_the_closed_form_with_a_zero_diagonal():
     np.testing.assert_allclose(model.weights[1:, 1:], b, rtol=1e-5, atol=1e-6)
     assert not model.weights[0].any() and not model.weights[:, 0].any()  # padding
     np.testing.assert_allclose(model.score(Sequences.from_lists([[2, 4]])).numpy()[0, 1:], b[1] + b[3], rtol=1e-5)
+
+
+def test_liked_targets_solve_the_constrained_ridge_regression_onto_the_liked_titles():
+    """B minimises ||Y - XB||² + l2·||B||² with diag(B) = 0: G·B - XᵀY is diagonal (the constraint's multipliers);
+    the input X holds every watched title, the targets Y only the liked ones."""
+    x = np.array([[1, 1, 0, 0], [0, 1, 1, 1], [1, 0, 1, 0], [0, 0, 0, 1], [1, 1, 1, 0]], dtype=float)
+    disliked = np.array([[0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 0]], dtype=float)
+    events = [np.flatnonzero(row) for row in x]
+    train = Sequences.from_lists([list(e + 1) for e in events],
+                                 [[DISLIKE if disliked[u, i] else LIKE for i in e] for u, e in enumerate(events)])
+    dataset = Dataset(BLOCKS.dataset.items.head(4), train, np.arange(len(x)), {"n_items": 4})
+    b = EASE(l2=2.0).fit(dataset, train).weights[1:, 1:].astype(float)
+    residual = (x.T @ x + 2.0 * np.eye(4)) @ b - x.T @ (x - disliked)
+    np.testing.assert_allclose(residual - np.diag(np.diag(residual)), 0.0, atol=1e-5)
+    assert not np.diag(b).any()
+    binary = EASE(l2=2.0, liked_targets=False).fit(dataset, train).weights
+    assert not np.allclose(binary, EASE(l2=2.0).fit(dataset, train).weights)
 
 
 def test_l2_must_be_positive():

@@ -48,7 +48,8 @@ def ease_saved(tmp_path):
 def test_ease_round_trip_gives_the_same_scores(tmp_path):
     path, model = ease_saved(tmp_path)
     loaded = load_checkpoint(path, expected_iid_map_sha256=META["iid_map_sha256"], expected_n_items=6)
-    assert isinstance(loaded.model, EASE) and loaded.model.config() == {"l2": 2.0, "n_items": 6}
+    assert isinstance(loaded.model, EASE) and loaded.model.config() == {"l2": 2.0, "liked_targets": True, "n_items": 6}
+    np.testing.assert_array_equal(loaded.model.item_vectors(), model.item_vectors())
     assert loaded.metrics["valid"]["ndcg@10"] == 0.25 and read_checkpoint(path)["model_kind"] == "ease"
     torch.testing.assert_close(loaded.model.score(HISTORY), model.score(HISTORY))
     with pytest.raises(CheckpointMismatch, match=r"aaaaaaaaaaaa.*bbbbbbbbbbbb"):
