@@ -261,25 +261,26 @@ def test_fresh_checkout_without_a_model(tmp_path, monkeypatch):
     assert table(at, "members")["name"].iloc[0] == "Death Note"
 
 
-def test_train_button_trains_the_default_model_then_recommends(tmp_path, monkeypatch):
+def press_train(tmp_path, monkeypatch, train_args: str) -> AppTest:
+    """A fresh folder with no model: the first page, then its "Train" button pressed."""
     monkeypatch.setenv("NOSTRADE_DATA", str(tmp_path / "processed"))
     monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tmp_path / "sasrec.pt"))
     monkeypatch.setenv("NOSTRADE_EVENTS", str(tmp_path / "events.db"))
-    monkeypatch.setenv("NOSTRADE_TRAIN_ARGS", "--epochs 1 --max-len 20 --d-model 16 --n-layers 1 --num-threads 1")
+    monkeypatch.setenv("NOSTRADE_TRAIN_ARGS", train_args)
     at = start()
     at.button(key="train").click().run(timeout=300)
+    return at
+
+
+def test_train_button_trains_the_default_model_then_recommends(tmp_path, monkeypatch):
+    at = press_train(tmp_path, monkeypatch, "--epochs 1 --max-len 20 --d-model 16 --n-layers 1 --num-threads 1")
     no_errors(at)
     assert (tmp_path / "sasrec.pt").exists() and (tmp_path / "processed" / "meta.json").exists()
     assert "Top 10 for you" in subheaders(at)
 
 
 def test_train_button_with_bad_training_flags_says_so(tmp_path, monkeypatch):
-    monkeypatch.setenv("NOSTRADE_DATA", str(tmp_path / "processed"))
-    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tmp_path / "sasrec.pt"))
-    monkeypatch.setenv("NOSTRADE_EVENTS", str(tmp_path / "events.db"))
-    monkeypatch.setenv("NOSTRADE_TRAIN_ARGS", "--epochs many")
-    at = start()
-    at.button(key="train").click().run(timeout=300)
+    at = press_train(tmp_path, monkeypatch, "--epochs many")
     assert not at.exception
     assert "Training failed: exit status 2" in at.error[0].value and not (tmp_path / "sasrec.pt").exists()
 
