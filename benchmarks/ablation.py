@@ -245,7 +245,9 @@ def markdown(record: dict) -> str:
                      f"{pm(r['delta_ndcg@10'], s['delta_ndcg@10'])} | {r['fit_seconds']:.1f} |")
     first = rows[0]
     lines += ["", f"Cases: next item {first['n_cases']}, next liked {first['next_liked']['n_cases']}, next disliked "
-                  f"{first['next_disliked']['n_cases']} (Δ is over the users whose last event is a Dislike). The "
+                  f"{first['next_disliked']['n_cases']} (Δ is over the users "
+                  + ("whose last event is a Dislike" if d.get("order_is_time", True) else "with a Dislike, a random one "
+                     "the disliked target") + "). The "
                   f"MODEL+genre-α rows score that model with the served function (nostrade.scoring: "
                   f"blend at α, cold-start paths, dislike rules; no training of their own, fit s 0); "
                   f"sasrec-shuffled is trained and tested with each user's history shuffled (same targets); "

@@ -176,7 +176,7 @@ class SASRec(nn.Module):
         """(n_items + 1, d) float32: the item table, the space in which titles are alike (row 0 = padding)."""
         return self.item_emb.weight.detach().float().cpu().numpy()
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score(self, history: Sequences, batch_size: int = 128) -> torch.Tensor:
         """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores of the next item, on the CPU.
         Events outside the vocabulary (padding 0, ids above n_items) are left out, as the baselines do; a set
