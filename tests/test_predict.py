@@ -553,7 +553,8 @@ def ease_rec(ease_checkpoint, processed_anime) -> Recommender:
 def test_ease_is_served_end_to_end(ease_rec):
     rec = ease_rec
     described = rec.describe()
-    assert described["model"] == {"kind": "ease", "l2": 150.0, "n_items": rec.n_items} and described["max_len"] is None
+    assert described["model"] == {"kind": "ease", "l2": 150.0, "liked_targets": True, "n_items": rec.n_items}
+    assert described["max_len"] is None
     assert len(rec.catalogue) > rec.n_items  # the full catalogue recorded in meta.json
     ids = vocab_ids(rec, 250, seed=5)  # more than any SASRec window: EASE reads them all
     events = [Event(a, DISLIKE if i % 4 == 0 else LOVE) for i, a in enumerate(ids)]
