@@ -6,11 +6,13 @@ served. Columns are catalogue rows: the model's vocabulary first (row = iid - 1)
 does not know; in evaluation the catalogue is the vocabulary itself.
 
 The model is anything with ``score(history: Sequences) -> (batch, n_items + 1)`` scores and ``item_vectors()``
-(SASRec, a baseline); a served one (predict.Recommender, nostrade.checkpoint) is a ``ServedModel``. Per history, by how many of its events the model knows:
+(SASRec, a baseline); a served one (predict.Recommender, nostrade.checkpoint) is a ``ServedModel``. Per
+history, by how many of its events the model knows:
 - "sequence+genre" (at least COLD_START_MIN_EVENTS):
   ``final = (1 - α)·minmax(model score) + α·minmax(genre cosine) - dislike penalty``; titles outside the
   vocabulary get model part 0, so they surface only through genres (or with α = 1);
-- "genre+popularity" (fewer): ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``;
+- "genre+popularity" (fewer):
+  ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``;
 - "popularity" (no event): ``minmax(log members)``.
 Min-max over the unseen titles (nostrade.blend). The genre cosine is between each title's genre vector and
 the history's feedback-weighted genre profile (nostrade.baselines.content.profile_cosines).
@@ -37,7 +39,7 @@ from nostrade.sequences import DISLIKE, Sequences
 
 COLD_START_MIN_EVENTS = 2
 POPULARITY_WEIGHT = 0.3
-DISLIKE_WEIGHT = 0.05  # 0.5 cost 40% of validation NDCG@10 on ML-100K (benchmarks/ablation.py served rows)
+DISLIKE_WEIGHT = 0.05  # 0.5 cost 45% of validation NDCG@10 on ML-100K at α = 0 (README: the served function)
 PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
 
 
