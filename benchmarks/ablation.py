@@ -55,7 +55,7 @@ from nostrade.model import SASRecConfig
 from nostrade.models import make_model, takes_seed
 from nostrade.peers import check_targets_match, in_peer_order
 from nostrade.report import summarise
-from nostrade.scoring import Scoring
+from nostrade.scoring import DISLIKE_WEIGHT, Scoring
 from nostrade.sequences import Sequences
 from nostrade.split import LeaveOneOut, split_of
 from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, configs_from_args
@@ -164,8 +164,10 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
 
 # ---- the whole table ----------------------------------------------------------------------------------------
 
-def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict) -> list[dict]:
-    """``options``: model name -> its options (SASRec's from the command line, the baselines' from --set)."""
+def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
+             dislike_weight: float = DISLIKE_WEIGHT) -> list[dict]:
+    """``options``: model name -> its options (SASRec's from the command line, the baselines' from --set);
+    ``dislike_weight``: the served rows' dislike penalty."""
     fitted = {}  # (model, seed) -> the plain row's model, which the served-function rows score with
     out = []
     for name in rows:
@@ -177,7 +179,8 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict) -
                     fitted[model_name, seed], _ = run_model(model_name, seed, options.get(model_name, {}), dataset,
                                                             split)
                 alpha = SERVED_ROWS[name][1]
-                served = Scoring.over(fitted[model_name, seed], dataset.items, dataset.n_items).scorer(alpha)
+                served = Scoring.over(fitted[model_name, seed], dataset.items, dataset.n_items,
+                                      dislike_weight).scorer(alpha)
                 result = {"seed": seed, "fit_seconds": 0.0, "alpha": alpha, **measure(served, split, dataset.n_items)}
             else:
                 run_data = dataset
@@ -348,6 +351,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", default="",
                         help=f"comma-separated rows (default: all of {','.join(ROWS)} that apply: {', '.join(TIME_ONLY)} "
                              f"only where the order is time, {', '.join(ORDER_FREE_ONLY)} only where it is not)")
+    parser.add_argument("--served-dislike-weight", type=float, default=DISLIKE_WEIGHT,
+                        help="the served rows' dislike penalty weight (default: the served one, %(default)s)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="BASELINE.OPTION=VALUE",
                         help="a baseline option, e.g. --set lightgcn.epochs=30 (repeatable)")
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
@@ -383,7 +388,8 @@ def main(argv=None) -> int:
     sasrec_options = {**{k: v for k, v in dataclasses.asdict(model_cfg).items() if k not in DATA_FIELDS},
                       **dataclasses.asdict(train_cfg)}
     sasrec_options.pop("seed")
-    results = run_rows(rows, seeds, dataset, split, {**baseline_options, "sasrec": sasrec_options})
+    results = run_rows(rows, seeds, dataset, split, {**baseline_options, "sasrec": sasrec_options},
+                       args.served_dislike_weight)
     out = args.out or REPO / "artifacts" / "results" / f"{name}.json"
     plots = {kind: out.with_name(f"{out.stem}_{kind}.png") for kind in ("metrics", "alpha", "by_length")}
     command = " ".join(["python benchmarks/ablation.py", *map(shlex.quote, map(str, argv or sys.argv[1:]))])
@@ -399,7 +405,8 @@ def main(argv=None) -> int:
                    "sasrec_model": dataclasses.asdict(model_cfg.for_order(dataset.order_is_time)),
                    "sasrec_train": dataclasses.asdict(train_cfg.for_order(dataset.order_is_time)),
                    "baseline_options": baseline_options,
-                   "served_rows": "nostrade.scoring.Scoring (what predict.py serves) over the sasrec models",
+                   "served_rows": "nostrade.scoring.Scoring (what predict.py serves) over the plain row's models",
+                   "dislike_weight": args.served_dislike_weight,
                    "length_buckets": [bucket_label(*b) for b in LENGTH_BUCKETS]},
         "command": command,
         "plots": {kind: p.name for kind, p in plots.items()},

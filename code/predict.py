@@ -103,7 +103,6 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from nostrade.atomic import atomic_write
-from nostrade.baselines.content import item_vectors
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.explain import EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, sentences
@@ -338,7 +337,7 @@ class Recommender:
         self._members = cat["members"].astype("Float64").fillna(0).to_numpy(dtype=np.float64)
         self.scoring = Scoring.over(self.model, cat, self.n_items, dislike_weight)
         genre_unit = self.scoring.genre_unit
-        self.genres = item_vectors(cat, "multihot", use_type=False)[1].tolist()
+        self.genres = self.scoring.genre_names
         self._genre_hot = genre_unit > 0
         self.types = sorted(cat["type"].dropna().unique().tolist())
         self._type = cat["type"].to_numpy(dtype=object)

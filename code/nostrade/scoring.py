@@ -39,7 +39,7 @@ from nostrade.sequences import DISLIKE, Sequences
 
 COLD_START_MIN_EVENTS = 2
 POPULARITY_WEIGHT = 0.3
-DISLIKE_WEIGHT = 0.05  # 0.5 cost 45% of validation NDCG@10 on ML-100K at α = 0 (README: the served function)
+DISLIKE_WEIGHT = 0.05  # 0.5 cost 28-41% of NDCG@10 on ML-100K (artifacts/results/movielens-100k-dislike-0.5.md)
 PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
 
 
@@ -99,9 +99,11 @@ class Scoring:
     """A model, the catalogue's genre vectors and popularity, and the blend and dislike rules over them."""
 
     def __init__(self, model, n_items: int, item_vectors: np.ndarray, genre_unit: np.ndarray,
-                 popularity: np.ndarray, dislike_weight: float = DISLIKE_WEIGHT):
+                 popularity: np.ndarray, dislike_weight: float = DISLIKE_WEIGHT, genre_names: Sequence[str] = ()):
         """``item_vectors`` (n_items + 1, d): the model's item space (dislike penalty); ``genre_unit`` (C, G):
-        unit genre vectors of the catalogue rows; ``popularity`` (C,): log members."""
+        unit genre vectors of the catalogue rows, ``genre_names`` the genre of each of its columns;
+        ``popularity`` (C,): log members."""
+        self.genre_names = list(genre_names)
         self.model, self.n_items, self.dislike_weight = model, n_items, float(dislike_weight)
         norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
         self.item_unit = (item_vectors / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -114,10 +116,10 @@ class Scoring:
     def over(cls, model, catalogue: pd.DataFrame, n_items: int, dislike_weight: float = DISLIKE_WEIGHT) -> "Scoring":
         """Scoring of a catalogue frame (``genres`` lists, ``members``; the vocabulary's n_items titles first, in
         iid order): its multi-hot genre vectors, log members as popularity, the model's item space."""
-        genres, _ = item_vectors(catalogue, "multihot", use_type=False)
+        genres, names = item_vectors(catalogue, "multihot", use_type=False)
         members = catalogue["members"].astype("Float64").fillna(0).to_numpy(np.float64)
         return cls(model, n_items, model.item_vectors(), genres.toarray(), np.log1p(np.maximum(members, 0)),
-                   dislike_weight)
+                   dislike_weight, names)
 
     def scores(self, histories: Sequence[History], alpha: float) -> Scores:
         n, n_cat, n_model = len(histories), len(self.popularity), self.n_items

@@ -5,8 +5,8 @@
 
 ``--model auto`` (the default) trains SASRec where meta.json's ``order_is_time`` is true and EASE where it is
 not: under the order-free protocol (EVAL.md) EASE is the best model on the anime sample (test NDCG@10 0.2067;
-the order-free SASRec 0.1089, ALS 0.1640, item-kNN 0.1391: artifacts/results/anime.md). EASE is fitted in closed form on the split's
-training part (seconds; ``--l2``), evaluated like SASRec, written to --out the same way.
+the order-free SASRec 0.1089, ALS 0.1640, item-kNN 0.1391: artifacts/results/anime.md). EASE is fitted in
+closed form on the split's training part (seconds; ``--l2``), evaluated like SASRec, written to --out the same way.
 
 SASRec: one epoch = one window of (at most max_len + 1) consecutive training events per user; position t predicts
 event t + 1. Where the data's order is not time (meta.json's ``order_is_time``), every training history is
