@@ -164,6 +164,11 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
 
 # ---- the whole table ----------------------------------------------------------------------------------------
 
+def row_model(name: str) -> tuple[str, dict]:
+    """The nostrade.models model a row fits (a served row: the plain row's model) and the row's own options."""
+    return VARIANTS.get(name, (SERVED_ROWS.get(name, (name,))[0], {}))
+
+
 def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
              dislike_weight: float = DISLIKE_WEIGHT) -> list[dict]:
     """``options``: model name -> its options (SASRec's from the command line, the baselines' from --set);
@@ -171,7 +176,7 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
     fitted = {}  # (model, seed) -> the plain row's model, which the served-function rows score with
     out = []
     for name in rows:
-        model_name, row_options = VARIANTS.get(name, (SERVED_ROWS.get(name, (name,))[0], {}))
+        model_name, row_options = row_model(name)
         per_seed = []
         for seed in (seeds if takes_seed(model_name) else seeds[:1]):
             if name in SERVED_ROWS:
@@ -219,6 +224,24 @@ def pm(mean: float, std: float, digits: int = 4) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def fewer_seeds(record: dict) -> str:
+    seeds = record["config"]["seeds"]
+    fewer = [f"{r['model']} {r['seeds']}" for r in record["rows"]
+             if takes_seed(row_model(r["model"])[0]) and r["seeds"] != seeds]
+    return f"; over fewer seeds: {', '.join(fewer)}" if fewer else ""
+
+
+def merge_seeds(previous: dict, redone: dict) -> dict:
+    """A row re-run over some seeds: its per-seed results replace those seeds' earlier ones, the rest stay."""
+    per_seed = {r["seed"]: r for r in previous["per_seed"]} | {r["seed"]: r for r in redone["per_seed"]}
+    return {"model": redone["model"], **summarise([per_seed[s] for s in sorted(per_seed)])}
+
+
+def length_labels(row: dict) -> list[str]:
+    """A row's history-length buckets, shortest first (a row read back from JSON has them in key order)."""
+    return sorted(row["by_length"], key=lambda label: int(label.split("-")[0].rstrip("+")))
+
+
 def markdown(record: dict) -> str:
     d, rows, machine = record["dataset"], record["rows"], record["machine"]
     timestamps = "yes" if d["has_timestamps"] else "no (the time embedding carries no information)"
@@ -232,7 +255,8 @@ def markdown(record: dict) -> str:
                 "The order is not time: leave-one-out of seeded random events (EVAL.md), histories in random order")
              + ", full ranking over all items, "
              f"seen items excluded, pessimistic ties (EVAL.md); test split. Mean ± std over seeds "
-             f"{record['config']['seeds']} (deterministic models: one run, std 0). {machine['device']}, "
+             f"{record['config']['seeds']} (deterministic models: one run, std 0{fewer_seeds(record)}). "
+             f"{machine['device']}, "
              f"{machine['cpus']} CPUs, {record['seconds']:.0f} s in all.{quick}",
              "",
              "| model | NDCG@10 | HR@10 | NDCG@20 | HR@20 | NDCG@10 next liked "
@@ -257,10 +281,12 @@ def markdown(record: dict) -> str:
                   f"sasrec-file-order is the control where the order is not time: trained and tested as if the file "
                   f"order were time (last events held out, position embedding, no permutations).", "",
               "NDCG@10 (next item) by the length of the test history:", "",
-              "| model | " + " | ".join(f"{label} events (n={c['n_cases']})" for label, c in first["by_length"].items())
-              + " |", "|---" * (len(first["by_length"]) + 1) + "|"]
+              "| model | " + " | ".join(f"{label} events (n={first['by_length'][label]['n_cases']})"
+                                        for label in length_labels(first)) + " |",
+              "|---" * (len(first["by_length"]) + 1) + "|"]
     for r in rows:
-        cells = [("–" if c["ndcg@10"] is None else pm(c["ndcg@10"], c["std"])) for c in r["by_length"].values()]
+        cells = [("–" if c["ndcg@10"] is None else pm(c["ndcg@10"], c["std"]))
+                 for c in map(r["by_length"].get, length_labels(first))]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -302,7 +328,7 @@ def plot_alpha(rows: list[dict], path: Path) -> None:
 
 def plot_by_length(rows: list[dict], path: Path) -> None:
     shown = [r for r in rows if r["model"] in BY_LENGTH_SHOWN or "+genre-" in r["model"]]
-    labels = [label for label, c in rows[0]["by_length"].items() if c["n_cases"] > 0]
+    labels = [label for label in length_labels(rows[0]) if rows[0]["by_length"][label]["n_cases"] > 0]
     x = np.arange(len(labels))
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -347,7 +373,8 @@ def main(argv=None) -> int:
                         help="smoke run: one seed, 2 epochs, a tiny SASRec (the figures mean nothing)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--update", action="store_true",
-                        help="re-run only --models and replace those rows of an existing --out (same data set)")
+                        help="re-run only --models over --seeds and merge them into an existing --out (same data set): "
+                             "a re-run seed replaces that seed's result, a new seed joins the row's earlier ones")
     parser.add_argument("--models", default="",
                         help=f"comma-separated rows (default: all of {','.join(ROWS)} that apply: {', '.join(TIME_ONLY)} "
                              f"only where the order is time, {', '.join(ORDER_FREE_ONLY)} only where it is not)")
@@ -421,8 +448,11 @@ def main(argv=None) -> int:
             print(f"error: {out} holds results of another data set", file=sys.stderr)
             return 2
         redone = {r["model"]: r for r in results}
-        kept = [redone.pop(r["model"], r) for r in previous["rows"]]
-        record = {**previous, "rows": kept + list(redone.values()),
+        kept = [merge_seeds(r, redone.pop(r["model"])) if r["model"] in redone else r for r in previous["rows"]]
+        rows_now = kept + list(redone.values())
+        record = {**previous, "rows": rows_now,
+                  "config": {**previous["config"],
+                             "seeds": sorted({s for r in rows_now for s in r.get("seeds", [])})},
                   "updates": previous.get("updates", []) + [{"command": command, "rows": rows,
                                                              "seconds": record["seconds"],
                                                              "machine": record["machine"]}]}

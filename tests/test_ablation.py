@@ -91,3 +91,20 @@ def test_rows_follow_the_data_order():
     assert {"sasrec+position", "sasrec-fixed-order", "sasrec-file-order", "ease"} <= set(order_free)
     assert not {"sasrec-shuffled", "sasrec-no-time"} & set(order_free)
     assert not set(ablation.ORDER_FREE_ONLY) & set(ablation.default_rows(order_is_time=True))
+
+
+def test_an_update_over_new_seeds_joins_the_rows_earlier_seeds(quick_run):
+    row = next(r for r in json.loads(quick_run.read_text())["rows"] if r["model"] == "als")
+    again = {**row["per_seed"][0], "next_item": {**row["per_seed"][0]["next_item"], "ndcg@10": 0.5}}
+    redone = ablation.summarise([{**again, "seed": 1}])
+    merged = ablation.merge_seeds(row, {"model": "als", **redone})
+    assert merged["seeds"] == [0, 1]
+    assert merged["ndcg@10"] == pytest.approx((row["ndcg@10"] + 0.5) / 2)
+    replaced = ablation.merge_seeds(row, {"model": "als", **ablation.summarise([{**again, "seed": 0}])})
+    assert replaced["seeds"] == [0] and replaced["ndcg@10"] == 0.5
+
+
+def test_the_length_columns_run_shortest_first_after_a_json_round_trip(quick_run):
+    record = json.loads(quick_run.read_text())  # keys come back sorted: "10-19" before "2-9"
+    header = next(line for line in ablation.markdown(record).splitlines() if line.startswith("| model | 2-9"))
+    assert header.index("2-9") < header.index("10-19") < header.index("100+")

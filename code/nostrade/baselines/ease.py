@@ -20,22 +20,19 @@ The solve is dense: (n_items + 1)² float64 for G and P (12,000 items: 1.2 GB ea
 one more product of that size: seconds for the sample, minutes for 12,000 titles.
 
 EASE is also a served model (predict.Recommender, nostrade.checkpoint): it reads every event of a history, in no
-order, and its item space is the rows of B (item i's weights on every other item; on the anime sample rows and
-columns give neighbours of the same mean genre Jaccard, 0.341), kept as their best rank-64 approximation (SVD),
-so a request's cosines to a few titles are a (few x 64) x (64 x n_items) product.
+order. Its item space (similar titles, explanations, the dislike penalty) is not B: B's rows and columns give
+co-watching neighbours of the same years and popularity; nostrade.similarity's taste vectors (rating agreement
+beside genres) are fitted on the same training part and kept in the checkpoint.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.utils.extmath import randomized_svd
 
 from nostrade.baselines.interactions import interaction_matrix
 from nostrade.dataset import Dataset
 from nostrade.sequences import DISLIKE, Sequences
-
-
-VECTOR_DIM = 64  # item vectors for similar titles, explanations and the dislike penalty
+from nostrade import similarity  # a module import: similarity reads baselines.content
 
 
 class EASE:
@@ -62,16 +59,14 @@ class EASE:
             weights = inverse / -np.diag(inverse)
         weights[diagonal] = 0.0
         self.weights = weights.astype(np.float32)  # (n_items + 1, n_items + 1); row and column 0 (padding) zero
-        u, sigma, _ = randomized_svd(self.weights, VECTOR_DIM, random_state=0)
-        self.vectors = (u * sigma).astype(np.float32)
+        self.vectors = similarity.taste_vectors(dataset, train)
         return self
 
     def score(self, history: Sequences) -> torch.Tensor:
         return torch.from_numpy(np.asarray(interaction_matrix(history, self.n_items) @ self.weights))
 
     def item_vectors(self) -> np.ndarray:
-        """(n_items + 1, VECTOR_DIM): the rows of B (what item i adds to every other item's score) in their best
-        rank-VECTOR_DIM approximation, so that cosines to a few titles cost a small product (row 0 zero)."""
+        """(n_items + 1, d) unit taste vectors (nostrade.similarity; row 0 zero)."""
         return self.vectors
 
     def config(self) -> dict:
