@@ -53,15 +53,19 @@ from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate_all_targets, metrics_from_ranks, rank_cases
 from nostrade.model import SASRecConfig
 from nostrade.models import make_model, takes_seed
+from nostrade.diversity import slate_stats
 from nostrade.peers import check_targets_match, in_peer_order
+from nostrade.ranker import GENERATORS, FittedGenerators
 from nostrade.report import summarise
 from nostrade.scoring import DISLIKE_WEIGHT, Scoring
 from nostrade.sequences import Sequences
+from nostrade.similarity import genre_unit_vectors
 from nostrade.split import LeaveOneOut, split_of
 from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, configs_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
+MMR_LAMBDA = 0.8
 VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "ease-binary": ("ease", {"liked_targets": False}),
     "sasrec-no-feedback": ("sasrec", {"use_feedback": False}),
@@ -72,12 +76,15 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "sasrec-fixed-order": ("sasrec", {"permute": False}),
     "sasrec-shuffled": ("sasrec", {}),
     "sasrec-file-order": ("sasrec", {}),
+    "ranker-no-sasrec": ("ranker", {"generators": tuple(g for g in GENERATORS if g != "sasrec")}),
+    "ranker-no-cf": ("ranker", {"generators": tuple(g for g in GENERATORS if g not in ("als", "itemknn", "ease"))}),
+    "ranker+mmr": ("ranker", {"mmr_lambda": MMR_LAMBDA}),
 }
 # The served function over a plain row's models: the served default is sasrec where the order is time, else ease.
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
 ROWS = (*BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
         *SERVED_ROWS, "sasrec+item2vec", "sasrec+position", "sasrec-fixed-order", "sasrec-shuffled",
-        "sasrec-file-order")
+        "sasrec-file-order", "ranker", "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
 ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order",  # the defaults where order is time
                    *(f"ease+genre-{a}" for a in ALPHAS))
 TIME_ONLY = ("sasrec-shuffled", "sasrec-no-time",  # order-free data has no time to shuffle or embed
@@ -137,8 +144,10 @@ def bucket_label(low: int, high: int | None) -> str:
     return f"{low}+" if high is None else f"{low}-{high}"
 
 
-def measure(scorer, split: LeaveOneOut, n_items: int) -> dict:
-    """All EVAL.md targets plus next-item NDCG@10 per test-history length bucket."""
+def measure(scorer, split: LeaveOneOut, dataset: Dataset) -> dict:
+    """All EVAL.md targets, next-item NDCG@10 per test-history length bucket, and the test top 10's coverage and
+    genre diversity (nostrade.diversity)."""
+    n_items = dataset.n_items
     targets = evaluate_all_targets(scorer, split, n_items)
     ranks = rank_cases(scorer, split.test, n_items)
     lengths = split.test.history.lengths
@@ -147,11 +156,12 @@ def measure(scorer, split: LeaveOneOut, n_items: int) -> dict:
         inside = (lengths >= low) & (lengths <= (high if high is not None else np.inf))
         ndcg = metrics_from_ranks(ranks[inside])["ndcg@10"] if inside.any() else None
         by_length[bucket_label(low, high)] = {"ndcg@10": ndcg, "n_cases": int(inside.sum())}
-    return {**targets, "by_length": by_length}
+    return {**targets, "by_length": by_length, **slate_stats(scorer, split.test, n_items, genre_unit_vectors(dataset))}
 
 
 def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: LeaveOneOut):
-    """Fit a nostrade.models model on the training part and measure it: (fitted model, per-seed result)."""
+    """Fit a nostrade.models model on the training part and measure it: (fitted model, per-seed result). A ranker
+    also gets its candidates' recall of the test targets (the ceiling of what it can rank)."""
     started = time.perf_counter()
     model = make_model(name, seed=seed, **options).fit(dataset, split.train)
     info = {"seed": seed, "fit_seconds": time.perf_counter() - started}
@@ -159,7 +169,9 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
         r = model.result
         info.update(seconds_to_best=r.seconds_to_best, best_epoch=r.best_epoch, epochs=r.epochs_run,
                     valid=r.best_metrics)
-    return model, {**info, **measure(model.score, split, dataset.n_items)}
+    if name == "ranker":
+        info["candidate_recall"] = model.candidate_recall(split.test)
+    return model, {**info, **measure(model.score, split, dataset)}
 
 
 # ---- the whole table ----------------------------------------------------------------------------------------
@@ -172,8 +184,11 @@ def row_model(name: str) -> tuple[str, dict]:
 def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
              dislike_weight: float = DISLIKE_WEIGHT) -> list[dict]:
     """``options``: model name -> its options (SASRec's from the command line, the baselines' from --set);
-    ``dislike_weight``: the served rows' dislike penalty."""
+    ``dislike_weight``: the served rows' dislike penalty. The ranker rows share their generators (fitted once per
+    seed and training data) with each other and with the plain rows."""
     fitted = {}  # (model, seed) -> the plain row's model, which the served-function rows score with
+    generators = FittedGenerators(options)
+    options = {**options, "ranker": {**options.get("ranker", {}), "fit_generator": generators}}
     out = []
     for name in rows:
         model_name, row_options = row_model(name)
@@ -186,7 +201,7 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
                 alpha = SERVED_ROWS[name][1]
                 served = Scoring.over(fitted[model_name, seed], dataset.items, dataset.n_items,
                                       dislike_weight).scorer(alpha)
-                result = {"seed": seed, "fit_seconds": 0.0, "alpha": alpha, **measure(served, split, dataset.n_items)}
+                result = {"seed": seed, "fit_seconds": 0.0, "alpha": alpha, **measure(served, split, dataset)}
             else:
                 run_data = dataset
                 if name == "sasrec-shuffled":
@@ -198,6 +213,8 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
                                           run_data, run_split)
                 if name == model_name:
                     fitted[model_name, seed] = model
+                    if model_name in GENERATORS:
+                        generators.add(model_name, seed, split.train, model)
             per_seed.append(result)
             print_result(name, per_seed[-1])
         out.append({"model": name, **summarise(per_seed)})
@@ -261,15 +278,18 @@ def markdown(record: dict) -> str:
              "",
              "| model | NDCG@10 | HR@10 | NDCG@20 | HR@20 | NDCG@10 next liked "
              "| NDCG@10 next disliked (lower is better) "
-             "| Δ liked − disliked | fit s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| Δ liked − disliked | coverage@10 | ILD@10 | fit s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         s = r["std"]
+        slate = " | ".join(f"{r[k]:.3f}" if k in r else "–" for k in ("coverage@10", "ild@10"))
         lines.append(f"| {r['model']} | {pm(r['ndcg@10'], s['ndcg@10'])} | {pm(r['hr@10'], s['hr@10'])} | "
                      f"{pm(r['ndcg@20'], s['ndcg@20'])} | {pm(r['hr@20'], s['hr@20'])} | "
                      f"{pm(r['next_liked']['ndcg@10'], s['next_liked_ndcg@10'])} | "
                      f"{pm(r['next_disliked']['ndcg@10'], s['next_disliked_ndcg@10'])} | "
-                     f"{pm(r['delta_ndcg@10'], s['delta_ndcg@10'])} | {r['fit_seconds']:.1f} |")
+                     f"{pm(r['delta_ndcg@10'], s['delta_ndcg@10'])} | {slate} | {r['fit_seconds']:.1f} |")
+    recalls = [f"{r['model']} {pm(r['candidate_recall'], r['std']['candidate_recall'])}" for r in rows
+               if "candidate_recall" in r]
     first = rows[0]
     lines += ["", f"Cases: next item {first['n_cases']}, next liked {first['next_liked']['n_cases']}, next disliked "
                   f"{first['next_disliked']['n_cases']} (Δ is over the users "
@@ -279,7 +299,12 @@ def markdown(record: dict) -> str:
                   f"blend at α, cold-start paths, dislike rules; no training of their own, fit s 0); "
                   f"sasrec-shuffled is trained and tested with each user's history shuffled (same targets); "
                   f"sasrec-file-order is the control where the order is not time: trained and tested as if the file "
-                  f"order were time (last events held out, position embedding, no permutations).", "",
+                  f"order were time (last events held out, position embedding, no permutations). Coverage@10: share "
+                  f"of the titles in anybody's test top 10; ILD@10: mean genre distance (1 − cosine) within a top 10. "
+                  f"ranker rows: nostrade.ranker (generators' candidates, LightGBM lambdarank; -no-sasrec / -no-cf "
+                  f"without SASRec / without ALS, item-kNN and EASE; +mmr: MMR re-rank at λ = {MMR_LAMBDA})"
+                  + (f"; their candidates' recall of the test targets: {', '.join(recalls)}" if recalls else "")
+                  + ".", "",
               "NDCG@10 (next item) by the length of the test history:", "",
               "| model | " + " | ".join(f"{label} events (n={first['by_length'][label]['n_cases']})"
                                         for label in length_labels(first)) + " |",

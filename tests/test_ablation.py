@@ -32,8 +32,11 @@ def test_quick_run_writes_every_row_the_table_and_the_plots(quick_run):
     for row in record["rows"]:
         for key in ("ndcg@10", "hr@10", "ndcg@20", "hr@20"):
             assert 0.0 <= row[key] <= 1.0 and key in row["std"]
-        assert {"next_liked", "next_disliked", "delta_ndcg@10", "by_length"} <= set(row)
+        assert {"next_liked", "next_disliked", "delta_ndcg@10", "by_length", "coverage@10", "ild@10"} <= set(row)
+        assert 0.0 < row["coverage@10"] <= 1.0
         assert row["delta_ndcg@10"] == pytest.approx(row["per_seed"][0]["delta_ndcg@10"])
+    rankers = [r for r in record["rows"] if r["model"].startswith("ranker")]
+    assert len(rankers) == 4 and all(0.0 <= r["candidate_recall"] <= 1.0 for r in rankers)
     assert record["dataset"]["has_timestamps"] and record["config"]["quick"]
     md = quick_run.with_suffix(".md").read_text()
     assert all(f"| {name} |" in md for name in ablation.default_rows(order_is_time=True))

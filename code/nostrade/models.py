@@ -9,9 +9,10 @@ from __future__ import annotations
 import inspect
 
 from nostrade.baselines import BASELINES
+from nostrade.ranker import TwoStage
 from nostrade.sasrec import SASRecRecommender
 
-MODELS = {**BASELINES, "sasrec": SASRecRecommender}
+MODELS = {**BASELINES, "sasrec": SASRecRecommender, "ranker": TwoStage}
 
 
 def takes_seed(name: str) -> bool:

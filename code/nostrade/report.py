@@ -5,7 +5,8 @@ import numpy as np
 
 METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr")
 OTHER_TARGETS = ("next_liked", "next_disliked")
-SCALARS = ("delta_ndcg@10", "fit_seconds", "seconds_to_best", "best_epoch", "epochs")
+SCALARS = ("delta_ndcg@10", "fit_seconds", "seconds_to_best", "best_epoch", "epochs", "coverage@10", "ild@10",
+           "candidate_recall")
 
 
 def mean_std(values) -> tuple[float, float]:

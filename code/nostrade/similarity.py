@@ -50,10 +50,15 @@ def agreement_vectors(train: Sequences, n_items: int, dim: int = AGREEMENT_DIM) 
     return vectors
 
 
+def genre_unit_vectors(dataset: Dataset) -> np.ndarray:
+    """(n_items + 1, genres) unit multi-hot genre vectors of the vocabulary (row 0 zero)."""
+    multihot, _ = genre_vectors(dataset.items, "multihot", use_type=False)
+    return np.vstack([np.zeros((1, multihot.shape[1]), np.float32), multihot.toarray()])
+
+
 def taste_vectors(dataset: Dataset, train: Sequences, genre_weight: float = GENRE_WEIGHT) -> np.ndarray:
     """(n_items + 1, AGREEMENT_DIM + genres) unit vectors whose cosine is (1 - w)·rating agreement + w·genre
     cosine (w = ``genre_weight``). Row 0 zero."""
-    multihot, _ = genre_vectors(dataset.items, "multihot", use_type=False)
-    genres = np.vstack([np.zeros((1, multihot.shape[1]), np.float32), multihot.toarray()])
+    genres = genre_unit_vectors(dataset)
     agreement = agreement_vectors(train, dataset.n_items)
     return unit_rows(np.hstack([np.sqrt(1 - genre_weight) * agreement, np.sqrt(genre_weight) * genres]))

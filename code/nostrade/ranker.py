@@ -1,0 +1,258 @@
+"""Two-stage recommender: candidate generators, then a learned listwise ranker (LightGBM lambdarank).
+
+    model = TwoStage(generators=("sasrec", "als", "itemknn", "ease", "gru4rec", "content", "popularity"))
+    model.fit(dataset, train).score(history)          # the shared model interface (nostrade.models: "ranker")
+
+Stage 1: every generator (a nostrade.models model) scores every title; its ``n_candidates`` best unseen titles are
+its candidates, and stage 2 ranks their union.
+Stage 2: ``lightgbm.LGBMRanker`` (lambdarank: gradients of NDCG, a listwise objective) over features of each
+(history, candidate) pair:
+- each generator's score (standardised over the history's candidates) and its rank among the unseen titles. A
+  generator scores every title, so a candidate has both for every generator, whichever retrieved it;
+- the title: log training popularity; log members, episodes, type and mean rating where the catalogue has them;
+- the history: its length, its shares of Dislikes and of Loves;
+- the taste cosine (nostrade.similarity) to the history's liked profile, and the max to a disliked title.
+
+Honest fit: the ranker never sees the data set's validation or test targets. ``fit`` splits the training part it
+is given once more (nostrade.split's rules for this data's order: the last two events, or two random ones where
+the order is not time), fits the generators on the rest, and the ranker learns on those held-out targets, each
+ranked from the history before it — as at test time, the newest event of the history is one the generators did
+not train on. Then (``refit``) the generators are fitted again on the whole training part.
+
+Titles outside the candidates rank below every candidate, by their mean rank over the generators. ``mmr_lambda``
+below 1 re-ranks the top ``mmr_depth`` for variety of genres (nostrade.diversity.mmr).
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+
+import lightgbm
+import numpy as np
+import torch
+
+from nostrade import similarity
+from nostrade.baselines.interactions import known_events
+from nostrade.dataset import Dataset
+from nostrade.diversity import mmr
+from nostrade.evaluate import history_mask
+from nostrade.sequences import DISLIKE, LOVE, Sequences
+from nostrade.split import EvalCases, leave_one_out
+
+GENERATORS = ("sasrec", "als", "itemknn", "ease", "gru4rec", "content", "popularity")
+ITEM_COLUMNS = ("members", "episodes", "rating_mean", "year")  # used where the catalogue has them
+
+
+def registry():
+    """nostrade.models, imported when first needed: it lists the ranker itself."""
+    from nostrade import models
+    return models
+
+
+def training_digest(train: Sequences) -> str:
+    return hashlib.sha1(train.offsets.tobytes() + train.iid.tobytes() + train.feedback.tobytes()).hexdigest()
+
+
+class FittedGenerators:
+    """Generators fitted once per (name, seed, training data) and shared: several rankers of one ablation reuse
+    them, and a model fitted for its own row can be ``add``-ed."""
+
+    def __init__(self, options: dict[str, dict] | None = None):
+        self.options, self.models = options or {}, {}
+
+    def key(self, name: str, seed: int, train: Sequences) -> tuple:
+        return name, seed if registry().takes_seed(name) else 0, training_digest(train)
+
+    def add(self, name: str, seed: int, train: Sequences, model) -> None:
+        self.models[self.key(name, seed, train)] = model
+
+    def __call__(self, name: str, seed: int, dataset: Dataset, train: Sequences):
+        key = self.key(name, seed, train)
+        if key not in self.models:
+            self.models[key] = registry().make_model(name, seed=seed, **self.options.get(name, {})).fit(dataset, train)
+        return self.models[key]
+
+
+class TwoStage:
+    kind = "ranker"
+    window = None
+
+    def __init__(self, generators: Sequence[str] = GENERATORS, n_candidates: int = 100, seed: int = 0,
+                 refit: bool = True, n_estimators: int = 200, learning_rate: float = 0.05, num_leaves: int = 31,
+                 min_child_samples: int = 20, num_threads: int = 1, mmr_lambda: float = 1.0, mmr_depth: int = 50,
+                 fit_generator: Callable | None = None):
+        single = tuple(m for m in registry().MODELS if m != self.kind)
+        if not generators or set(generators) - set(single):
+            raise ValueError(f"generators: {list(generators)} must be models of {single}")
+        if n_candidates < 1:
+            raise ValueError(f"n_candidates: {n_candidates} must be at least 1")
+        if not 0.0 <= mmr_lambda <= 1.0:
+            raise ValueError(f"mmr_lambda: {mmr_lambda} must be in [0, 1] (1: no diversity re-rank)")
+        self.generator_names, self.n_candidates, self.seed, self.refit = tuple(generators), n_candidates, seed, refit
+        self.mmr_lambda, self.mmr_depth = mmr_lambda, mmr_depth
+        self.fit_generator = fit_generator or FittedGenerators()
+        self.lgbm = dict(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
+                         min_child_samples=min_child_samples, n_jobs=num_threads, random_state=seed,
+                         deterministic=True, force_row_wise=True, verbose=-1)
+
+    # ---- fit ---------------------------------------------------------------------------------------------------
+
+    def fit(self, dataset: Dataset, train: Sequences) -> "TwoStage":
+        self.n_items = dataset.n_items
+        self.item_features, self.item_feature_names = item_features(dataset, train)
+        self.taste = similarity.taste_vectors(dataset, train)
+        self.genre_unit = similarity.genre_unit_vectors(dataset)  # the diversity re-rank's space
+        inner = leave_one_out(train, dataset.order_is_time, self.seed)
+        self.generators = self._generators(dataset, inner.train)
+        features, labels, groups = self._learning_set(inner.valid, inner.test)
+        if not len(groups):
+            raise ValueError("ranker: no held-out target of the training part is among the candidates; "
+                             "raise n_candidates or give more data")
+        self.ranker = lightgbm.LGBMRanker(objective="lambdarank", **self.lgbm)
+        self.ranker.fit(features, labels, group=groups)
+        if self.refit:
+            self.generators = self._generators(dataset, train)
+        return self
+
+    def _generators(self, dataset: Dataset, train: Sequences) -> dict:
+        return {name: self.fit_generator(name, self.seed, dataset, train) for name in self.generator_names}
+
+    def _learning_set(self, *case_sets: EvalCases):
+        """Features and 0/1 labels of the candidates of every case whose target is among them, grouped by case."""
+        features, labels, groups = [], [], []
+        for cases in case_sets:
+            for start in range(0, len(cases), 512):
+                rows = np.arange(start, min(start + 512, len(cases)))
+                candidates, x, _ = self._stage_one(cases.history.take(rows))
+                hit = candidates[rows - start, cases.target[rows]]
+                owner = np.repeat(np.arange(len(rows)), candidates.sum(axis=1))
+                keep = hit[owner]
+                item = np.nonzero(candidates)[1]
+                features.append(x[keep])
+                labels.append((item == cases.target[rows][owner])[keep].astype(np.int32))
+                groups.append(candidates.sum(axis=1)[hit])
+        return np.concatenate(features), np.concatenate(labels), np.concatenate(groups)
+
+    # ---- score -------------------------------------------------------------------------------------------------
+
+    def _stage_one(self, history: Sequences) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, n_items + 1) candidate mask, one feature row per candidate (row-major: history, then iid), and
+        every title's mean rank over the generators."""
+        history = history.select(known_events(history, self.n_items))
+        seen = history_mask(history, self.n_items).numpy()
+        seen[:, 0] = True
+        scores = [generator_scores(g, history, seen) for g in self.generators.values()]
+        ranks = [unseen_ranks(s) for s in scores]
+        candidates = np.zeros_like(seen)
+        for r in ranks:
+            candidates |= r <= self.n_candidates
+        user, item = np.nonzero(candidates)
+        columns = []
+        for s, r in zip(scores, ranks):
+            columns += [standardised(s, candidates)[user, item], r[user, item]]
+        history_columns = history_features(history, self.n_items)
+        taste_liked, taste_disliked = taste_cosines(self.taste, history)
+        x = np.column_stack([*columns, self.item_features[item], history_columns[user],
+                             taste_liked[user, item], taste_disliked[user, item]])
+        # rounded: float noise (a batch vs one history: 1e-9 either side of 0) must not cross a split threshold
+        x = np.round(x, 6).astype(np.float32)
+        return candidates, x, np.mean(ranks, axis=0)
+
+    def score(self, history: Sequences) -> torch.Tensor:
+        candidates, x, mean_rank = self._stage_one(history)
+        out = (-1.0 - mean_rank / (self.n_items + 1)).astype(np.float32)  # the rest: below, by mean rank
+        if len(x):
+            predicted = self.ranker.predict(x, num_threads=self.lgbm["n_jobs"]).astype(np.float32)
+            # candidates above the rest: shift each history's predictions above 0
+            low = np.full(len(candidates), np.inf, np.float32)
+            user = np.nonzero(candidates)[0]
+            np.minimum.at(low, user, predicted)
+            out[candidates] = predicted - low[user]
+        if self.mmr_lambda < 1.0:
+            out = mmr(out, self.genre_unit, self.mmr_lambda, self.mmr_depth)
+        return torch.from_numpy(out)
+
+    def candidate_recall(self, cases: EvalCases, batch_size: int = 512) -> float:
+        """Share of the cases whose target is among the candidates: the most a ranker over them can find."""
+        found = 0
+        for start in range(0, len(cases), batch_size):
+            rows = np.arange(start, min(start + batch_size, len(cases)))
+            candidates, _, _ = self._stage_one(cases.history.take(rows))
+            found += int(candidates[rows - start, cases.target[rows]].sum())
+        return found / max(len(cases), 1)
+
+    def feature_names(self) -> list[str]:
+        names = [f"{g}_{kind}" for g in self.generator_names for kind in ("score", "rank")]
+        return names + self.item_feature_names + ["history_length", "dislike_share", "love_share", "taste_liked",
+                                                  "taste_disliked_max"]
+
+    def item_vectors(self) -> np.ndarray:
+        return self.taste
+
+
+def generator_scores(model, history: Sequences, seen: np.ndarray) -> np.ndarray:
+    """A generator's (B, n_items + 1) float32 scores, seen titles and padding at -inf."""
+    scores = model.score(history).float().numpy().copy()
+    scores[seen] = -np.inf
+    return scores
+
+
+def unseen_ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of every column in its row, best first (seen titles, at -inf, last)."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    ranks = np.empty_like(order)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :], axis=1)
+    return ranks.astype(np.float32)
+
+
+def standardised(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Scores minus the mean over the row's candidates, over their std (0 where undefined)."""
+    count = np.maximum(candidates.sum(axis=1, keepdims=True), 1)
+    mean = np.where(candidates, scores, 0.0).sum(axis=1, keepdims=True) / count
+    centred = np.where(candidates, scores - np.where(candidates, mean, 0.0), 0.0)  # no inf - inf off the candidates
+    std = np.sqrt((centred ** 2).sum(axis=1, keepdims=True) / count)
+    return np.where(std > 0, centred / np.maximum(std, 1e-12), 0.0)
+
+
+def item_features(dataset: Dataset, train: Sequences) -> tuple[np.ndarray, list[str]]:
+    """(n_items + 1, F) and the names: log training popularity, the catalogue's numeric columns (log members),
+    type code (-1 unknown)."""
+    items = dataset.items
+    count = np.bincount(train.iid[(train.iid >= 1) & (train.iid <= dataset.n_items)], minlength=dataset.n_items + 1)
+    columns, names = [np.log1p(count.astype(np.float64))], ["popularity"]
+    for name in (c for c in ITEM_COLUMNS if c in items):
+        values = np.concatenate([[np.nan], items[name].astype("Float64").to_numpy(np.float64, na_value=np.nan)])
+        columns.append(np.log1p(np.maximum(values, 0)) if name == "members" else values)
+        names.append(name)
+    kinds = items["type"].astype("category").cat.codes.to_numpy() if "type" in items else np.full(len(items), -1)
+    columns.append(np.concatenate([[-1], kinds]).astype(np.float64))
+    return np.column_stack(columns).astype(np.float32), names + ["type"]
+
+
+def history_features(history: Sequences, n_items: int) -> np.ndarray:
+    """(B, 3): known events, share of Dislikes, share of Loves."""
+    known = (history.iid >= 1) & (history.iid <= n_items)
+    owner = history.row_of_event()[known]
+    length = np.bincount(owner, minlength=history.n_users).astype(np.float64)
+    feedback = history.feedback[known]
+    share = lambda kind: np.bincount(owner[feedback == kind], minlength=history.n_users) / np.maximum(length, 1)
+    return np.column_stack([length, share(DISLIKE), share(LOVE)]).astype(np.float32)
+
+
+def taste_cosines(taste: np.ndarray, history: Sequences) -> tuple[np.ndarray, np.ndarray]:
+    """(B, n_items + 1) each: cosine to the history's liked profile (sum of its liked titles' unit vectors), and
+    the max cosine to any of its disliked titles (0 without one)."""
+    n_items = len(taste) - 1
+    known = (history.iid >= 1) & (history.iid <= n_items)
+    owner, iid, feedback = history.row_of_event()[known], history.iid[known], history.feedback[known]
+    liked = feedback != DISLIKE
+    profile = np.zeros((history.n_users, taste.shape[1]), np.float32)
+    np.add.at(profile, owner[liked], taste[iid[liked]])
+    profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
+    disliked_max = np.zeros((history.n_users, n_items + 1), np.float32)
+    order = np.argsort(owner[~liked], kind="stable")
+    d_owner, d_iid = owner[~liked][order], iid[~liked][order]
+    if len(d_iid):
+        starts = np.flatnonzero(np.r_[True, d_owner[1:] != d_owner[:-1]])
+        disliked_max[d_owner[starts]] = np.maximum.reduceat(taste[d_iid] @ taste.T, starts, axis=0)
+    return profile @ taste.T, disliked_max

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+import torch
+from model_contract import BLOCKS, ModelContract
+
+from nostrade.ranker import FittedGenerators, TwoStage, standardised, taste_cosines, unseen_ranks
+from nostrade.sequences import DISLIKE, LIKE, Sequences
+
+CHEAP = ("itemknn", "ease", "content", "popularity")
+
+
+class TestTwoStage(ModelContract):
+    def make_model(self, seed):
+        return TwoStage(generators=CHEAP, n_candidates=10, seed=seed, min_child_samples=5)
+
+
+def test_unseen_ranks_are_one_based_and_put_seen_titles_last():
+    scores = np.array([[0.0, 0.3, -np.inf, 0.9, 0.1]], np.float32)
+    np.testing.assert_array_equal(unseen_ranks(scores), [[4, 2, 5, 1, 3]])
+
+
+def test_standardised_is_over_the_candidates_only():
+    scores = np.array([[1.0, 2.0, 3.0, 100.0]])
+    candidates = np.array([[True, True, True, False]])
+    out = standardised(scores, candidates)
+    np.testing.assert_allclose(out[0, :3], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
+
+
+def test_taste_cosines_take_the_liked_profile_and_the_nearest_dislike():
+    taste = np.array([[0, 0], [1, 0], [0, 1], [0.6, 0.8]], np.float32)
+    history = Sequences.from_lists([[1, 2], [1], []], [[LIKE, DISLIKE], [LIKE], []])
+    liked, disliked = taste_cosines(taste, history)
+    np.testing.assert_allclose(liked[0], [0, 1, 0, 0.6], atol=1e-6)
+    np.testing.assert_allclose(disliked[0], [0, 0, 1, 0.8], atol=1e-6)
+    assert not disliked[1:].any() and not liked[2].any()
+
+
+def test_generators_are_fitted_once_per_training_data_and_shared():
+    shared = FittedGenerators()
+    first = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5, fit_generator=shared)
+    first.fit(BLOCKS.dataset, BLOCKS.train)
+    n_fitted = len(shared.models)
+    assert n_fitted == 2 * len(CHEAP)  # inner training part and the whole one
+    second = TwoStage(generators=("itemknn", "content"), n_candidates=10, min_child_samples=5, fit_generator=shared)
+    second.fit(BLOCKS.dataset, BLOCKS.train)
+    assert len(shared.models) == n_fitted
+    assert second.generators["itemknn"] is first.generators["itemknn"]
+
+
+def test_the_ranker_never_sees_the_targets_it_is_evaluated_on(monkeypatch):
+    """fit gets the training part only; its learning targets come from that part's own held-out events."""
+    seen = []
+    model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5)
+    original = model._learning_set
+    monkeypatch.setattr(model, "_learning_set", lambda *cases: seen.extend(cases) or original(*cases))
+    model.fit(BLOCKS.dataset, BLOCKS.train)
+    for cases in seen:  # every learning target is an event of that user's training part
+        for user, target in zip(cases.users, cases.target):
+            assert target in BLOCKS.train.iid[BLOCKS.train.offsets[user]:BLOCKS.train.offsets[user + 1]]
+    assert sum(len(c) for c in seen) > 0
+
+
+def test_bad_options_are_clear_errors():
+    with pytest.raises(ValueError, match="generators"):
+        TwoStage(generators=("nope",))
+    with pytest.raises(ValueError, match="generators"):
+        TwoStage(generators=("ranker",))
+    with pytest.raises(ValueError, match="n_candidates"):
+        TwoStage(n_candidates=0)
+
+
+def test_feature_names_match_the_features():
+    model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    _, x, _ = model._stage_one(BLOCKS.new_history)
+    assert x.shape[1] == len(model.feature_names()) == model.ranker.n_features_
+    assert torch.isfinite(model.score(BLOCKS.new_history)[:, 1:]).all()
+
+
+def test_mmr_lambda_below_one_spreads_the_top_over_genres():
+    plain = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    diverse = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5, mmr_lambda=0.3)
+    diverse.fit(BLOCKS.dataset, BLOCKS.train)
+    history = Sequences.from_lists([[1, 2, 3]])
+    genres = lambda model: {(i - 1) // 6 for i in torch.topk(model.score(history)[0, 4:], 3).indices.numpy() + 4}
+    assert len(genres(diverse)) > len(genres(plain))
+    with pytest.raises(ValueError, match="mmr_lambda"):
+        TwoStage(mmr_lambda=1.5)
