@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 ITEM_COLUMNS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members"]
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01 UTC in Unix seconds: later (or negative) timestamps are not plausible
 SYNTHETIC_MARKER = "synthetic.json"  # written next to generated files; marks data built from them as synthetic
 
 # The 19 genre flags of ML-100K's u.item, in column order (u.genre holds the same list).
@@ -231,6 +232,25 @@ def check_range(path, values: np.ndarray, column: str, first_line: int, ok: np.n
                         value=shown)
 
 
+def check_timestamps(path, values: np.ndarray, column: str, first_line: int, present: np.ndarray | None = None,
+                     text: pd.Series | None = None) -> None:
+    """Raise on the first timestamp (Unix seconds) outside 1970..2099, with a hint when it looks like milli-, micro-
+    or nanoseconds. ``present``: the rows to check (default all); ``text``: the values as the file wrote them."""
+    seconds = np.asarray(values, dtype=np.float64)
+    bad = ~((seconds >= 0) & (seconds < MAX_TIMESTAMP))
+    if present is not None:
+        bad &= present
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = values[row] if text is None else text.iloc[row]
+        hint = next((f"; it looks like {unit}: convert the column to seconds" for scale, unit in
+                     ((1e3, "milliseconds"), (1e6, "microseconds"), (1e9, "nanoseconds"))
+                     if MAX_TIMESTAMP <= seconds[row] and seconds[row] / scale < MAX_TIMESTAMP), "")
+        shown = value if isinstance(value, (str, int, np.integer)) or not float(value).is_integer() else int(value)
+        raise DataError(path, f"out of range (expected Unix seconds from 1970 to 2099{hint})", line=row + first_line,
+                        column=column, value=shown)
+
+
 def _check_unique_ids(path, ids: np.ndarray, column: str, first_line: int) -> None:
     dup = pd.Series(ids).duplicated().to_numpy()
     if dup.any():
@@ -291,6 +311,8 @@ def read_anime(items_path, ratings_path) -> RawData:
     values = ratings["rating"].to_numpy()
     check_range(ratings_path, values, "rating", first_line, (values == -1) | ((values >= 1) & (values <= 10)),
                 "-1 or 1..10")
+    if "timestamp" in ratings:
+        check_timestamps(ratings_path, ratings["timestamp"].to_numpy(), "timestamp", first_line)
     marker = Path(ratings_path).parent / SYNTHETIC_MARKER
     synthetic = json.loads(marker.read_text()) if marker.is_file() else None
     return RawData(source="synthetic" if synthetic else "anime", format="kaggle-anime", items=items, ratings=ratings,
@@ -344,7 +366,9 @@ def _mal_timestamps(path: Path, text: pd.Series, first_line: int) -> tuple[np.nd
         row = int(np.flatnonzero(bad)[0])
         raise DataError(path, f"not Unix seconds or a date '{MAL_DATETIME}'", line=row + first_line,
                         column="my_last_updated", value=text.iloc[row])
-    return np.where(digits, np.nan_to_num(seconds), dated.astype(np.int64)).astype(np.int64), missing
+    stamp = np.where(digits, seconds, dated.astype(np.int64))
+    check_timestamps(path, stamp, "my_last_updated", first_line, present=~missing, text=text)
+    return stamp.astype(np.int64), missing
 
 
 # ----------------------------------------------------------------------------------------- MovieLens
@@ -453,6 +477,7 @@ def read_movielens(ratings_path, items_path=None) -> RawData:
     stamps = ratings["timestamp"].to_numpy()
     check_range(ratings_path, stamps, "timestamp", first, np.isfinite(stamps) & (stamps % 1 == 0),
                 "whole unix seconds")
+    check_timestamps(ratings_path, stamps, "timestamp", first)
     ratings["timestamp"] = stamps.astype(np.int64)
     catalogue = _movielens_items(ids, titles, genres)
     stats = ratings.groupby("anime_id")["rating"].agg(["mean", "size"])
