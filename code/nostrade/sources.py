@@ -57,7 +57,10 @@ class DataError(ValueError):
 
 
 def _short(value, limit: int = 60) -> str:
-    text = str(value).replace("\r", "\\r").replace("\n", "\\n")
+    """The value as one printable line: control characters (NUL, ESC, newlines...) escaped, long values cut."""
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -157,14 +160,20 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
         table, conversion_error = None, err
     except (OSError, EOFError) as err:
         raise DataError(path, f"cannot read: {err}") from None
+    if table is None and "UTF8" in str(conversion_error):
+        raise _first_invalid_utf8(path, data)
     malformed = _first_bad_row(path, data, read_opts, parse_opts) if bad_rows else None
-    if table is None:
-        text = pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
+
+    def as_text(null_values: dict) -> pd.DataFrame:
+        return pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
                               read_options=pacsv.ReadOptions(**read_opts),
                               parse_options=pacsv.ParseOptions(**parse_opts, invalid_row_handler=lambda _: "skip"),
                               convert_options=pacsv.ConvertOptions(
                                   column_types={c: pa.string() for c in columns}, include_columns=list(columns),
-                                  strings_can_be_null=True, **nulls)).to_pandas()
+                                  strings_can_be_null=True, **null_values)).to_pandas()
+
+    if table is None:
+        text = as_text(nulls)
         if malformed is not None and malformed.number is not None:  # rows after it are shifted: look above it
             text = text.iloc[:malformed.number - first_line]
         for name, kind in columns.items():
@@ -176,18 +185,36 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
         raise DataError(path, f"expected {malformed.expected_columns} columns, found {malformed.actual_columns} "
                               "(truncated or malformed line)", line=malformed.number, value=malformed.text)
     frame = table.to_pandas()
-    for name, kind in columns.items():
-        if kind != "str":
-            check_present(path, frame[name], name, first_line)
+    numeric = [name for name, kind in columns.items() if kind != "str"]
+    if frame[numeric].isna().to_numpy().any():  # show what the file holds there ('nan', 'NA', '')
+        text = as_text({"null_values": []})
+        for name in numeric:
+            check_present(path, frame[name], name, first_line, text[name])
     return frame, first_line
 
 
-def check_present(path, values: pd.Series, column: str, first_line: int) -> None:
-    """Raise on the first missing value."""
+def check_present(path, values: pd.Series, column: str, first_line: int, text: pd.Series | None = None) -> None:
+    """Raise on the first missing value (``text``: the column as the file wrote it, to show the value)."""
     missing = values.isna().to_numpy()
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
-        raise DataError(path, "missing value", line=row + first_line, column=column, value="")
+        shown = "" if text is None or text.iloc[row] is None else str(text.iloc[row])
+        raise DataError(path, "missing value" if not shown.strip() else "missing value (or NaN): a number is needed",
+                        line=row + first_line, column=column, value=shown)
+
+
+def _first_invalid_utf8(path, data: bytes | None) -> DataError:
+    """The error naming the first line whose bytes are not UTF-8 (e.g. a Latin-1 file)."""
+    raw = data if data is not None else _read_bytes(Path(path))
+    try:
+        raw.decode("utf-8")
+        return DataError(path, "not valid UTF-8 text")
+    except UnicodeDecodeError as err:
+        start = raw.rfind(b"\n", 0, err.start) + 1
+        end = raw.find(b"\n", err.start)
+        line = raw[start:end if end >= 0 else len(raw)].decode("utf-8", errors="backslashreplace")
+        return DataError(path, f"byte 0x{raw[err.start]:02x} is not UTF-8 (a Latin-1 or Windows-1252 file?); "
+                               "save it as UTF-8", line=raw.count(b"\n", 0, err.start) + 1, value=line.rstrip("\r"))
 
 
 def _first_bad_row(path: Path, data: bytes | None, read_opts: dict, parse_opts: dict):
@@ -212,7 +239,13 @@ def _check_numeric(path: Path, strings: pd.Series, kind: str, name: str, first_l
     """Raise on the first value of a text column that is not an integer / a number (missing is fine here)."""
     present = strings.notna().to_numpy()
     if kind == "int":
-        ok = strings.str.strip().str.fullmatch(r"[+-]?\d+").fillna(False).to_numpy(dtype=bool)
+        stripped = strings.str.strip()
+        ok = stripped.str.fullmatch(r"[+-]?[0-9]+").fillna(False).to_numpy(dtype=bool)
+        long = ok & (stripped.str.len().fillna(0).to_numpy() >= 19)  # few: check those exactly
+        for row in np.flatnonzero(long):
+            if not -2**63 <= int(stripped.iloc[row]) < 2**63:
+                raise DataError(path, "out of the 64-bit integer range", line=int(row) + first_line, column=name,
+                                value=strings.iloc[row])
     else:
         ok = pd.to_numeric(strings.str.strip(), errors="coerce").notna().to_numpy()
     bad = present & ~ok
