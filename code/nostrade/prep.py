@@ -438,7 +438,9 @@ def write(processed: Processed, out: Path, artifacts: Path) -> None:
                 fault_point("prep:parked")
             _replace_link(out, version.name)
         except BaseException:
-            shutil.rmtree(version, ignore_errors=True)
+            if _version_of(out) != version.name:  # not committed: the previous output stays
+                shutil.rmtree(version, ignore_errors=True)
+                _recover(out)  # a plain folder moved aside goes back
             raise
         fault_point("prep:committed")
         _clean(out)
