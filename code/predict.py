@@ -39,7 +39,8 @@ nothing. Public API:
     Recommender(model, dataset, catalogue=None)  # tests and benchmarks, no files (model: a ServedModel)
 
 ``Recommender.load`` checks the checkpoint's iid-map hash and item count against the processed folder's
-meta.json and its iid_map.json (CheckpointMismatch / ValueError with the reason); the catalogue defaults
+meta.json and its iid_map.json (CheckpointMismatch / ValueError with the reason), and refuses a damaged file
+(CheckpointError naming it: checksum, NaN / inf weights, not a checkpoint); the catalogue defaults
 to the anime file the data was prepared from (if unchanged), else the model's own titles. Loading
 precomputes everything a request needs (unit item vectors, the genre matrix, log popularity, sparse
 co-watch matrices, normalised titles for search); a request only reads them, so one Recommender can

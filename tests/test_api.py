@@ -375,6 +375,16 @@ def test_a_checkpoint_with_flipped_bytes_is_refused_at_startup(tiny_checkpoint, 
         api.load_service(api.Settings(damaged, processed_sample, None, tmp_path / "e.db", 1000, 1))
 
 
+def test_a_file_that_is_not_an_event_log_stops_startup_and_is_left_as_it_was(tiny_checkpoint, processed_sample,
+                                                                           tmp_path):
+    from nostrade.events import NotAnEventLog
+    from test_events import foreign_database
+    before = foreign_database(tmp_path / "app.db")
+    with pytest.raises(NotAnEventLog, match="another application"):
+        api.load_service(api.Settings(tiny_checkpoint, processed_sample, None, tmp_path / "app.db", 1000, 1))
+    assert (tmp_path / "app.db").read_bytes() == before
+
+
 PATHLIKE = ["../../etc/passwd", "/tmp/nostrade-evil", "..\\..\\boot.ini", "file:///etc/shadow", "~/.ssh/id_rsa"]
 
 

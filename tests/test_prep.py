@@ -513,6 +513,7 @@ def test_a_plain_folder_from_older_code_is_restored_after_a_kill_while_parked(tm
     art.joinpath("iid_map.json").unlink()
     os.replace(legacy, out)  # what older code wrote: a plain folder (and a plain artifacts/iid_map.json)
     (art / "iid_map.json").write_bytes((out / "iid_map.json").read_bytes())
+    (tmp_path / ".out.tmp-abc123").mkdir()  # older code's temporary folder, left by a kill
     assert run_killed_at("prep:parked", args).returncode == -signal.SIGKILL
     assert not out.exists()  # the window: the folder is parked, the link not made yet
     assert run_killed_at("", args).returncode == 0  # restored, then replaced as usual
