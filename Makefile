@@ -34,4 +34,4 @@ test: setup browser
 	$(VENV)/bin/pytest -q
 
 clean:
-	rm -rf data/processed checkpoints/*.pt artifacts/iid_map.json
+	rm -rf data/processed data/.processed.* checkpoints/*.pt artifacts/iid_map.json

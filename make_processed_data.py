@@ -41,9 +41,17 @@ rules (all recorded in meta.json):
   ids        iid 1..n in ascending source item id (0 = padding); uid 0..n-1 in ascending user id
   time bins  calendar periods (UTC) counted from the first one in the data: bin = 1 + periods since;
              no timestamps -> every event is bin 1, scheme "none"
-bad input (missing file/column, non-numeric or out-of-range value, malformed or truncated line,
-nothing left after filtering) prints one line 'error: FILE: line N, column C: value V ...' and exits 2;
-the previous output stays untouched (everything is written to a temporary folder, then renamed).
+output     --out is a link to a version folder beside it (.NAME.v-XXXX: the parquet files, meta.json,
+           iid_map.json); --artifacts/iid_map.json is a link to --out/iid_map.json. A run writes a new
+           version, then renames one new link over --out: that rename commits it, so --out and the iid map
+           always show one whole run, the previous or this one; then the other versions are deleted
+bad input (missing file/column, non-numeric or out-of-range value such as a timestamp outside 1970-2099,
+a file that is not UTF-8, malformed or truncated line, nothing left after filtering) prints one line
+'error: FILE: line N, column C: value V ...' and exits 2; so does an output that cannot be written
+(full disk, read-only folder: 'error: cannot write FILE: ...'). Either way, and after a kill at any
+point, the previous output stays untouched; the next run deletes what an interrupted one left and
+puts back a folder that older code had moved aside.
+exit status: 0 written; 2 bad input or cannot write; 1 an unexpected error (a bug: Python's traceback)
 """
 
 
@@ -100,7 +108,7 @@ def main(argv=None) -> int:
     warnings.showwarning = lambda message, *_, **__: print(f"warning: {message}", file=sys.stderr)
     try:
         processed = prep.run(config_from(args))
-    except (DataError, ValueError, OSError) as err:  # DataError is a ValueError; OSError: e.g. an unwritable --out
+    except (DataError, ValueError, OSError) as err:  # DataError is a ValueError; OSError: e.g. a full disk
         print(f"error: {err}", file=sys.stderr)
         return 2
     if not args.quiet:

@@ -22,15 +22,21 @@ the title), read from the log on every request, so a POST /feedback shows in the
 once (in any worker).
 
 Errors are JSON ``{"error": kind, "detail": one line, "errors": [...]}`` with a 4xx status: 422 for a
-request that does not match the schema, 400 for values predict rejects (e.g. an unknown genre filter),
-404 for an unknown user or title, 413 for a body over the cap (declared or streamed). Request values
-never name files: every path comes from the environment above, read at startup.
+request that does not match the schema (also a query parameter given twice, or digits other than ASCII
+0-9), 400 for values predict rejects (e.g. an unknown genre filter), 404 for an unknown user or title,
+409 for an ``event_id`` already stored for a different event, 413 for a body over the cap (declared or
+streamed). The event log is checked at start-up (SQLite ``quick_check``): when it is damaged, the service
+still starts and serves anonymous recommendations, ``/health`` says ``"status": "degraded"`` with the
+problem in ``event_log``, and every request that needs the log (feedback, known users) gets a JSON 503
+(so does any later SQLite failure: a full disk, a lock held past the timeout). Request values never name
+files: every path comes from the environment above, read at startup.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+import sqlite3
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
@@ -40,7 +46,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
-from fastapi import FastAPI, Path as PathParam, Query, Request
+from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
@@ -48,7 +54,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from starlette.exceptions import HTTPException
 
 from nostrade.dataset import sha256_of
-from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, new_event_id
+from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, IdempotencyConflict, new_event_id
 from nostrade.history import UserHistories
 from nostrade.sequences import LIKE
 from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code, use_threads
@@ -154,7 +160,8 @@ class UserRecommendQuery(RecommendQuery):
 class ColdQuery(RecommendQuery):
     # The schema itself states every bound (the fuzzer holds us to it): 15 digits stay below MAX_ID, and
     # 2 * MAX_HISTORY - 1 characters hold at most MAX_HISTORY ids.
-    liked: Annotated[str, StringConstraints(pattern=r"^\d{1,15}(,\d{1,15})*$", max_length=2 * MAX_HISTORY - 1)] = Field(
+    liked: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,15}(,[0-9]{1,15})*$",
+                                            max_length=2 * MAX_HISTORY - 1)] = Field(
         description=f"comma-separated anime ids the person likes, e.g. 1,5114,30 (at most {2 * MAX_HISTORY - 1} "
                     "characters)")
 
@@ -278,13 +285,15 @@ class BatchResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    status: Literal["ok", "degraded"] = Field(description="degraded: the event log is damaged (see event_log); "
+                                                           "feedback and known users get 503")
+    event_log: str = Field(description='"ok", or "damaged: " and what SQLite\'s integrity check found')
     model_version: str = Field(description="sha256 of the checkpoint file")
     source: str
     catalogue_titles: int
     model_titles: int
     training_users: int
-    logged_events: int
+    logged_events: int | None = Field(description="null when the event log cannot be read")
     uptime_s: float
     pid: int = Field(description="the worker process that answered")
 
@@ -315,6 +324,22 @@ class Service:
     users: UserHistories
     model_version: str
     started: float
+    event_log_problem: str | None = None  # what quick_check found at start-up, or a later SQLite failure
+
+
+class EventLogUnavailable(HTTPException):
+    def __init__(self, problem: str):
+        super().__init__(503, f"the event log cannot be used ({problem}); nothing was stored. Repair or replace it "
+                              "and restart the service")
+
+
+def checked_service(rec: Recommender, events: EventLog, model_version: str) -> Service:
+    """The service, with the event log's integrity checked once (a damaged page otherwise shows only on writes)."""
+    problems = events.quick_check()
+    if problems:
+        log.error("event log %s is damaged: %s", events.path, "; ".join(problems[:5]))
+    return Service(rec, events, UserHistories(rec.dataset, events), model_version, time.time(),
+                   f"damaged: {problems[0]}" if problems else None)
 
 
 class BodyTooLarge(HTTPException):
@@ -352,8 +377,9 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
-ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
-               422: "validation_error", 500: "internal_error"}
+ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
+               413: "body_too_large", 422: "validation_error", 500: "internal_error", 503: "event_log_unavailable"}
+MULTI_VALUED_PARAMS = {"genres", "types"}
 
 
 def error_response(status: int, detail: str, items: list | None = None, headers: dict | None = None) -> JSONResponse:
@@ -389,6 +415,19 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_value_error(request: Request, exc: ValueError):
         return error_response(400, str(exc))
 
+    @app.exception_handler(IdempotencyConflict)
+    async def on_conflict(request: Request, exc: IdempotencyConflict):
+        return error_response(409, str(exc))
+
+    @app.exception_handler(sqlite3.Error)  # a damaged log, a full disk, a lock held past the timeout
+    async def on_event_log_error(request: Request, exc: sqlite3.Error):
+        log.error("event log failure in %s %s: %s", request.method, request.url.path, exc)
+        service = request.app.state.service
+        if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
+            service.event_log_problem = f"damaged: {exc}"
+        problem = EventLogUnavailable(str(exc))
+        return error_response(problem.status_code, problem.detail)
+
     @app.exception_handler(UnknownTitle)
     async def on_unknown_title(request: Request, exc: UnknownTitle):
         return error_response(404, str(exc))
@@ -401,9 +440,23 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def load_service(settings: Settings) -> Service:
     rec = Recommender.load(settings.checkpoint, settings.data, catalogue_path=settings.catalogue)
-    events = EventLog(settings.events)
-    return Service(rec, events, UserHistories(rec.dataset, events), sha256_of(settings.checkpoint),
-                   time.time())
+    return checked_service(rec, EventLog(settings.events), sha256_of(settings.checkpoint))
+
+
+def single_valued_query(request: Request) -> None:
+    """A query parameter given more than once is a 422 (frameworks silently keep one), except the list filters."""
+    names = [name for name, _ in request.query_params.multi_items()]
+    repeated = sorted({n for n in names if names.count(n) > 1} - MULTI_VALUED_PARAMS)
+    if repeated:
+        raise RequestValidationError([{"loc": ("query", name), "msg": f"given {names.count(name)} times; give it "
+                                       "once", "type": "repeated_parameter"} for name in repeated])
+
+
+def usable_log(service: Service) -> EventLog:
+    """The event log, or a 503 when the start-up check (or an earlier failure) found it damaged."""
+    if service.event_log_problem is not None:
+        raise EventLogUnavailable(service.event_log_problem)
+    return service.events
 
 
 def create_app(recommender: Recommender | None = None, events_path: str | Path | None = None,
@@ -413,9 +466,7 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
     serve at once."""
     settings = settings or Settings.from_env()
     if recommender is not None:
-        events = EventLog(events_path or settings.events)
-        users = UserHistories(recommender.dataset, events)
-        service = Service(recommender, events, users, model_version or "in-memory", time.time())
+        service = checked_service(recommender, EventLog(events_path or settings.events), model_version or "in-memory")
     else:
         service = None
 
@@ -430,7 +481,7 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
     app = FastAPI(title="Nostrade Engine", version="1.0",
                   description="Anime recommendations from the trained model (EASE, or SASRec with feedback and time), "
                               "genre blend and explanations. Every error is JSON with a 4xx status.",
-                  lifespan=lifespan)
+                  lifespan=lifespan, dependencies=[Depends(single_valued_query)])
     app.state.service = service
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
@@ -451,10 +502,15 @@ def add_routes(app: FastAPI) -> None:
     @app.get("/health", response_model=Health, tags=["service"])
     async def health(request: Request):
         s = get_service(request)
-        return Health(status="ok", model_version=s.model_version, source=str(s.rec.meta.get("source", "")),
-                      catalogue_titles=len(s.rec.catalogue), model_titles=s.rec.dataset.n_items,
-                      training_users=s.users.n_training_users, logged_events=s.events.count(),
-                      uptime_s=round(time.time() - s.started, 3), pid=os.getpid())
+        try:
+            logged = s.events.count() if s.event_log_problem is None else None
+        except sqlite3.DatabaseError as err:
+            s.event_log_problem, logged = f"damaged: {err}", None
+        return Health(status="ok" if s.event_log_problem is None else "degraded",
+                      event_log=s.event_log_problem or "ok", model_version=s.model_version,
+                      source=str(s.rec.meta.get("source", "")), catalogue_titles=len(s.rec.catalogue),
+                      model_titles=s.rec.dataset.n_items, training_users=s.users.n_training_users,
+                      logged_events=logged, uptime_s=round(time.time() - s.started, 3), pid=os.getpid())
 
     @app.post("/recommend", response_model=RecommendResponse, responses=errors(400, 413, 422),
               tags=["recommend"])
@@ -463,11 +519,12 @@ def add_routes(app: FastAPI) -> None:
         events = [(e.anime_id, e.feedback, e.timestamp) for e in body.history]
         return recommend_json(get_service(request).rec, events, body)
 
-    @app.get("/recommend", response_model=UserRecommendResponse, responses=errors(400, 404, 422),
+    @app.get("/recommend", response_model=UserRecommendResponse, responses=errors(400, 404, 422, 503),
              tags=["recommend"])
     async def recommend_user(query: Annotated[UserRecommendQuery, Query()], request: Request):
         """Top-k for a known user: their training history followed by their logged feedback."""
         s = get_service(request)
+        usable_log(s)
         events, n_trained, n_logged = s.users.of(query.user_id)
         if not events:
             raise HTTPException(404, f"user_id {query.user_id}: unknown (no training history, no logged feedback)")
@@ -480,11 +537,13 @@ def add_routes(app: FastAPI) -> None:
         liked = [int(x) for x in query.liked.split(",")]
         return recommend_json(get_service(request).rec, [(a, LIKE, None) for a in liked], query)
 
-    @app.post("/recommend/batch", response_model=BatchResponse, responses=errors(400, 404, 413, 422),
+    @app.post("/recommend/batch", response_model=BatchResponse, responses=errors(400, 404, 413, 422, 503),
               tags=["recommend"])
     def recommend_batch(body: BatchRequest, request: Request):
         """Top-k for many users at once (known users and/or anonymous histories), without explanations."""
         s = get_service(request)
+        if body.user_ids:
+            usable_log(s)
         histories = [s.users.of(u)[0] for u in body.user_ids]
         strangers = [u for u, h in zip(body.user_ids, histories) if not h]
         if strangers:
@@ -507,7 +566,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.post("/feedback", status_code=201, response_model=FeedbackResponse,
               responses={200: {"model": FeedbackResponse, "description": "already stored (a retried event_id)"},
-                         **errors(400, 404, 413, 422)}, tags=["feedback"])
+                         **errors(400, 404, 409, 413, 422, 503)}, tags=["feedback"])
     def feedback(body: FeedbackRequest, request: Request):
         """Append one rating to the event log (durably, before answering); idempotent by event_id."""
         s = get_service(request)
@@ -515,7 +574,7 @@ def add_routes(app: FastAPI) -> None:
             raise HTTPException(404, f"anime_id {body.anime_id}: not in the catalogue")
         code = feedback_code(body.feedback)
         event_id = body.event_id or new_event_id()
-        stored = s.events.append(body.user_id, body.anime_id, code, session_id=body.session_id, event_id=event_id,
+        stored = usable_log(s).append(body.user_id, body.anime_id, code, session_id=body.session_id, event_id=event_id,
                                  timestamp=body.timestamp)
         return JSONResponse({"stored": stored, "event_id": event_id}, status_code=201 if stored else 200)
 

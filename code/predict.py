@@ -28,7 +28,7 @@ nothing. Public API:
 
     rec.similar(anime_id, k=10, use_faiss=False)   # item-to-item; DataFrame with similarity, source
     rec.popular(k=20, genres=None, types=None, min_members=None)   # DataFrame like out.items
-    rec.search("shingeki", limit=10)               # typo-tolerant title search (rapidfuzz)
+    rec.search("shingeki", limit=10)               # typo-tolerant title search (rapidfuzz; first 200 characters)
     rec.lookup([20, 1735])                         # catalogue rows for anime ids
     rec.recommend_batch(histories, k=20, alpha=0.2)  # offline: long DataFrame user, rank, anime_id, score
     rec.scores(histories, alpha=0.2)               # every catalogue title's scores as NumPy arrays (Scores)
@@ -39,7 +39,8 @@ nothing. Public API:
     Recommender(model, dataset, catalogue=None)  # tests and benchmarks, no files (model: a ServedModel)
 
 ``Recommender.load`` checks the checkpoint's iid-map hash and item count against the processed folder's
-meta.json and its iid_map.json (CheckpointMismatch / ValueError with the reason); the catalogue defaults
+meta.json and its iid_map.json (CheckpointMismatch / ValueError with the reason), and refuses a damaged file
+(CheckpointError naming it: checksum, NaN / inf weights, not a checkpoint); the catalogue defaults
 to the anime file the data was prepared from (if unchanged), else the model's own titles. Loading
 precomputes everything a request needs (unit item vectors, the genre matrix, log popularity, sparse
 co-watch matrices, normalised titles for search); a request only reads them, so one Recommender can
@@ -114,6 +115,7 @@ from nostrade.sources import load_anime_catalogue
 
 MAX_K = 500
 MAX_SEARCH_RESULTS = 100
+MAX_QUERY_CHARS = 200  # search cost grows with the query's length; no title is this long
 DENSE_LOOKUP_MAX_ID = 10_000_000
 FEEDBACK_CODES = {name.lower(): code for code, name in FEEDBACK_NAMES.items()}
 ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "score", "model_score",
@@ -591,12 +593,13 @@ class Recommender:
         A title's match (0-100) is the best of: its whole-name similarity to the query; and, if the name
         is at least as long as the query, 0.9 x the best partial or word-set match (so 'shingeki' finds
         'Shingeki no Kyojin' but the one-letter title 'K' does not match everything). Matches <= 60 are
-        dropped. Returns catalogue rows (with ``in_model``) and ``match``.
+        dropped. Returns catalogue rows (with ``in_model``) and ``match``. Only the first MAX_QUERY_CHARS (200)
+        characters of the query are used (the cost grows with its length: a megabyte would take minutes).
         """
         limit = check_k(limit, MAX_SEARCH_RESULTS, "limit")
         if not isinstance(query, str):
-            raise ValueError(f"query: {query!r} is not a string")
-        query = utils.default_process(query)
+            raise ValueError(f"query: {type(query).__name__} is not a string")
+        query = utils.default_process(query[:MAX_QUERY_CHARS])
         if not query:
             return self.lookup([]).assign(match=pd.Series(dtype=np.float64))
         cdist = lambda scorer: process.cdist([query], self._search_names, scorer=scorer, dtype=np.float32)[0]

@@ -5,7 +5,6 @@ import builtins
 import io
 import json
 import os
-import pickle
 import sqlite3
 
 import numpy as np
@@ -16,6 +15,7 @@ from fastapi.testclient import TestClient
 
 import api
 import predict
+from nostrade.checkpoint import CheckpointError
 from nostrade.dataset import sha256_of
 from nostrade.events import EventLog
 from predict import Recommender
@@ -69,7 +69,7 @@ def assert_json_error(response, status: int, *fragments: str) -> dict:
 
 def test_health_reports_version_counts_and_uptime(client, rec):
     body = client.get("/health").json()
-    assert body["status"] == "ok" and body["model_version"] == "test-version"
+    assert body["status"] == "ok" and body["event_log"] == "ok" and body["model_version"] == "test-version"
     assert body["catalogue_titles"] == len(rec.catalogue) == rec.dataset.n_items + 1
     assert body["model_titles"] == rec.dataset.n_items
     assert body["training_users"] == rec.dataset.sequences.n_users
@@ -257,7 +257,7 @@ def test_cold_start_from_liked_ids(client, rec):
     assert not {one, two} & {i["anime_id"] for i in body["items"]}
 
 
-@pytest.mark.parametrize("liked", ["", "a,b", "1,,2", "1;2", "-5", "9" * 17])
+@pytest.mark.parametrize("liked", ["", "a,b", "1,,2", "1;2", "-5", "9" * 17, "５,１９", "٣"])
 def test_cold_start_rejects_malformed_id_lists(client, liked):
     assert_json_error(client.get("/recommend_cold", params={"liked": liked}), 422, "liked")
 
@@ -359,9 +359,30 @@ class Payload:
 def test_a_checkpoint_carrying_code_is_refused_and_the_code_never_runs(processed_sample, tmp_path):
     marker, evil = tmp_path / "pwned", tmp_path / "evil.pt"
     torch.save({"model_state": Payload(marker)}, evil)
-    with pytest.raises(pickle.UnpicklingError):
+    with pytest.raises(CheckpointError, match="refused: it holds objects other than tensors"):
         api.load_service(api.Settings(evil, processed_sample, None, tmp_path / "e.db", 1000, 1))
     assert not marker.exists()
+
+
+def test_a_checkpoint_with_flipped_bytes_is_refused_at_startup(tiny_checkpoint, processed_sample, tmp_path):
+    """Defect: 4 bytes overwritten inside the weights loaded fine and served NaN scores ("similarity": null)."""
+    from test_checkpoint import flip_bytes_of
+    damaged = tmp_path / "sasrec.pt"
+    damaged.write_bytes(tiny_checkpoint.read_bytes())
+    weights = torch.load(tiny_checkpoint, weights_only=True)["model_state"]
+    flip_bytes_of(damaged, max(weights.values(), key=lambda t: t.numel()))
+    with pytest.raises(CheckpointError, match=rf"^{damaged}: damaged: its weights do not match the checksum"):
+        api.load_service(api.Settings(damaged, processed_sample, None, tmp_path / "e.db", 1000, 1))
+
+
+def test_a_file_that_is_not_an_event_log_stops_startup_and_is_left_as_it_was(tiny_checkpoint, processed_sample,
+                                                                           tmp_path):
+    from nostrade.events import NotAnEventLog
+    from test_events import foreign_database
+    before = foreign_database(tmp_path / "app.db")
+    with pytest.raises(NotAnEventLog, match="another application"):
+        api.load_service(api.Settings(tiny_checkpoint, processed_sample, None, tmp_path / "app.db", 1000, 1))
+    assert (tmp_path / "app.db").read_bytes() == before
 
 
 PATHLIKE = ["../../etc/passwd", "/tmp/nostrade-evil", "..\\..\\boot.ini", "file:///etc/shadow", "~/.ssh/id_rsa"]
@@ -386,3 +407,62 @@ def test_no_request_value_becomes_a_file_path(client, rec, events_path, monkeypa
         client.post("/feedback", json={"user_id": 2, "anime_id": 2, "feedback": 2, "session_id": value})
     assert str(events_path) in opened and set(opened) <= {str(events_path)}  # the spy sees the log's opens
     assert not any(os.path.exists(os.path.expanduser(v)) for v in PATHLIKE[1:])
+
+
+# ------------------------------------------------------------------------------------------------ hardening
+
+def test_a_reused_event_id_with_another_payload_is_409_naming_the_key(client, rec, events_path):
+    anime_id = vocab(rec, 1)[0]
+    first = {"user_id": 5, "anime_id": anime_id, "feedback": "Love", "event_id": "key-1"}
+    assert client.post("/feedback", json=first).status_code == 201
+    assert client.post("/feedback", json=first).status_code == 200  # a true retry
+    body = assert_json_error(client.post("/feedback", json={**first, "feedback": "Dislike"}), 409, "event_id 'key-1'")
+    assert body["error"] == "conflict"
+    assert EventLog(events_path).events()["feedback_type"].tolist() == [3]
+
+
+@pytest.mark.parametrize("path, params", [("/recommend", [("user_id", "1"), ("user_id", "2")]),
+                                          ("/recommend_cold", [("liked", "1"), ("liked", "2")]),
+                                          ("/items", [("q", "a"), ("q", "b")]),
+                                          ("/recommend_cold", [("liked", "1"), ("k", "3"), ("k", "4")])])
+def test_a_repeated_single_valued_parameter_is_422(client, path, params):
+    name = params[-1][0]
+    body = assert_json_error(client.get(path, params=params), 422, f"query.{name}: given 2 times")
+    assert body["errors"][0]["loc"] == ["query", name]
+
+
+def test_list_filters_may_repeat(client, rec):
+    genre = rec.genres[0]
+    r = client.get("/recommend_cold", params=[("liked", str(vocab(rec, 1)[0])), ("genres", genre), ("genres", genre)])
+    assert r.status_code == 200
+
+
+@pytest.fixture
+def damaged_client(rec, tmp_path):
+    from test_events import damage_index
+    path = tmp_path / "damaged.db"
+    damage_index(path)
+    with TestClient(api.create_app(rec, path, model_version="test-version")) as c:
+        yield c
+
+
+def test_a_damaged_event_log_is_found_at_startup_and_feedback_is_503(damaged_client, rec):
+    health = damaged_client.get("/health")
+    assert health.status_code == 200
+    body = health.json()
+    assert body["status"] == "degraded" and body["event_log"].startswith("damaged: ") and body["logged_events"] is None
+    r = damaged_client.post("/feedback", json={"user_id": 1, "anime_id": vocab(rec, 1)[0], "feedback": 2})
+    assert assert_json_error(r, 503, "the event log cannot be used (damaged: ")["error"] == "event_log_unavailable"
+    assert_json_error(damaged_client.get("/recommend", params={"user_id": int(rec.dataset.user_ids[0])}), 503)
+    assert damaged_client.post("/recommend", json={"history": history(vocab(rec, 2))}).status_code == 200
+
+
+def test_a_sqlite_failure_during_a_request_is_503_not_500(client, rec, monkeypatch):
+    import sqlite3
+
+    def full(*args, **kwargs):
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(EventLog, "append", full)
+    r = client.post("/feedback", json={"user_id": 1, "anime_id": vocab(rec, 1)[0], "feedback": 2})
+    assert_json_error(r, 503, "database or disk is full")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from nostrade import checkpoint
-from nostrade.checkpoint import CheckpointMismatch, load_checkpoint, read_checkpoint, save_checkpoint
+from nostrade.checkpoint import CheckpointError, CheckpointMismatch, load_checkpoint, read_checkpoint, save_checkpoint
 from nostrade.baselines.ease import EASE
 from nostrade.dataset import Dataset
 from nostrade.model import SASRec, SASRecConfig
@@ -96,3 +96,68 @@ def test_a_failed_save_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatc
         save_checkpoint(path, model, TrainConfig(), META, {})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]  # no temporary file left behind
+
+
+# ------------------------------------------------------------------------------------------ damaged files
+
+def flip_bytes_of(path, tensor: torch.Tensor) -> None:
+    """Overwrite 4 bytes inside ``tensor``'s data in the file with 0xff (a NaN in float32), like a bad disk."""
+    data = bytearray(path.read_bytes())
+    at = data.find(tensor.contiguous().numpy().tobytes()[:64])
+    assert at > 0
+    data[at + 8:at + 12] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "ease"])
+def test_flipped_bytes_in_the_weights_are_caught_by_the_checksum(tmp_path, kind):
+    path, model = (saved(tmp_path)[:2]) if kind == "sasrec" else ease_saved(tmp_path)
+    largest = max(model.state_dict().values(), key=lambda t: t.numel())
+    flip_bytes_of(path, largest)
+    assert not torch.isfinite(torch.load(path, weights_only=True)["model_state"][
+        max(model.state_dict(), key=lambda n: model.state_dict()[n].numel())]).all()  # torch itself loads it
+    with pytest.raises(CheckpointError, match=rf"^{path}: damaged: its weights do not match the checksum"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "ease"])
+def test_non_finite_weights_are_refused_also_without_a_checksum(tmp_path, kind):
+    path, _ = (saved(tmp_path)[:2]) if kind == "sasrec" else ease_saved(tmp_path)
+    payload = read_checkpoint(path)
+    del payload["content_sha256"]  # written before the checksum existed
+    name = max(payload["model_state"], key=lambda n: payload["model_state"][n].numel())
+    payload["model_state"][name].view(-1)[3] = float("nan")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match=rf"^{path}: weight '{name}' holds 1 non-finite values"):
+        load_checkpoint(path)
+
+
+def test_files_that_are_not_checkpoints_get_one_line_naming_them(tmp_path):
+    class Boom:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    cases = {"empty.pt": b"", "text.pt": b"hello", "truncated.pt": saved(tmp_path)[0].read_bytes()[:3000]}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    torch.save({"x": Boom()}, tmp_path / "evil.pt")
+    torch.save({"just": "a dict"}, tmp_path / "other.pt")
+    (tmp_path / "folder.pt").mkdir()
+    expected = {"empty.pt": "not a readable checkpoint", "text.pt": "not a readable checkpoint",
+                "truncated.pt": "not a readable checkpoint", "evil.pt": "refused: it holds objects other than",
+                "other.pt": "not a nostrade checkpoint", "folder.pt": "is a folder"}
+    for name, text in expected.items():
+        with pytest.raises(CheckpointError) as caught:
+            load_checkpoint(tmp_path / name)
+        assert str(caught.value).startswith(f"{tmp_path / name}: {text}") and "\n" not in str(caught.value)
+
+
+def test_checkpoints_are_readable_by_other_users(tmp_path):
+    import os
+    import stat
+    before = os.umask(0o022)
+    try:
+        path, _, _ = saved(tmp_path)
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

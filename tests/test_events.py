@@ -6,7 +6,8 @@ import threading
 
 import pytest
 
-from nostrade.events import CLEARED, SAVED, SCHEMA_VERSION, UNSAVED, EventLog, new_event_id
+from nostrade.events import (CLEARED, SAVED, SCHEMA_VERSION, UNSAVED, EventLog, IdempotencyConflict, NotAnEventLog,
+                             new_event_id)
 from nostrade.sequences import DISLIKE, LIKE, LOVE
 
 
@@ -55,8 +56,12 @@ def test_retried_event_is_stored_once(log):
     event_id = new_event_id()
     assert log.append(1, 5, LIKE, event_id=event_id) is True
     assert log.append(1, 5, LIKE, event_id=event_id) is False
-    assert log.append(1, 5, LOVE, event_id=event_id) is False  # the first one stays
-    assert log.events()["feedback_type"].tolist() == [LIKE]
+    with pytest.raises(IdempotencyConflict, match=rf"event_id '{event_id}' is already stored for a different event "
+                                                  r"\(user_id 1, anime_id 5, feedback_type 2"):
+        log.append(1, 5, LOVE, event_id=event_id)  # the key reused for another payload
+    with pytest.raises(IdempotencyConflict):
+        log.append(1, 5, LIKE, event_id=event_id, timestamp=5.0)  # another explicit timestamp
+    assert log.events()["feedback_type"].tolist() == [LIKE]  # the first one stays
 
 
 def test_saved_for_later(log):
@@ -140,3 +145,80 @@ def test_acknowledged_events_survive_sigkill(tmp_path):
     stored = EventLog(path).events()
     assert len(stored) >= acknowledged.value >= 20
     assert stored["event_id"].tolist() == [f"e{i}" for i in range(len(stored))]
+
+
+# ------------------------------------------------------------------------------------------ files that are not logs
+
+def foreign_database(path):
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+    conn.execute("INSERT INTO notes (text) VALUES ('keep me')")
+    conn.commit()
+    conn.close()
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("read_only", [True, False])
+def test_another_applications_database_is_refused_and_left_as_it_was(tmp_path, read_only):
+    path = tmp_path / "app.db"
+    before = foreign_database(path)
+    with pytest.raises(NotAnEventLog, match=rf"^{path}: "):
+        EventLog(path, read_only=read_only)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["app.db"]  # no WAL either
+
+
+def test_an_events_table_of_another_shape_is_refused(tmp_path):
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE events (id INTEGER, what TEXT)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    for read_only in (True, False):
+        with pytest.raises(NotAnEventLog, match=r"its events table has columns \['id', 'what'\]"):
+            EventLog(path, read_only=read_only)
+
+
+def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
+    path = tmp_path / "events.db"
+    path.write_bytes(b"not a database at all, just some text " * 100)
+    for read_only in (True, False):
+        with pytest.raises(NotAnEventLog, match=rf"^{path}: not an SQLite event log \(file is not a database\)"):
+            EventLog(path, read_only=read_only)
+
+
+def test_read_only_never_creates_and_reads_without_writing(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no such event log"):
+        EventLog(tmp_path / "missing.db", read_only=True)
+    assert list(tmp_path.iterdir()) == []
+    writer = EventLog(tmp_path / "events.db")
+    writer.append(1, 5, LIKE)
+    reader = EventLog(tmp_path / "events.db", read_only=True)
+    assert reader.events()["anime_id"].tolist() == [5]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.append(1, 6, LIKE)
+
+
+def damage_index(path) -> None:
+    """Overwrite the events_by_user index's root page with garbage (a bad sector under the index)."""
+    log = EventLog(path)
+    for n in range(50):
+        log.append(n, n, LIKE)
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    page_size = conn.execute("PRAGMA page_size").fetchone()[0]
+    root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'events_by_user'").fetchone()[0]
+    conn.close()
+    log.close()
+    with open(path, "r+b") as f:
+        f.seek((root - 1) * page_size)
+        f.write(b"\xa5" * page_size)
+
+
+def test_quick_check_finds_a_damaged_index(tmp_path):
+    path = tmp_path / "events.db"
+    EventLog(path).append(1, 2, LIKE)
+    assert EventLog(path).quick_check() == []
+    damage_index(path)
+    problems = EventLog(path).quick_check()
+    assert problems and all(isinstance(p, str) for p in problems)

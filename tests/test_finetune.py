@@ -1,12 +1,16 @@
 import dataclasses
+import errno
 import shutil
+import sqlite3
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from nostrade import finetune as ft
+from nostrade import atomic, finetune as ft
+from nostrade import checkpoint as checkpoint_module
 from nostrade.baselines.ease import EASE
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
@@ -196,9 +200,93 @@ def test_cli_exit_codes(workspace, tmp_path, tiny_checkpoint, capsys):
     assert err.startswith("error: ") and "iid map" in err and len(err.strip().splitlines()) == 1
     EventLog(tmp_path / "empty.db")
     assert ft.main(["--events", str(tmp_path / "empty.db"), "--checkpoint", str(checkpoint), "--data", str(data),
-                    "--report", report]) == 1
+                    "--report", report]) == ft.EXIT_NO_EVENTS == 4
     assert "no usable rating events" in capsys.readouterr().out
     assert ft.main(["--epochs", "0"]) == 2
+    with pytest.raises(SystemExit):
+        ft.main(["--help"])
+    shown = capsys.readouterr().out
+    assert "Exit status" in shown and "3  not accepted" in shown and "7  cannot write" in shown
+
+
+def run_main(capsys, events, checkpoint, data, tmp_path) -> tuple[int, str]:
+    code = ft.main(["--events", str(events), "--checkpoint", str(checkpoint), "--data", str(data),
+                    "--report", str(tmp_path / "r.json"), "--epochs", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code in (0, 3, 4) or (err.startswith("error: ") and err.count("\n") == 1), err
+    return code, err
+
+
+def test_unusable_checkpoints_exit_5_naming_the_file(workspace, tmp_path, capsys):
+    _, events, data = workspace
+    (tmp_path / "empty.pt").write_bytes(b"")
+    (tmp_path / "folder.pt").mkdir()
+    torch.save({"x": BadPickle()}, tmp_path / "evil.pt")
+    for name in ("empty.pt", "folder.pt", "evil.pt"):
+        code, err = run_main(capsys, events, tmp_path / name, data, tmp_path)
+        assert code == ft.EXIT_BAD_CHECKPOINT == 5 and err.startswith(f"error: {tmp_path / name}: ")
+    assert not (tmp_path / "pwned").exists()
+
+
+class BadPickle:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_files_that_are_not_event_logs_exit_6_and_are_left_as_they_were(workspace, tmp_path, capsys):
+    """Defect: pointed at an unrelated SQLite file, fine-tuning added tables to it and switched it to WAL."""
+    checkpoint, _, data = workspace
+    (tmp_path / "text.db").write_bytes(b"this is no database " * 50)
+    conn = sqlite3.connect(tmp_path / "app.db")
+    conn.execute("CREATE TABLE notes (text TEXT)")
+    conn.commit()
+    conn.close()
+    conn = sqlite3.connect(tmp_path / "other.db")
+    conn.execute("CREATE TABLE events (id INTEGER)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    for name in ("text.db", "app.db", "other.db"):
+        before = (tmp_path / name).read_bytes()
+        code, err = run_main(capsys, tmp_path / name, checkpoint, data, tmp_path)
+        assert code == ft.EXIT_BAD_LOG == 6 and err.startswith(f"error: {tmp_path / name}: ")
+        assert (tmp_path / name).read_bytes() == before
+        assert not (tmp_path / f"{name}-wal").exists() and not (tmp_path / f"{name}-shm").exists()
+
+
+def test_a_read_only_folder_or_a_full_disk_exits_7_and_keeps_the_checkpoint(tmp_path, ease_checkpoint, processed_anime,
+                                                                         capsys, monkeypatch):
+    checkpoint = tmp_path / "model.pt"
+    shutil.copyfile(ease_checkpoint, checkpoint)
+    log = EventLog(tmp_path / "events.db")
+    ids = load_dataset(processed_anime).items["anime_id"].to_numpy()[:6]
+    for n, anime_id in enumerate(ids):
+        log.append(3_000_000_000, int(anime_id), LOVE, timestamp=1e9 + n)
+    before = sha256_of(checkpoint)
+    real_open = atomic.os.open
+
+    def read_only(path, *args, **kwargs):
+        if Path(path).parent == tmp_path:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "open", read_only)
+    code, err = run_main(capsys, tmp_path / "events.db", checkpoint, processed_anime, tmp_path)
+    assert code == ft.EXIT_CANNOT_WRITE == 7 and err.startswith(f"error: cannot write {tmp_path / 'model.finetuned-'}")
+    assert err.endswith(": Read-only file system\n")
+    monkeypatch.setattr(atomic.os, "open", real_open)
+
+    def full_disk(obj, f):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(checkpoint_module.torch, "save", full_disk)
+    code, err = run_main(capsys, tmp_path / "events.db", checkpoint, processed_anime, tmp_path)
+    assert code == 7 and err.endswith(": No space left on device\n") and "inline_container" not in err
+    assert sha256_of(checkpoint) == before
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith("events.db")] == ["model.pt"]
 
 
 def test_data_with_timestamps_end_to_end(tmp_path, tiny_checkpoint, processed_sample):

@@ -445,6 +445,16 @@ def test_search_edge_cases(rec):
         rec.search(None)
 
 
+def test_search_reads_at_most_200_characters_of_the_query(rec, monkeypatch):
+    """Defect: the cost grew with the query (20k characters 7 s; a megabyte ran for minutes)."""
+    seen = []
+    real = predict.process.cdist
+    monkeypatch.setattr(predict.process, "cdist", lambda q, *a, **k: seen.append(len(q[0])) or real(q, *a, **k))
+    long = "naruto " * 200_000  # 1.4 MB
+    assert rec.search(long)["anime_id"].tolist() == rec.search(long[:predict.MAX_QUERY_CHARS])["anime_id"].tolist()
+    assert seen and max(seen) <= predict.MAX_QUERY_CHARS == 200
+
+
 # ---------------------------------------------------------------------------------------------- loading
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import os
+import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -331,7 +334,7 @@ def test_cli_bad_input_exits_2_and_keeps_previous_output(tmp_path, capsys):
     assert code == 2 and "no interactions left after filtering (min_item_users=10" in stderr
     assert {p: p.read_bytes() for p in before} == before and sorted(out.iterdir()) == sorted(
         p for p in before if p.parent == out)
-    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp folders left
+    assert hidden(tmp_path) == [".out.lock", os.readlink(out)]  # no temp folders left: the lock, the current version
 
 
 def test_cli_defaults_process_the_shipped_sample(tmp_path, capsys):
@@ -391,3 +394,146 @@ def test_benchmark_quick_smoke(tmp_path):
     figures = json.loads(result.read_text())
     assert figures["quick"] and figures["rows"] > 50_000 and figures["wall_s_median"] > 0
     assert 0 < figures["peak_rss_gib_max"] < 3
+
+
+# ------------------------------------------------------------------------------------------ failures
+
+def hidden(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
+
+
+def prep_args(items, ratings, out, art) -> list[str]:
+    return ["--items", str(items), "--ratings", str(ratings), "--out", str(out), "--artifacts", str(art),
+            "--min-item-users", "1"]
+
+
+@pytest.mark.parametrize("stamp, expected", [
+    ("9223372036854775807", "value '9223372036854775807': out of range (expected Unix seconds from 1970 to 2099)"),
+    ("-5", "value '-5': out of range (expected Unix seconds from 1970 to 2099)"),
+    ("1500000000000", "value '1500000000000': out of range (expected Unix seconds from 1970 to 2099; it looks like "
+                      "milliseconds: convert the column to seconds)"),
+    ("1e20", "value '1e20': not an integer"),
+])
+def test_implausible_timestamps_name_file_line_and_value(tmp_path, capsys, stamp, expected):
+    items, ratings = raw_files(tmp_path, [(1, 10, 8, 1500000000), (1, 20, 3, stamp)])
+    code, _, stderr = run_cli(prep_args(items, ratings, tmp_path / "out", tmp_path / "art"), capsys)
+    assert code == 2 and stderr == f"error: {ratings}: line 3, column 'timestamp': {expected}\n"
+
+
+def test_implausible_movielens_and_mal_timestamps(tmp_path):
+    (tmp_path / "movies.csv").write_text("movieId,title,genres\n1,A,Drama\n")
+    (tmp_path / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4,964982703\n1,1,4,1e20\n")
+    with pytest.raises(DataError, match=r"ratings\.csv: line 3, column 'timestamp': value '100000000000000000000': "
+                                        r"out of range"):
+        prep.load_raw(prep.PrepConfig(source="movielens", ratings=tmp_path / "ratings.csv"))
+    mal = tmp_path / "list.csv"
+    mal.write_text("username,anime_id,my_score,my_status,my_last_updated\na,1,8,2,0\na,6,8,2,9999-01-01 00:00:00\n")
+    with pytest.raises(DataError, match=r"line 3, column 'my_last_updated': value '9999-01-01 00:00:00': out of range"):
+        prep.load_raw(prep.PrepConfig(source="mal", ratings=mal))
+
+
+def test_new_events_far_in_the_future_fall_in_the_last_bin():
+    info = {"scheme": "month", "n_bins": 3, "first_period": "2019-01"}
+    assert prep.time_bins_of(np.array([1.6e9, 1e20, 9.2e18]), info).tolist() == [3, 3, 3]
+
+
+def test_an_unwritable_artifacts_folder_leaves_out_untouched(tmp_path, capsys):
+    """Defect: --out was swapped in before iid_map.json failed to write."""
+    items, ratings = raw_files(tmp_path, [(1, 10, 8, 1), (1, 20, 3, 2), (2, 10, 9, 3)])
+    out, art = tmp_path / "out", tmp_path / "art"
+    assert run_cli(prep_args(items, ratings, out, art), capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    ratings.write_text("user_id,anime_id,rating,timestamp\n1,10,8,1\n")  # a different output
+    (tmp_path / "plain").write_text("")
+    code, stdout, stderr = run_cli(prep_args(items, ratings, out, tmp_path / "plain" / "art"), capsys)
+    assert code == 2 and stdout == "" and stderr.startswith(f"error: cannot write {tmp_path / 'plain' / 'art'}")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert (art / "iid_map.json").read_bytes() == before["iid_map.json"]
+    assert hidden(tmp_path) == [".out.lock", os.readlink(out)]  # the unused version folder is gone
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_output(tmp_path, capsys, monkeypatch):
+    items, ratings = raw_files(tmp_path, [(1, 10, 8, 1), (1, 20, 3, 2), (2, 10, 9, 3)])
+    out, art = tmp_path / "out", tmp_path / "art"
+    assert run_cli(prep_args(items, ratings, out, art), capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(table, where, **_):
+        Path(where).write_bytes(b"PAR1 half")
+        raise OSError("Error writing bytes to file. Detail: [errno 28] No space left on device")
+
+    monkeypatch.setattr(prep.pq, "write_table", full)
+    code, _, stderr = run_cli(prep_args(items, ratings, out, art), capsys)
+    assert code == 2 and stderr.startswith("error: cannot write ") and ".parquet: Error writing bytes" in stderr
+    assert stderr.count("\n") == 1 and "No space left on device" in stderr
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before and hidden(tmp_path) == [".out.lock",
+                                                                                              os.readlink(out)]
+
+
+def run_killed_at(step: str, args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "code"), "NOSTRADE_KILL_AT": step}
+    return subprocess.run([sys.executable, str(REPO / "make_processed_data.py"), "--quiet", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def consistent(out: Path, art: Path) -> str:
+    """The output is whole, and the artifacts' iid map is the one its meta.json names; returns that hash."""
+    meta = json.loads((out / "meta.json").read_text())
+    assert hashlib.sha256((art / "iid_map.json").read_bytes()).hexdigest() == meta["iid_map_sha256"]
+    load_dataset(out)
+    return meta["iid_map_sha256"]
+
+
+@pytest.mark.parametrize("step, new", [("prep:version-written", False), ("prep:before-commit", False),
+                                       ("prep:committed", True)])
+def test_a_kill_at_any_step_leaves_old_or_new_whole_and_the_next_run_cleans_up(tmp_path, step, new):
+    """Defect: a SIGKILL between the two renames of the old swap left no processed folder (or a mismatched map)."""
+    items, ratings = raw_files(tmp_path, [(1, 10, 8, 1), (1, 20, 3, 2), (2, 10, 9, 3)])
+    out, art = tmp_path / "out", tmp_path / "art"
+    args = prep_args(items, ratings, out, art)
+    assert run_killed_at("", args).returncode == 0
+    old = consistent(out, art)
+    ratings.write_text("user_id,anime_id,rating,timestamp\n1,10,8,1\n1,30,8,2\n")  # another iid map
+    killed = run_killed_at(step, args)
+    assert killed.returncode == -signal.SIGKILL
+    assert consistent(out, art) == old if not new else consistent(out, art) != old
+    assert len(hidden(tmp_path)) > 2  # the killed run's leftovers
+    assert run_killed_at("", args).returncode == 0
+    assert consistent(out, art) != old and hidden(tmp_path) == [".out.lock", os.readlink(out)]
+
+
+def test_a_plain_folder_from_older_code_is_restored_after_a_kill_while_parked(tmp_path):
+    items, ratings = raw_files(tmp_path, [(1, 10, 8, 1), (1, 20, 3, 2), (2, 10, 9, 3)])
+    out, art = tmp_path / "out", tmp_path / "art"
+    args = prep_args(items, ratings, out, art)
+    assert run_killed_at("", args).returncode == 0
+    legacy = tmp_path / "legacy"
+    os.replace(os.path.realpath(out), legacy)
+    out.unlink()
+    art.joinpath("iid_map.json").unlink()
+    os.replace(legacy, out)  # what older code wrote: a plain folder (and a plain artifacts/iid_map.json)
+    (art / "iid_map.json").write_bytes((out / "iid_map.json").read_bytes())
+    (tmp_path / ".out.tmp-abc123").mkdir()  # older code's temporary folder, left by a kill
+    assert run_killed_at("prep:parked", args).returncode == -signal.SIGKILL
+    assert not out.exists()  # the window: the folder is parked, the link not made yet
+    assert run_killed_at("", args).returncode == 0  # restored, then replaced as usual
+    assert out.is_symlink() and consistent(out, art) and hidden(tmp_path) == [".out.lock", os.readlink(out)]
+    # the older code's own leftover of the same window: the folder parked in .out.old-*/out
+    parked = tmp_path / ".out.old-abc"
+    parked.mkdir()
+    os.replace(os.path.realpath(out), parked / "out")
+    out.unlink()
+    prep._recover(out)
+    assert (out / "meta.json").is_file() and not (parked / "out").exists()
+
+
+def test_outputs_are_readable_by_other_users(tmp_path):
+    items, ratings = raw_files(tmp_path, [(1, 10, 8, 1), (1, 20, 3, 2), (2, 10, 9, 3)])
+    before = os.umask(0o022)
+    try:
+        prep.run(prep.PrepConfig(items=items, ratings=ratings, out=tmp_path / "out", artifacts=tmp_path / "art",
+                                 min_item_users=1))
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE(os.stat(tmp_path / "out").st_mode) == 0o755
+    assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "out").iterdir()} == {0o644}

@@ -79,6 +79,13 @@ def test_anime_optional_timestamp_column(tmp_path):
     ("user_id,anime_id,rating\n1,1,5\n1,2,\n", 3, "rating", "", "missing value"),
     ("user_id,anime_id,rating\n1,1,5\n1,2,7\n1,3", 4, None, "1,3", "expected 3 columns, found 2"),
     ("user_id,anime_id,rating,timestamp\n1,1,5,1500000000\n1,2,5,soon\n", 3, "timestamp", "soon", "not an integer"),
+    ("user_id,anime_id,rating\n1,1,5\n9223372036854775808,1,5\n", 3, "user_id", "9223372036854775808",
+     "out of the 64-bit integer range"),
+    ("user_id,anime_id,rating\n1,1,5\n-9223372036854775809,1,5\n", 3, "user_id", "-9223372036854775809",
+     "out of the 64-bit integer range"),
+    ("user_id,anime_id,rating\n1,1,5\n1,2,nan\n", 3, "rating", "nan", "missing value (or NaN)"),
+    ("user_id,anime_id,rating\n1,1,5\n1,2,NA\n", 3, "rating", "NA", "missing value (or NaN)"),
+    ("user_id,anime_id,rating\n1,1,5\n1,2,x\x00\x1b[2J\n", 3, "rating", "x\\x00\\x1b[2J", "not a number"),
 ])
 def test_anime_bad_ratings(tmp_path, ratings, line, column, value, problem):
     items, path = anime_files(tmp_path, ratings)
@@ -90,6 +97,17 @@ def test_anime_bad_ratings(tmp_path, ratings, line, column, value, problem):
         assert f"column '{column}'" in message
     if value is not None:
         assert f"value '{value}'" in message
+
+
+def test_a_latin1_catalogue_names_file_line_and_byte(tmp_path):
+    for name, opener in (("anime.csv", Path.write_bytes), ("anime.csv.gz", None)):
+        data = CATALOGUE.replace("Gamma", "Caf\u00e9").encode("latin-1")
+        path = tmp_path / name
+        path.write_bytes(data if opener else gzip.compress(data))
+        with pytest.raises(DataError) as err:
+            load_anime_catalogue(path)
+        assert str(err.value) == (f"{path}: line 4: value '3,Caf\\xe9,,,1,6.1,': byte 0xe9 is not UTF-8 (a Latin-1 or "
+                                  "Windows-1252 file?); save it as UTF-8")
 
 
 def test_truncated_last_line_of_a_gz_file(tmp_path):

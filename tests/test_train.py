@@ -156,6 +156,18 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert exit_info.value.code == 2
 
 
+def test_cli_unwritable_out_exits_7_and_a_damaged_resume_checkpoint_exits_5(processed_anime, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    out = tmp_path / "file" / "model.pt"
+    assert train.main(["--data", str(processed_anime), "--out", str(out), "--metrics", str(tmp_path / "m.json")]) == 7
+    assert capsys.readouterr().err == f"error: cannot write {out}: File exists\n"
+    out = tmp_path / "sasrec.pt"
+    last_checkpoint_path(out).write_bytes(b"")  # emptied by a failing disk
+    assert train.main(["--data", str(processed_anime), "--out", str(out), "--model", "sasrec", "--resume",
+                       "--metrics", str(tmp_path / "m.json"), *TINY_FLAGS]) == 5
+    assert capsys.readouterr().err.startswith(f"error: {last_checkpoint_path(out)}: not a readable checkpoint")
+
+
 def test_data_parallel_with_two_gloo_processes(processed_sample, tmp_path):
     """torchrun with 2 CPU processes trains the same kind of model as 1 process (not the same numbers:
     each process sees half the users per step and draws its own dropout)."""

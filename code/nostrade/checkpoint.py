@@ -5,9 +5,18 @@ EASE (its weight matrix B). A checkpoint without ``model_kind`` (written before 
 It holds only tensors and plain Python values so that it loads with
 ``torch.load(weights_only=True)``. Loading it against a different iid map or item count raises
 CheckpointMismatch instead of a silent size mismatch or, worse, scores attached to the wrong titles.
+
+Integrity: ``content_sha256`` (a sha256 of the model's config and weight tensors) is written with the
+weights and checked on every read, and weights holding NaN or inf are refused: a damaged file raises
+CheckpointError naming it rather than serving NaN scores. So does a file that is not a checkpoint (empty,
+truncated, a folder, another pickle: with ``weights_only`` nothing in it runs). Checkpoints written before
+the checksum existed are read without it (the finiteness check still applies).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +29,10 @@ from nostrade.scoring import ServedModel
 
 FORMAT_VERSION = 1
 MODEL_KINDS = {"sasrec": SASRec, "ease": EASE}
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint: unreadable, not a checkpoint, damaged, or non-finite weights."""
 
 
 class CheckpointMismatch(ValueError):
@@ -45,6 +58,7 @@ def save_checkpoint(path, model: ServedModel, train_cfg, dataset_meta: dict, met
         "model_kind": model.kind,
         "model_state": state,
         "model_cfg": config,
+        "content_sha256": content_sha256(state, config),
         "train_cfg": asdict(train_cfg) if not isinstance(train_cfg, dict) else dict(train_cfg),
         "iid_map_sha256": dataset_meta["iid_map_sha256"],
         "n_items": config["n_items"],
@@ -57,12 +71,54 @@ def save_checkpoint(path, model: ServedModel, train_cfg, dataset_meta: dict, met
         torch.save(payload, f)
 
 
+def content_sha256(state: dict, config: dict) -> str:
+    """sha256 of a model's config and its weight tensors (names, dtypes, shapes and bytes, in name order)."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+    for name in sorted(state):
+        tensor = state[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(f"{name}:{tensor.dtype}:{tuple(state[name].shape)};".encode())
+        digest.update(tensor.view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
 def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """The raw payload (plain values and tensors only)."""
+    """The raw payload (plain values and tensors only), checked: CheckpointError if the file is not a whole,
+    finite checkpoint."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint; train one with `python -m nostrade.train`")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder, not a checkpoint file")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: refused: it holds objects other than tensors and plain values "
+                              "(not a nostrade checkpoint; nothing in it was run)") from None
+    except OSError as err:
+        raise CheckpointError(f"{path}: cannot read: {err.strerror or err}") from None
+    except Exception as err:  # torch's reader: empty, truncated or garbled archives
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint (empty, truncated or damaged: {reason})") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("model_state"), dict) \
+            or "model_cfg" not in payload:
+        raise CheckpointError(f"{path}: not a nostrade checkpoint (no model_state / model_cfg)")
+    check_integrity(payload, path)
+    return payload
+
+
+def check_integrity(payload: dict, path) -> None:
+    state = payload["model_state"]
+    expected = payload.get("content_sha256")
+    if expected is not None and content_sha256(state, payload["model_cfg"]) != expected:
+        raise CheckpointError(f"{path}: damaged: its weights do not match the checksum written with them; "
+                              "restore a good copy or retrain")
+    for name, tensor in state.items():
+        if not torch.is_tensor(tensor):
+            raise CheckpointError(f"{path}: not a nostrade checkpoint (model_state '{name}' is not a tensor)")
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise CheckpointError(f"{path}: weight '{name}' holds {bad} non-finite values (NaN or inf); refusing "
+                                  "to use it")
 
 
 def check_vocabulary(payload: dict, path, expected_iid_map_sha256: str | None = None,
@@ -83,6 +139,10 @@ def load_checkpoint(path: str | Path, expected_iid_map_sha256: str | None = None
     check_vocabulary(payload, path, expected_iid_map_sha256, expected_n_items)
     kind = payload.get("model_kind", "sasrec")
     if kind not in MODEL_KINDS:
-        raise ValueError(f"{path}: model kind {kind!r} is not one of {tuple(MODEL_KINDS)}")
-    model = MODEL_KINDS[kind].from_state(payload["model_cfg"], payload["model_state"])
+        raise CheckpointError(f"{path}: model kind {kind!r} is not one of {tuple(MODEL_KINDS)}")
+    try:
+        model = MODEL_KINDS[kind].from_state(payload["model_cfg"], payload["model_state"])
+    except (KeyError, TypeError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path}: its {kind} config and weights do not fit together ({reason})") from None
     return Checkpoint(model, payload["train_cfg"], payload["iid_map_sha256"], payload["meta"], payload["metrics"])

@@ -8,7 +8,14 @@ commits on power loss; a click costs one fsync either way, a few ms). Writers qu
 
 Idempotency: every event carries an ``event_id`` (client-supplied, or a generated uuid4); a retried
 event with an id already stored is ignored (``INSERT … ON CONFLICT(event_id) DO NOTHING``), so it is
-stored once and ``append`` returns False.
+stored once and ``append`` returns False. An id already stored for a *different* event (another user,
+title, feedback or session, or another timestamp when one is given) raises IdempotencyConflict.
+
+Ownership: the schema is only ever created in a new or empty database; a file that holds anything else
+(another application's tables, or not SQLite at all) raises NotAnEventLog and is left as it was.
+``EventLog(path, read_only=True)`` (fine-tuning) opens an existing log read-only and never creates it.
+``quick_check()`` runs SQLite's structural check (the service does at start-up: a damaged page otherwise
+shows only when a write hits it).
 
 Feedback codes (``feedback_type``): 1 Dislike, 2 Like, 3 Love (as in the processed data), 0 = the
 person cleared their rating of the title, 4 = saved for later, 5 = removed from "saved for later".
@@ -53,31 +60,62 @@ CREATE TABLE events (
 )
 
 
+class NotAnEventLog(ValueError):
+    """The file is not a nostrade event log (not SQLite, or another application's database)."""
+
+
+class IdempotencyConflict(ValueError):
+    """An ``event_id`` that is already stored for a different event."""
+
+
 def new_event_id() -> str:
     return uuid.uuid4().hex
 
 
 class EventLog:
-    """``EventLog(path).append(user_id, anime_id, feedback_type)``; the file and schema are created on first use."""
+    """``EventLog(path).append(user_id, anime_id, feedback_type)``; the file and schema are created on first use.
 
-    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0):
+    ``read_only=True``: an existing log, opened read-only (missing file: FileNotFoundError)."""
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 60.0, read_only: bool = False):
         self.path = Path(path)
         self.busy_timeout_s = busy_timeout_s
+        self.read_only = read_only
         self._local = threading.local()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._ensure_schema()
+        if read_only:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"{self.path}: no such event log")
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._ensure_schema()
+        except sqlite3.DatabaseError as err:  # "file is not a database", a damaged header...
+            raise NotAnEventLog(f"{self.path}: not an SQLite event log ({err})") from None
 
     # -- connections -------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             # isolation_level=None: no implicit transactions, each write below opens its own.
-            conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
+            if self.read_only:
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                       timeout=self.busy_timeout_s, isolation_level=None)
+            else:
+                conn = sqlite3.connect(self.path, timeout=self.busy_timeout_s, isolation_level=None)
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            if not self.read_only:
+                self._check_owned(conn)
+                conn.execute("PRAGMA journal_mode = WAL")
+                conn.execute("PRAGMA synchronous = FULL")
             local.conn, local.pid = conn, os.getpid()
         return local.conn
+
+    def _check_owned(self, conn: sqlite3.Connection) -> None:
+        """Refuse, before changing anything, a database that holds tables but no event log schema."""
+        if conn.execute("PRAGMA user_version").fetchone()[0] == 0 and conn.execute(
+                "SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            raise NotAnEventLog(f"{self.path}: an SQLite database of another application (tables but no event log "
+                                "schema); left as it was")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread's objects are collected)."""
@@ -90,13 +128,17 @@ class EventLog:
         conn = self._connection()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
+            self._check_columns(conn)
             return
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: event log schema version {version} is newer than this code "
                                f"understands ({SCHEMA_VERSION}); upgrade nostrade")
+        if self.read_only:
+            raise NotAnEventLog(f"{self.path}: not a nostrade event log (no event log schema)")
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # re-check under the write lock
+                self._check_owned(conn)
                 for statement in _SCHEMA_V1:
                     conn.execute(statement)
                 conn.execute("INSERT INTO schema_versions VALUES (?, ?, ?)",
@@ -107,6 +149,21 @@ class EventLog:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _check_columns(self, conn: sqlite3.Connection) -> None:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
+        if columns != COLUMNS:
+            raise NotAnEventLog(f"{self.path}: not a nostrade event log (its events table has columns "
+                                f"{columns or 'none'}, expected {COLUMNS})")
+
+    def quick_check(self) -> list[str]:
+        """SQLite's ``PRAGMA quick_check``: [] when the file is sound, else its problems (one line each)."""
+        try:
+            rows = [r[0] for r in self._connection().execute("PRAGMA quick_check").fetchall()]
+        except sqlite3.DatabaseError as err:
+            return [str(err)]
+        lines = [line.strip() for row in rows for line in str(row).splitlines()]
+        return [] if lines == ["ok"] else [line for line in lines if line and not line.startswith("***")]
 
     # -- writing -----------------------------------------------------------------------------------
     def append(self, user_id: int, anime_id: int, feedback_type: int, *, session_id: str | None = None,
@@ -119,11 +176,14 @@ class EventLog:
             cursor = conn.execute(
                 "INSERT INTO events (event_id, user_id, session_id, anime_id, feedback_type, timestamp) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING", row)
+            stored = cursor.rowcount == 1
+            if not stored:
+                _check_same_event(conn, row, timestamp_given=timestamp is not None)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        return cursor.rowcount == 1
+        return stored
 
     # -- reading -----------------------------------------------------------------------------------
     def events(self, user_id: int | None = None) -> pd.DataFrame:
@@ -146,6 +206,17 @@ class EventLog:
 
     def schema_version(self) -> int:
         return self._connection().execute("PRAGMA user_version").fetchone()[0]
+
+
+def _check_same_event(conn: sqlite3.Connection, row: tuple, timestamp_given: bool) -> None:
+    """A retried event_id must carry the event it was first stored with (timestamp: only when the client set it)."""
+    event_id, user_id, session_id, anime_id, feedback_type, timestamp = row
+    stored = conn.execute("SELECT user_id, session_id, anime_id, feedback_type, timestamp FROM events "
+                          "WHERE event_id = ?", (event_id,)).fetchone()
+    if stored[:4] != (user_id, session_id, anime_id, feedback_type) or (timestamp_given and stored[4] != timestamp):
+        raise IdempotencyConflict(
+            f"event_id '{event_id}' is already stored for a different event (user_id {stored[0]}, anime_id "
+            f"{stored[2]}, feedback_type {stored[3]}, timestamp {stored[4]}); use a new event_id for a new event")
 
 
 def _latest(events: pd.DataFrame, types) -> pd.DataFrame:

@@ -21,13 +21,26 @@
    ``<stem>.previous.pt`` and atomically replaced by a copy of the new one, so a reader (the app, the
    service) sees either the old or the new checkpoint, never half of one, and picks it up by its hash.
 
-Exit status: 0 the fine-tuned checkpoint is now current; 1 it was not better, or the log had no usable
-events (the previous checkpoint stays current); 2 bad input (missing file, vocabulary mismatch).
+The event log is only read: it is opened read-only, and a file that is not a nostrade event log (not
+SQLite, another application's database, an events table of another shape) is refused, never modified.
+
+Exit status (every failure prints one line 'error: ...' naming the file; the current checkpoint is never
+touched unless the status is 0):
+  0  accepted: the fine-tuned checkpoint is now current
+  1  an unexpected error (a bug: Python's traceback)
+  2  bad input: a missing file, a processed folder that does not load, a checkpoint of another vocabulary
+  3  not accepted: the fine-tuned model was worse on validation (the candidate is kept beside it)
+  4  nothing to do: the log holds no usable rating events
+  5  unusable checkpoint: empty, a folder, not a checkpoint (e.g. a pickle carrying code: refused, never
+     run), damaged (checksum) or holding NaN / inf weights
+  6  unusable event log: not SQLite, not a nostrade event log, damaged
+  7  cannot write: the checkpoint's folder is read-only, the disk is full...
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sqlite3
 import sys
 import time
 from dataclasses import dataclass
@@ -36,11 +49,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nostrade.atomic import copy, write_json
-from nostrade.checkpoint import load_checkpoint, save_checkpoint
+from nostrade.atomic import WriteError, copy, write_json
+from nostrade.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate
-from nostrade.events import RATING_TYPES, EventLog
+from nostrade.events import RATING_TYPES, EventLog, NotAnEventLog
 from nostrade.history import merged, training_events
 from nostrade.prep import time_bins_of
 from nostrade.sequences import Sequences
@@ -48,6 +61,8 @@ from nostrade.split import split_of
 from nostrade.train import TrainConfig, fit_ease, train_sasrec
 
 METRIC = "ndcg@10"
+EXIT_ACCEPTED, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_REJECTED, EXIT_NO_EVENTS, EXIT_BAD_CHECKPOINT, EXIT_BAD_LOG, \
+    EXIT_CANNOT_WRITE = range(8)
 
 
 @dataclass
@@ -99,6 +114,18 @@ def merge_log(dataset: Dataset, events: pd.DataFrame) -> LogSequences:
     return LogSequences(Dataset(dataset.items, sequences, user_ids, meta), counts)
 
 
+def read_log(path: Path) -> pd.DataFrame:
+    """Every event of an existing log, read without writing to it (NotAnEventLog if it is not one or is damaged)."""
+    try:
+        log = EventLog(path, read_only=True)
+        try:
+            return log.events()
+        finally:
+            log.close()
+    except (sqlite3.Error, RuntimeError) as err:  # RuntimeError: a schema newer than this code
+        raise NotAnEventLog(f"{path}: cannot read the event log ({err})") from None
+
+
 def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = FinetuneConfig(),
              report_path=None) -> dict:
     """Fine-tune, compare, and make the new checkpoint current if it is not worse. Returns the report."""
@@ -108,7 +135,7 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
     dataset = load_dataset(data_dir)
     previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.iid_map_hash,
                                expected_n_items=dataset.n_items)
-    merged = merge_log(dataset, EventLog(events_path).events())
+    merged = merge_log(dataset, read_log(events_path))
     report = {"events": str(events_path), "checkpoint": str(checkpoint_path), "data": str(data_dir),
               "log": merged.counts, "config": dataclasses.asdict(cfg), "accepted": False}
     if merged.counts["log_interactions_added"] == 0:
@@ -157,7 +184,7 @@ def _finish(report: dict, report_path) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--events", default="data/events.db", help="SQLite event log (nostrade.events)")
+    parser.add_argument("--events", default="data/events.db", help="SQLite event log (nostrade.events; read only)")
     parser.add_argument("--checkpoint", default="checkpoints/model.pt", help="the current checkpoint")
     parser.add_argument("--data", default="data/processed", help="the processed folder it was trained on")
     parser.add_argument("--report", default="artifacts/finetune.json", help="JSON report of the run")
@@ -173,13 +200,18 @@ def main(argv=None) -> int:
     if args.epochs < 1 or args.lr <= 0 or args.tolerance < 0:
         print(f"error: --epochs must be >= 1, --lr > 0, --tolerance >= 0 (got {args.epochs}, {args.lr}, "
               f"{args.tolerance})", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     cfg = FinetuneConfig(args.epochs, args.lr, args.warmup, args.tolerance, args.seed, args.progress)
     try:
         report = finetune(args.events, args.checkpoint, args.data, cfg, args.report)
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except CheckpointError as e:
+        return fail(e, EXIT_BAD_CHECKPOINT)
+    except NotAnEventLog as e:
+        return fail(e, EXIT_BAD_LOG)
+    except WriteError as e:
+        return fail(e, EXIT_CANNOT_WRITE)
+    except (FileNotFoundError, ValueError) as e:
+        return fail(e, EXIT_BAD_INPUT)
     log = report["log"]
     print(f"log: {log['rating_events']} rating events from {log.get('log_users', 0)} users, "
           f"{log['unknown_title_events']} on titles outside the model's vocabulary (skipped), "
@@ -193,7 +225,15 @@ def main(argv=None) -> int:
     else:
         print(f"nothing done: {report['reason']}")
     print(f"wrote {args.report}")
-    return 0 if report["accepted"] else 1
+    if report["accepted"]:
+        return EXIT_ACCEPTED
+    return EXIT_REJECTED if "valid_finetuned" in report else EXIT_NO_EVENTS
+
+
+def fail(error: Exception, status: int) -> int:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    print(f"error: {message}", file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

@@ -21,14 +21,19 @@ The rules, in the order they apply (each is recorded in meta.json):
 7. Time bins: calendar periods (UTC month, quarter or year) counted from the first period present,
    bin = 1 + periods since then. Without timestamps every event is bin 1 (n_bins 1, scheme "none").
 
-Outputs are written into a temporary folder beside the target and renamed into place, so a failed
-run leaves the previous output untouched; reruns on the same input are byte-identical.
+Outputs are written into a new version folder beside the target, then one rename of a link commits them
+(``write``), so a failed or killed run leaves the previous output untouched; reruns on the same input are
+byte-identical.
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import glob
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import tempfile
 import warnings
@@ -42,7 +47,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from nostrade.atomic import write_bytes
+from nostrade.atomic import WriteError, fault_point
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE, LOVE
 from nostrade.sources import DataError, RawData, read_anime, read_mal, read_movielens
 from nostrade.synthetic import SyntheticConfig, write_synthetic
@@ -233,7 +238,10 @@ def time_bins_of(timestamp: np.ndarray, info: dict) -> np.ndarray:
     if info.get("scheme", "none") == "none" or n_bins <= 1 or len(timestamp) == 0:
         return np.ones(len(timestamp), dtype=np.int64)
     start = period_start(info["first_period"], info["scheme"])
-    anchored = np.concatenate([[start], np.maximum(np.asarray(timestamp, dtype=np.float64).astype(np.int64), start)])
+    # Clipped to [first period, a year per bin after it] before any arithmetic: later events land in the last
+    # bin anyway, and a far-future timestamp must not make time_bins span millions of days.
+    clipped = np.clip(np.asarray(timestamp, dtype=np.float64), start, start + (n_bins + 1) * 366 * 86400)
+    anchored = np.concatenate([[start], clipped.astype(np.int64)])
     return np.minimum(time_bins(anchored, info["scheme"])[0][1:].astype(np.int64), n_bins)
 
 
@@ -397,32 +405,152 @@ def _sha256(path: Path) -> str:
 # ----------------------------------------------------------------------------------------- writing
 
 def write(processed: Processed, out: Path, artifacts: Path) -> None:
-    """Write everything into a temporary sibling of ``out``, then swap it in; then iid_map.json into
-    ``artifacts`` (also atomically). The processed folder holds its own copy of iid_map.json."""
+    """Commit the output as a whole: ``out`` and ``artifacts/iid_map.json`` show the previous run or this one.
+
+    ``out`` is a symbolic link to a version folder beside it, ``.NAME.v-XXXX``, holding the parquet files,
+    meta.json and iid_map.json; ``artifacts/iid_map.json`` is a link to ``out/iid_map.json``, so the two
+    always name the same version. The steps: (1) write the new version folder (fsynced); (2) make sure the
+    artifacts link exists; (3) point ``out`` at the new version: one rename of a link, the commit;
+    (4) delete the other versions and whatever an interrupted run left. An error or a kill before (3)
+    leaves the previous output as it was (the next run deletes the unused folder); after it, the new
+    output is whole. A plain folder ``out`` (older code wrote one) is moved aside just before (3); a run
+    killed right there is restored by the next run. A lock file ``.NAME.lock`` serialises runs on one ``out``.
+    """
     out, artifacts = Path(out), Path(artifacts)
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "meta.json").exists())):
-        raise DataError(out, "refusing to replace it: not a processed-data folder (no meta.json)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    if out.is_symlink() and not _version_of(out):  # a link the user made: write where it points
+        out = Path(os.path.realpath(out))
     try:
-        tables = {"items": processed.items, "interactions": processed.interactions,
-                  "sequences": processed.sequences}
-        with ThreadPoolExecutor(len(tables)) as pool:  # parquet encoding releases the GIL
-            list(pool.map(lambda name: pq.write_table(tables[name], tmp / f"{name}.parquet"), tables))
-        (tmp / "iid_map.json").write_bytes(processed.iid_map_json)
-        (tmp / "meta.json").write_text(json.dumps(processed.meta, indent=2) + "\n")
-        os.chmod(tmp, 0o755)
-        old = None
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-        os.replace(tmp, out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(out.parent / f".{out.name}.lock", "a")
+    except OSError as err:
+        raise WriteError(f"cannot write {out}: {err.strerror or err}") from err
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _recover(out)
+        if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "meta.json").exists())):
+            raise DataError(out, "refusing to replace it: not a processed-data folder (no meta.json)")
+        version = _write_version(processed, out)
+        try:
+            _link_iid_map(out, artifacts)
+            fault_point("prep:before-commit")
+            if out.exists() and not out.is_symlink():  # a plain folder from older code
+                os.replace(out, Path(tempfile.mkdtemp(prefix=f".{out.name}.parked-", dir=out.parent)) / "folder")
+                fault_point("prep:parked")
+            _replace_link(out, version.name)
+        except BaseException:
+            if _version_of(out) != version.name:  # not committed: the previous output stays
+                shutil.rmtree(version, ignore_errors=True)
+                _recover(out)  # a plain folder moved aside goes back
+            raise
+        fault_point("prep:committed")
+        _clean(out)
+
+
+def _write_version(processed: Processed, out: Path) -> Path:
+    """The complete output in a new version folder beside ``out`` (nothing points at it yet)."""
+    try:
+        version = Path(tempfile.mkdtemp(prefix=f".{out.name}.v-", dir=out.parent))
+    except OSError as err:
+        raise WriteError(f"cannot write {out}: {err.strerror or err}") from err
+    files = {"items.parquet": processed.items, "interactions.parquet": processed.interactions,
+             "sequences.parquet": processed.sequences, "iid_map.json": processed.iid_map_json,
+             "meta.json": (json.dumps(processed.meta, indent=2) + "\n").encode()}
+
+    def write_one(name: str) -> None:
+        path = version / name
+        try:
+            if isinstance(files[name], bytes):
+                path.write_bytes(files[name])
+            else:
+                pq.write_table(files[name], path)
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+        except OSError as err:  # pyarrow's own message names no file
+            raise WriteError(f"cannot write {path}: {err.strerror or err}") from err
+
+    try:
+        with ThreadPoolExecutor(3) as pool:  # parquet encoding releases the GIL
+            list(pool.map(write_one, files))
+        os.chmod(version, 0o755)
+        _fsync_dir(version)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(version, ignore_errors=True)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-    write_bytes(artifacts / "iid_map.json", processed.iid_map_json)
+    fault_point("prep:version-written")
+    return version
+
+
+def _version_of(out: Path) -> str | None:
+    """The version folder ``out`` links to (its name), None when it is not such a link."""
+    if not out.is_symlink():
+        return None
+    target = os.readlink(out)
+    return target if target.startswith(f".{out.name}.v-") and "/" not in target else None
+
+
+def _replace_link(link: Path, target: str) -> None:
+    """Point ``link`` at ``target`` with one atomic rename (a new link made beside it, then renamed over)."""
+    tmp = link.with_name(f".{link.name}.link-{secrets.token_hex(4)}")
+    try:
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+        _fsync_dir(link.parent)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise WriteError(f"cannot write {link}: {err.strerror or err}") from err
+
+
+def _link_iid_map(out: Path, artifacts: Path) -> None:
+    """``artifacts/iid_map.json`` -> ``out/iid_map.json`` (relative link); nothing to do if it already is one,
+    or if ``artifacts`` is ``out`` itself."""
+    if os.path.abspath(artifacts) == os.path.abspath(out):
+        return
+    link = artifacts / "iid_map.json"
+    try:
+        artifacts.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(Path(os.path.realpath(out.parent)) / out.name / "iid_map.json",
+                                 os.path.realpath(artifacts))
+    except OSError as err:
+        raise WriteError(f"cannot write {link}: {err.strerror or err}") from err
+    if not (link.is_symlink() and os.readlink(link) == target):
+        _replace_link(link, target)
+
+
+def _leftovers(out: Path) -> list[Path]:
+    """Everything beside ``out`` that a run made and the current output does not use."""
+    current = _version_of(out)
+    found = [p for kind in ("v", "tmp", "old", "parked", "link")
+             for p in out.parent.glob(f".{glob.escape(out.name)}.{kind}-*")]
+    return sorted(p for p in found if p.name != current)
+
+
+def _recover(out: Path) -> None:
+    """A run killed after moving a plain ``out`` aside and before linking the new version left no ``out``:
+    put the folder back (also the ``.NAME.old-*`` folders of older code)."""
+    if out.exists() or out.is_symlink():
+        return
+    parked = [p / "folder" for p in out.parent.glob(f".{glob.escape(out.name)}.parked-*")] + \
+             [p / out.name for p in out.parent.glob(f".{glob.escape(out.name)}.old-*")]
+    parked = [p for p in parked if (p / "meta.json").is_file()]
+    if parked:
+        os.replace(max(parked, key=lambda p: p.stat().st_mtime), out)
+
+
+def _clean(out: Path) -> None:
+    for leftover in _leftovers(out):
+        if leftover.is_symlink() or not leftover.is_dir():
+            leftover.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def run(cfg: PrepConfig) -> Processed:

@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 ITEM_COLUMNS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members"]
+MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01 UTC in Unix seconds: later (or negative) timestamps are not plausible
 SYNTHETIC_MARKER = "synthetic.json"  # written next to generated files; marks data built from them as synthetic
 
 # The 19 genre flags of ML-100K's u.item, in column order (u.genre holds the same list).
@@ -56,7 +57,10 @@ class DataError(ValueError):
 
 
 def _short(value, limit: int = 60) -> str:
-    text = str(value).replace("\r", "\\r").replace("\n", "\\n")
+    """The value as one printable line: control characters (NUL, ESC, newlines...) escaped, long values cut."""
+    text = str(value)
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -156,14 +160,20 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
         table, conversion_error = None, err
     except (OSError, EOFError) as err:
         raise DataError(path, f"cannot read: {err}") from None
+    if table is None and "UTF8" in str(conversion_error):
+        raise _first_invalid_utf8(path, data)
     malformed = _first_bad_row(path, data, read_opts, parse_opts) if bad_rows else None
-    if table is None:
-        text = pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
+
+    def as_text(null_values: dict) -> pd.DataFrame:
+        return pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
                               read_options=pacsv.ReadOptions(**read_opts),
                               parse_options=pacsv.ParseOptions(**parse_opts, invalid_row_handler=lambda _: "skip"),
                               convert_options=pacsv.ConvertOptions(
                                   column_types={c: pa.string() for c in columns}, include_columns=list(columns),
-                                  strings_can_be_null=True, **nulls)).to_pandas()
+                                  strings_can_be_null=True, **null_values)).to_pandas()
+
+    if table is None:
+        text = as_text(nulls)
         if malformed is not None and malformed.number is not None:  # rows after it are shifted: look above it
             text = text.iloc[:malformed.number - first_line]
         for name, kind in columns.items():
@@ -175,18 +185,36 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
         raise DataError(path, f"expected {malformed.expected_columns} columns, found {malformed.actual_columns} "
                               "(truncated or malformed line)", line=malformed.number, value=malformed.text)
     frame = table.to_pandas()
-    for name, kind in columns.items():
-        if kind != "str":
-            check_present(path, frame[name], name, first_line)
+    numeric = [name for name, kind in columns.items() if kind != "str"]
+    if frame[numeric].isna().to_numpy().any():  # show what the file holds there ('nan', 'NA', '')
+        text = as_text({"null_values": []})
+        for name in numeric:
+            check_present(path, frame[name], name, first_line, text[name])
     return frame, first_line
 
 
-def check_present(path, values: pd.Series, column: str, first_line: int) -> None:
-    """Raise on the first missing value."""
+def check_present(path, values: pd.Series, column: str, first_line: int, text: pd.Series | None = None) -> None:
+    """Raise on the first missing value (``text``: the column as the file wrote it, to show the value)."""
     missing = values.isna().to_numpy()
     if missing.any():
         row = int(np.flatnonzero(missing)[0])
-        raise DataError(path, "missing value", line=row + first_line, column=column, value="")
+        shown = "" if text is None or text.iloc[row] is None else str(text.iloc[row])
+        raise DataError(path, "missing value" if not shown.strip() else "missing value (or NaN): a number is needed",
+                        line=row + first_line, column=column, value=shown)
+
+
+def _first_invalid_utf8(path, data: bytes | None) -> DataError:
+    """The error naming the first line whose bytes are not UTF-8 (e.g. a Latin-1 file)."""
+    raw = data if data is not None else _read_bytes(Path(path))
+    try:
+        raw.decode("utf-8")
+        return DataError(path, "not valid UTF-8 text")
+    except UnicodeDecodeError as err:
+        start = raw.rfind(b"\n", 0, err.start) + 1
+        end = raw.find(b"\n", err.start)
+        line = raw[start:end if end >= 0 else len(raw)].decode("utf-8", errors="backslashreplace")
+        return DataError(path, f"byte 0x{raw[err.start]:02x} is not UTF-8 (a Latin-1 or Windows-1252 file?); "
+                               "save it as UTF-8", line=raw.count(b"\n", 0, err.start) + 1, value=line.rstrip("\r"))
 
 
 def _first_bad_row(path: Path, data: bytes | None, read_opts: dict, parse_opts: dict):
@@ -211,7 +239,13 @@ def _check_numeric(path: Path, strings: pd.Series, kind: str, name: str, first_l
     """Raise on the first value of a text column that is not an integer / a number (missing is fine here)."""
     present = strings.notna().to_numpy()
     if kind == "int":
-        ok = strings.str.strip().str.fullmatch(r"[+-]?\d+").fillna(False).to_numpy(dtype=bool)
+        stripped = strings.str.strip()
+        ok = stripped.str.fullmatch(r"[+-]?[0-9]+").fillna(False).to_numpy(dtype=bool)
+        long = ok & (stripped.str.len().fillna(0).to_numpy() >= 19)  # few: check those exactly
+        for row in np.flatnonzero(long):
+            if not -2**63 <= int(stripped.iloc[row]) < 2**63:
+                raise DataError(path, "out of the 64-bit integer range", line=int(row) + first_line, column=name,
+                                value=strings.iloc[row])
     else:
         ok = pd.to_numeric(strings.str.strip(), errors="coerce").notna().to_numpy()
     bad = present & ~ok
@@ -229,6 +263,25 @@ def check_range(path, values: np.ndarray, column: str, first_line: int, ok: np.n
         shown = int(value) if float(value).is_integer() else value
         raise DataError(path, f"out of range (expected {expected})", line=row + first_line, column=column,
                         value=shown)
+
+
+def check_timestamps(path, values: np.ndarray, column: str, first_line: int, present: np.ndarray | None = None,
+                     text: pd.Series | None = None) -> None:
+    """Raise on the first timestamp (Unix seconds) outside 1970..2099, with a hint when it looks like milli-, micro-
+    or nanoseconds. ``present``: the rows to check (default all); ``text``: the values as the file wrote them."""
+    seconds = np.asarray(values, dtype=np.float64)
+    bad = ~((seconds >= 0) & (seconds < MAX_TIMESTAMP))
+    if present is not None:
+        bad &= present
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = values[row] if text is None else text.iloc[row]
+        hint = next((f"; it looks like {unit}: convert the column to seconds" for scale, unit in
+                     ((1e3, "milliseconds"), (1e6, "microseconds"), (1e9, "nanoseconds"))
+                     if MAX_TIMESTAMP <= seconds[row] and seconds[row] / scale < MAX_TIMESTAMP), "")
+        shown = value if isinstance(value, (str, int, np.integer)) or not float(value).is_integer() else int(value)
+        raise DataError(path, f"out of range (expected Unix seconds from 1970 to 2099{hint})", line=row + first_line,
+                        column=column, value=shown)
 
 
 def _check_unique_ids(path, ids: np.ndarray, column: str, first_line: int) -> None:
@@ -291,6 +344,8 @@ def read_anime(items_path, ratings_path) -> RawData:
     values = ratings["rating"].to_numpy()
     check_range(ratings_path, values, "rating", first_line, (values == -1) | ((values >= 1) & (values <= 10)),
                 "-1 or 1..10")
+    if "timestamp" in ratings:
+        check_timestamps(ratings_path, ratings["timestamp"].to_numpy(), "timestamp", first_line)
     marker = Path(ratings_path).parent / SYNTHETIC_MARKER
     synthetic = json.loads(marker.read_text()) if marker.is_file() else None
     return RawData(source="synthetic" if synthetic else "anime", format="kaggle-anime", items=items, ratings=ratings,
@@ -344,7 +399,9 @@ def _mal_timestamps(path: Path, text: pd.Series, first_line: int) -> tuple[np.nd
         row = int(np.flatnonzero(bad)[0])
         raise DataError(path, f"not Unix seconds or a date '{MAL_DATETIME}'", line=row + first_line,
                         column="my_last_updated", value=text.iloc[row])
-    return np.where(digits, np.nan_to_num(seconds), dated.astype(np.int64)).astype(np.int64), missing
+    stamp = np.where(digits, seconds, dated.astype(np.int64))
+    check_timestamps(path, stamp, "my_last_updated", first_line, present=~missing, text=text)
+    return stamp.astype(np.int64), missing
 
 
 # ----------------------------------------------------------------------------------------- MovieLens
@@ -453,6 +510,7 @@ def read_movielens(ratings_path, items_path=None) -> RawData:
     stamps = ratings["timestamp"].to_numpy()
     check_range(ratings_path, stamps, "timestamp", first, np.isfinite(stamps) & (stamps % 1 == 0),
                 "whole unix seconds")
+    check_timestamps(ratings_path, stamps, "timestamp", first)
     ratings["timestamp"] = stamps.astype(np.int64)
     catalogue = _movielens_items(ids, titles, genres)
     stats = ratings.groupby("anime_id")["rating"].agg(["mean", "size"])

@@ -15,6 +15,11 @@ first put in a fresh seeded random order each epoch (``permute``), and the model
 validation NDCG@10 (full ranking, nostrade.evaluate). The best model goes to --out, the full training state
 after every evaluation to <out>.last.pt, so --resume continues a killed run exactly where its last evaluation
 left it.
+
+Exit status: 0 done; 1 an unexpected error (Python's traceback); 2 bad input (the processed folder, flags, a
+--resume checkpoint of another vocabulary or config); 5 an unusable --resume checkpoint (damaged, not a
+checkpoint); 7 cannot write --out / --metrics (read-only folder, full disk). A failure prints one line
+'error: ...' naming the file; --out is replaced atomically, so it holds the previous checkpoint or the new one.
 """
 from __future__ import annotations
 
@@ -35,9 +40,9 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
 from nostrade import distributed
-from nostrade.atomic import write_json
+from nostrade.atomic import WriteError, write_json
 from nostrade.baselines.ease import EASE
-from nostrade.checkpoint import MODEL_KINDS, check_vocabulary, read_checkpoint, save_checkpoint
+from nostrade.checkpoint import MODEL_KINDS, CheckpointError, check_vocabulary, read_checkpoint, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate, evaluate_all_targets
 from nostrade.model import SASRec, SASRecConfig, trim_left_padding
@@ -402,6 +407,12 @@ def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
             print(f"{done}; test NDCG@10 {nxt['ndcg@10']:.4f} HR@10 {nxt['hr@10']:.4f} (next item), NDCG@10 "
                   f"{liked['ndcg@10']:.4f} (next liked), delta {test['delta_ndcg@10']:+.4f}; wrote {args.out} and "
                   f"{args.metrics}")
+    except CheckpointError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 5
+    except WriteError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 7
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
