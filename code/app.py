@@ -171,13 +171,13 @@ def on_quick_rate(title_key: str) -> None:
 
 def on_clear_all(history: pd.DataFrame) -> None:
     """Clear every pick, keeping them (oldest first) for "Undo"."""
-    st.session_state.undo_clear = list(zip(history["anime_id"].astype(int), history["feedback"].astype(int)))
-    record([FeedbackEvent(a, CODE_OF_OPTION["—"]) for a, _ in st.session_state.undo_clear])
+    st.session_state.cleared_picks = list(zip(history["anime_id"].astype(int), history["feedback"].astype(int)))
+    record([FeedbackEvent(a, CODE_OF_OPTION["—"]) for a, _ in st.session_state.cleared_picks])
 
 
 def on_undo_clear() -> None:
     """Rate the cleared picks again, in their old order, with their old ratings."""
-    record([FeedbackEvent(a, feedback) for a, feedback in st.session_state.pop("undo_clear", [])])
+    record([FeedbackEvent(a, feedback) for a, feedback in st.session_state.pop("cleared_picks", [])])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -337,8 +337,8 @@ def onboarding(rec: Recommender, model_hash: str) -> None:
 
 def picks_table(rec: Recommender, history: pd.DataFrame, saved: list[int]) -> None:
     st.subheader(f"Your picks ({len(history)})")
-    if "undo_clear" in st.session_state:
-        st.button(f"Undo clear ({len(st.session_state.undo_clear)} picks)", on_click=on_undo_clear, key="undo_clear")
+    if "cleared_picks" in st.session_state:
+        st.button(f"Undo clear ({len(st.session_state.cleared_picks)} picks)", on_click=on_undo_clear, key="undo_clear")
     if history.empty:
         st.caption("Nothing rated yet: rate a few titles and recommendations appear at once.")
         return
