@@ -349,7 +349,7 @@ def picks_table(rec: Recommender, history: pd.DataFrame, saved: list[int]) -> No
                           SAVE_COLUMN: rows["anime_id"].isin(saved),
                           "Type": rows["type"], "In model": rows["in_model"]})
     feedback_editor(shown, "picks", height=min(35 * (len(shown) + 1) + 3, 250),
-                    widths={"Title": 170, RATING_COLUMN: 95, SAVE_COLUMN: 60, "Type": 60, "In model": 75})
+                    widths={"Title": 135, RATING_COLUMN: 95, SAVE_COLUMN: 58, "Type": 60, "In model": 75})
     st.button("Clear all picks", on_click=on_clear_all, args=(history,), key="clear_all")
 
 
@@ -394,7 +394,7 @@ def catalogue_browser(rec: Recommender, model_hash: str, history: pd.DataFrame, 
     }).reset_index(drop=True)
     st.caption(f"{len(shown)} titles" + ("" if query.strip() else f": the {CATALOGUE_ROWS} with the most members")
                + " · set 'Your rating' in the table")
-    feedback_editor(shown, "catalogue", height=380, widths={"Title": 260, RATING_COLUMN: 95, SAVE_COLUMN: 60})
+    feedback_editor(shown, "catalogue", height=380, widths={"Title": 240, RATING_COLUMN: 95, SAVE_COLUMN: 50})
 
 
 def recommendations(rec: Recommender, events: list[Event], settings: dict):
@@ -475,8 +475,9 @@ def retrain_note(report: dict, served: Path) -> tuple[str, str]:
         return "info", f"Nothing to retrain from: {report['reason']}."
     metric = finetune.METRIC
     before, after = report["valid_previous"][metric], report["valid_finetuned"][metric]
-    said = (f"Retrained on {log['log_interactions_added']:,} logged ratings of {log['log_users']:,} people "
-            f"in {report['seconds']:.1f} s: validation {metric.upper()} {before:.4f} → {after:.4f}")
+    people = f"{log['log_users']:,} {'person' if log['log_users'] == 1 else 'people'}"
+    said = (f"Retrained on {log['log_interactions_added']:,} logged ratings of {people} in {report['seconds']:.1f} s: "
+            f"validation {metric.upper()} {before:.4f} → {after:.4f}")
     if report["accepted"]:
         return "success", f"{said}, not worse: now serving `{FINETUNED.name}`."
     return "info", f"{said}, worse: still serving `{served.name}`."

@@ -283,7 +283,7 @@ def test_retrain_button_swaps_in_a_model_that_is_not_worse(rated, paths, monkeyp
     tuned = paths["checkpoint"].with_name("sasrec.finetuned.pt")
     assert tuned.exists() and sha256_of(paths["checkpoint"]) == old
     said = at.success[0].value
-    assert said.startswith("Retrained on 3 logged ratings of 1 people") and "now serving `sasrec.finetuned.pt`" in said
+    assert said.startswith("Retrained on 3 logged ratings of 1 person") and "now serving `sasrec.finetuned.pt`" in said
     assert "NDCG@10" in said and "→" in said
     assert sha256_of(tuned)[:12] in caption_with(at, "sha256") and "Your picks (3)" in subheaders(at)
 

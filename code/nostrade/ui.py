@@ -28,9 +28,10 @@ RATING_COLUMN, SAVE_COLUMN = "Your rating", "Save for later"
 # The title drop-down's options at the width their text needs (up to the screen's), wrapped rather than cut
 # short: "Fullmetal Alchemist: Brotherhood" and "... Brotherhood Specials" must not look the same.
 PAGE_CSS = """<style>
-div[data-baseweb="popover"] ul[role="listbox"] { min-width: min(calc(100vw - 24px), max-content); }
-div[data-baseweb="popover"] li[role="option"] * { white-space: normal !important; overflow: visible !important;
-  text-overflow: clip !important; }
+div:has(> [role="listbox"]) { width: max-content !important; min-width: var(--trigger-width);
+  max-width: calc(100vw - 32px) !important; }
+[role="listbox"] [role="option"], [role="listbox"] [role="option"] > div { white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; height: auto !important; }
 </style>"""
 
 
@@ -105,12 +106,12 @@ def poster_card_html(title: str, genres, type_: str | None = None, score: float 
                f'display:flex;align-items:flex-end;padding:6px;color:#fff;font-weight:600;font-size:0.85rem;'
                f'overflow:hidden">{esc(title)}</div>')
     meta = " · ".join(esc(str(x)) for x in (type_, ", ".join(genres[:3])) if x)
-    lines = [f'<div style="font-weight:600;font-size:0.9rem;margin-top:4px">{esc(title)}</div>',
-             f'<div style="font-size:0.75rem;opacity:0.75">{meta}</div>']
+    lines = [f'<div class="nostrade-title" style="font-weight:600;font-size:0.9rem;margin-top:4px">{esc(title)}</div>',
+             f'<div class="nostrade-meta" style="font-size:0.75rem;opacity:0.75">{meta}</div>']
     if score is not None:
         lines.append(f'<div style="font-size:0.75rem">score {score:.3f}</div>')
     if reason:
-        lines.append(f'<div style="font-size:0.75rem;font-style:italic">{esc(reason)}</div>')
+        lines.append(f'<div class="nostrade-reason" style="font-size:0.75rem;font-style:italic">{esc(reason)}</div>')
     return (f'<div class="nostrade-card" style="flex:1 1 0;min-width:0;border-left:4px solid {colour};'
             f'padding-left:6px">{art}{"".join(lines)}</div>')
 
