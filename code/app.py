@@ -461,6 +461,8 @@ def retrain(served: Path) -> None:
             st.session_state.retrain_note = ("error", f"Retraining failed: {e}")
         else:
             st.session_state.retrain_note = retrain_note(report, served)
+            if "finetuned_checkpoint" in report:  # the candidate: FINETUNED holds it if accepted, else it is no use
+                Path(report["finetuned_checkpoint"]).unlink(missing_ok=True)
         finally:
             use_threads(1)  # training set its own (process-wide) thread count
         st.rerun()

@@ -88,7 +88,8 @@ Each recommendation's ``source`` is the part that contributed more to its score 
 or "popularity"); its ``reason`` is its own explanation ("Because you loved Naruto · 1,204 people watched
 both · both Action, Shounen": its closest clearly similar pick, see nostrade.explain), else the genres it
 shares with the liked titles, else its popularity; where the dislike penalty cost it places, the reason
-says so and names the disliked title it resembles ("ranked #7, #4 without the penalty for resembling Bleach, which you disliked").
+says so and names the disliked title it resembles ("ranked #7, #4 without the penalty for resembling Bleach,
+which you disliked").
 """
 from __future__ import annotations
 
@@ -545,7 +546,8 @@ class Recommender:
         out = []
         for r, (src, sentence) in enumerate(zip(source.tolist(), because)):
             if sentence is None and src != "popularity" and shared[r].any():
-                sentence = "Matches genres you like: " + ", ".join(self.genres[j] for j in np.flatnonzero(shared[r])[:3])
+                sentence = "Matches genres you like: " + ", ".join(self.genres[j]
+                                                                   for j in np.flatnonzero(shared[r])[:3])
             elif sentence is None:
                 sentence = f"Popular: {int(self._members[top[r]]):,} members"
             if columns["pushed_down_by"][r] is not None:

@@ -286,6 +286,7 @@ def test_retrain_button_swaps_in_a_model_that_is_not_worse(rated, paths, monkeyp
     assert said.startswith("Retrained on 3 logged ratings of 1 person") and "now serving `sasrec.finetuned.pt`" in said
     assert "NDCG@10" in said and "→" in said
     assert sha256_of(tuned)[:12] in caption_with(at, "sha256") and "Your picks (3)" in subheaders(at)
+    assert sorted(p.name for p in paths["checkpoint"].parent.glob("*.pt")) == ["sasrec.finetuned.pt", "sasrec.pt"]
 
 
 def test_a_worse_retrain_keeps_the_served_model(rated, paths, monkeypatch):
@@ -298,7 +299,8 @@ def test_a_worse_retrain_keeps_the_served_model(rated, paths, monkeypatch):
     at.button(key="retrain").click().run()
     no_errors(at)
     assert "0.5000 → 0.4000, worse: still serving `sasrec.pt`" in at.info[0].value
-    assert not paths["checkpoint"].with_name("sasrec.finetuned.pt").exists() and caption_with(at, "sha256") == old
+    assert [p.name for p in paths["checkpoint"].parent.glob("*.pt")] == ["sasrec.pt"]
+    assert caption_with(at, "sha256") == old
 
 
 def test_fresh_checkout_without_a_model(tmp_path, monkeypatch):
