@@ -134,7 +134,6 @@ class Explainer:
             out[pairs] = np.bincount(pair, weights=audience[rec_of_pair[pair], users], minlength=len(pairs))
         return counts[0], counts[1]
 
-
     def closest(self, rec_rows: np.ndarray, other_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per recommendation, the index into ``other_rows`` of the most similar title in the model's item
         space (as the dislike penalty measures it) and that cosine (-inf where neither is in the model)."""
