@@ -241,7 +241,7 @@ class DemoPage:
         self.settle()
         return self.click(".st-key-rate button")
 
-    def rate_in_catalogue(self, row: int, option: str, rating_column: int = 6, row_px: int = 35) -> float:
+    def rate_in_catalogue(self, row: int, option: str, rating_column: int = 1, row_px: int = 35) -> float:
         """Set 'Your rating' of the catalogue table's ``row`` (0 = first) through the table's own drop-down:
         click the row's first cell, arrow right to the rating column, Enter, click the option. Seconds from
         the click on the option until the re-run is drawn."""
@@ -260,6 +260,33 @@ class DemoPage:
 
     def toggle(self, key: str) -> float:
         return self.click(f".st-key-{key} input")
+
+    def press(self, key: str) -> float:
+        """Click the button with this Streamlit key; seconds until the re-run is drawn."""
+        return self.click(f".st-key-{key} button")
+
+    def choose(self, key: str, option: str) -> None:
+        """Add ``option`` to the multiselect with this key (type it, Enter), and wait for the re-run."""
+        before = self.run_number()
+        box = self.driver.find_element(By.CSS_SELECTOR, f".st-key-{key} input")
+        box.click()
+        box.send_keys(option, Keys.ENTER)
+        box.send_keys(Keys.ESCAPE)
+        self.wait(lambda d: self.run_number() > before)
+        self.settle()
+
+    def card_fields(self) -> list[dict]:
+        """Every poster card on the page: its title, meta line (type · genres) and reason, in page order."""
+        return self.driver.execute_script(
+            "return Array.from(document.querySelectorAll('.nostrade-card')).map(c => ({"
+            "title: c.querySelector('.nostrade-title').innerText, meta: c.querySelector('.nostrade-meta').innerText,"
+            "reason: (c.querySelector('.nostrade-reason') || {innerText: ''}).innerText}))")
+
+    def visible_columns(self, grid_index: int) -> list[str]:
+        """Column headers a table (st.dataframe / st.data_editor, in page order) shows without scrolling sideways:
+        the grid's accessible table holds the visible columns only."""
+        grid = self.driver.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrameResizable"]')[grid_index]
+        return [h.get_attribute("textContent").strip() for h in grid.find_elements(By.CSS_SELECTOR, "th")]
 
     def server_ms(self) -> int:
         """The app's own script time of its last run ("Page computed in N ms")."""

@@ -5,12 +5,19 @@
 Settings (environment variables; relative paths are taken from the repository root):
     NOSTRADE_DATA         processed folder (make_processed_data.py)      default data/processed
     NOSTRADE_CHECKPOINT   model checkpoint                               default checkpoints/model.pt
+    NOSTRADE_FINETUNED    what "Retrain from my ratings" writes          default <checkpoint>.finetuned.pt
     NOSTRADE_EVENTS       SQLite event log (nostrade.events)             default data/events.db
     NOSTRADE_CATALOGUE    full catalogue; default: the file recorded in the data's meta.json
     NOSTRADE_TRAIN_ARGS   extra flags for the in-app "train the default model" run (e.g. "--epochs 5")
 
-Scoring, blending, explanations and search are predict.py's; this file only lays them out. The
-person's picks live in the event log, not in the browser: a click shows up once it is stored.
+Scoring, blending, explanations and search are predict.py's, the rows below the Top-K nostrade.sections';
+this file only lays them out. The person's picks live in the event log, not in the browser: a click shows
+up once it is stored.
+
+"Retrain from my ratings" fine-tunes the served model on the event log (nostrade.finetune: EASE is
+refitted, SASRec trains a few epochs) and writes the result to NOSTRADE_FINETUNED only if its validation
+NDCG@10 is not worse; the checkpoint itself (which git may track) is never overwritten. The page serves
+the fine-tuned file while it exists and is newer than the checkpoint (a later `make train` wins again).
 """
 from __future__ import annotations
 
@@ -26,15 +33,15 @@ import networkx as nx
 import pandas as pd
 import streamlit as st
 
-from nostrade import prep, train
+from nostrade import finetune, prep, sections, train
 from nostrade.dataset import sha256_of
 from nostrade.events import EventLog, current_saved
 from nostrade.history import COLUMNS as HISTORY_COLUMNS, UserHistories, as_events
-from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LOVE
+from nostrade.sequences import FEEDBACK_NAMES
 from nostrade.sources import load_anime_catalogue
-from nostrade.ui import (CODE_OF_OPTION, RATING_COLUMN, RATING_OPTIONS, SAVE_COLUMN, FeedbackEvent, card_row_html,
-                         edits_to_events, influence_png, option_of, poster_card_html)
-from predict import MAX_K, Event, Recommender, use_threads
+from nostrade.ui import (CODE_OF_OPTION, PAGE_CSS, RATING_COLUMN, RATING_OPTIONS, SAVE_COLUMN, FeedbackEvent,
+                         card_row_html, edits_to_events, influence_png, option_of, poster_card_html)
+from predict import Event, Recommender, use_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE_ROWS = 500
@@ -49,6 +56,7 @@ def setting(name: str, default: str) -> Path:
 
 DATA_DIR = setting("NOSTRADE_DATA", "data/processed")
 CHECKPOINT = setting("NOSTRADE_CHECKPOINT", "checkpoints/model.pt")
+FINETUNED = setting("NOSTRADE_FINETUNED", str(CHECKPOINT.with_name(f"{CHECKPOINT.stem}.finetuned{CHECKPOINT.suffix}")))
 EVENTS_DB = setting("NOSTRADE_EVENTS", "data/events.db")
 CATALOGUE = setting("NOSTRADE_CATALOGUE", "") if os.environ.get("NOSTRADE_CATALOGUE") else None
 use_threads(1)  # one small request per click: extra threads only add overhead here
@@ -63,6 +71,12 @@ def file_version(path: Path) -> tuple | None:
     except FileNotFoundError:
         return None
     return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def served_checkpoint() -> Path:
+    """The fine-tuned checkpoint while it exists and is not older than the checkpoint, else the checkpoint."""
+    base, tuned = file_version(CHECKPOINT), file_version(FINETUNED)
+    return FINETUNED if base is not None and tuned is not None and tuned[2] >= base[2] else CHECKPOINT
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model…")
@@ -147,13 +161,23 @@ def apply_table_edits() -> None:
 
 def on_quick_rate(title_key: str) -> None:
     anime_id, choice = st.session_state.get(title_key), st.session_state.get("pick_feedback")
-    if anime_id is not None and choice:
-        record([FeedbackEvent(int(anime_id), CODE_OF_OPTION[choice])])
-        st.session_state.pick_query = ""
+    if anime_id is None or not choice:
+        st.session_state.flash = "Choose a title and Dislike, Like or Love first."
+        return
+    record([FeedbackEvent(int(anime_id), CODE_OF_OPTION[choice])])
+    st.session_state.pick_query = ""
+    st.session_state.pick_feedback = None  # each rating is chosen afresh: a Dislike never carries over
 
 
-def on_clear_all(anime_ids: list[int]) -> None:
-    record([FeedbackEvent(a, CODE_OF_OPTION["—"]) for a in anime_ids])
+def on_clear_all(history: pd.DataFrame) -> None:
+    """Clear every pick, keeping them (oldest first) for "Undo"."""
+    st.session_state.cleared_picks = list(zip(history["anime_id"].astype(int), history["feedback"].astype(int)))
+    record([FeedbackEvent(a, CODE_OF_OPTION["—"]) for a, _ in st.session_state.cleared_picks])
+
+
+def on_undo_clear() -> None:
+    """Rate the cleared picks again, in their old order, with their old ratings."""
+    record([FeedbackEvent(a, feedback) for a, feedback in st.session_state.pop("cleared_picks", [])])
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -219,7 +243,7 @@ def cards(frame: pd.DataFrame, rec: Recommender, score_column: str | None = "sco
     for row in frame.head(CARDS_PER_ROW).itertuples():
         url = posters.get(row.anime_id) if posters is not None else None
         score = getattr(row, score_column) if score_column else None
-        reason = str(getattr(row, "reason", "") or "").split(";")[0] if reasons else None  # the full one is in the table
+        reason = str(getattr(row, "reason", "") or "") if reasons else None
         html.append(poster_card_html(row.name, row.genres, row.type, score, reason, url if isinstance(url, str) else None))
     st.html(card_row_html(html))
 
@@ -241,7 +265,8 @@ def draw_influence(graph: nx.DiGraph, rec: Recommender) -> None:
     edges = tuple((u, v, float(w)) for u, v, w in graph.edges(data="weight"))
     genres = tuple((n, tuple(g)) for n, g in rec.lookup(list(graph.nodes))[["anime_id", "genres"]].itertuples(index=False))
     st.image(influence_image(nodes, edges, genres), width="stretch",
-             caption="Your picks → recommendations; line width = similarity (model embedding, else genres)")
+             caption="Your picks → recommendations; line width = similarity (model embedding, else genres); "
+                     "only clearly similar pairs are linked")
 
 
 def explanation_table(out) -> pd.DataFrame:
@@ -268,23 +293,32 @@ def recommendation_table(items: pd.DataFrame) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------------
 # The page
 # ---------------------------------------------------------------------------------------------------
-def sidebar(rec: Recommender, model_hash: str) -> dict:
+def sidebar(rec: Recommender) -> dict:
     bar = st.sidebar
     bar.header("Settings")
     blend_on = bar.toggle("Genre blend", value=True, key="blend", help="final = (1-α)·model + α·genre similarity")
-    alpha = bar.slider("α (genre share)", 0.0, 1.0, 0.2, 0.05, key="alpha", disabled=not blend_on)
+    alpha = bar.slider("α (genre share)", 0.0, 1.0, 0.2, 0.05, key="alpha", disabled=not blend_on,
+                       help="0: the model only; 1: the genre profile only")
     k = bar.slider("K (how many)", 5, 50, 10, 1, key="k")
     bar.subheader("Filters")
+    bar.caption("They apply to every row of recommendations on the page.")
     genres = bar.multiselect("Genres (any of)", rec.genres, key="filter_genres")
     types = bar.multiselect("Types", rec.types, key="filter_types")
     min_members = bar.number_input("Minimum members", 0, 10_000_000, 0, 1000, key="min_members")
+    floor = bar.number_input("Minimum members of genre-only picks", 0, 10_000_000, rec.model_min_members, 1000,
+                             key="genre_floor",
+                             help="For titles that genres alone rank (α = 1, a cold start, a title the model "
+                                  "does not know). Default: the fewest members of a title the model knows.")
     live = bar.toggle("Live update", value=True, key="live",
                       help="Update the Top-K after every change; when off, press Predict")
-    bar.divider()
-    bar.caption(f"User {st.session_state.user_id} · model `{CHECKPOINT.name}` sha256 {model_hash[:12]} · "
-                f"events in `{EVENTS_DB.name}`")
-    return {"alpha": alpha if blend_on else 0.0, "k": k, "genres": tuple(genres), "types": tuple(types),
-            "min_members": int(min_members) or None, "live": live}
+    return {"alpha": alpha if blend_on else 0.0, "k": k, "live": live,
+            "filters": sections.Filters(tuple(genres), tuple(types), int(min_members) or None, int(floor))}
+
+
+def developer_details(rec: Recommender, checkpoint: Path, model_hash: str) -> None:
+    with st.sidebar.expander("Developer details"):
+        st.caption(f"User {st.session_state.user_id} · model `{checkpoint}` ({rec.model.kind}) sha256 "
+                   f"{model_hash[:12]} · events in `{EVENTS_DB}` · data `{DATA_DIR}`")
 
 
 def onboarding(rec: Recommender, model_hash: str) -> None:
@@ -292,11 +326,10 @@ def onboarding(rec: Recommender, model_hash: str) -> None:
     query = st.text_input("Find a title you know", key="pick_query", placeholder="e.g. naruto, shingeki, death note")
     found = cached_search(rec, model_hash, query.strip(), 20) if query.strip() else rec.lookup([])
     labels = dict(zip(found["anime_id"].tolist(), (f"{n} ({t or '?'})" for n, t in zip(found["name"], found["type"]))))
-    left, right = st.columns([3, 2])
     title_key = f"pick_title:{query.strip()}"  # a new search starts from its best match
-    left.selectbox("Title", list(labels), format_func=labels.get, key=title_key, index=0 if labels else None,
-                   placeholder="type above to search")
-    right.radio("Your rating", list(FEEDBACK_NAMES.values())[::-1], horizontal=True, key="pick_feedback")
+    st.selectbox("Title", list(labels), format_func=labels.get, key=title_key, index=0 if labels else None,
+                 placeholder="type above to search")
+    st.radio("Your rating", list(FEEDBACK_NAMES.values())[::-1], horizontal=True, key="pick_feedback", index=None)
     st.button("Rate", on_click=on_quick_rate, args=(title_key,), disabled=not labels, type="primary", key="rate")
     if query.strip() and not labels:
         st.caption(f"No title matches '{query}'.")
@@ -304,31 +337,37 @@ def onboarding(rec: Recommender, model_hash: str) -> None:
 
 def picks_table(rec: Recommender, history: pd.DataFrame, saved: list[int]) -> None:
     st.subheader(f"Your picks ({len(history)})")
+    if "cleared_picks" in st.session_state:
+        st.button(f"Undo clear ({len(st.session_state.cleared_picks)} picks)", on_click=on_undo_clear, key="undo_clear")
     if history.empty:
         st.caption("Nothing rated yet: rate a few titles and recommendations appear at once.")
         return
     rows = rec.lookup(history["anime_id"][::-1])
     rating = dict(zip(history["anime_id"], history["feedback"]))
-    shown = pd.DataFrame({"anime_id": rows["anime_id"], "Title": rows["name"], "Type": rows["type"],
-                          "In model": rows["in_model"],
+    shown = pd.DataFrame({"anime_id": rows["anime_id"], "Title": rows["name"],
                           RATING_COLUMN: rows["anime_id"].map(lambda a: option_of(rating[a])),
-                          SAVE_COLUMN: rows["anime_id"].isin(saved)})
-    feedback_editor(shown, "picks", height=min(35 * (len(shown) + 1) + 3, 250))
-    st.button("Clear all picks", on_click=on_clear_all, args=(history["anime_id"].astype(int).tolist(),), key="clear_all")
+                          SAVE_COLUMN: rows["anime_id"].isin(saved),
+                          "Type": rows["type"], "In model": rows["in_model"]})
+    feedback_editor(shown, "picks", height=min(35 * (len(shown) + 1) + 3, 250),
+                    widths={"Title": 135, RATING_COLUMN: 95, SAVE_COLUMN: 58, "Type": 60, "In model": 75})
+    st.button("Clear all picks", on_click=on_clear_all, args=(history,), key="clear_all")
 
 
-def feedback_editor(shown: pd.DataFrame, name: str, height: int | str = "auto") -> None:
+def feedback_editor(shown: pd.DataFrame, name: str, height: int | str = "auto", widths: dict | None = None) -> None:
     """An st.data_editor whose rating / save cells become events (nostrade.ui.edits_to_events)."""
     st.session_state[f"{name}_shown"] = shown
+    widths = widths or {}
+    config = {c: st.column_config.Column(c, width=w) for c, w in widths.items()}
+    config.update({RATING_COLUMN: st.column_config.SelectboxColumn(RATING_COLUMN, options=RATING_OPTIONS, required=True,
+                                                                    width=widths.get(RATING_COLUMN)),
+                   SAVE_COLUMN: st.column_config.CheckboxColumn("Save", help=SAVE_COLUMN,
+                                                                width=widths.get(SAVE_COLUMN)),
+                   "Members": st.column_config.NumberColumn(format="localized"),
+                   "Score": st.column_config.NumberColumn(format="%.2f")})
     st.data_editor(
         shown, key=editor_key(name), hide_index=True, height=height, width="stretch",
         column_order=[c for c in shown.columns if c != "anime_id"],
-        disabled=[c for c in shown.columns if c not in (RATING_COLUMN, SAVE_COLUMN)],
-        column_config={RATING_COLUMN: st.column_config.SelectboxColumn(RATING_COLUMN, options=RATING_OPTIONS,
-                                                                        required=True),
-                       SAVE_COLUMN: st.column_config.CheckboxColumn(SAVE_COLUMN),
-                       "Members": st.column_config.NumberColumn(format="localized"),
-                       "Score": st.column_config.NumberColumn(format="%.2f")})
+        disabled=[c for c in shown.columns if c not in (RATING_COLUMN, SAVE_COLUMN)], column_config=config)
 
 
 def catalogue_browser(rec: Recommender, model_hash: str, history: pd.DataFrame, saved: list[int]) -> None:
@@ -345,40 +384,39 @@ def catalogue_browser(rec: Recommender, model_hash: str, history: pd.DataFrame, 
         rows = most_popular(rec, model_hash, tuple(genres), tuple(types))
     rating = dict(zip(history["anime_id"], history["feedback"]))
     shown = pd.DataFrame({
-        "anime_id": rows["anime_id"], "Title": rows["name"], "Genres": rows["genres"].map(", ".join),
-        "Type": rows["type"],
+        "anime_id": rows["anime_id"], "Title": rows["name"],
+        RATING_COLUMN: rows["anime_id"].map(lambda a: option_of(rating.get(a))),
+        SAVE_COLUMN: rows["anime_id"].isin(saved),
+        "Genres": rows["genres"].map(", ".join), "Type": rows["type"],
         "Episodes": rows["episodes"] if "episodes" in rows else pd.NA,
         "Score": rows["rating_mean"] if "rating_mean" in rows else pd.NA,
         "Members": rows["members"],
-        RATING_COLUMN: rows["anime_id"].map(lambda a: option_of(rating.get(a))),
-        SAVE_COLUMN: rows["anime_id"].isin(saved),
     }).reset_index(drop=True)
     st.caption(f"{len(shown)} titles" + ("" if query.strip() else f": the {CATALOGUE_ROWS} with the most members")
                + " · set 'Your rating' in the table")
-    feedback_editor(shown, "catalogue", height=380)
+    feedback_editor(shown, "catalogue", height=380, widths={"Title": 240, RATING_COLUMN: 95, SAVE_COLUMN: 50})
 
 
 def recommendations(rec: Recommender, events: list[Event], settings: dict):
-    """Top-K (cards, table, CSV export) and the "Why these?" table; returns predict's Recommendations."""
-    request = (tuple(events), settings["k"], settings["alpha"], settings["genres"], settings["types"],
-               settings["min_members"])
+    """Top-K (cards, table, CSV export), "Why these?" and the influence graph; returns predict's Recommendations."""
+    filters = settings["filters"]
+    request = (tuple(events), settings["k"], settings["alpha"], filters)
     head, button = st.columns([4, 1])
-    head.subheader(f"Top {settings['k']} for you")
     pressed = button.button("Predict", type="primary", key="predict")
     if pressed or settings["live"] or "request" not in st.session_state:
         st.session_state.request = request
     elif st.session_state.request != request:
         st.info("Your picks or settings changed: press Predict to update.")
-    events_, k, alpha, genres, types, min_members = st.session_state.request
-    out = rec.recommend(list(events_), k=k, alpha=alpha, genres=list(genres) or None, types=list(types) or None,
-                        min_members=min_members)
-    path_text = {"sequence+genre": f"sequence model + genre blend (α = {alpha:.2f})",
-                 "genre+popularity": "cold start: genre profile + popularity (rate 2+ titles the model knows)",
-                 "popularity": "cold start: most popular titles (rate a few titles)"}[out.path]
-    notes = [f"How: {path_text}"]
+    events_, k, alpha, filters = st.session_state.request
+    out = rec.recommend(list(events_), k=k, alpha=alpha, **filters.of_recommend())
+    heading, note = sections.top_heading(len(out.items), k)
+    head.subheader(heading)
+    notes = [f"How: {sections.how_computed(out.path, alpha, rec.model.kind)}"]
     if out.content_only_ids:
         notes.append(f"{len(out.content_only_ids)} of your picks are outside the model's vocabulary and count "
                      "through their genres")
+    if note:
+        notes.append(note)
     st.caption(" · ".join(notes))
     cards(out.items, rec)
     st.dataframe(recommendation_table(out.items), hide_index=True, width="stretch",
@@ -390,64 +428,88 @@ def recommendations(rec: Recommender, events: list[Event], settings: dict):
 
     st.subheader("Why these?")
     if out.explanations.empty:
-        st.caption("No explanations yet: they name your Like/Love picks closest to each recommendation.")
+        st.caption("No explanations yet: they name your Like/Love picks clearly similar to each recommendation.")
     else:
+        st.caption("Per recommendation, your Like/Love picks most similar to it (model item space, else genres), "
+                   "only where the similarity is clearly positive; 'Watched both': people in the training data.")
         st.dataframe(explanation_table(out), hide_index=True, width="stretch")
+    st.subheader("Influence graph")
+    draw_influence(out.graph, rec)
     return out
 
 
-def more_sections(rec: Recommender, events: list[Event], history: pd.DataFrame, settings: dict) -> None:
-    """Rows like a streaming service's, each one predict.py call."""
-    seen = set(history["anime_id"].tolist())
-    alpha, k = settings["alpha"], CARDS_PER_ROW
-    loved = history[history["feedback"] == LOVE]
-    if len(loved):
-        anchor = int(loved["anime_id"].iloc[-1])
-        name = rec.lookup([anchor])["name"].iloc[0]
-        st.subheader(f"Because you loved {name}")
-        similar = rec.similar(anchor, k=min(k + len(seen), MAX_K))  # a long history may leave fewer than k
-        similar = similar[~similar["anime_id"].isin(seen)]
-        cards(similar.assign(reason=similar["similarity"].map(lambda s: f"similarity {s:.2f}")), rec, None)
-    if events:
-        st.subheader("Similar to your taste")
-        st.caption("Genre profile only (α = 1): the titles whose genres best match your ratings.")
-        cards(rec.recommend(events, k=k, alpha=1.0, explain=False).items, rec, reasons=False)
-    st.subheader("Popular right now")
-    st.caption("Most members in the catalogue, minus what you rated.")
-    popular = rec.popular(k=min(k + len(seen), MAX_K))
-    cards(popular[~popular["anime_id"].isin(seen)].assign(reason=lambda f: f["members"].map("{:,} members".format)),
-          rec, None)
-    liked_genres = {g for gs in rec.lookup(history.loc[history["feedback"] != DISLIKE, "anime_id"])["genres"]
-                    for g in gs}
-    fresh = [g for g in rec.genres if g not in liked_genres]
-    if events and liked_genres and fresh:
-        st.subheader("Something different")
-        st.caption("The model's best picks among genres you have not rated yet.")
-        cards(rec.recommend(events, k=k, alpha=alpha, genres=fresh).items, rec)
+def more_sections(rec: Recommender, events: list[Event], history: pd.DataFrame, out) -> None:
+    """The rows below the Top-K (nostrade.sections): each obeys the filters; a title appears once per page."""
+    _, _, alpha, filters = st.session_state.request
+    for row in sections.rows(rec, events, history, alpha, filters, out.items["anime_id"].tolist()):
+        st.subheader(row.title)
+        st.caption(row.caption)
+        cards(row.items, rec, row.score_column)
+
+
+def retrain(served: Path) -> None:
+    """ "Retrain from my ratings": nostrade.finetune on the event log, into FINETUNED if not worse."""
+    st.subheader("Retrain")
+    st.caption(f"Fine-tunes the served model on every rating in the event log, yours included; the page switches "
+               f"to it only if its validation NDCG@10 is not worse (written to `{FINETUNED.name}`).")
+    if st.button("Retrain from my ratings", key="retrain"):
+        progress = st.progress(0.0, text="Starting…")
+        try:
+            report = finetune.finetune(EVENTS_DB, served, DATA_DIR, finetune.FinetuneConfig(progress=False),
+                                       out_path=FINETUNED, on_step=lambda f, text: progress.progress(f, text=text))
+        except (FileNotFoundError, ValueError, RuntimeError, OSError) as e:
+            st.session_state.retrain_note = ("error", f"Retraining failed: {e}")
+        else:
+            st.session_state.retrain_note = retrain_note(report, served)
+            if "finetuned_checkpoint" in report:  # the candidate: FINETUNED holds it if accepted, else it is no use
+                Path(report["finetuned_checkpoint"]).unlink(missing_ok=True)
+        finally:
+            use_threads(1)  # training set its own (process-wide) thread count
+        st.rerun()
+    if note := st.session_state.get("retrain_note"):
+        {"success": st.success, "info": st.info, "error": st.error}[note[0]](note[1])
+
+
+def retrain_note(report: dict, served: Path) -> tuple[str, str]:
+    """(kind, sentence) of a fine-tune report, for the page."""
+    log = report["log"]
+    if "valid_finetuned" not in report:
+        return "info", f"Nothing to retrain from: {report['reason']}."
+    metric = finetune.METRIC
+    before, after = report["valid_previous"][metric], report["valid_finetuned"][metric]
+    people = f"{log['log_users']:,} {'person' if log['log_users'] == 1 else 'people'}"
+    said = (f"Retrained on {log['log_interactions_added']:,} logged ratings of {people} in {report['seconds']:.1f} s: "
+            f"validation {metric.upper()} {before:.4f} → {after:.4f}")
+    if report["accepted"]:
+        return "success", f"{said}, not worse: now serving `{FINETUNED.name}`."
+    return "info", f"{said}, worse: still serving `{served.name}`."
 
 
 def main() -> None:
     started = time.perf_counter()
     st.set_page_config(page_title="Nostrade Engine", page_icon="🎬", layout="wide")
+    st.html(PAGE_CSS)
     st.title("Nostrade Engine")
     st.caption("Rate anime you know — Dislike, Like or Love — and the recommendations follow, with the reasons. "
                "EASE (data whose order is not time, like this sample) or SASRec with feedback embeddings, genre "
                "blend, explanations.")
-    version = file_version(CHECKPOINT)
+    checkpoint = served_checkpoint()
+    version = file_version(checkpoint)
     if version is None or not (DATA_DIR / "meta.json").exists():
-        missing = CHECKPOINT if version is None else DATA_DIR / "meta.json"
+        missing = checkpoint if version is None else DATA_DIR / "meta.json"
         no_model_page(f"No trained model yet: `{missing}` is missing.")
         return
     try:
-        rec, model_hash = load_recommender(str(CHECKPOINT), str(DATA_DIR), str(CATALOGUE) if CATALOGUE else None,
+        rec, model_hash = load_recommender(str(checkpoint), str(DATA_DIR), str(CATALOGUE) if CATALOGUE else None,
                                            version)
     except (ValueError, OSError, RuntimeError, KeyError) as e:
-        no_model_page(f"The model at `{CHECKPOINT}` cannot be used with `{DATA_DIR}`: {e}")
+        no_model_page(f"The model at `{checkpoint}` cannot be used with `{DATA_DIR}`: {e}")
         return
 
     user_id = current_user()
     apply_table_edits()
-    settings = sidebar(rec, model_hash)
+    settings = sidebar(rec)
+    developer_details(rec, checkpoint, model_hash)
     if flash := st.session_state.pop("flash", None):
         st.error(flash)
     try:
@@ -462,12 +524,10 @@ def main() -> None:
     with left:
         onboarding(rec, model_hash)
         picks_table(rec, history, saved)
+        retrain(checkpoint)
     with right:
         out = recommendations(rec, events, settings)
-    with left:
-        st.subheader("Influence graph")
-        draw_influence(out.graph, rec)
-    more_sections(rec, events, history, settings)
+    more_sections(rec, events, history, out)
     catalogue_browser(rec, model_hash, history, saved)
     if saved:
         st.subheader("Saved for later")

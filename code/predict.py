@@ -12,9 +12,12 @@ nothing. Public API:
     rec = Recommender.load("checkpoints/model.pt", "data/processed",
                            catalogue_path="data/sample/anime.csv.gz")   # load once, reuse
     out = rec.recommend([Event(20, "Love"), Event(1735, 2), Event(30, "Dislike", timestamp=1.7e9)],
-                        k=20, alpha=0.2, genres=["Action"], types=["TV"], min_members=10_000)
+                        k=20, alpha=0.2, genres=["Action"], types=["TV"], min_members=10_000,
+                        exclude_genres=["Kids"], exclude_ids=[1535],   # optional: left out
+                        genre_only_min_members=rec.model_min_members)  # optional: floor of genre-only picks
     out.items          # DataFrame: rank, anime_id, name, genres, type, members, in_model, score,
-                       #   model_score, genre_score, popularity_score, dislike_penalty, source, reason
+                       #   model_score, genre_score, popularity_score, dislike_penalty, rank_without_dislikes,
+                       #   pushed_down_by (the disliked title that lowered it, or None), source, reason
     out.path           # "sequence+genre" | "genre+popularity" (cold start) | "popularity" (cold start)
     out.cold_start     # True unless path == "sequence+genre"
     out.unknown_ids    # anime ids not in the catalogue: skipped
@@ -27,7 +30,7 @@ nothing. Public API:
     out.to_csv("top20.csv"); out.to_dict()  # export (atomic file write) / JSON-ready dict
 
     rec.similar(anime_id, k=10, use_faiss=False)   # item-to-item; DataFrame with similarity, source
-    rec.popular(k=20, genres=None, types=None, min_members=None)   # DataFrame like out.items
+    rec.popular(k=20, genres=None, types=None, min_members=None, exclude_genres=None, exclude_ids=None)
     rec.search("shingeki", limit=10)               # typo-tolerant title search (rapidfuzz; first 200 characters)
     rec.lookup([20, 1735])                         # catalogue rows for anime ids
     rec.recommend_batch(histories, k=20, alpha=0.2)  # offline: long DataFrame user, rank, anime_id, score
@@ -78,12 +81,16 @@ the history has dislikes, the model part is the lower of the normalised scores w
 (one extra row in the same model call); (2) the dislike penalty,
 ``dislike_weight · max(0, max cosine to a disliked title in the model's item space)``, is subtracted from
 the final score. Filters restrict the candidates after normalisation, before top-K, so a filtered list
-keeps the order of the unfiltered one (``genres``: a title with any of them passes).
+keeps the order of the unfiltered one (``genres``: a title with any of them passes; ``exclude_genres``: a title
+with any of them fails). ``genre_only_min_members`` (default None: no floor) drops titles with fewer members
+where genres alone rank them: α = 1, a cold-start path, or a title outside the model's vocabulary.
 
 Each recommendation's ``source`` is the part that contributed more to its score ("sequence", "genre"
-or "popularity"); its ``reason`` is the explanation sentence ("Because you loved Naruto and One Piece;
-41 people who loved Naruto also watched it", see nostrade.explain), else the genres it shares with
-the liked titles, else its popularity.
+or "popularity"); its ``reason`` is its own explanation ("Because you loved Naruto · 1,204 people watched
+both · both Action, Shounen": its closest clearly similar pick, see nostrade.explain), else the genres it
+shares with the liked titles, else its popularity; where the dislike penalty cost it places, the reason
+says so and names the disliked title it resembles ("ranked #7, #4 without the penalty for resembling Bleach,
+which you disliked").
 """
 from __future__ import annotations
 
@@ -106,10 +113,11 @@ from tqdm.auto import tqdm
 from nostrade.atomic import atomic_write
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
-from nostrade.explain import EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, sentences
+from nostrade.explain import (EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, pushed_down_note,
+                              reasons, similarity_floor)
 from nostrade.prep import REPO_ROOT, time_bins_of
-from nostrade.scoring import (DISLIKE_WEIGHT, PATH_CONTENT, PATH_SEQUENCE, POPULARITY_WEIGHT, History, Scores,
-                              Scoring, ServedModel)
+from nostrade.scoring import (DISLIKE_WEIGHT, PATH_CONTENT, PATH_POPULARITY, PATH_SEQUENCE, POPULARITY_WEIGHT,
+                              History, Scores, Scoring, ServedModel)
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE
 from nostrade.sources import load_anime_catalogue
 
@@ -119,7 +127,8 @@ MAX_QUERY_CHARS = 200  # search cost grows with the query's length; no title is 
 DENSE_LOOKUP_MAX_ID = 10_000_000
 FEEDBACK_CODES = {name.lower(): code for code, name in FEEDBACK_NAMES.items()}
 ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "score", "model_score",
-                "genre_score", "popularity_score", "dislike_penalty", "source", "reason"]
+                "genre_score", "popularity_score", "dislike_penalty", "rank_without_dislikes", "pushed_down_by",
+                "source", "reason"]
 
 
 class Event(NamedTuple):
@@ -348,7 +357,10 @@ class Recommender:
         self._names = cat["name"].to_numpy(dtype=object)
         self._genre_lists = cat["genres"].to_numpy(dtype=object)
         self.explainer = Explainer(self._item_unit, genre_unit, np.array(self.genres, dtype=object),
-                                   self.iid_of_row, cat["anime_id"].to_numpy(), self._names, watched, loved)
+                                   self.iid_of_row, cat["anime_id"].to_numpy(), self._names, watched, loved,
+                                   similarity_floor(self._item_unit[1:]), similarity_floor(genre_unit))
+        # the default popularity floor of genre-only picks: as popular as the least popular title the model knows
+        self.model_min_members = int(self._members[:self.n_items].min()) if self.n_items else 0
         self._search_names = [utils.default_process(n) for n in cat["name"]]
         self._search_lengths = np.array([len(n) for n in self._search_names])
         self._faiss = None
@@ -429,15 +441,18 @@ class Recommender:
         alpha = check_alpha(alpha)
         return self.scoring.scores([h if isinstance(h, History) else self.history(h) for h in histories], alpha)
 
-    def filter_mask(self, genres=None, types=None, min_members=None) -> np.ndarray:
-        """(C,) bool of the titles that pass the filters (a title passes ``genres`` with any one of them)."""
+    def filter_mask(self, genres=None, types=None, min_members=None, exclude_genres=None,
+                    exclude_ids=None) -> np.ndarray:
+        """(C,) bool of the titles that pass the filters: a title passes ``genres`` with any one of them,
+        ``exclude_genres`` with none of them; ``exclude_ids``: anime ids left out (e.g. already on the page)."""
         keep = np.ones(len(self.catalogue), dtype=bool)
         if genres:
-            genres = [genres] if isinstance(genres, str) else list(genres)
-            unknown = sorted(set(genres) - set(self.genres))
-            if unknown:
-                raise ValueError(f"genres: {unknown} not in the catalogue's genres {self.genres}")
-            keep &= self._genre_hot[:, [self.genres.index(g) for g in genres]].any(axis=1)
+            keep &= self._genre_hot[:, self._genre_columns(genres, "genres")].any(axis=1)
+        if exclude_genres:
+            keep &= ~self._genre_hot[:, self._genre_columns(exclude_genres, "exclude_genres")].any(axis=1)
+        if exclude_ids is not None and len(exclude_ids):
+            rows = self.rows_of(np.asarray(list(exclude_ids), dtype=np.int64))
+            keep[rows[rows >= 0]] = False
         if types:
             types = [types] if isinstance(types, str) else list(types)
             unknown = sorted(set(types) - set(self.types))
@@ -450,16 +465,30 @@ class Recommender:
             keep &= self._members >= min_members
         return keep
 
+    def _genre_columns(self, genres, name: str) -> list[int]:
+        genres = [genres] if isinstance(genres, str) else list(genres)
+        unknown = sorted(set(genres) - set(self.genres))
+        if unknown:
+            raise ValueError(f"{name}: {unknown} not in the catalogue's genres {self.genres}")
+        return [self.genres.index(g) for g in genres]
+
     # -- the main call --------------------------------------------------------------------------------
     def recommend(self, events: Iterable = (), k: int = 20, alpha: float = 0.2, genres=None, types=None,
-                  min_members=None, explain: bool = True) -> Recommendations:
+                  min_members=None, explain: bool = True, exclude_genres=None, exclude_ids=None,
+                  genre_only_min_members=None) -> Recommendations:
+        """Top-k of the titles that pass the filters (``filter_mask``); ``genre_only_min_members``: the members a
+        title needs when genres alone rank it (no model part in its score: α = 1, a cold start, or a title the
+        model does not know), so that a genre match cannot surface a title almost nobody watched."""
         k, alpha = check_k(k), check_alpha(alpha)
-        allowed = self.filter_mask(genres, types, min_members)
+        allowed = self.filter_mask(genres, types, min_members, exclude_genres, exclude_ids)
         history = self.history(events)
         s = self.scores([history], alpha)
         allowed &= s.candidates[0]
-        top = top_k(np.where(allowed, s.final[0], -np.inf), min(k, int(allowed.sum())))
         path = s.paths[0]
+        if genre_only_min_members is not None and path != PATH_POPULARITY:
+            floor = self.filter_mask(min_members=genre_only_min_members)
+            allowed &= floor | (self._in_model & (path == PATH_SEQUENCE) & (alpha < 1.0))
+        top = top_k(np.where(allowed, s.final[0], -np.inf), min(k, int(allowed.sum())))
         model, genre, pop = (t[0, top] for t in (s.model, s.genre, s.popularity))
         if path == PATH_SEQUENCE:
             by_model = self._in_model[top] & ((1 - alpha) * model >= alpha * genre)
@@ -483,12 +512,13 @@ class Recommender:
             "genre_score": genre,
             "popularity_score": pop,
             "dislike_penalty": s.penalty[0, top],
+            **self._pushed_down(s, allowed, top, history),
             "source": source,
         }
         if explain:
             picks = history.feedback != DISLIKE
             found = self.explainer.explain(top, by_model, history.rows[picks], history.feedback[picks])
-            columns["reason"] = self._reasons(top, source, sentences(found, len(top)), history.rows[picks])
+            columns["reason"] = self._reasons(top, source, reasons(found, len(top)), history.rows[picks], columns)
             del found["rec"]
         else:
             columns["reason"] = np.full(len(top), "", dtype=object)
@@ -496,23 +526,43 @@ class Recommender:
         return Recommendations(path, alpha, list(history.unknown_ids), list(history.content_only_ids), history.n_duplicates,
                                history.n_truncated, columns, found)
 
-    def _reasons(self, top: np.ndarray, source: np.ndarray, because: list, liked_rows: np.ndarray) -> list[str]:
-        """The explanation sentence where there is one; else the genres shared with liked titles; else popularity."""
+    def _pushed_down(self, s: Scores, allowed: np.ndarray, top: np.ndarray, history: History) -> dict:
+        """Per recommendation: its rank among the allowed titles were the dislike penalty not subtracted, and,
+        where that rank is better, the disliked title it resembles most (the one that set its penalty)."""
+        rank_without = np.arange(1, len(top) + 1)
+        pushed_by = np.full(len(top), None, dtype=object)
+        if len(top) and s.penalty[0, top].any():
+            unpenalised = (s.final[0] + s.penalty[0])[allowed]
+            rank_without = 1 + (unpenalised[None, :] > (s.final[0, top] + s.penalty[0, top])[:, None]).sum(axis=1)
+            disliked = history.rows[history.feedback == DISLIKE]
+            nearest, _ = self.explainer.closest(top, disliked)
+            pushed = (rank_without < np.arange(1, len(top) + 1)) & (s.penalty[0, top] > 0)
+            pushed_by[pushed] = self._names[disliked[nearest[pushed]]]
+        return {"rank_without_dislikes": rank_without.astype(np.int64), "pushed_down_by": pushed_by}
+
+    def _reasons(self, top: np.ndarray, source: np.ndarray, because: list, liked_rows: np.ndarray,
+                 columns: dict) -> list[str]:
+        """The recommendation's own explanation (nostrade.explain.reasons) where a pick is clearly similar; else
+        the genres it shares with liked titles; else its popularity; and what a Dislike did to it, if anything."""
         shared = self._genre_hot[top] & self._genre_hot[liked_rows].any(axis=0)
-        reasons = []
+        out = []
         for r, (src, sentence) in enumerate(zip(source.tolist(), because)):
-            if sentence is not None:
-                reasons.append(sentence)
-            elif src != "popularity" and shared[r].any():
-                genres = [self.genres[j] for j in np.flatnonzero(shared[r])[:3]]
-                reasons.append("Matches genres you like: " + ", ".join(genres))
-            else:
-                reasons.append(f"Popular: {int(self._members[top[r]]):,} members")
-        return reasons
+            if sentence is None and src != "popularity" and shared[r].any():
+                sentence = "Matches genres you like: " + ", ".join(self.genres[j]
+                                                                   for j in np.flatnonzero(shared[r])[:3])
+            elif sentence is None:
+                sentence = f"Popular: {int(self._members[top[r]]):,} members"
+            if columns["pushed_down_by"][r] is not None:
+                sentence += " · " + pushed_down_note(r + 1, int(columns["rank_without_dislikes"][r]),
+                                                     columns["pushed_down_by"][r])
+            out.append(sentence)
+        return out
 
     # -- other entry points ----------------------------------------------------------------------------
-    def popular(self, k: int = 20, genres=None, types=None, min_members=None) -> pd.DataFrame:
-        return self.recommend((), k=k, genres=genres, types=types, min_members=min_members).items
+    def popular(self, k: int = 20, genres=None, types=None, min_members=None, exclude_genres=None,
+                exclude_ids=None) -> pd.DataFrame:
+        return self.recommend((), k=k, genres=genres, types=types, min_members=min_members,
+                              exclude_genres=exclude_genres, exclude_ids=exclude_ids).items
 
     def recommend_batch(self, histories: Sequence, k: int = 20, alpha: float = 0.2, batch_size: int = 256,
                         progress: bool = False) -> pd.DataFrame:

@@ -107,7 +107,7 @@ def test_the_same_titles_in_another_click_order_give_the_same_top_10(rated, path
 def test_rating_three_titles_gives_explained_recommendations_and_logs_each_click(rated, paths):
     at = rated
     assert "Your picks (3)" in subheaders(at)
-    assert "sequence model + genre blend (α = 0.20)" in caption_with(at, "How:")
+    assert "SASRec model + genre blend (α = 0.20)" in caption_with(at, "How:")
     rated_titles = {"Naruto", "Shingeki no Kyojin", "Death Note"}
     picks = table(at, "In model")
     assert set(picks["Title"]) == rated_titles and set(picks["Your rating"]) == {"Love", "Like"}
@@ -127,6 +127,7 @@ def test_rating_three_titles_gives_explained_recommendations_and_logs_each_click
     stored = EventLog(paths["events"]).events()
     assert stored["user_id"].tolist() == [USER] * 3 and stored["feedback_type"].tolist() == [3, 3, 2]
     assert stored["session_id"].nunique() == 1
+    assert at.radio(key="pick_feedback").value is None  # the next title's rating is chosen afresh
 
 
 def test_picks_come_back_from_the_log_in_a_new_session(rated):
@@ -135,24 +136,40 @@ def test_picks_come_back_from_the_log_in_a_new_session(rated):
     assert "Your picks (0)" in subheaders(start(user=USER + 1))
 
 
-def test_clear_all_removes_the_picks(rated, paths):
+def test_clear_all_removes_the_picks_and_undo_brings_them_back(rated, paths):
+    before = log_history(paths)[["anime_id", "feedback"]]
     rated.button(key="clear_all").click().run()
     no_errors(rated)
     assert "Your picks (0)" in subheaders(rated)
+    assert log_history(paths).empty
+    assert rated.button(key="undo_clear").label == "Undo clear (3 picks)"
+    rated.button(key="undo_clear").click().run()
+    no_errors(rated)
+    assert "Your picks (3)" in subheaders(rated) and not [b for b in rated.button if b.key == "undo_clear"]
+    assert log_history(paths)[["anime_id", "feedback"]].equals(before)  # the same ratings, in the same order
+
+
+def test_rate_without_a_rating_chosen_says_so(paths):
+    at = start()
+    at.text_input(key="pick_query").input("naruto").run()
+    at.button(key="rate").click().run()
+    assert "Choose a title and Dislike, Like or Love first." in at.error[0].value
     assert log_history(paths).empty
 
 
 def test_alpha_and_blend_toggle_change_the_ranking(rated):
     at = rated
     at.slider(key="alpha").set_value(0.0).run()
+    assert "SASRec model only (α = 0)" in caption_with(at, "How:")
     model_only = table(at, "Why")["Title"].tolist()
     at.slider(key="alpha").set_value(1.0).run()
     no_errors(at)
-    assert "α = 1.00" in caption_with(at, "How:")
+    assert "genre profile only (α = 1)" in caption_with(at, "How:")
+    assert (table(at, "Why")["Type"].notna()).all()
     genre_only = table(at, "Why")["Title"].tolist()
     assert genre_only != model_only
     at.toggle(key="blend").set_value(False).run()
-    assert "α = 0.00" in caption_with(at, "How:")
+    assert "model only (α = 0)" in caption_with(at, "How:")
     assert table(at, "Why")["Title"].tolist() == model_only
 
 
@@ -166,7 +183,10 @@ def test_k_and_sidebar_filters_apply_to_the_recommendations(rated):
     top = table(at, "Why")
     assert len(top) and top["Genres"].str.contains("Comedy").all() and (top["Type"] == "Movie").all()
     at.number_input(key="min_members").set_value(100_000).run()
-    assert len(table(at, "Why")) <= 7
+    shown = len(table(at, "Why"))
+    assert shown <= 7 and f"Top {shown} for you" in subheaders(at)
+    if shown < 7:
+        assert f"Only {shown} of the K = 7 asked for pass the filters" in caption_with(at, "How:")
 
 
 def test_predict_button_when_live_update_is_off(rated):
@@ -176,10 +196,12 @@ def test_predict_button_when_live_update_is_off(rated):
     rate(at, "one piece", "Love")
     assert table(at, "Why")["Title"].tolist() == before  # not updated yet
     assert any("press Predict" in i.value for i in at.info)
+    at.slider(key="k").set_value(15).run()
+    assert "Top 10 for you" in subheaders(at)  # the heading is of the list shown, not of the slider
     at.button(key="predict").click().run()
     no_errors(at)
     assert not any("press Predict" in i.value for i in at.info)
-    assert table(at, "Why")["Title"].tolist() != before
+    assert table(at, "Why")["Title"].tolist() != before and "Top 15 for you" in subheaders(at)
 
 
 def test_catalogue_search_and_filters(paths):
@@ -247,6 +269,38 @@ def test_a_new_checkpoint_is_picked_up_without_restart(rated, paths):
     new = sha256_of(paths["checkpoint"])
     assert new != old and new[:12] in caption_with(at, "sha256")
     assert "Your picks (3)" in subheaders(at)
+
+
+def test_retrain_button_swaps_in_a_model_that_is_not_worse(rated, paths, monkeypatch):
+    """The in-app retrain: the checkpoint file is never written; the fine-tuned one is served when accepted."""
+    config = ft.FinetuneConfig  # tolerance 1: always accepted, so this checks the swap, not the training's luck
+    monkeypatch.setattr(ft, "FinetuneConfig", lambda progress: config(epochs=1, tolerance=1.0, progress=progress))
+    at = rated
+    old = sha256_of(paths["checkpoint"])
+    assert [b for b in at.button if b.key == "retrain"]
+    at.button(key="retrain").click().run()
+    no_errors(at)
+    tuned = paths["checkpoint"].with_name("sasrec.finetuned.pt")
+    assert tuned.exists() and sha256_of(paths["checkpoint"]) == old
+    said = at.success[0].value
+    assert said.startswith("Retrained on 3 logged ratings of 1 person") and "now serving `sasrec.finetuned.pt`" in said
+    assert "NDCG@10" in said and "→" in said
+    assert sha256_of(tuned)[:12] in caption_with(at, "sha256") and "Your picks (3)" in subheaders(at)
+    assert sorted(p.name for p in paths["checkpoint"].parent.glob("*.pt")) == ["sasrec.finetuned.pt", "sasrec.pt"]
+
+
+def test_a_worse_retrain_keeps_the_served_model(rated, paths, monkeypatch):
+    at = rated
+    old = caption_with(at, "sha256")
+    config = ft.FinetuneConfig
+    monkeypatch.setattr(ft, "FinetuneConfig", lambda progress: config(epochs=1, progress=progress))
+    validations = iter([0.5, 0.4])  # the current model first, then the retrained one
+    monkeypatch.setattr(ft, "evaluate", lambda score, cases, n_items: {"ndcg@10": next(validations)})
+    at.button(key="retrain").click().run()
+    no_errors(at)
+    assert "0.5000 → 0.4000, worse: still serving `sasrec.pt`" in at.info[0].value
+    assert [p.name for p in paths["checkpoint"].parent.glob("*.pt")] == ["sasrec.pt"]
+    assert caption_with(at, "sha256") == old
 
 
 def test_fresh_checkout_without_a_model(tmp_path, monkeypatch):

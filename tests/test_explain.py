@@ -1,8 +1,11 @@
-"""Explanation pieces on hand-made data: co-watch counts, ranking of picks, sentences, the graph."""
+"""Explanation pieces on hand-made data: co-watch counts, ranking of picks, floors, reasons, the graph."""
+import dataclasses
+
 import numpy as np
 import scipy.sparse as sp
 
-from nostrade.explain import Explainer, co_watch_matrices, influence_graph, sentences
+from nostrade.explain import (SIMILARITY_QUANTILE, Explainer, co_watch_matrices, influence_graph, pushed_down_note,
+                              reasons, similarity_floor)
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 
 
@@ -45,14 +48,61 @@ def test_explain_ranks_picks_by_embedding_then_genre():
     assert by_genre["pick_anime_id"].tolist() == [10, 40] and by_genre["shared_genres"] == [["A"], ["A"]]
 
 
-def test_sentences_and_graph():
+def test_a_pick_is_named_only_above_the_floor():
+    e = dataclasses.replace(explainer(), min_similarity=0.7, min_genre_similarity=0.7)
+    out = e.explain(np.array([1]), np.array([True]), np.array([0, 2, 3]), np.array([LOVE, LIKE, LOVE]))
+    assert out["pick_anime_id"].tolist() == [10]  # cos 0.8 passes; 0.6 (and the genre-only pick) do not
+    by_genre = e.explain(np.array([1]), np.array([False]), np.array([0, 2, 3]), np.array([LOVE, LIKE, LOVE]))
+    assert by_genre["pick_anime_id"].tolist() == [10]  # genre cosine 1.0 passes, 0.6 does not
+
+
+def test_a_negative_similarity_never_names_a_pick():
+    e = explainer()
+    unit = e.item_unit.copy()
+    unit[3] = [-1, 0]  # iid 3 points away from iid 1
+    out = dataclasses.replace(e, item_unit=unit).explain(np.array([0]), np.array([True]), np.array([2]),
+                                                         np.array([LOVE]))
+    assert len(out["pick_anime_id"]) == 0
+
+
+def test_similarity_floor_is_a_high_quantile_of_random_pairs_and_never_negative():
+    rng = np.random.default_rng(1)
+    unit = rng.normal(size=(500, 8)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    floor = similarity_floor(unit)
+    pairs = unit @ unit.T
+    share_above = (pairs[~np.eye(500, dtype=bool)] > floor).mean()
+    assert abs(share_above - (1 - SIMILARITY_QUANTILE)) < 0.02
+    assert floor == similarity_floor(unit)  # seeded
+    assert similarity_floor(np.array([[1, 0], [-1, 0]], dtype=np.float32)) == 0.0
+    assert similarity_floor(unit[:1]) == 0.0
+
+
+def test_reasons_give_each_recommendation_its_own_nearest_pick_count_and_genres():
+    # picks: row 0 ("one", iid 1, Love) and row 3 ("four", outside the model, Like). Rec iid 2: "one" at cos 0.8,
+    # watched together by users 0 and 1. Rec iid 3: "one" at cos 0 is below the floor 0.1, so the genre-ranked
+    # "four" (genre cosine 0.8, no co-watch counts outside the model) is its reason.
+    e = dataclasses.replace(explainer(), min_similarity=0.1)
+    out = e.explain(np.array([1, 2]), np.array([True, True]), np.array([0, 3]), np.array([LOVE, LIKE]))
+    said = reasons(out, 3)
+    assert said[0] == "Because you loved one · 2 people watched both · both A"
+    assert said[1] == "Because you liked four · both B" and said[2] is None
+
+
+def test_closest_title_and_the_pushed_down_note():
+    e = explainer()
+    best, cosine = e.closest(np.array([1, 3]), np.array([0, 2]))
+    assert best[0] == 0 and abs(cosine[0] - 0.8) < 1e-6  # iid 2 is closer to iid 1 (0.8) than to iid 3 (0.6)
+    assert cosine[1] == -np.inf  # a title outside the model resembles nothing there
+    assert pushed_down_note(7, 4, "Steins;Gate") == \
+        "ranked #7, #4 without the penalty for resembling Steins;Gate, which you disliked"
+
+
+def test_graph():
     e = explainer()
     out = e.explain(np.array([1, 2]), np.array([True, True]), np.array([0]), np.array([LOVE]))
-    said = sentences(out, 3)
-    assert said[0] == "Because you loved one; 2 people who loved one also watched it"
-    assert said[1] == "Because you loved one; 1 person who loved one also watched it" and said[2] is None
     items = {"anime_id": np.array([20, 30]), "name": np.array(["two", "three"]), "rank": np.array([1, 2]),
              "score": np.array([0.9, 0.8])}
     g = influence_graph(items, out)
-    assert sorted(g.edges) == [(10, 20), (10, 30)] and g.nodes[10]["kind"] == "pick"
+    assert sorted(g.edges) == [(10, 20)] and g.nodes[10]["kind"] == "pick"  # iid 3 vs iid 1: cos 0, not linked
     assert abs(g.edges[10, 20]["weight"] - 0.8) < 1e-6

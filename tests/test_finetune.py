@@ -140,7 +140,7 @@ def test_fine_tuning_starts_from_the_current_weights(workspace, monkeypatch):
     checkpoint, events, data = workspace
     seen = {}
 
-    def spy(dataset, model_cfg, train_cfg, split=None, checkpoint_path=None, init_state=None):
+    def spy(dataset, model_cfg, train_cfg, split=None, checkpoint_path=None, init_state=None, on_epoch=None):
         seen["init"], seen["epochs"] = init_state, train_cfg.epochs
         model = SASRec(model_cfg)
         model.load_state_dict(init_state)
@@ -170,11 +170,31 @@ def test_an_ease_checkpoint_is_refitted_on_the_merged_histories(workspace, ease_
     Recommender.load(checkpoint, data)  # the served format, same vocabulary
 
 
+def test_out_takes_the_accepted_model_and_leaves_the_checkpoint_as_it_is(workspace, ease_checkpoint, tmp_path):
+    """The app's retrain: the shipped checkpoint (maybe tracked by git) is never written; progress is reported."""
+    _, events, data = workspace
+    checkpoint, out = tmp_path / "model.pt", tmp_path / "model.finetuned.pt"
+    shutil.copyfile(ease_checkpoint, checkpoint)
+    before = sha256_of(checkpoint)
+    steps = []
+    report = ft.finetune(events, checkpoint, data, ft.FinetuneConfig(tolerance=1.0, progress=False), out_path=out,
+                         on_step=lambda fraction, text: steps.append((fraction, text)))
+    assert report["accepted"] and report["current_checkpoint"] == str(out) and "previous_checkpoint" not in report
+    assert sha256_of(checkpoint) == before and sha256_of(out) == sha256_of(report["finetuned_checkpoint"])
+    fractions = [f for f, _ in steps]
+    assert fractions == sorted(fractions) and fractions[0] == 0.0 and fractions[-1] == 1.0
+    assert any("Refitting EASE" in text for _, text in steps)
+    again = ft.finetune(events, out, data, ft.FinetuneConfig(tolerance=1.0, progress=False), out_path=out)
+    assert again["accepted"] and sha256_of(tmp_path / "model.finetuned.previous.pt") == sha256_of(
+        report["finetuned_checkpoint"])
+    Recommender.load(out, data)
+
+
 def test_a_worse_model_is_not_made_current(workspace, monkeypatch, tmp_path):
     checkpoint, events, data = workspace
     before = sha256_of(checkpoint)
 
-    def worse(dataset, model_cfg, train_cfg, split=None, checkpoint_path=None, init_state=None):
+    def worse(dataset, model_cfg, train_cfg, split=None, checkpoint_path=None, init_state=None, on_epoch=None):
         torch.manual_seed(1)
         model = SASRec(model_cfg)  # fresh random weights: worse than the trained model
         return TrainResult(model.eval(), [], {}, 0.0, 0)

@@ -579,3 +579,61 @@ def test_ease_is_served_end_to_end(ease_rec):
     assert len(similar) == 5 and similar["source"].eq("embedding").all() and ids[1] not in similar["anime_id"].tolist()
     assert similar["similarity"].is_monotonic_decreasing
 
+
+
+def test_a_pick_is_named_only_where_its_similarity_is_clearly_positive(rec):
+    assert 0 < rec.explainer.min_similarity < 1 and 0 < rec.explainer.min_genre_similarity < 1
+    events = [Event(a, LOVE) for a in vocab_ids(rec, 12, seed=31)]
+    out = rec.recommend(events, k=30, alpha=0.2)
+    e = out.explanations.merge(out.items[["anime_id", "source"]], on="anime_id")
+    by_model = e["source"] == "sequence"
+    assert len(e) and (e.loc[by_model, "similarity"] > rec.explainer.min_similarity).all()
+    assert (e.loc[~by_model, "genre_similarity"] > rec.explainer.min_genre_similarity).all()
+    unexplained = out.items[~out.items["anime_id"].isin(e["anime_id"])]
+    assert not unexplained["reason"].str.startswith("Because you").any()
+
+
+def test_exclusions_and_the_floor_of_genre_only_picks(rec):
+    events = [Event(NARUTO, LOVE), Event(BLEACH, LOVE), Event(DEATH_NOTE, LIKE)]
+    first = rec.recommend(events, k=5).items["anime_id"].tolist()
+    again = rec.recommend(events, k=5, exclude_ids=first, exclude_genres=["Comedy"]).items
+    assert not set(again["anime_id"]) & set(first) and not again["genres"].map(lambda g: "Comedy" in g).any()
+    assert rec.popular(k=3, exclude_ids=rec.popular(k=3)["anime_id"]).iloc[0]["rank"] == 1
+    genre_only = rec.recommend(events, k=50, alpha=1.0).items
+    assert genre_only["members"].min() < 5_000  # without a floor, genres alone surface near-unknown titles
+    floored = rec.recommend(events, k=50, alpha=1.0, genre_only_min_members=5_000).items
+    assert (floored["members"] >= 5_000).all() and len(floored) == 50
+    blended = rec.recommend(events, k=200, alpha=0.5, genre_only_min_members=50_000).items
+    outside = ~blended["in_model"]
+    assert (blended.loc[outside, "members"] >= 50_000).all()  # titles the model does not know: genres alone
+    with pytest.raises(ValueError, match="exclude_genres"):
+        rec.recommend(events, exclude_genres=["Nope"])
+
+
+def test_a_title_pushed_down_by_a_dislike_says_so(anime, catalogue):
+    rec = Recommender(small_model(anime.n_items), anime, catalogue, dislike_weight=0.5)
+    said = 0
+    for seed in range(5):
+        ids = vocab_ids(rec, 9, seed=200 + seed)
+        out = rec.recommend([Event(a, LOVE) for a in ids[:8]] + [Event(ids[8], DISLIKE)], k=20).items
+        pushed = out[out["pushed_down_by"].notna()]
+        assert (pushed["rank_without_dislikes"] < pushed["rank"]).all()
+        assert (pushed["pushed_down_by"] == rec.lookup([ids[8]])["name"][0]).all()
+        for row in pushed.itertuples():
+            assert f"ranked #{row.rank}, #{row.rank_without_dislikes} without the penalty for resembling " \
+                   f"{row.pushed_down_by}, which you disliked" in row.reason
+        assert not out.loc[out["pushed_down_by"].isna(), "reason"].str.contains("which you disliked").any()
+        said += len(pushed)
+    assert said > 0
+    plain = rec.recommend([Event(a, LOVE) for a in vocab_ids(rec, 5, seed=3)], k=10).items
+    assert plain["pushed_down_by"].isna().all() and (plain["rank_without_dislikes"] == plain["rank"]).all()
+
+
+def test_reasons_keep_whole_titles_and_differ_per_recommendation(ease_rec):
+    steins_gate = 9253
+    assert ease_rec.lookup([steins_gate])["name"][0] == "Steins;Gate"
+    out = ease_rec.recommend([Event(steins_gate, LOVE), Event(NARUTO, LOVE), Event(DEATH_NOTE, LIKE)], k=10)
+    reasons = out.items["reason"]
+    assert reasons.str.contains("Because you loved Steins;Gate ·", regex=False).any()
+    assert reasons.nunique() == len(reasons)  # each its own evidence: nearest pick, people who watched both, genres
+    assert reasons.str.contains("people watched both").any()

@@ -2,11 +2,15 @@
 
 For each recommendation, the person's Like/Love picks are ranked by how close they are to it: by
 cosine similarity in the model's learned item-embedding space when the recommendation came from the
-sequence model (picks the model knows first), by genre cosine otherwise (only picks sharing a genre).
-The top N_BECAUSE picks are named in a sentence ("Because you loved Naruto and One Piece") and drawn
-as edges of an influence graph (pick -> recommendation, weighted by that similarity). Co-watch
-evidence comes from the training interactions held as two sparse user x item matrices, so the counts
-of a request are one small sparse product.
+model (picks the model knows first), by genre cosine otherwise. A pick is named only where that
+similarity is clearly positive: above ``SIMILARITY_QUANTILE`` (90%) of the same similarity over random
+pairs of titles (``similarity_floor``, computed once at load; never below 0; ``Recommender.explainer`` holds the
+two floors). The top N_BECAUSE named picks are listed ("Why these?") and drawn as edges
+of an influence graph (pick -> recommendation, weighted by that similarity); the sentence of a
+recommendation (``reasons``) gives its own strongest evidence: its nearest pick, how many people of the
+training data watched both, the genres the two share. Co-watch evidence comes from the training
+interactions held as two sparse user x item matrices, so the counts of a request are one small sparse
+product.
 
 Everything here works on a handful of numpy rows per request (k recommendations x N_BECAUSE picks):
 the per-request cost is a few small matrix products, not a pass over the catalogue.
@@ -22,10 +26,26 @@ import scipy.sparse as sp
 from nostrade.sequences import FEEDBACK_NAMES, LOVE, Sequences
 
 N_BECAUSE = 2  # picks named per recommendation
+SIMILARITY_QUANTILE = 0.9  # "clearly positive": more similar than 90% of random title pairs
+N_RANDOM_PAIRS = 20_000
+MAX_SHARED_GENRES = 3  # named in a sentence
 VERBS = {"Love": "loved", "Like": "liked", "Dislike": "disliked"}
 EXPLANATION_COLUMNS = ["anime_id", "pick_anime_id", "pick_name", "pick_feedback", "similarity",
                        "genre_similarity", "shared_genres", "co_watched", "co_loved"]
 _FEEDBACK_NAME_OF = np.array(["", *(FEEDBACK_NAMES[c] for c in sorted(FEEDBACK_NAMES))], dtype=object)
+
+
+def similarity_floor(unit_rows: np.ndarray, seed: int = 0) -> float:
+    """The SIMILARITY_QUANTILE of the cosine between random pairs of distinct ``unit_rows`` (L2-normalised
+    vectors, e.g. a model's item space or genre vectors), floored at 0: a similarity above it is clearly positive.
+    A fixed seed: the same rows give the same floor in every process."""
+    if len(unit_rows) < 2:
+        return 0.0
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, len(unit_rows), N_RANDOM_PAIRS)
+    b = (a + rng.integers(1, len(unit_rows), N_RANDOM_PAIRS)) % len(unit_rows)  # never a title with itself
+    cosines = np.einsum("ij,ij->i", unit_rows[a], unit_rows[b])
+    return max(0.0, float(np.quantile(cosines, SIMILARITY_QUANTILE)))
 
 
 def co_watch_matrices(sequences: Sequences, n_items: int) -> tuple[sp.csc_matrix, sp.csc_matrix]:
@@ -52,14 +72,17 @@ class Explainer:
     names: np.ndarray  # (n_catalogue,) object
     watched: sp.csc_matrix  # users x (n_items + 1)
     loved: sp.csc_matrix  # users x (n_items + 1)
+    min_similarity: float = 0.0  # a pick is named above these (similarity_floor of item_unit[1:], genre_unit)
+    min_genre_similarity: float = 0.0
 
     def explain(self, rec_rows: np.ndarray, rec_by_model: np.ndarray, pick_rows: np.ndarray,
                 pick_feedback: np.ndarray) -> dict[str, np.ndarray]:
         """Columns (EXPLANATION_COLUMNS plus ``rec``, the index into ``rec_rows``), one entry per
         (recommendation, named pick), at most N_BECAUSE per recommendation, best first, grouped by rec.
 
-        ``rec_by_model[r]``: recommendation r came from the sequence model; ``pick_*``: the person's
-        Like/Love events as catalogue rows and feedback codes.
+        ``rec_by_model[r]``: recommendation r came from the model; ``pick_*``: the person's Like/Love
+        events as catalogue rows and feedback codes. Only picks whose similarity (embedding for a model
+        recommendation, else genre) exceeds the floor are named.
         """
         rec_iid, pick_iid = self.iid_of_row[rec_rows], self.iid_of_row[pick_rows]
         both_known = (rec_iid > 0)[:, None] & (pick_iid > 0)[None, :]
@@ -67,7 +90,7 @@ class Explainer:
         genre_similarity = self.genre_unit[rec_rows] @ self.genre_unit[pick_rows].T
         by_embedding = rec_by_model[:, None] & both_known
         key = np.where(by_embedding, similarity, genre_similarity - 2.0)  # embedding-ranked picks first
-        usable = by_embedding | (genre_similarity > 0)
+        usable = np.where(by_embedding, similarity > self.min_similarity, genre_similarity > self.min_genre_similarity)
         n = min(N_BECAUSE, len(pick_rows))
         best = np.argsort(np.where(usable, -key, np.inf), axis=1, kind="stable")[:, :n]
         r = np.repeat(np.arange(len(rec_rows)), n)
@@ -111,6 +134,16 @@ class Explainer:
             out[pairs] = np.bincount(pair, weights=audience[rec_of_pair[pair], users], minlength=len(pairs))
         return counts[0], counts[1]
 
+    def closest(self, rec_rows: np.ndarray, other_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per recommendation, the index into ``other_rows`` of the most similar title in the model's item
+        space (as the dislike penalty measures it) and that cosine (-inf where neither is in the model)."""
+        rec_iid, other_iid = self.iid_of_row[rec_rows], self.iid_of_row[other_rows]
+        cosines = self.item_unit[rec_iid] @ self.item_unit[other_iid].T
+        cosines[:, other_iid == 0] = -np.inf
+        cosines[rec_iid == 0] = -np.inf
+        best = np.argmax(cosines, axis=1)
+        return best, cosines[np.arange(len(rec_rows)), best]
+
 
 def _column_entries(matrix: sp.csc_matrix, columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of the stored entries of each of ``columns`` (flat), and which of them each belongs to."""
@@ -121,25 +154,30 @@ def _column_entries(matrix: sp.csc_matrix, columns: np.ndarray) -> tuple[np.ndar
     return matrix.indices[flat], owner
 
 
-def sentences(explanations: dict, n_recs: int) -> list[str | None]:
-    """Per recommendation: 'Because you loved Naruto and liked One Piece; 41 people who loved Naruto
-    also watched it' from its explanation entries (None where it has none)."""
+def reasons(explanations: dict, n_recs: int) -> list[str | None]:
+    """Per recommendation, its own strongest reason from its first (closest) explanation entry: 'Because you
+    loved Naruto · 1,204 people watched both · both Action, Shounen' (None where no pick is named).
+    The count is of the training data's users; the genres are those the two titles share."""
     out: list[str | None] = [None] * n_recs
-    parts: dict[int, list] = {}
-    for r, name, feedback, co_loved in zip(explanations["rec"].tolist(), explanations["pick_name"].tolist(),
-                                           explanations["pick_feedback"].tolist(), explanations["co_loved"].tolist()):
-        parts.setdefault(r, []).append((name, VERBS[feedback], co_loved))
-    for r, picks in parts.items():
-        words, last_verb = [], None
-        for name, verb, _ in picks:
-            words.append(name if verb == last_verb else f"{verb} {name}")
-            last_verb = verb
-        sentence = "Because you " + " and ".join(words)
-        name, _, co_loved = picks[0]
-        if co_loved > 0:
-            sentence += f"; {co_loved:,} {'person' if co_loved == 1 else 'people'} who loved {name} also watched it"
-        out[r] = sentence
+    first = {}
+    for i, r in enumerate(explanations["rec"].tolist()):
+        first.setdefault(r, i)
+    for r, i in first.items():
+        parts = [f"Because you {VERBS[explanations['pick_feedback'][i]]} {explanations['pick_name'][i]}"]
+        together = int(explanations["co_watched"][i])
+        if together > 0:
+            parts.append(f"{together:,} {'person' if together == 1 else 'people'} watched both")
+        shared = list(explanations["shared_genres"][i])[:MAX_SHARED_GENRES]
+        if shared:
+            parts.append("both " + ", ".join(shared))
+        out[r] = " · ".join(parts)
     return out
+
+
+def pushed_down_note(rank: int, rank_without: int, disliked_name: str) -> str:
+    """What a Dislike did to a title shown anyway (its dislike penalty is set by the disliked title it resembles
+    most in the model's item space): 'ranked #7, #4 without the penalty for resembling Naruto, which you disliked'."""
+    return f"ranked #{rank}, #{rank_without} without the penalty for resembling {disliked_name}, which you disliked"
 
 
 def influence_graph(items, explanations) -> nx.DiGraph:

@@ -20,6 +20,8 @@
    (``<stem>.finetuned-<UTC time>.pt``); only if accepted, the current file is backed up to
    ``<stem>.previous.pt`` and atomically replaced by a copy of the new one, so a reader (the app, the
    service) sees either the old or the new checkpoint, never half of one, and picks it up by its hash.
+   With ``--out`` the accepted model goes to that file instead and the checkpoint is left as it is (the
+   app's "Retrain from my ratings" writes checkpoints/model.finetuned.pt, never a file git tracks).
 
 The event log is only read: it is opened read-only, and a file that is not a nostrade event log (not
 SQLite, another application's database, an events table of another shape) is refused, never modified.
@@ -43,6 +45,7 @@ import dataclasses
 import sqlite3
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,12 +129,21 @@ def read_log(path: Path) -> pd.DataFrame:
         raise NotAnEventLog(f"{path}: cannot read the event log ({err})") from None
 
 
+StepCallback = Callable[[float, str], None]  # (fraction done, what is happening)
+
+
 def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = FinetuneConfig(),
-             report_path=None) -> dict:
-    """Fine-tune, compare, and make the new checkpoint current if it is not worse. Returns the report."""
+             report_path=None, out_path=None, on_step: StepCallback | None = None) -> dict:
+    """Fine-tune, compare, and make the new checkpoint current if it is not worse. Returns the report.
+
+    ``out_path``: the file an accepted model becomes (default: ``checkpoint_path`` itself, replaced);
+    ``on_step(fraction, text)``: called as the run goes (the app's progress bar)."""
     checkpoint_path, data_dir, events_path = Path(checkpoint_path), Path(data_dir), Path(events_path)
+    out_path = checkpoint_path if out_path is None else Path(out_path)
+    step = on_step or (lambda fraction, text: None)
     if not events_path.exists():
         raise FileNotFoundError(f"{events_path}: no such event log")
+    step(0.0, "Reading the event log…")
     dataset = load_dataset(data_dir)
     previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.iid_map_hash,
                                expected_n_items=dataset.n_items)
@@ -144,9 +156,11 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
 
     split = split_of(merged.dataset)
     n_items = dataset.n_items
+    step(0.1, "Validating the current model…")
     before = evaluate(previous.model.score, split.valid, n_items)
     started = time.perf_counter()
     if previous.model.kind == "ease":
+        step(0.3, "Refitting EASE on the training data and the log…")
         train_cfg, result = previous.train_cfg, fit_ease(merged.dataset, split, previous.model.l2)
     else:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -154,7 +168,11 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
                                    "epochs": cfg.epochs, "lr": cfg.lr, "warmup": cfg.warmup, "patience": cfg.epochs,
                                    "eval_every": 1, "seed": cfg.seed, "resume": False, "progress": cfg.progress})
         result = train_sasrec(merged.dataset, previous.model.cfg, train_cfg, split=split,
-                              init_state=previous.model.state_dict())
+                              init_state=previous.model.state_dict(),
+                              on_epoch=lambda record, epochs: step(0.2 + 0.6 * record["epoch"] / epochs,
+                                                                   f"Fine-tuning SASRec: epoch {record['epoch']} "
+                                                                   f"of {epochs}…"))
+    step(0.85, "Validating the retrained model…")
     after = evaluate(result.model.score, split.valid, n_items)
     accepted = after[METRIC] >= before[METRIC] - cfg.tolerance
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -167,12 +185,15 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
                    "finetuned_checkpoint": str(new_path), "best_epoch": result.best_epoch,
                    "seconds": time.perf_counter() - started})
     if accepted:
-        copy(checkpoint_path, checkpoint_path.with_name(f"{checkpoint_path.stem}.previous{checkpoint_path.suffix}"))
-        copy(new_path, checkpoint_path)
-        report["previous_checkpoint"] = str(checkpoint_path.with_name(
-            f"{checkpoint_path.stem}.previous{checkpoint_path.suffix}"))
+        if out_path.exists():
+            backup = out_path.with_name(f"{out_path.stem}.previous{out_path.suffix}")
+            copy(out_path, backup)
+            report["previous_checkpoint"] = str(backup)
+        copy(new_path, out_path)
+        report["current_checkpoint"] = str(out_path)
     else:
         report["reason"] = f"valid {METRIC} {after[METRIC]:.4f} < previous {before[METRIC]:.4f}"
+    step(1.0, "Done.")
     return _finish(report, report_path)
 
 
@@ -188,6 +209,8 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default="checkpoints/model.pt", help="the current checkpoint")
     parser.add_argument("--data", default="data/processed", help="the processed folder it was trained on")
     parser.add_argument("--report", default="artifacts/finetune.json", help="JSON report of the run")
+    parser.add_argument("--out", default=None,
+                        help="the file an accepted model becomes (default: the checkpoint itself, replaced)")
     defaults = FinetuneConfig()
     parser.add_argument("--epochs", type=int, default=defaults.epochs)
     parser.add_argument("--lr", type=float, default=defaults.lr)
@@ -203,7 +226,7 @@ def main(argv=None) -> int:
         return EXIT_BAD_INPUT
     cfg = FinetuneConfig(args.epochs, args.lr, args.warmup, args.tolerance, args.seed, args.progress)
     try:
-        report = finetune(args.events, args.checkpoint, args.data, cfg, args.report)
+        report = finetune(args.events, args.checkpoint, args.data, cfg, args.report, args.out)
     except CheckpointError as e:
         return fail(e, EXIT_BAD_CHECKPOINT)
     except NotAnEventLog as e:
@@ -219,8 +242,9 @@ def main(argv=None) -> int:
     if "valid_finetuned" in report:
         print(f"valid {METRIC}: previous {report['valid_previous'][METRIC]:.4f}, fine-tuned "
               f"{report['valid_finetuned'][METRIC]:.4f} -> "
-              + (f"accepted: {args.checkpoint} replaced (previous kept at {report['previous_checkpoint']})"
-                 if report["accepted"] else f"rejected: {args.checkpoint} unchanged; "
+              + (f"accepted: {report['current_checkpoint']} is the fine-tuned model"
+                 + (f" (previous kept at {report['previous_checkpoint']})" if "previous_checkpoint" in report else "")
+                 if report["accepted"] else f"rejected: {args.out or args.checkpoint} unchanged; "
                                             f"candidate kept at {report['finetuned_checkpoint']}"))
     else:
         print(f"nothing done: {report['reason']}")

@@ -9,6 +9,7 @@ import colorsys
 import hashlib
 import html
 import io
+import textwrap
 from dataclasses import dataclass
 
 import networkx as nx
@@ -24,6 +25,14 @@ NO_RATING = "—"
 RATING_OPTIONS = [NO_RATING, *FEEDBACK_NAMES.values()]  # the drop-down: — / Dislike / Like / Love
 CODE_OF_OPTION = {NO_RATING: CLEARED, **{name: code for code, name in FEEDBACK_NAMES.items()}}
 RATING_COLUMN, SAVE_COLUMN = "Your rating", "Save for later"
+# The title drop-down's options at the width their text needs (up to the screen's), wrapped rather than cut
+# short: "Fullmetal Alchemist: Brotherhood" and "... Brotherhood Specials" must not look the same.
+PAGE_CSS = """<style>
+div:has(> [role="listbox"]) { width: max-content !important; min-width: var(--trigger-width);
+  max-width: calc(100vw - 32px) !important; }
+[role="listbox"] [role="option"], [role="listbox"] [role="option"] > div { white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; height: auto !important; }
+</style>"""
 
 
 @dataclass(frozen=True)
@@ -97,12 +106,12 @@ def poster_card_html(title: str, genres, type_: str | None = None, score: float 
                f'display:flex;align-items:flex-end;padding:6px;color:#fff;font-weight:600;font-size:0.85rem;'
                f'overflow:hidden">{esc(title)}</div>')
     meta = " · ".join(esc(str(x)) for x in (type_, ", ".join(genres[:3])) if x)
-    lines = [f'<div style="font-weight:600;font-size:0.9rem;margin-top:4px">{esc(title)}</div>',
-             f'<div style="font-size:0.75rem;opacity:0.75">{meta}</div>']
+    lines = [f'<div class="nostrade-title" style="font-weight:600;font-size:0.9rem;margin-top:4px">{esc(title)}</div>',
+             f'<div class="nostrade-meta" style="font-size:0.75rem;opacity:0.75">{meta}</div>']
     if score is not None:
         lines.append(f'<div style="font-size:0.75rem">score {score:.3f}</div>')
     if reason:
-        lines.append(f'<div style="font-size:0.75rem;font-style:italic">{esc(reason)}</div>')
+        lines.append(f'<div class="nostrade-reason" style="font-size:0.75rem;font-style:italic">{esc(reason)}</div>')
     return (f'<div class="nostrade-card" style="flex:1 1 0;min-width:0;border-left:4px solid {colour};'
             f'padding-left:6px">{art}{"".join(lines)}</div>')
 
@@ -116,9 +125,13 @@ def card_row_html(cards: list[str]) -> str:
 FEEDBACK_COLOURS = {"Love": "#e0569b", "Like": "#3a9d5d", "Dislike": "#808890"}
 
 
+LABEL_WIDTH = 30  # characters per line of a node's label: long titles wrap onto more lines, never cut
+
+
 def influence_png(graph: nx.DiGraph, genres_of: dict | None = None) -> bytes:
     """PNG of predict's influence graph: your picks (left, coloured by your rating) -> recommendations
-    (right, coloured by main genre, in rank order), line width = similarity.
+    (right, coloured by main genre, in rank order), line width = similarity. Titles are written in
+    full (wrapped); the image is cropped to what is drawn, so no label is clipped.
 
     Plain matplotlib Figure (no pyplot state, so concurrent sessions cannot mix their drawings), kept
     to a few primitives: a page update costs ~0.1 s here, not a graph-layout engine in the browser."""
@@ -131,29 +144,30 @@ def influence_png(graph: nx.DiGraph, genres_of: dict | None = None) -> bytes:
     y_of.update({n: 1 - (i + 0.5) / len(recs) for i, n in enumerate(recs)})
     x_of = {**{n: 0.0 for n in picks}, **{n: 1.0 for n in recs}}
 
-    figure = Figure(figsize=(6, 0.6 + 0.36 * rows), dpi=100)
+    figure = Figure(figsize=(4, 0.4 + 0.5 * rows), dpi=120)
     FigureCanvasAgg(figure)
-    ax = figure.add_axes((0.31, 0.02, 0.31, 0.96))
+    ax = figure.add_axes((0.0, 0.0, 1.0, 1.0))
     edges = [(u, v, w) for u, v, w in graph.edges(data="weight") if u in x_of and v in x_of]
     ax.add_collection(LineCollection([((x_of[u], y_of[u]), (x_of[v], y_of[v])) for u, v, _ in edges],
                                      linewidths=[0.5 + 4 * max(float(w), 0.0) for _, _, w in edges],
                                      colors="#8a8aa0", alpha=0.6))
     colours = [FEEDBACK_COLOURS.get(graph.nodes[n].get("feedback"), "#808890") for n in picks] + \
               [genre_colour(next(iter(genres_of.get(n, [])), None)) for n in recs]
-    ax.scatter([x_of[n] for n in picks + recs], [y_of[n] for n in picks + recs], s=80, c=colours, zorder=3)
+    ax.scatter([x_of[n] for n in picks + recs], [y_of[n] for n in picks + recs], s=110, c=colours, zorder=3)
     for n in picks:
-        ax.text(-0.04, y_of[n], f"{_short(graph.nodes[n]['name'])} ({graph.nodes[n].get('feedback', '')})",
-                ha="right", va="center", fontsize=9)
+        ax.text(-0.05, y_of[n], label(f"{graph.nodes[n]['name']} ({graph.nodes[n].get('feedback', '')})"),
+                ha="right", va="center", fontsize=11)
     for n in recs:
-        ax.text(1.04, y_of[n], f"#{graph.nodes[n].get('rank', '')} {_short(graph.nodes[n]['name'])}",
-                ha="left", va="center", fontsize=9)
+        ax.text(1.05, y_of[n], label(f"#{graph.nodes[n].get('rank', '')} {graph.nodes[n]['name']}"),
+                ha="left", va="center", fontsize=11)
     ax.set_xlim(-0.02, 1.02)
     ax.set_ylim(0, 1)
     ax.axis("off")
     out = io.BytesIO()
-    figure.savefig(out, format="png")
+    figure.savefig(out, format="png", bbox_inches="tight", pad_inches=0.1)
     return out.getvalue()
 
 
-def _short(text: str, limit: int = 24) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
+def label(text: str) -> str:
+    """A node's label in full, wrapped at LABEL_WIDTH characters."""
+    return textwrap.fill(text, LABEL_WIDTH, break_long_words=False)

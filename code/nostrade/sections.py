@@ -1,0 +1,137 @@
+"""The demo's rows below the Top-K, computed so that each says what it is and none repeats another.
+
+A page (code/app.py) shows the Top-K, then these rows, in this order:
+- "Because you loved X": the titles closest to the person's latest Love (the model's item space, else
+  genres), only those clearly similar (the explainer's floors, nostrade.explain.similarity_floor);
+- "Similar to your taste": the genre profile alone (α = 1);
+- "Popular right now": the most members;
+- "Something different": the page's own scoring (its α) over the titles that have none of the person's
+  usual genres: the genres found in at least USUAL_GENRE_SHARE of their Like/Love picks.
+Every row obeys the page's filters (genres, types, minimum members, the floor of genre-only picks), leaves
+out what the person rated, and leaves out every title the Top-K or an earlier row shows: on one page a
+title appears once. A row is computed by predict.Recommender (the one scoring path); this module only
+chooses what each row asks for and says how it was computed.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from nostrade.explain import SIMILARITY_QUANTILE
+from nostrade.scoring import PATH_CONTENT, PATH_SEQUENCE
+from nostrade.sequences import DISLIKE, LOVE
+
+USUAL_GENRE_SHARE = 0.25
+MODEL_NAMES = {"ease": "EASE", "sasrec": "SASRec"}
+SIMILAR_POOL = 500  # closest titles looked at for "Because you loved" (predict.MAX_K), before filters
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The page's filters; ``genre_only_min_members``: see predict.Recommender.recommend."""
+    genres: tuple = ()
+    types: tuple = ()
+    min_members: int | None = None
+    genre_only_min_members: int | None = None
+
+    def of_recommend(self) -> dict:
+        return {"genres": list(self.genres) or None, "types": list(self.types) or None,
+                "min_members": self.min_members, "genre_only_min_members": self.genre_only_min_members}
+
+
+@dataclass(frozen=True)
+class Row:
+    title: str
+    caption: str
+    items: pd.DataFrame  # predict's item columns (at least anime_id, name, genres, type, reason)
+    score_column: str | None  # the column shown as a score on the cards
+
+
+def how_computed(path: str, alpha: float, model_kind: str) -> str:
+    """What a ranking was computed from, in words: 'EASE model only (α = 0)', 'genre profile only (α = 1)'..."""
+    model = MODEL_NAMES.get(model_kind, model_kind)
+    if path == PATH_SEQUENCE:
+        if alpha <= 0.0:
+            return f"{model} model only (α = 0)"
+        if alpha >= 1.0:
+            return "genre profile only (α = 1)"
+        return f"{model} model + genre blend (α = {alpha:.2f})"
+    if path == PATH_CONTENT:
+        return "cold start: genre profile + popularity (rate 2+ titles the model knows)"
+    return "cold start: most popular titles (rate a few titles)"
+
+
+def top_heading(n_shown: int, k: int) -> tuple[str, str | None]:
+    """The Top-K's heading, with the count actually shown, and a note when fewer than K passed the filters."""
+    note = None if n_shown >= k else f"Only {n_shown} of the K = {k} asked for pass the filters."
+    return f"Top {n_shown} for you", note
+
+
+def usual_genres(genre_lists: Sequence[Iterable[str]], share: float = USUAL_GENRE_SHARE) -> list[str]:
+    """The genres found in at least ``share`` of the titles (a person's Like/Love picks), sorted."""
+    counts = Counter(g for genres in genre_lists for g in set(genres))
+    return sorted(g for g, n in counts.items() if n >= share * len(genre_lists))
+
+
+def rows(rec, events: list, history: pd.DataFrame, alpha: float, filters: Filters, shown: Iterable[int],
+         n: int = 5) -> list[Row]:
+    """The rows in page order. ``rec``: a predict.Recommender; ``history``: the person's current history
+    (nostrade.history columns, oldest first); ``shown``: the anime ids already on the page (the Top-K)."""
+    on_page = set(int(a) for a in shown) | set(history["anime_id"].astype(int).tolist())
+    kind = rec.model.kind
+    out: list[Row] = []
+
+    def add(title: str, caption: str, items: pd.DataFrame, score_column: str | None) -> None:
+        items = items.head(n)
+        on_page.update(items["anime_id"].astype(int).tolist())
+        out.append(Row(title, caption, items.reset_index(drop=True), score_column))
+
+    loved = history[history["feedback"] == LOVE]
+    if len(loved):
+        anchor = int(loved["anime_id"].iloc[-1])
+        name = rec.lookup([anchor])["name"].iloc[0]
+        add(f"Because you loved {name}", *_closest_to(rec, anchor, name, filters, on_page), None)
+    if events:
+        taste = rec.recommend(events, k=n, alpha=1.0, exclude_ids=sorted(on_page), **filters.of_recommend())
+        add("Similar to your taste", f"How: {how_computed(taste.path, 1.0, kind)}{_floor_note(filters)}.",
+            taste.items, "score")
+    popular = rec.popular(k=n, genres=list(filters.genres) or None, types=list(filters.types) or None,
+                          min_members=filters.min_members, exclude_ids=sorted(on_page))
+    add("Popular right now", "Most members in the catalogue, minus what you rated and what is shown above.",
+        popular.assign(reason=popular["members"].map("{:,} members".format)), None)
+    liked = history.loc[history["feedback"] != DISLIKE, "anime_id"]
+    usual = usual_genres(rec.lookup(liked)["genres"].tolist()) if len(liked) else []
+    if events and usual:
+        different = rec.recommend(events, k=n, alpha=alpha, exclude_genres=usual, exclude_ids=sorted(on_page),
+                                  **filters.of_recommend())
+        add("Something different",
+            f"How: {how_computed(different.path, alpha, kind)}, over titles with none of your usual genres "
+            f"({', '.join(usual)}: each in at least {USUAL_GENRE_SHARE:.0%} of your Like/Love picks)"
+            f"{_floor_note(filters)}.", different.items, "score")
+    return out
+
+
+def _closest_to(rec, anchor: int, name: str, filters: Filters, on_page: set) -> tuple[str, pd.DataFrame]:
+    """(caption, titles) of "Because you loved": the anchor's clearly similar titles that pass the filters."""
+    similar = rec.similar(anchor, k=min(SIMILAR_POOL, len(rec.catalogue) - 1))
+    by_model = (similar["source"] == "embedding").all()
+    floor = rec.explainer.min_similarity if by_model else rec.explainer.min_genre_similarity
+    rows_ = rec.rows_of(similar["anime_id"].to_numpy(np.int64))
+    keep = rec.filter_mask(list(filters.genres) or None, list(filters.types) or None, filters.min_members,
+                           exclude_ids=sorted(on_page))[rows_] & (similar["similarity"].to_numpy() > floor)
+    if not by_model and filters.genre_only_min_members is not None:
+        keep &= similar["members"].to_numpy() >= filters.genre_only_min_members
+    similar = similar[keep]
+    space = "the model's item space" if by_model else "genres"
+    caption = (f"Closest to {name} in {space}, only clearly similar ones (cosine above {floor:.2f}, "
+               f"which {SIMILARITY_QUANTILE:.0%} of random title pairs do not reach).")
+    return caption, similar.assign(reason=similar["similarity"].map(lambda s: f"similarity {s:.2f} to {name}"))
+
+
+def _floor_note(filters: Filters) -> str:
+    floor = filters.genre_only_min_members
+    return "" if floor is None else f"; titles ranked by genres alone need at least {floor:,} members"
