@@ -34,7 +34,7 @@ def summarise(per_seed: list[dict], target: str = "next_item") -> dict:
             mean, spread = (None, None) if cell["ndcg@10"] is None else \
                 mean_std([r["by_length"][label]["ndcg@10"] for r in per_seed])
             row["by_length"][label] = {"ndcg@10": mean, "std": spread, "n_cases": cell["n_cases"]}
-    for k in (k for k in SCALARS if k in first):
-        row[k], std[k] = mean_std([r[k] for r in per_seed])
+    for k in (k for k in SCALARS if any(k in r for r in per_seed)):  # over the seeds that have it (older runs may not)
+        row[k], std[k] = mean_std([r[k] for r in per_seed if k in r])
     return {**row, "n_cases": first[target]["n_cases"], "std": std, "seeds": [r["seed"] for r in per_seed],
             "per_seed": per_seed}
