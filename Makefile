@@ -28,7 +28,8 @@ demo: train
 # Both notebooks run on the embedded sample (01 trains the default SASRec: minutes) and saved with their outputs.
 notebooks: train
 	env -u MPLBACKEND $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
-	  --ExecutePreprocessor.timeout=3600 notebooks/01_sasrec_feedback_demo.ipynb notebooks/02_eval_ablation.ipynb
+	  --ExecutePreprocessor.timeout=3600 --CoalesceStreamsPreprocessor.enabled=True \
+	  notebooks/01_sasrec_feedback_demo.ipynb notebooks/02_eval_ablation.ipynb
 
 # Debian's Chromium and its driver, for the real-browser test (needs root and Debian's package registry).
 browser:

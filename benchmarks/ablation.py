@@ -302,7 +302,8 @@ def plot_alpha(rows: list[dict]) -> plt.Figure:
 
 def plot_by_length(rows: list[dict]) -> plt.Figure:
     shown = [r for r in rows if r["model"] in BY_LENGTH_SHOWN or "+genre-" in r["model"]]
-    labels = [label for label, c in rows[0]["by_length"].items() if c["n_cases"] > 0]
+    labels = sorted((label for label, c in rows[0]["by_length"].items() if c["n_cases"] > 0),
+                    key=lambda label: int(label.split("-")[0].rstrip("+")))  # a JSON file's keys come sorted as text
     x = np.arange(len(labels))
     colours = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
     fig, ax = plt.subplots(figsize=(8, 4.5))
