@@ -42,6 +42,8 @@ def test_the_committed_notebook_holds_its_full_run_with_small_figures(name):
     assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), \
         f"{name}: not saved by one run top to bottom (make notebooks)"
     assert not any(o.get("output_type") == "error" for cell in code for o in cell.outputs)
+    assert not any("\r" in o.get("text", "") for cell in code for o in cell.outputs), \
+        f"{name}: progress bars saved with every update (make notebooks keeps the last)"
     assert not any("SMALL = True" in cell.source for cell in code), f"{name}: saved from a SMALL run"
     figures = plots_shown(committed)
     assert all(figures), f"{name}: a cell that draws a plot was saved without its figure"
