@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup data train browser clean
+.PHONY: demo test setup data train notebooks browser clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,14 @@ train: data
 
 demo: train
 	$(VENV)/bin/streamlit run code/app.py
+
+# Both notebooks run on the embedded sample (01 trains the default SASRec: minutes) and saved with their outputs;
+# then a second pass keeps each progress bar in its last state only (in the first, that step runs before execution).
+NOTEBOOKS := notebooks/01_sasrec_feedback_demo.ipynb notebooks/02_eval_ablation.ipynb
+notebooks: train
+	env -u MPLBACKEND $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	  --ExecutePreprocessor.timeout=3600 $(NOTEBOOKS)
+	$(VENV)/bin/jupyter nbconvert --to notebook --inplace --CoalesceStreamsPreprocessor.enabled=True $(NOTEBOOKS)
 
 # Debian's Chromium and its driver, for the real-browser test (needs root and Debian's package registry).
 browser:

@@ -316,7 +316,7 @@ def markdown(record: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_metrics(rows: list[dict], path: Path) -> None:
+def plot_metrics(rows: list[dict]) -> plt.Figure:
     names = [r["model"] for r in rows][::-1]
     panels = [("NDCG@10, next item", lambda r: (r["ndcg@10"], r["std"]["ndcg@10"])),
               ("NDCG@10, next liked", lambda r: (r["next_liked"]["ndcg@10"], r["std"]["next_liked_ndcg@10"])),
@@ -328,10 +328,10 @@ def plot_metrics(rows: list[dict], path: Path) -> None:
         ax.barh(names, means, xerr=stds, color=colours, capsize=3)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_title(title)
-    save_figure(fig, path)
+    return fig
 
 
-def plot_alpha(rows: list[dict], path: Path) -> None:
+def plot_alpha(rows: list[dict]) -> plt.Figure:
     by_name = {r["model"]: r for r in rows}
     model = next((m for m in ("sasrec", "ease") if f"{m}+genre-0.0" in by_name), "sasrec")
     sweep = [(a, by_name.get(f"{model}+genre-{a}")) for a in ALPHAS]
@@ -348,10 +348,10 @@ def plot_alpha(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("NDCG@10")
     ax.set_title(f"The served score ({model} + genre blend + dislike rules): the α sweep")
     ax.legend()
-    save_figure(fig, path)
+    return fig
 
 
-def plot_by_length(rows: list[dict], path: Path) -> None:
+def plot_by_length(rows: list[dict]) -> plt.Figure:
     shown = [r for r in rows if r["model"] in BY_LENGTH_SHOWN or "+genre-" in r["model"]]
     labels = [label for label in length_labels(rows[0]) if rows[0]["by_length"][label]["n_cases"] > 0]
     x = np.arange(len(labels))
@@ -369,7 +369,10 @@ def plot_by_length(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("NDCG@10, next item")
     ax.set_title("By history length (short histories: where the genre blend should help)")
     ax.legend(fontsize=7, ncol=2)
-    save_figure(fig, path)
+    return fig
+
+
+PLOTS = {"metrics": plot_metrics, "alpha": plot_alpha, "by_length": plot_by_length}  # the figures of a record
 
 
 # ---- command line -------------------------------------------------------------------------------------------
@@ -443,7 +446,7 @@ def main(argv=None) -> int:
     results = run_rows(rows, seeds, dataset, split, {**baseline_options, "sasrec": sasrec_options},
                        args.served_dislike_weight)
     out = args.out or REPO / "artifacts" / "results" / f"{name}.json"
-    plots = {kind: out.with_name(f"{out.stem}_{kind}.png") for kind in ("metrics", "alpha", "by_length")}
+    plots = {kind: out.with_name(f"{out.stem}_{kind}.png") for kind in PLOTS}
     command = " ".join(["python benchmarks/ablation.py", *map(shlex.quote, map(str, argv or sys.argv[1:]))])
     record = {
         "rows": results,
@@ -485,9 +488,8 @@ def main(argv=None) -> int:
     write_json(out, record)
     md = out.with_suffix(".md")
     write_text(md, text)
-    plot_metrics(record["rows"], plots["metrics"])
-    plot_alpha(record["rows"], plots["alpha"])
-    plot_by_length(record["rows"], plots["by_length"])
+    for kind, draw in PLOTS.items():
+        save_figure(draw(record["rows"]), plots[kind])
     print("\n" + text + f"\nwrote {out}, {md.name}, " + ", ".join(p.name for p in plots.values()))
     return 0
 

@@ -1,4 +1,5 @@
-"""Both notebooks run top to bottom with their small-data parameter (so they cannot rot)."""
+"""Both notebooks run top to bottom with their small-data parameter (so they cannot rot), and are committed
+as `make notebooks` saved them: run on the embedded data, every output there, the figures small PNGs."""
 from pathlib import Path
 
 import nbformat
@@ -6,6 +7,8 @@ import pytest
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NAMES = ["01_sasrec_feedback_demo.ipynb", "02_eval_ablation.ipynb"]
+MAX_PNG_BYTES = 150_000  # base64 characters of one figure (about 110 kB of PNG)
 
 
 def run_small(path: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
@@ -19,12 +22,29 @@ def run_small(path: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookN
     return nb
 
 
-@pytest.mark.parametrize("name", ["01_sasrec_feedback_demo.ipynb", "02_eval_ablation.ipynb"])
+def plots_shown(nb: nbformat.NotebookNode) -> list[list[str]]:
+    """The PNGs (base64) shown by each cell that calls plt.show(); asserts there is at least one such cell."""
+    plotting = [cell for cell in nb.cells if cell.cell_type == "code" and "plt.show()" in cell.source]
+    assert plotting
+    return [[o["data"]["image/png"] for o in cell.outputs if "image/png" in o.get("data", {})] for cell in plotting]
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs_with_small_data(name, monkeypatch):
-    committed = nbformat.read(NOTEBOOKS / name, as_version=4)
-    assert all(not cell.get("outputs") for cell in committed.cells if cell.cell_type == "code"), \
-        f"{name}: commit it with outputs cleared"
     executed = run_small(NOTEBOOKS / name, monkeypatch)
-    plotting = [cell for cell in executed.cells if cell.cell_type == "code" and "plt.show()" in cell.source]
-    assert plotting and all(any("image/png" in o.get("data", {}) for o in cell.outputs) for cell in plotting), \
-        f"{name}: a cell that draws a plot showed none"
+    assert all(plots_shown(executed)), f"{name}: a cell that draws a plot showed none"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_the_committed_notebook_holds_its_full_run_with_small_figures(name):
+    committed = nbformat.read(NOTEBOOKS / name, as_version=4)
+    code = [cell for cell in committed.cells if cell.cell_type == "code"]
+    assert [cell.execution_count for cell in code] == list(range(1, len(code) + 1)), \
+        f"{name}: not saved by one run top to bottom (make notebooks)"
+    assert not any(o.get("output_type") == "error" for cell in code for o in cell.outputs)
+    assert not any("\r" in o.get("text", "") for cell in code for o in cell.outputs), \
+        f"{name}: progress bars saved with every update (make notebooks keeps the last)"
+    assert not any("SMALL = True" in cell.source for cell in code), f"{name}: saved from a SMALL run"
+    figures = plots_shown(committed)
+    assert all(figures), f"{name}: a cell that draws a plot was saved without its figure"
+    assert max(len(png) for cell in figures for png in cell) < MAX_PNG_BYTES, f"{name}: a figure is not small"

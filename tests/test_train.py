@@ -121,12 +121,16 @@ def test_resume_after_a_kill_continues_exactly(dataset, tmp_path, monkeypatch):
         torch.testing.assert_close(a, b)
 
 
-def test_cli_writes_checkpoint_and_run_record(processed_sample, tmp_path):
+def test_cli_writes_checkpoint_and_run_record(processed_sample, tmp_path, capsys):
     out, metrics = tmp_path / "sasrec.pt", tmp_path / "metrics.json"
     code = train.main(["--data", str(processed_sample), "--out", str(out), "--metrics", str(metrics),
                        "--epochs", "2", "--seed", "5", *TINY_FLAGS])
     assert code == 0
     record = json.loads(metrics.read_text())
+    printed = capsys.readouterr().out
+    assert f"delta {record['test']['delta_ndcg@10']:+.4f}" in printed  # and what delta means, in words:
+    assert "delta = NDCG@10 of a held-out liked title minus" in printed
+    assert f"over the {record['test']['next_disliked']['n_cases']} test users with a Dislike" in printed
     meta = json.loads((processed_sample / "meta.json").read_text())
     assert record["iid_map_sha256"] == meta["iid_map_sha256"] and record["seed"] == 5
     assert record["model_config"]["d_model"] == 16 and record["train_config"]["epochs"] == 2

@@ -310,6 +310,9 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
 # ---- command line -------------------------------------------------------------------------------------------
 
 DATA_FIELDS = ("n_items", "n_time_bins")  # SASRecConfig fields that come from the data, not from flags
+DELTA_MEANING = ("delta = NDCG@10 of a held-out liked title minus NDCG@10 of a held-out disliked one, over the {n} "
+                 "test users with a Dislike: above 0 the model ranks what people liked above what they disliked "
+                 "(the larger, the better it tells them apart); below 0 it ranks the disliked ones higher.")
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
@@ -407,6 +410,7 @@ def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
             print(f"{done}; test NDCG@10 {nxt['ndcg@10']:.4f} HR@10 {nxt['hr@10']:.4f} (next item), NDCG@10 "
                   f"{liked['ndcg@10']:.4f} (next liked), delta {test['delta_ndcg@10']:+.4f}; wrote {args.out} and "
                   f"{args.metrics}")
+            print(DELTA_MEANING.format(n=test["next_disliked"]["n_cases"]))
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 5
