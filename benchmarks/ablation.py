@@ -161,7 +161,7 @@ def measure(scorer, split: LeaveOneOut, dataset: Dataset) -> dict:
 
 def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: LeaveOneOut):
     """Fit a nostrade.models model on the training part and measure it: (fitted model, per-seed result). A ranker
-    also gets its candidates' recall of the test targets (the ceiling of what it can rank)."""
+    also gets its candidates' recall of the test targets (the ceiling of what it can rank) and its features' gain."""
     started = time.perf_counter()
     model = make_model(name, seed=seed, **options).fit(dataset, split.train)
     info = {"seed": seed, "fit_seconds": time.perf_counter() - started}
@@ -171,6 +171,7 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
                     valid=r.best_metrics)
     if name == "ranker":
         info["candidate_recall"] = model.candidate_recall(split.test)
+        info["feature_gain"] = model.feature_gain()
     return model, {**info, **measure(model.score, split, dataset)}
 
 

@@ -73,6 +73,8 @@ def test_feature_names_match_the_features():
     model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
     _, x, _ = model._stage_one(BLOCKS.new_history)
     assert x.shape[1] == len(model.feature_names()) == model.ranker.n_features_
+    gain = model.feature_gain()
+    assert list(gain) == model.feature_names() and abs(sum(gain.values()) - 1.0) < 1e-6
     assert torch.isfinite(model.score(BLOCKS.new_history)[:, 1:]).all()
 
 

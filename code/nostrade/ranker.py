@@ -186,6 +186,11 @@ class TwoStage:
         return names + self.item_feature_names + ["history_length", "dislike_share", "love_share", "taste_liked",
                                                   "taste_disliked_max"]
 
+    def feature_gain(self) -> dict[str, float]:
+        """Each feature's share of the ranker's total split gain (LightGBM's "gain" importance)."""
+        gain = self.ranker.booster_.feature_importance("gain")
+        return dict(zip(self.feature_names(), (gain / max(gain.sum(), 1e-12)).tolist()))
+
     def item_vectors(self) -> np.ndarray:
         return self.taste
 
