@@ -21,6 +21,11 @@ not train on. Then (``refit``) the generators are fitted again on the whole trai
 
 Titles outside the candidates rank below every candidate, by their mean rank over the generators. ``mmr_lambda``
 below 1 re-ranks the top ``mmr_depth`` for variety of genres (nostrade.diversity.mmr).
+
+Served (``python -m nostrade.train --model ranker``; nostrade.scoring, predict): a fitted TwoStage is a checkpoint's
+model of kind "ranker": ``config()`` holds its options, every generator's config and the LightGBM model as its text
+dump, ``state_dict()`` every generator's tensors; ``score_and_retrieval`` also says which generators retrieved each
+title, which the explanations name. Its item space is the taste vectors (nostrade.similarity).
 """
 from __future__ import annotations
 
