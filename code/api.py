@@ -213,6 +213,8 @@ class RecommendedItem(RankedTitle):
     popularity_score: float
     dislike_penalty: float
     source: Literal["sequence", "genre", "popularity"] = Field(description="the signal that put it here")
+    retrieved_by: list[str] = Field(description="a two-stage ranker's candidate generators that found it, in words "
+                                                "(nostrade.explain.RETRIEVAL_PHRASES); empty for other models")
     reason: str
     explanations: list[Explanation]
 

@@ -285,9 +285,12 @@ def explanation_table(out) -> pd.DataFrame:
 
 
 def recommendation_table(items: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame({"#": items["rank"], "Title": items["name"], "Why": items["reason"], "Type": items["type"],
-                         "Score": items["score"].round(3), "Genres": items["genres"].map(", ".join),
-                         "Source": items["source"]})
+    table = pd.DataFrame({"#": items["rank"], "Title": items["name"], "Why": items["reason"], "Type": items["type"],
+                          "Score": items["score"].round(3), "Genres": items["genres"].map(", ".join),
+                          "Source": items["source"]})
+    if items["retrieved_by"].map(len).any():  # a two-stage ranker: the generators that found each title
+        table["Found by"] = items["retrieved_by"].map(", ".join)
+    return table
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Serving backend: a trained model meets a person's history — score, genre-blend, filter, explain.
 
 The model is a checkpoint's (nostrade.checkpoint): the default is SASRec for data whose order is time and EASE
-for data whose order is not (nostrade.train --model auto); anything with the small nostrade.scoring.ServedModel
-protocol serves the same way.
+for data whose order is not (nostrade.train --model auto), or the two-stage ranker (--model ranker); anything with
+the small nostrade.scoring.ServedModel protocol serves the same way.
 
 The Streamlit app (code/app.py) and the HTTP service (code/api.py) call this module and re-implement
 nothing. Public API:
@@ -17,7 +17,8 @@ nothing. Public API:
                         genre_only_min_members=rec.model_min_members)  # optional: floor of genre-only picks
     out.items          # DataFrame: rank, anime_id, name, genres, type, members, in_model, score,
                        #   model_score, genre_score, popularity_score, dislike_penalty, rank_without_dislikes,
-                       #   pushed_down_by (the disliked title that lowered it, or None), source, reason
+                       #   pushed_down_by (the disliked title that lowered it, or None), source,
+                       #   retrieved_by (a ranker's generators that found it, in words; else []), reason
     out.path           # "sequence+genre" | "genre+popularity" (cold start) | "popularity" (cold start)
     out.cold_start     # True unless path == "sequence+genre"
     out.unknown_ids    # anime ids not in the catalogue: skipped
@@ -86,7 +87,10 @@ with any of them fails). ``genre_only_min_members`` (default None: no floor) dro
 where genres alone rank them: α = 1, a cold-start path, or a title outside the model's vocabulary.
 
 Each recommendation's ``source`` is the part that contributed more to its score ("sequence", "genre"
-or "popularity"); its ``reason`` is its own explanation ("Because you loved Naruto · 1,204 people watched
+or "popularity"); ``retrieved_by``, where the model is a two-stage ranker (nostrade.ranker, from
+``python -m nostrade.train --model ranker``), the generators that retrieved it, in words ("from people like
+you", "next in your sequence" or for order-free data "fits your set of titles", "similar genres", "popular":
+nostrade.explain.retrieval_phrases), also added to its reason; its ``reason`` is its own explanation ("Because you loved Naruto · 1,204 people watched
 both · both Action, Shounen": its closest clearly similar pick, see nostrade.explain), else the genres it
 shares with the liked titles, else its popularity; where the dislike penalty cost it places, the reason
 says so and names the disliked title it resembles ("ranked #7, #4 without the penalty for resembling Bleach,
@@ -111,10 +115,10 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from nostrade.atomic import atomic_write
-from nostrade.checkpoint import load_checkpoint
+from nostrade.checkpoint import load_checkpoint, readable_config
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.explain import (EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, pushed_down_note,
-                              reasons, similarity_floor)
+                              reasons, retrieval_note, retrieval_phrases, similarity_floor)
 from nostrade.prep import REPO_ROOT, time_bins_of
 from nostrade.scoring import (DISLIKE_WEIGHT, PATH_CONTENT, PATH_POPULARITY, PATH_SEQUENCE, POPULARITY_WEIGHT,
                               History, Scores, Scoring, ServedModel)
@@ -128,7 +132,7 @@ DENSE_LOOKUP_MAX_ID = 10_000_000
 FEEDBACK_CODES = {name.lower(): code for code, name in FEEDBACK_NAMES.items()}
 ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "score", "model_score",
                 "genre_score", "popularity_score", "dislike_penalty", "rank_without_dislikes", "pushed_down_by",
-                "source", "reason"]
+                "source", "retrieved_by", "reason"]
 
 
 class Event(NamedTuple):
@@ -256,7 +260,8 @@ class Recommendations:
 
         One row per recommendation; its named picks joined with " | " in ``because``,
         ``because_similarity`` and ``because_co_loved``."""
-        table = self.items.assign(genres=self.items["genres"].map(", ".join), path=self.path)
+        table = self.items.assign(genres=self.items["genres"].map(", ".join),
+                                  retrieved_by=self.items["retrieved_by"].map(" + ".join), path=self.path)
         if len(self.explanations):
             grouped = self.explanations.groupby("anime_id", sort=False)
             joined = {
@@ -392,7 +397,7 @@ class Recommender:
         return {"catalogue_items": len(self.catalogue), "model_items": self.n_items, "max_len": self.max_len,
                 "max_k": MAX_K, "genres": self.genres, "types": self.types, "source": self.meta.get("source"),
                 "iid_map_sha256": self.meta.get("iid_map_sha256"), "has_timestamps": self.meta.get("has_timestamps"),
-                "model": {"kind": self.model.kind, **self.model.config()}, "dislike_weight": self.dislike_weight}
+                "model": {"kind": self.model.kind, **readable_config(self.model)}, "dislike_weight": self.dislike_weight}
 
     # -- history preparation ----------------------------------------------------------------------
     def history(self, events: Iterable) -> History:
@@ -514,6 +519,8 @@ class Recommender:
             "dislike_penalty": s.penalty[0, top],
             **self._pushed_down(s, allowed, top, history),
             "source": source,
+            "retrieved_by": retrieval_phrases(s.retrieved[0, top], self.scoring.retrieval_names,
+                                              self.dataset.order_is_time),
         }
         if explain:
             picks = history.feedback != DISLIKE
@@ -552,6 +559,8 @@ class Recommender:
                                                                    for j in np.flatnonzero(shared[r])[:3])
             elif sentence is None:
                 sentence = f"Popular: {int(self._members[top[r]]):,} members"
+            if columns["retrieved_by"][r]:
+                sentence += " · " + retrieval_note(columns["retrieved_by"][r])
             if columns["pushed_down_by"][r] is not None:
                 sentence += " · " + pushed_down_note(r + 1, int(columns["rank_without_dislikes"][r]),
                                                      columns["pushed_down_by"][r])

@@ -79,3 +79,16 @@ def ease_checkpoint(processed_anime, tmp_path_factory) -> Path:
     assert train.main(["--data", str(processed_anime), "--out", str(path), "--metrics",
                        str(folder / "metrics.json")]) == 0
     return path
+
+
+@pytest.fixture(scope="session")
+def ranker_checkpoint(processed_anime, tmp_path_factory) -> Path:
+    """A two-stage ranker of cheap generators for ``processed_anime``: `python -m nostrade.train --model ranker`."""
+    from nostrade import train
+
+    folder = tmp_path_factory.mktemp("ranker_checkpoint")
+    path = folder / "ranker.pt"
+    assert train.main(["--data", str(processed_anime), "--out", str(path), "--metrics", str(folder / "metrics.json"),
+                       "--model", "ranker", "--generators", "itemknn,ease,content,popularity",
+                       "--n-candidates", "50"]) == 0
+    return path

@@ -13,6 +13,7 @@ thread than on two contended ones.
 """
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,3 +124,14 @@ class ModelContract:
     def test_same_seed_same_scores(self, fitted):
         again = self.make_model(seed=0).fit(BLOCKS.dataset, BLOCKS.train)
         assert torch.equal(again.score(BLOCKS.train), fitted.score(BLOCKS.train))
+
+    def test_config_and_state_rebuild_the_same_scores(self, fitted):
+        """What nostrade.checkpoint saves of a model: plain values and tensors, readable with weights_only."""
+        buffer = io.BytesIO()
+        torch.save({"config": fitted.config(), "state": fitted.state_dict()}, buffer)
+        buffer.seek(0)
+        saved = torch.load(buffer, weights_only=True)
+        assert all(torch.is_tensor(t) for t in saved["state"].values())
+        loaded = type(fitted).from_state(saved["config"], saved["state"])
+        for history in (BLOCKS.new_history, Sequences.from_lists([[1, 2, 3], []], [[LIKE, DISLIKE, LOVE], []])):
+            assert torch.equal(loaded.score(history), fitted.score(history))

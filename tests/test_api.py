@@ -115,6 +115,23 @@ def test_post_recommend_ranks_unseen_titles_with_scores_reasons_and_sources(clie
     assert [i["anime_id"] for i in items] == expected["anime_id"].tolist()
 
 
+def test_a_served_ranker_names_the_generators_that_found_each_title(ranker_checkpoint, processed_anime, tmp_path):
+    ranker = Recommender.load(ranker_checkpoint, processed_anime)
+    with TestClient(api.create_app(ranker, tmp_path / "events.db", model_version="ranker")) as c:
+        ids = vocab(ranker, 8)
+        body = c.post("/recommend", json={"history": history(ids), "k": 5}).json()
+        schema = c.get("/openapi.json").json()["components"]["schemas"]["RecommendedItem"]["properties"]
+    assert schema["retrieved_by"]["type"] == "array"
+    expected = ranker.recommend([(a, 3, None) for a in ids], k=5).items
+    assert [i["retrieved_by"] for i in body["items"]] == expected["retrieved_by"].tolist()
+    assert all(i["retrieved_by"] and i["reason"] for i in body["items"])
+
+
+def test_a_single_model_answers_an_empty_retrieved_by(client, rec):
+    body = client.post("/recommend", json={"history": history(vocab(rec, 5)), "k": 3}).json()
+    assert [i["retrieved_by"] for i in body["items"]] == [[], [], []]
+
+
 def test_integral_numbers_are_integers_as_in_json_schema(client, rec):
     ids = vocab(rec, 3)
     as_floats = {"history": [{"anime_id": float(a), "feedback": 3} for a in ids], "k": 4.0}

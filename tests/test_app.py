@@ -356,3 +356,22 @@ def test_a_history_longer_than_the_largest_k_renders(paths):
     no_errors(at)
     assert "Your picks (600)" in subheaders(at)
     assert any(h.startswith("Because you loved") for h in subheaders(at))
+
+
+def test_a_served_ranker_shows_which_generators_found_each_title(tmp_path, ranker_checkpoint, processed_anime,
+                                                                 monkeypatch):
+    checkpoint = tmp_path / "ranker.pt"
+    shutil.copyfile(ranker_checkpoint, checkpoint)
+    monkeypatch.setenv("NOSTRADE_DATA", str(processed_anime))
+    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(checkpoint))
+    monkeypatch.setenv("NOSTRADE_EVENTS", str(tmp_path / "events.db"))
+    monkeypatch.delenv("NOSTRADE_CATALOGUE", raising=False)
+    at = start()
+    for query, feedback in (("naruto", "Love"), ("shingeki", "Love"), ("death note", "Like")):
+        rate(at, query, feedback)
+    assert "two-stage ranker model + genre blend (α = 0.20)" in caption_with(at, "How:")
+    top = table(at, "Found by")
+    assert len(top) == 10 and top["Found by"].str.len().min() > 0
+    phrases = {"from people like you", "similar genres", "popular"}
+    assert all(set(found.split(", ")) <= phrases for found in top["Found by"])
+    assert all(found.split(", ")[0].capitalize() in why for found, why in zip(top["Found by"], top["Why"]))

@@ -161,3 +161,49 @@ def test_checkpoints_are_readable_by_other_users(tmp_path):
     finally:
         os.umask(before)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+# ------------------------------------------------------------------------------------------ two-stage ranker
+
+def ranker_saved(tmp_path):
+    """A ranker over every kind of generator (tiny settings), saved as `python -m nostrade.train --model ranker` does."""
+    from model_contract import BLOCKS
+    from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
+
+    options = {"sasrec": {"epochs": 2, "d_model": 16, "max_len": 10, "num_threads": 1, "progress": False},
+               "gru4rec": {"epochs": 2, "dim": 8, "device": "cpu"}, "als": {"factors": 8, "iterations": 3}}
+    model = TwoStage(GENERATORS, n_candidates=10, min_child_samples=5, fit_generator=FittedGenerators(options))
+    model.fit(BLOCKS.dataset, BLOCKS.train)
+    path = tmp_path / "ranker.pt"
+    save_checkpoint(path, model, {}, {**META, "n_items": BLOCKS.dataset.n_items}, {"valid": {"ndcg@10": 0.5}})
+    return path, model, BLOCKS.new_history
+
+
+def test_a_ranker_round_trip_gives_the_same_scores_and_retrieval(tmp_path):
+    from nostrade.ranker import GENERATORS, TwoStage
+
+    path, model, history = ranker_saved(tmp_path)
+    loaded = load_checkpoint(path, expected_iid_map_sha256=META["iid_map_sha256"], expected_n_items=model.n_items)
+    assert isinstance(loaded.model, TwoStage) and read_checkpoint(path)["model_kind"] == "ranker"
+    assert loaded.model.generator_names == GENERATORS and not hasattr(loaded.model, "ranker")
+    for name, generator in loaded.model.generators.items():  # every generator kind rebuilt
+        assert torch.equal(generator.score(history), model.generators[name].score(history)), name
+    scores, retrieved = loaded.model.score_and_retrieval(history)
+    expected_scores, expected_retrieved = model.score_and_retrieval(history)
+    assert torch.equal(scores, expected_scores) and np.array_equal(retrieved, expected_retrieved)
+    np.testing.assert_array_equal(loaded.model.item_features, model.item_features)  # NaN (missing) where it was
+
+
+def test_a_ranker_checkpoint_is_checked_like_the_others(tmp_path):
+    path, model, _ = ranker_saved(tmp_path)
+    payload = read_checkpoint(path)
+    assert checkpoint.readable_config(model)["booster"].startswith(f"<{len(payload['model_cfg']['booster']):,} characters")
+    payload["model_cfg"]["booster"] = payload["model_cfg"]["booster"].replace("leaf_value=", "leaf_value=1", 1)
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="damaged: its weights do not match the checksum"):
+        load_checkpoint(path)  # the LightGBM model is inside the checksum
+    del payload["content_sha256"]
+    payload["model_state"]["als.item_factors"].view(-1)[0] = float("inf")
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="weight 'als.item_factors' holds 1 non-finite values"):
+        load_checkpoint(path)

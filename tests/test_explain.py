@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from nostrade.explain import (SIMILARITY_QUANTILE, Explainer, co_watch_matrices, influence_graph, pushed_down_note,
-                              reasons, similarity_floor)
+                              reasons, retrieval_note, retrieval_phrases, similarity_floor)
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 
 
@@ -106,3 +106,15 @@ def test_graph():
     g = influence_graph(items, out)
     assert sorted(g.edges) == [(10, 20)] and g.nodes[10]["kind"] == "pick"  # iid 3 vs iid 1: cos 0, not linked
     assert abs(g.edges[10, 20]["weight"] - 0.8) < 1e-6
+
+
+def test_retrieval_phrases_name_each_kind_of_generator_once_in_its_order():
+    generators = ("sasrec", "als", "itemknn", "content", "popularity", "gru4rec")
+    retrieved = np.array([0b000110, 0b100001, 0b011000, 0, 0b111111])
+    assert retrieval_phrases(retrieved, generators, order_is_time=True) == [
+        ["from people like you"], ["next in your sequence"], ["similar genres", "popular"], [],
+        ["next in your sequence", "from people like you", "similar genres", "popular"]]
+    assert retrieval_phrases(retrieved[:2], generators, order_is_time=False)[1] == ["fits your set of titles"]
+    assert retrieval_phrases(np.zeros(3, np.uint16), (), order_is_time=True) == [[], [], []]
+    assert retrieval_note(["from people like you", "popular"]) == "From people like you + popular"
+    assert retrieval_note([]) == ""

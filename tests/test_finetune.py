@@ -170,6 +170,18 @@ def test_an_ease_checkpoint_is_refitted_on_the_merged_histories(workspace, ease_
     Recommender.load(checkpoint, data)  # the served format, same vocabulary
 
 
+def test_a_ranker_checkpoint_is_refused_in_one_line_and_left_as_it_is(workspace, ranker_checkpoint, tmp_path, capsys):
+    _, events, data = workspace
+    checkpoint = tmp_path / "ranker.pt"
+    shutil.copyfile(ranker_checkpoint, checkpoint)
+    before = checkpoint.read_bytes()
+    assert ft.main(["--events", str(events), "--checkpoint", str(checkpoint), "--data", str(data), "--report",
+                    str(tmp_path / "report.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {checkpoint}: a ranker checkpoint is not fine-tuned") and err.count("\n") == 1
+    assert checkpoint.read_bytes() == before and not [p for p in tmp_path.iterdir() if "finetuned" in p.name]
+
+
 def test_out_takes_the_accepted_model_and_leaves_the_checkpoint_as_it_is(workspace, ease_checkpoint, tmp_path):
     """The app's retrain: the shipped checkpoint (maybe tracked by git) is never written; progress is reported."""
     _, events, data = workspace

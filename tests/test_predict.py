@@ -390,6 +390,30 @@ def test_to_dict_is_json(rec):
         assert [x["pick_anime_id"] for x in item["explanations"]] == named["pick_anime_id"].tolist()
 
 
+def test_a_ranker_checkpoint_is_served_and_its_picks_name_the_generators_that_found_them(ranker_checkpoint,
+                                                                                        processed_anime):
+    rec = Recommender.load(ranker_checkpoint, processed_anime, catalogue_path=CATALOGUE)
+    events = [Event(NARUTO, 3), Event(DEATH_NOTE, 3), Event(ONE_PIECE, 2), Event(BLEACH, 1)]
+    out = rec.recommend(events, k=10)
+    assert rec.describe()["model"]["kind"] == "ranker" and "sha256" in rec.describe()["model"]["booster"]
+    assert out.path == "sequence+genre" and len(out.items) == 10
+    said = {"from people like you", "similar genres", "popular"}  # item-kNN and EASE, content, popularity
+    for row in out.items.itertuples():
+        assert row.retrieved_by and set(row.retrieved_by) <= said
+        assert " · " + " + ".join(row.retrieved_by).capitalize() in row.reason
+    retrieved = rec.scores([events]).retrieved[0]
+    assert (retrieved[rec.rows_of(out.items["anime_id"].to_numpy())] > 0).all()
+    assert not retrieved[rec.n_items:].any()  # titles outside the vocabulary: no generator knows them
+    assert [i["retrieved_by"] for i in out.to_dict()["items"]] == out.items["retrieved_by"].tolist()
+    exported = pd.read_csv(io.StringIO(out.to_csv()))
+    assert exported["retrieved_by"].tolist() == out.items["retrieved_by"].map(" + ".join).tolist()
+
+
+def test_a_single_model_retrieves_nothing(rec):
+    out = rec.recommend([Event(NARUTO, 3), Event(BLEACH, 2), Event(ONE_PIECE, 3)], k=5)
+    assert out.items["retrieved_by"].map(len).eq(0).all() and not rec.scores([[NARUTO, BLEACH]]).retrieved.any()
+
+
 # ------------------------------------------------------------------------------------- batch, similar, search
 
 def test_batch_matches_single_requests(rec):

@@ -71,7 +71,7 @@ def test_bad_options_are_clear_errors():
 
 def test_feature_names_match_the_features():
     model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
-    _, x, _ = model._stage_one(BLOCKS.new_history)
+    _, x, _, _ = model._stage_one(BLOCKS.new_history)
     assert x.shape[1] == len(model.feature_names()) == model.ranker.n_features_
     gain = model.feature_gain()
     assert list(gain) == model.feature_names() and abs(sum(gain.values()) - 1.0) < 1e-6
@@ -87,3 +87,21 @@ def test_mmr_lambda_below_one_spreads_the_top_over_genres():
     assert len(genres(diverse)) > len(genres(plain))
     with pytest.raises(ValueError, match="mmr_lambda"):
         TwoStage(mmr_lambda=1.5)
+
+
+def test_the_booster_scores_as_the_fitted_lgbm_ranker_and_says_which_generators_retrieved_each_title():
+    model = TwoStage(generators=CHEAP, n_candidates=5, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    candidates, x, _, retrieved = model._stage_one(BLOCKS.new_history)
+    np.testing.assert_array_equal(model.booster.predict(x), model.ranker.predict(x))
+    scores, found = model.score_and_retrieval(BLOCKS.new_history)
+    assert torch.equal(scores, model.score(BLOCKS.new_history)) and np.array_equal(found, retrieved)
+    np.testing.assert_array_equal(found > 0, candidates)
+    seen = np.zeros_like(candidates)
+    seen[BLOCKS.new_history.row_of_event(), BLOCKS.new_history.iid] = True
+    for bit, generator in enumerate(model.generators.values()):
+        ranked = generator.score(BLOCKS.new_history).numpy().copy()
+        ranked[:, 0] = -np.inf
+        ranked[seen] = -np.inf
+        top = np.argsort(-ranked, axis=1, kind="stable")[:, :5]
+        by_bit = (found >> bit) & 1
+        assert (np.take_along_axis(by_bit, top, axis=1) == 1).all() and (by_bit.sum(axis=1) == 5).all()

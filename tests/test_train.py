@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from nostrade.baselines.ease import EASE
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.model import SASRec, SASRecConfig
+from nostrade.ranker import TwoStage
 from nostrade.sequences import DISLIKE, LIKE, LOVE
 from nostrade.train import TrainConfig, last_checkpoint_path, sequence_loss, train_sasrec
 
@@ -149,6 +151,26 @@ def test_cli_auto_fits_ease_where_the_order_is_not_time(ease_checkpoint, process
     loaded = load_checkpoint(ease_checkpoint)
     assert isinstance(loaded.model, EASE) and loaded.metrics["valid"] == record["valid"]
     assert loaded.metrics["test"]["next_item"]["ndcg@10"] == record["test"]["next_item"]["ndcg@10"] > 0.1
+
+
+def test_cli_model_ranker_fits_the_two_stage_ranker_on_the_training_part(ranker_checkpoint, processed_anime):
+    record = json.loads((ranker_checkpoint.parent / "metrics.json").read_text())
+    config = record["model_config"]
+    assert record["model"] == "ranker" and config["generators"] == ["itemknn", "ease", "content", "popularity"]
+    assert config["n_candidates"] == 50 and config["booster"].startswith("<") and "sha256" in config["booster"]
+    loaded = load_checkpoint(ranker_checkpoint, expected_iid_map_sha256=load_dataset(processed_anime).iid_map_hash)
+    assert isinstance(loaded.model, TwoStage) and loaded.metrics["valid"] == record["valid"]
+    assert np.isnan(loaded.model.item_features).any()  # the catalogue's missing values came back as NaN
+    assert loaded.metrics["test"]["next_item"]["ndcg@10"] == record["test"]["next_item"]["ndcg@10"] > 0.1
+
+
+def test_cli_ranker_options_are_checked_before_any_fitting(processed_anime, tmp_path, capsys):
+    out = tmp_path / "ranker.pt"
+    for flags, fragment in ((["--generators", "ease,nope"], "generators"), (["--n-candidates", "0"], "n_candidates")):
+        assert train.main(["--data", str(processed_anime), "--out", str(out), "--model", "ranker", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and fragment in err and err.count("\n") == 1
+    assert not out.exists()
 
 
 def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):

@@ -1,7 +1,8 @@
 """Checkpoints: weights + configs + the iid map they were trained on, written atomically.
 
-A checkpoint holds one served model (nostrade.scoring.ServedModel) of a kind in MODEL_KINDS: a SASRec, or an
-EASE (its weight matrix B). A checkpoint without ``model_kind`` (written before EASE was served) is a SASRec.
+A checkpoint holds one served model (nostrade.scoring.ServedModel) of a kind in MODEL_KINDS: a SASRec, an
+EASE (its weight matrix B), or a two-stage ranker (nostrade.ranker: every generator's tensors, and the LightGBM
+model as its text dump in the config). A checkpoint without ``model_kind`` (written before EASE was served) is a SASRec.
 It holds only tensors and plain Python values so that it loads with
 ``torch.load(weights_only=True)``. Loading it against a different iid map or item count raises
 CheckpointMismatch instead of a silent size mismatch or, worse, scores attached to the wrong titles.
@@ -25,10 +26,12 @@ import torch
 from nostrade.atomic import atomic_write
 from nostrade.baselines.ease import EASE
 from nostrade.model import SASRec
+from nostrade.ranker import TwoStage
 from nostrade.scoring import ServedModel
 
 FORMAT_VERSION = 1
-MODEL_KINDS = {"sasrec": SASRec, "ease": EASE}
+LONG_TEXT = 1000  # characters: readable_config shows a longer config text by its sha256
+MODEL_KINDS = {"sasrec": SASRec, "ease": EASE, "ranker": TwoStage}
 
 
 class CheckpointError(ValueError):
@@ -69,6 +72,18 @@ def save_checkpoint(path, model: ServedModel, train_cfg, dataset_meta: dict, met
         payload["training_state"] = training_state
     with atomic_write(path) as f:
         torch.save(payload, f)
+
+
+def readable_config(model: ServedModel) -> dict:
+    """The model's config for people (run records, health checks, benchmarks): a long text in it (the ranker's
+    LightGBM model dump) as its length and sha256."""
+    def readable(value):
+        if isinstance(value, dict):
+            return {k: readable(v) for k, v in value.items()}
+        if isinstance(value, str) and len(value) > LONG_TEXT:
+            return f"<{len(value):,} characters, sha256 {hashlib.sha256(value.encode()).hexdigest()}>"
+        return value
+    return readable(model.config())
 
 
 def content_sha256(state: dict, config: dict) -> str:

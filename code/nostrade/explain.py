@@ -12,11 +12,17 @@ training data watched both, the genres the two share. Co-watch evidence comes fr
 interactions held as two sparse user x item matrices, so the counts of a request are one small sparse
 product.
 
+A two-stage ranker (nostrade.ranker) also says which of its candidate generators retrieved each title
+(``retrieval_phrases``): "from people like you" (collaborative filtering: ALS, EASE, item-kNN, LightGCN), "next in
+your sequence" (SASRec, GRU4Rec; "fits your set of titles" where the data's order is not time and they read a
+set), "similar genres" (content), "popular" (popularity).
+
 Everything here works on a handful of numpy rows per request (k recommendations x N_BECAUSE picks):
 the per-request cost is a few small matrix products, not a pass over the catalogue.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import networkx as nx
@@ -32,6 +38,11 @@ MAX_SHARED_GENRES = 3  # named in a sentence
 VERBS = {"Love": "loved", "Like": "liked", "Dislike": "disliked"}
 EXPLANATION_COLUMNS = ["anime_id", "pick_anime_id", "pick_name", "pick_feedback", "similarity",
                        "genre_similarity", "shared_genres", "co_watched", "co_loved"]
+PEOPLE_LIKE_YOU, NEXT_IN_SEQUENCE, FITS_YOUR_SET = "from people like you", "next in your sequence", \
+    "fits your set of titles"
+RETRIEVAL_PHRASES = {"als": PEOPLE_LIKE_YOU, "ease": PEOPLE_LIKE_YOU, "itemknn": PEOPLE_LIKE_YOU,
+                     "lightgcn": PEOPLE_LIKE_YOU, "sasrec": NEXT_IN_SEQUENCE, "gru4rec": NEXT_IN_SEQUENCE,
+                     "content": "similar genres", "popularity": "popular"}
 _FEEDBACK_NAME_OF = np.array(["", *(FEEDBACK_NAMES[c] for c in sorted(FEEDBACK_NAMES))], dtype=object)
 
 
@@ -172,6 +183,25 @@ def reasons(explanations: dict, n_recs: int) -> list[str | None]:
             parts.append("both " + ", ".join(shared))
         out[r] = " · ".join(parts)
     return out
+
+
+def retrieval_phrases(retrieved: np.ndarray, generators: Sequence[str], order_is_time: bool) -> list[list[str]]:
+    """Per title, the distinct phrases (RETRIEVAL_PHRASES, in the generators' order) of the generators that retrieved
+    it: ``retrieved`` holds one bitmask per title, bit g for ``generators[g]`` (nostrade.scoring.Scores.retrieved)."""
+    said = [RETRIEVAL_PHRASES[g] if order_is_time or RETRIEVAL_PHRASES[g] != NEXT_IN_SEQUENCE else FITS_YOUR_SET
+            for g in generators]
+    phrases = list(dict.fromkeys(said))
+    by = (np.asarray(retrieved, dtype=np.int64)[:, None] >> np.arange(len(generators))) & 1  # (titles, generators)
+    to_phrase = np.zeros((len(generators), len(phrases)), dtype=np.int64)
+    to_phrase[np.arange(len(generators)), [phrases.index(p) for p in said]] = 1
+    has = by @ to_phrase > 0
+    return [[phrases[j] for j in np.flatnonzero(row)] for row in has]
+
+
+def retrieval_note(phrases: list[str]) -> str:
+    """'From people like you + similar genres' ('' for none)."""
+    text = " + ".join(phrases)
+    return text[:1].upper() + text[1:]
 
 
 def pushed_down_note(rank: int, rank_without: int, disliked_name: str) -> str:

@@ -12,7 +12,8 @@
      later periods share the last bin); all 1 when the data has none.
 2. On the training part of the split of those sequences (nostrade.split.split_of): a SASRec checkpoint's
    weights train for a few more epochs (nostrade.train.train_sasrec); an EASE checkpoint is refitted (closed
-   form, the same l2; --epochs, --lr and --warmup do not apply).
+   form, the same l2; --epochs, --lr and --warmup do not apply). A two-stage ranker checkpoint is refused
+   (exit 2): it is retrained from scratch with `python -m nostrade.train --model ranker`.
 3. Evaluate the fine-tuned model and the previous one on the same validation cases (that split's
    validation targets: neither model trained on them). Acceptance rule: the fine-tuned model becomes
    current only if its validation NDCG@10 >= the previous one's - tolerance (default 0: not worse).
@@ -147,6 +148,9 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
     dataset = load_dataset(data_dir)
     previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.iid_map_hash,
                                expected_n_items=dataset.n_items)
+    if previous.model.kind not in ("ease", "sasrec"):
+        raise ValueError(f"{checkpoint_path}: a {previous.model.kind} checkpoint is not fine-tuned here (SASRec and "
+                         "EASE are); retrain it with `python -m nostrade.train --model ranker`")
     merged = merge_log(dataset, read_log(events_path))
     report = {"events": str(events_path), "checkpoint": str(checkpoint_path), "data": str(data_dir),
               "log": merged.counts, "config": dataclasses.asdict(cfg), "accepted": False}

@@ -21,6 +21,11 @@ not train on. Then (``refit``) the generators are fitted again on the whole trai
 
 Titles outside the candidates rank below every candidate, by their mean rank over the generators. ``mmr_lambda``
 below 1 re-ranks the top ``mmr_depth`` for variety of genres (nostrade.diversity.mmr).
+
+Served (``python -m nostrade.train --model ranker``; nostrade.scoring, predict): a fitted TwoStage is a checkpoint's
+model of kind "ranker": ``config()`` holds its options, every generator's config and the LightGBM model as its text
+dump, ``state_dict()`` every generator's tensors; ``score_and_retrieval`` also says which generators retrieved each
+title, which the explanations name. Its item space is the taste vectors (nostrade.similarity).
 """
 from __future__ import annotations
 
@@ -110,6 +115,7 @@ class TwoStage:
                              "raise n_candidates or give more data")
         self.ranker = lightgbm.LGBMRanker(objective="lambdarank", **self.lgbm)
         self.ranker.fit(features, labels, group=groups)
+        self.booster = self.ranker.booster_  # what scores (a checkpoint keeps only it, as its text dump)
         if self.refit:
             self.generators = self._generators(dataset, train)
         return self
@@ -123,7 +129,7 @@ class TwoStage:
         for cases in case_sets:
             for start in range(0, len(cases), 512):
                 rows = np.arange(start, min(start + 512, len(cases)))
-                candidates, x, _ = self._stage_one(cases.history.take(rows))
+                candidates, x, _, _ = self._stage_one(cases.history.take(rows))
                 hit = candidates[rows - start, cases.target[rows]]
                 owner = np.repeat(np.arange(len(rows)), candidates.sum(axis=1))
                 keep = hit[owner]
@@ -135,17 +141,18 @@ class TwoStage:
 
     # ---- score -------------------------------------------------------------------------------------------------
 
-    def _stage_one(self, history: Sequences) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(B, n_items + 1) candidate mask, one feature row per candidate (row-major: history, then iid), and
-        every title's mean rank over the generators."""
+    def _stage_one(self, history: Sequences) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(B, n_items + 1) candidate mask, one feature row per candidate (row-major: history, then iid), every
+        title's mean rank over the generators, and which generators retrieved it (``retrieved_by``)."""
         history = history.select(known_events(history, self.n_items))
         seen = history_mask(history, self.n_items).numpy()
         seen[:, 0] = True
         scores = [generator_scores(g, history, seen) for g in self.generators.values()]
         ranks = [unseen_ranks(s) for s in scores]
-        candidates = np.zeros_like(seen)
-        for r in ranks:
-            candidates |= r <= self.n_candidates
+        retrieved = np.zeros(seen.shape, np.uint16)
+        for bit, r in enumerate(ranks):
+            retrieved |= (r <= self.n_candidates).astype(np.uint16) << bit
+        candidates = retrieved > 0
         user, item = np.nonzero(candidates)
         columns = []
         for s, r in zip(scores, ranks):
@@ -156,13 +163,18 @@ class TwoStage:
                              taste_liked[user, item], taste_disliked[user, item]])
         # rounded: float noise (a batch vs one history: 1e-9 either side of 0) must not cross a split threshold
         x = np.round(x, 6).astype(np.float32)
-        return candidates, x, np.mean(ranks, axis=0)
+        return candidates, x, np.mean(ranks, axis=0), retrieved
 
     def score(self, history: Sequences) -> torch.Tensor:
-        candidates, x, mean_rank = self._stage_one(history)
+        return self.score_and_retrieval(history)[0]
+
+    def score_and_retrieval(self, history: Sequences) -> tuple[torch.Tensor, np.ndarray]:
+        """``score``, and per (history, title) the generators that retrieved it: (B, n_items + 1) uint16, bit g
+        set where ``generator_names[g]`` has the title among its ``n_candidates`` best unseen ones (0: none)."""
+        candidates, x, mean_rank, retrieved = self._stage_one(history)
         out = (-1.0 - mean_rank / (self.n_items + 1)).astype(np.float32)  # the rest: below, by mean rank
         if len(x):
-            predicted = self.ranker.predict(x, num_threads=self.lgbm["n_jobs"]).astype(np.float32)
+            predicted = self.booster.predict(x, num_threads=self.lgbm["n_jobs"]).astype(np.float32)
             # candidates above the rest: shift each history's predictions above 0
             low = np.full(len(candidates), np.inf, np.float32)
             user = np.nonzero(candidates)[0]
@@ -170,14 +182,14 @@ class TwoStage:
             out[candidates] = predicted - low[user]
         if self.mmr_lambda < 1.0:
             out = mmr(out, self.genre_unit, self.mmr_lambda, self.mmr_depth)
-        return torch.from_numpy(out)
+        return torch.from_numpy(out), retrieved
 
     def candidate_recall(self, cases: EvalCases, batch_size: int = 512) -> float:
         """Share of the cases whose target is among the candidates: the most a ranker over them can find."""
         found = 0
         for start in range(0, len(cases), batch_size):
             rows = np.arange(start, min(start + batch_size, len(cases)))
-            candidates, _, _ = self._stage_one(cases.history.take(rows))
+            candidates, _, _, _ = self._stage_one(cases.history.take(rows))
             found += int(candidates[rows - start, cases.target[rows]].sum())
         return found / max(len(cases), 1)
 
@@ -193,6 +205,43 @@ class TwoStage:
 
     def item_vectors(self) -> np.ndarray:
         return self.taste
+
+    # ---- checkpoint (nostrade.checkpoint: tensors and plain values only) --------------------------------------
+
+    def config(self) -> dict:
+        """Options, each generator's config, and the LightGBM model as its text dump (inside the checksum)."""
+        return {"generators": list(self.generator_names), "n_candidates": self.n_candidates, "seed": self.seed,
+                "refit": self.refit, "mmr_lambda": self.mmr_lambda, "mmr_depth": self.mmr_depth,
+                "lgbm": dict(self.lgbm), "item_feature_names": list(self.item_feature_names),
+                "generator_configs": {name: g.config() for name, g in self.generators.items()},
+                "booster": self.booster.model_to_string(), "n_items": self.n_items}
+
+    def state_dict(self) -> dict:
+        """Each generator's tensors under "<generator>.", and the ranker's own; the catalogue's missing values
+        (NaN item features) as a mask, since a checkpoint refuses non-finite weights."""
+        missing = np.isnan(self.item_features)
+        state = {"item_features": torch.from_numpy(np.where(missing, 0.0, self.item_features).astype(np.float32)),
+                 "item_features_missing": torch.from_numpy(missing),
+                 "taste": torch.from_numpy(self.taste), "genre_unit": torch.from_numpy(self.genre_unit)}
+        for name, generator in self.generators.items():
+            state.update({f"{name}.{key}": value for key, value in generator.state_dict().items()})
+        return state
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict) -> "TwoStage":
+        model = cls(config["generators"], config["n_candidates"], config["seed"], config["refit"],
+                    mmr_lambda=config["mmr_lambda"], mmr_depth=config["mmr_depth"])
+        model.lgbm, model.n_items = dict(config["lgbm"]), config["n_items"]
+        features = state["item_features"].numpy().copy()
+        features[state["item_features_missing"].numpy()] = np.nan
+        model.item_features, model.item_feature_names = features, list(config["item_feature_names"])
+        model.taste, model.genre_unit = state["taste"].numpy(), state["genre_unit"].numpy()
+        model.generators = {
+            name: registry().MODELS[name].from_state(config["generator_configs"][name], {
+                key[len(name) + 1:]: value for key, value in state.items() if key.startswith(name + ".")})
+            for name in model.generator_names}
+        model.booster = lightgbm.Booster(model_str=config["booster"])
+        return model
 
 
 def generator_scores(model, history: Sequences, seen: np.ndarray) -> np.ndarray:

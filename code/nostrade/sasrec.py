@@ -51,6 +51,21 @@ class SASRecRecommender:
     def item_vectors(self) -> np.ndarray:
         return self.model.item_vectors()
 
+    def config(self) -> dict:
+        """The fitted SASRec's config (``model``), and the options it was trained with."""
+        return {"init": self.init, "options": {**self.model_options, **dataclasses.asdict(self.train_cfg)},
+                "model": self.model.config(), "n_items": self.model.cfg.n_items}
+
+    def state_dict(self) -> dict:
+        return self.model.state_dict()
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict) -> "SASRecRecommender":
+        options = dict(config["options"])
+        model = cls(seed=options.pop("seed"), init=config["init"], **options)
+        model.model = SASRec.from_state(config["model"], state)
+        return model
+
 
 def item2vec_init(model_cfg: SASRecConfig, seed: int, train: Sequences) -> dict:
     """SASRec's initial weights (as train_sasrec draws them for this seed) with the item table from item2vec."""

@@ -17,6 +17,10 @@ history, by how many of its events the model knows:
 Min-max over the unseen titles (nostrade.blend). The genre cosine is between each title's genre vector and
 the history's feedback-weighted genre profile (nostrade.baselines.content.profile_cosines).
 
+A two-stage ranker (nostrade.ranker) is such a model: its score ranks its generators' candidates, and it also
+says which generators retrieved each title (``Scores.retrieved``, from the same call: bit g for
+``Scoring.retrieval_names[g]``; 0 for every other model).
+
 Dislikes steer away, whatever the model learned (plain SASRec is known to rank disliked items and their
 neighbours *higher*): (1) a dislike may only lower a title's model score: where a history has dislikes and
 likes, the model part is the lower of the normalised scores with and without the dislikes (one batch of
@@ -88,6 +92,7 @@ class Scores:
     raw_model: np.ndarray  # (B, C) model score, NaN outside its vocabulary or off the sequence path
     candidates: np.ndarray  # (B, C) bool: unseen titles
     paths: list[str]
+    retrieved: np.ndarray  # (B, C) uint16: bit g set where the ranker's generator g retrieved the title (else 0)
 
 
 def owners(arrays: list) -> np.ndarray:
@@ -111,6 +116,7 @@ class Scoring:
         self._item_unit_t = np.ascontiguousarray(self.item_unit[1:].T)
         self.genre_unit = np.asarray(genre_unit, dtype=np.float32)
         self.popularity = np.asarray(popularity, dtype=np.float32)
+        self.retrieval_names = tuple(getattr(model, "generator_names", ()))  # a ranker's generators, in bit order
 
     @classmethod
     def over(cls, model, catalogue: pd.DataFrame, n_items: int, dislike_weight: float = DISLIKE_WEIGHT) -> "Scoring":
@@ -132,11 +138,14 @@ class Scoring:
 
         raw_model = np.full((n, n_cat), np.nan, dtype=np.float32)
         model = np.zeros((n, n_cat), dtype=np.float32)
+        retrieved = np.zeros((n, n_cat), dtype=np.uint16)
         sequence_users = np.flatnonzero(on_path[PATH_SEQUENCE])
         if len(sequence_users):
-            logits, liked_users, liked_logits = self._model_scores([histories[i] for i in sequence_users])
+            logits, liked_users, liked_logits, found = self._model_scores([histories[i] for i in sequence_users])
             liked_users = sequence_users[liked_users]
             raw_model[sequence_users, :n_model] = logits
+            if found is not None:
+                retrieved[sequence_users, :n_model] = found
             model[sequence_users, :n_model] = normalise(logits, candidates[sequence_users, :n_model])
             if len(liked_users):
                 model[liked_users, :n_model] = np.fmin(model[liked_users, :n_model], normalise(
@@ -157,11 +166,12 @@ class Scoring:
                 final[at] = part(at)
         penalty = self._dislike_penalty(histories, n_cat)
         final -= penalty
-        return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths)
+        return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths, retrieved)
 
-    def _model_scores(self, histories: list[History]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _model_scores(self, histories: list[History]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """The model's scores of the vocabulary for each history's known events, and again without the
-        dislikes for the histories that have dislikes and likes: (scores, which histories, their scores)."""
+        dislikes for the histories that have dislikes and likes: (scores, which histories, their scores, and for
+        a ranker which generators retrieved each title, of the whole histories; else None)."""
         feeds, liked_users = [], []
         for i, h in enumerate(histories):
             known = h.iid > 0
@@ -173,10 +183,14 @@ class Scoring:
         chosen = list(histories) + [histories[i] for i in liked_users]
         seqs = Sequences.from_lists(*([getattr(h, name)[keep] for h, keep in zip(chosen, feeds)]
                                       for name in ("iid", "feedback", "time_bin")))
-        scores = self.model.score(seqs)
+        if self.retrieval_names:
+            scores, retrieved = self.model.score_and_retrieval(seqs)
+            retrieved = retrieved[:len(histories), 1:]
+        else:
+            scores, retrieved = self.model.score(seqs), None
         scores = (scores.numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores))[:, 1:]
         scores = scores.astype(np.float32, copy=False)
-        return scores[:len(histories)], np.array(liked_users, dtype=np.int64), scores[len(histories):]
+        return scores[:len(histories)], np.array(liked_users, dtype=np.int64), scores[len(histories):], retrieved
 
     def _dislike_penalty(self, histories: Sequence[History], n_cat: int) -> np.ndarray:
         """dislike_weight · max(0, the highest cosine to one of the history's dislikes), over the vocabulary."""

@@ -26,7 +26,7 @@ from nostrade.scoring import PATH_CONTENT, PATH_SEQUENCE
 from nostrade.sequences import DISLIKE, LOVE
 
 USUAL_GENRE_SHARE = 0.25
-MODEL_NAMES = {"ease": "EASE", "sasrec": "SASRec"}
+MODEL_NAMES = {"ease": "EASE", "sasrec": "SASRec", "ranker": "two-stage ranker"}
 SIMILAR_POOL = 500  # closest titles looked at for "Because you loved" (predict.MAX_K), before filters
 
 

@@ -1,12 +1,18 @@
 """Train the served model on a processed folder: SASRec, or EASE where the data's order is not time.
 
     python -m nostrade.train --data data/processed --out checkpoints/model.pt [--model auto --loss ce ...]
+    python -m nostrade.train --model ranker [--generators als,itemknn,ease,content,popularity --n-candidates 100]
     torchrun --nproc_per_node 2 -m nostrade.train ...      (data parallel: gloo on CPU, NCCL on GPUs)
 
 ``--model auto`` (the default) trains SASRec where meta.json's ``order_is_time`` is true and EASE where it is
 not: under the order-free protocol (EVAL.md) EASE is the best model on the anime sample (test NDCG@10 0.2067;
 the order-free SASRec 0.1089, ALS 0.1640, item-kNN 0.1391: artifacts/results/anime.md). EASE is fitted in
 closed form on the split's training part (seconds; ``--l2``), evaluated like SASRec, written to --out the same way.
+
+``--model ranker`` fits the two-stage ranker (nostrade.ranker.TwoStage: ``--generators``, by default every one of
+ranker.GENERATORS, each retrieving its ``--n-candidates`` best titles, then LightGBM lambdarank) on the split's
+training part, and evaluates and saves it in the same way; its SASRec generator trains with the SASRec and
+training flags given here (--epochs, --d-model, ...), and every generator with --seed. It is never the default.
 
 SASRec: one epoch = one window of (at most max_len + 1) consecutive training events per user; position t predicts
 event t + 1. Where the data's order is not time (meta.json's ``order_is_time``), every training history is
@@ -42,10 +48,12 @@ from tqdm.auto import tqdm
 from nostrade import distributed
 from nostrade.atomic import WriteError, write_json
 from nostrade.baselines.ease import EASE
-from nostrade.checkpoint import MODEL_KINDS, CheckpointError, check_vocabulary, read_checkpoint, save_checkpoint
+from nostrade.checkpoint import (MODEL_KINDS, CheckpointError, check_vocabulary, read_checkpoint, readable_config,
+                                 save_checkpoint)
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate, evaluate_all_targets
 from nostrade.model import SASRec, SASRecConfig, trim_left_padding
+from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
 from nostrade.scoring import ServedModel
 from nostrade.sequences import DISLIKE, LOVE, Sequences
 from nostrade.split import LeaveOneOut, permuted, split_of
@@ -351,6 +359,20 @@ def fit_ease(dataset: Dataset, split: LeaveOneOut, l2: float) -> TrainResult:
                        seconds_total=seconds)
 
 
+def fit_ranker(dataset: Dataset, split: LeaveOneOut, generators: tuple[str, ...], n_candidates: int,
+               model_cfg: SASRecConfig, train_cfg: TrainConfig) -> TrainResult:
+    """The two-stage ranker fitted on the split's training part (its SASRec generator with these configs), with
+    its validation metrics."""
+    started = time.perf_counter()
+    sasrec = {**{k: v for k, v in asdict(model_cfg).items() if k not in DATA_FIELDS}, **asdict(train_cfg)}
+    del sasrec["seed"]  # every generator's, given to each by the ranker
+    model = TwoStage(generators, n_candidates, seed=train_cfg.seed,
+                     fit_generator=FittedGenerators({"sasrec": sasrec})).fit(dataset, split.train)
+    seconds = time.perf_counter() - started
+    return TrainResult(model, [], evaluate(model.score, split.valid, dataset.n_items), seconds, 0,
+                       seconds_total=seconds, train_cfg=train_cfg)
+
+
 def default_kind(dataset: Dataset) -> str:
     """The served model for a data set: SASRec where its order is time, EASE where it is not."""
     return "sasrec" if dataset.order_is_time else "ease"
@@ -363,7 +385,7 @@ def run_record(dataset: Dataset, data_dir, result: TrainResult, test: dict, ctx)
         "model": result.model.kind, "data": str(data_dir), "source": dataset.meta.get("source"),
         "synthetic": dataset.meta.get("synthetic"), "iid_map_sha256": dataset.iid_map_hash,
         "n_users": dataset.sequences.n_users, "n_items": dataset.n_items,
-        "model_config": result.model.config(), "train_config": train_cfg, "seed": train_cfg.get("seed"),
+        "model_config": readable_config(result.model), "train_config": train_cfg, "seed": train_cfg.get("seed"),
         "device": str(ctx.device), "world_size": ctx.world_size,
         "wall_seconds": result.seconds_total, "seconds_to_best": result.seconds_to_best,
         "best_epoch": result.best_epoch, "epochs": result.epochs_run,
@@ -378,8 +400,13 @@ def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
     parser.add_argument("--out", default="checkpoints/model.pt", help="best checkpoint; <out>.last.pt for resuming")
     parser.add_argument("--metrics", default="artifacts/metrics.json", help="metrics JSON of the run")
     parser.add_argument("--model", choices=("auto", *MODEL_KINDS), default="auto",
-                        help="auto (default): sasrec where the data's order is time, ease where it is not")
+                        help="auto (default): sasrec where the data's order is time, ease where it is not; ranker: the "
+                             "two-stage ranker (nostrade.ranker)")
     parser.add_argument("--l2", type=float, default=EASE().l2, help="EASE's ridge weight (default %(default)s)")
+    parser.add_argument("--generators", default=",".join(GENERATORS),
+                        help="--model ranker: its candidate generators, comma-separated (default %(default)s)")
+    parser.add_argument("--n-candidates", type=int, default=TwoStage().n_candidates,
+                        help="--model ranker: titles each generator retrieves (default %(default)s)")
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
     add_dataclass_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
@@ -387,6 +414,9 @@ def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
         dataset = load_dataset(args.data)
         model_cfg, train_cfg = configs_from_args(args, dataset)
         kind = default_kind(dataset) if args.model == "auto" else args.model
+        generators = tuple(g.strip() for g in args.generators.split(",") if g.strip())
+        if kind == "ranker":
+            TwoStage(generators, args.n_candidates)  # bad options fail here, before any fitting
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -396,6 +426,10 @@ def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
         if kind == "ease":
             result = fit_ease(dataset, split, args.l2)
             done = f"ease (l2 {args.l2:g}) fitted in {result.seconds_total:.0f} s"
+        elif kind == "ranker":
+            result = fit_ranker(dataset, split, generators, args.n_candidates, model_cfg, train_cfg)
+            done = f"ranker ({', '.join(generators)}; {args.n_candidates} candidates each) fitted in " \
+                   f"{result.seconds_total:.0f} s"
         else:
             result = train_sasrec(dataset, model_cfg, train_cfg, split=split, checkpoint_path=args.out,
                                   on_epoch=on_epoch)

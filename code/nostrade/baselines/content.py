@@ -16,7 +16,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from nostrade.baselines.interactions import known_events
+from nostrade.baselines.interactions import csr_from_state, csr_state, known_events
 from nostrade.dataset import Dataset
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 
@@ -78,3 +78,17 @@ class Content:
         keep = known_events(history, self.item_vectors.shape[0] - 1)
         return torch.from_numpy(profile_cosines(self.item_vectors, history.row_of_event()[keep], history.iid[keep],
                                                 history.feedback[keep], history.n_users))
+
+    def config(self) -> dict:
+        return {"features": self.features, "use_type": self.use_type, "vocabulary": [str(t) for t in self.vocabulary],
+                "n_items": self.item_vectors.shape[0] - 1}
+
+    def state_dict(self) -> dict:
+        return csr_state(self.item_vectors)
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict) -> "Content":
+        model = cls(config["features"], config["use_type"])
+        model.vocabulary = np.array(config["vocabulary"], dtype=object)
+        model.item_vectors = csr_from_state(state, (config["n_items"] + 1, len(model.vocabulary)))
+        return model

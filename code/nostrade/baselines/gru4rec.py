@@ -80,3 +80,21 @@ class GRU4Rec:
         last = hidden[torch.arange(len(iid)), (lengths - 1).clamp(min=0)]
         last[lengths == 0] = 0
         return self.net.logits(last).cpu()
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "layers": self.layers, "dropout": self.dropout, "max_len": self.max_len,
+                "epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr,
+                "weight_decay": self.weight_decay, "seed": self.seed, "n_items": self.n_items}
+
+    def state_dict(self) -> dict:
+        return self.net.state_dict()
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict) -> "GRU4Rec":
+        """The fitted model, on the CPU (where serving runs)."""
+        model = cls(**{k: v for k, v in config.items() if k != "n_items"}, device="cpu")
+        model.n_items = config["n_items"]
+        model.net = GRUNet(model.n_items, model.dim, model.layers, model.dropout)
+        model.net.load_state_dict(state)
+        model.net.eval()
+        return model

@@ -25,3 +25,16 @@ def interaction_matrix(seqs: Sequences, n_items: int, values: np.ndarray | None 
     if values is None:
         matrix.data[:] = 1.0
     return matrix
+
+
+def csr_state(matrix: sp.csr_matrix) -> dict:
+    """A CSR matrix as plain tensors (a checkpoint holds tensors only); its shape goes in the model's config."""
+    import torch
+    return {"indptr": torch.from_numpy(matrix.indptr.astype(np.int64)),
+            "indices": torch.from_numpy(matrix.indices.astype(np.int64)),
+            "data": torch.from_numpy(np.ascontiguousarray(matrix.data))}
+
+
+def csr_from_state(state: dict, shape: tuple[int, int]) -> sp.csr_matrix:
+    return sp.csr_matrix((state["data"].numpy(), state["indices"].numpy().astype(np.int32),
+                          state["indptr"].numpy().astype(np.int32)), shape=tuple(shape))

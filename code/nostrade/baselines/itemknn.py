@@ -13,7 +13,7 @@ import torch
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, TFIDFRecommender
 from implicit.utils import ParameterWarning
 
-from nostrade.baselines.interactions import interaction_matrix
+from nostrade.baselines.interactions import csr_from_state, csr_state, interaction_matrix
 from nostrade.dataset import Dataset
 from nostrade.sequences import Sequences
 
@@ -24,6 +24,7 @@ class ItemKNN:
     def __init__(self, neighbours: int = 20, weighting: str = "cosine", num_threads: int = 0):
         if weighting not in RECOMMENDERS:
             raise ValueError(f"weighting: {weighting!r} is not one of {tuple(RECOMMENDERS)}")
+        self.neighbours, self.weighting = neighbours, weighting
         self.model = RECOMMENDERS[weighting](K=neighbours, num_threads=num_threads)
 
     def fit(self, dataset: Dataset, train: Sequences) -> "ItemKNN":
@@ -38,3 +39,16 @@ class ItemKNN:
 
     def score(self, history: Sequences) -> torch.Tensor:
         return torch.from_numpy((interaction_matrix(history, self.n_items) @ self.similarity).toarray())
+
+    def config(self) -> dict:
+        return {"neighbours": self.neighbours, "weighting": self.weighting, "n_items": self.n_items}
+
+    def state_dict(self) -> dict:
+        return csr_state(self.similarity)
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict) -> "ItemKNN":
+        model = cls(config["neighbours"], config["weighting"])
+        model.n_items = config["n_items"]
+        model.similarity = csr_from_state(state, (model.n_items + 1,) * 2)
+        return model

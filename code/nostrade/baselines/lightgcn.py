@@ -79,3 +79,16 @@ class LightGCN:
         counts = np.maximum(np.asarray(user_items.sum(axis=1)).ravel(), 1)
         mean_of_history = sp.diags(1 / counts) @ user_items @ self.item_embeddings.numpy()
         return torch.from_numpy(mean_of_history.astype(np.float32)) @ self.item_embeddings.T
+
+    def config(self) -> dict:
+        return {"dim": self.dim, "layers": self.layers, "epochs": self.epochs, "batch_size": self.batch_size,
+                "lr": self.lr, "reg": self.reg, "seed": self.seed, "n_items": len(self.item_embeddings) - 1}
+
+    def state_dict(self) -> dict:
+        return {"item_embeddings": self.item_embeddings}
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict) -> "LightGCN":
+        model = cls(**{k: v for k, v in config.items() if k != "n_items"}, device="cpu")
+        model.item_embeddings = state["item_embeddings"]
+        return model

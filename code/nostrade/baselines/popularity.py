@@ -19,3 +19,15 @@ class Popularity:
 
     def score(self, history: Sequences) -> torch.Tensor:
         return self.users_per_item.expand(history.n_users, -1).clone()
+
+    def config(self) -> dict:
+        return {"n_items": len(self.users_per_item) - 1}
+
+    def state_dict(self) -> dict:
+        return {"users_per_item": self.users_per_item}
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict) -> "Popularity":
+        model = cls()
+        model.users_per_item = state["users_per_item"]
+        return model
