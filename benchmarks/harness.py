@@ -284,9 +284,11 @@ class DemoPage:
 
     def visible_columns(self, grid_index: int) -> list[str]:
         """Column headers a table (st.dataframe / st.data_editor, in page order) shows without scrolling sideways:
-        the grid's accessible table holds the visible columns only."""
-        grid = self.driver.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrameResizable"]')[grid_index]
-        return [h.get_attribute("textContent").strip() for h in grid.find_elements(By.CSS_SELECTOR, "th")]
+        the grid's accessible table holds the visible columns only (drawn a moment after the grid: waited for)."""
+        def headers(driver) -> list[str]:
+            grid = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrameResizable"]')[grid_index]
+            return [h.get_attribute("textContent").strip() for h in grid.find_elements(By.CSS_SELECTOR, "th")]
+        return WebDriverWait(self.driver, 15, ignored_exceptions=(StaleElementReferenceException,)).until(headers)
 
     def server_ms(self) -> int:
         """The app's own script time of its last run ("Page computed in N ms")."""

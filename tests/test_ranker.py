@@ -105,3 +105,10 @@ def test_the_booster_scores_as_the_fitted_lgbm_ranker_and_says_which_generators_
         top = np.argsort(-ranked, axis=1, kind="stable")[:, :5]
         by_bit = (found >> bit) & 1
         assert (np.take_along_axis(by_bit, top, axis=1) == 1).all() and (by_bit.sum(axis=1) == 5).all()
+
+
+def test_seen_titles_are_never_candidates_even_when_few_titles_are_unseen():
+    model = TwoStage(generators=CHEAP, n_candidates=50, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    history = Sequences.from_lists([list(range(1, 21))])  # 20 of the 24 titles seen: 4 unseen < 50
+    candidates, x, _, _ = model._stage_one(history)
+    assert candidates[0].sum() == 4 and not candidates[0, 1:21].any() and np.isfinite(x).all()

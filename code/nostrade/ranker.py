@@ -152,6 +152,7 @@ class TwoStage:
         retrieved = np.zeros(seen.shape, np.uint16)
         for bit, r in enumerate(ranks):
             retrieved |= (r <= self.n_candidates).astype(np.uint16) << bit
+        retrieved[seen] = 0  # fewer unseen titles than n_candidates: the seen ones are never candidates
         candidates = retrieved > 0
         user, item = np.nonzero(candidates)
         columns = []
