@@ -76,8 +76,8 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "sasrec-fixed-order": ("sasrec", {"permute": False}),
     "sasrec-shuffled": ("sasrec", {}),
     "sasrec-file-order": ("sasrec", {}),
-    "ranker-no-sasrec": ("ranker", {"generators": tuple(g for g in GENERATORS if g != "sasrec")}),
-    "ranker-no-cf": ("ranker", {"generators": tuple(g for g in GENERATORS if g not in ("als", "itemknn", "ease"))}),
+    "ranker-no-sasrec": ("ranker", {"without": ("sasrec",)}),
+    "ranker-no-cf": ("ranker", {"without": ("als", "itemknn", "ease")}),
     "ranker+mmr": ("ranker", {"mmr_lambda": MMR_LAMBDA}),
 }
 # The served function over a plain row's models: the served default is sasrec where the order is time, else ease.

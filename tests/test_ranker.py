@@ -112,3 +112,20 @@ def test_seen_titles_are_never_candidates_even_when_few_titles_are_unseen():
     history = Sequences.from_lists([list(range(1, 21))])  # 20 of the 24 titles seen: 4 unseen < 50
     candidates, x, _, _ = model._stage_one(history)
     assert candidates[0].sum() == 4 and not candidates[0, 1:21].any() and np.isfinite(x).all()
+
+
+def test_where_the_order_is_not_time_generators_that_read_it_are_left_out():
+    import dataclasses
+    order_free = dataclasses.replace(BLOCKS.dataset, meta={**BLOCKS.dataset.meta, "order_is_time": False})
+    model = TwoStage(generators=("itemknn", "gru4rec", "popularity"), n_candidates=10, min_child_samples=5)
+    model.fit(order_free, BLOCKS.train)
+    assert model.generator_names == ("itemknn", "popularity") and set(model.generators) == {"itemknn", "popularity"}
+    history = Sequences.from_lists([[1, 2, 3, 7], [7, 3, 2, 1]])
+    scores = model.score(history)
+    torch.testing.assert_close(scores[0], scores[1])
+
+
+def test_without_drops_generators_and_must_leave_one():
+    assert TwoStage(without=("sasrec", "gru4rec")).generator_names == ("als", "itemknn", "ease", "content", "popularity")
+    with pytest.raises(ValueError, match="none left"):
+        TwoStage(generators=("ease",), without=("ease",))
