@@ -5,6 +5,7 @@ from model_contract import BLOCKS, ModelContract
 
 from nostrade.ranker import FittedGenerators, TwoStage, standardised, taste_cosines, unseen_ranks
 from nostrade.sequences import DISLIKE, LIKE, Sequences
+from nostrade.split import leave_one_out
 
 CHEAP = ("itemknn", "ease", "content", "popularity")
 
@@ -129,3 +130,16 @@ def test_without_drops_generators_and_must_leave_one():
     assert TwoStage(without=("sasrec", "gru4rec")).generator_names == ("als", "itemknn", "ease", "content", "popularity")
     with pytest.raises(ValueError, match="none left"):
         TwoStage(generators=("ease",), without=("ease",))
+
+
+def test_liked_targets_learn_only_from_held_out_likes_and_loves():
+    feedback = [[LIKE if (u + k) % 3 else DISLIKE for k in range(5)] for u in range(BLOCKS.train.n_users)]
+    train = Sequences.from_lists([list(BLOCKS.train.iid[a:b]) for a, b in
+                                  zip(BLOCKS.train.offsets[:-1], BLOCKS.train.offsets[1:])], feedback)
+    model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, train)
+    cases = leave_one_out(train).test
+    _, labels, groups = model._learning_set(cases)
+    model.liked_targets = False
+    _, _, all_groups = model._learning_set(cases)
+    liked = int((cases.target_feedback != DISLIKE).sum())
+    assert len(groups) <= liked < len(cases) and len(all_groups) > len(groups) and labels.sum() == len(groups)

@@ -16,7 +16,8 @@ Stage 2: ``lightgbm.LGBMRanker`` (lambdarank: gradients of NDCG, a listwise obje
 Honest fit: the ranker never sees the data set's validation or test targets. ``fit`` splits the training part it
 is given once more (nostrade.split's rules for this data's order: the last two events, or two random ones where
 the order is not time), fits the generators on the rest, and the ranker learns on those held-out targets, each
-ranked from the history before it — as at test time, the newest event of the history is one the generators did
+ranked from the history before it (``liked_targets``: only the Like / Love targets; learning to retrieve held-out
+Dislikes lowered the gap between liked and disliked titles, Δ, on the anime sample) — as at test time, the newest event of the history is one the generators did
 not train on. Then (``refit``) the generators are fitted again on the whole training part.
 
 Its size — 100 trees of 7 leaves, at least 100 candidates a leaf — is the best of a small grid by validation
@@ -93,7 +94,7 @@ class TwoStage:
     def __init__(self, generators: Sequence[str] = GENERATORS, n_candidates: int = 100, seed: int = 0,
                  refit: bool = True, n_estimators: int = 100, learning_rate: float = 0.05, num_leaves: int = 7,
                  min_child_samples: int = 100, num_threads: int = 1, mmr_lambda: float = 1.0, mmr_depth: int = 50,
-                 without: Sequence[str] = (), fit_generator: Callable | None = None):
+                 without: Sequence[str] = (), liked_targets: bool = True, fit_generator: Callable | None = None):
         single = tuple(m for m in registry().MODELS if m != self.kind)
         if not generators or set(generators) - set(single) or set(without) - set(single):
             raise ValueError(f"generators: {list(generators)} (without {list(without)}) must be models of {single}")
@@ -104,7 +105,7 @@ class TwoStage:
         if not 0.0 <= mmr_lambda <= 1.0:
             raise ValueError(f"mmr_lambda: {mmr_lambda} must be in [0, 1] (1: no diversity re-rank)")
         self.generator_names = tuple(g for g in generators if g not in without)
-        self.n_candidates, self.seed, self.refit = n_candidates, seed, refit
+        self.n_candidates, self.seed, self.refit, self.liked_targets = n_candidates, seed, refit, liked_targets
         self.mmr_lambda, self.mmr_depth = mmr_lambda, mmr_depth
         self.fit_generator = fit_generator or FittedGenerators()
         self.lgbm = dict(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
@@ -137,13 +138,16 @@ class TwoStage:
         return {name: self.fit_generator(name, self.seed, dataset, train) for name in self.generator_names}
 
     def _learning_set(self, *case_sets: EvalCases):
-        """Features and 0/1 labels of the candidates of every case whose target is among them, grouped by case."""
+        """Features and 0/1 labels of the candidates of every case whose target is among them (and, with
+        ``liked_targets``, is a Like or Love: a held-out Dislike is nothing to learn to recommend), grouped by case."""
         features, labels, groups = [], [], []
         for cases in case_sets:
             for start in range(0, len(cases), 512):
                 rows = np.arange(start, min(start + 512, len(cases)))
                 candidates, x, _, _ = self._stage_one(cases.history.take(rows))
                 hit = candidates[rows - start, cases.target[rows]]
+                if self.liked_targets:
+                    hit &= cases.target_feedback[rows] != DISLIKE
                 owner = np.repeat(np.arange(len(rows)), candidates.sum(axis=1))
                 keep = hit[owner]
                 item = np.nonzero(candidates)[1]
@@ -225,7 +229,8 @@ class TwoStage:
     def config(self) -> dict:
         """Options, each generator's config, and the LightGBM model as its text dump (inside the checksum)."""
         return {"generators": list(self.generator_names), "n_candidates": self.n_candidates, "seed": self.seed,
-                "refit": self.refit, "mmr_lambda": self.mmr_lambda, "mmr_depth": self.mmr_depth,
+                "refit": self.refit, "liked_targets": self.liked_targets, "mmr_lambda": self.mmr_lambda,
+                "mmr_depth": self.mmr_depth,
                 "lgbm": dict(self.lgbm), "item_feature_names": list(self.item_feature_names),
                 "generator_configs": {name: g.config() for name, g in self.generators.items()},
                 "booster": self.booster.model_to_string(), "n_items": self.n_items}
@@ -244,7 +249,8 @@ class TwoStage:
     @classmethod
     def from_state(cls, config: dict, state: dict) -> "TwoStage":
         model = cls(config["generators"], config["n_candidates"], config["seed"], config["refit"],
-                    mmr_lambda=config["mmr_lambda"], mmr_depth=config["mmr_depth"])
+                    mmr_lambda=config["mmr_lambda"], mmr_depth=config["mmr_depth"],
+                    liked_targets=config.get("liked_targets", False))
         model.lgbm, model.n_items = dict(config["lgbm"]), config["n_items"]
         features = state["item_features"].numpy().copy()
         features[state["item_features_missing"].numpy()] = np.nan
