@@ -55,7 +55,7 @@ from nostrade.model import SASRecConfig
 from nostrade.models import make_model, takes_seed
 from nostrade.diversity import slate_stats
 from nostrade.peers import check_targets_match, in_peer_order
-from nostrade.ranker import GENERATORS, FittedGenerators
+from nostrade.ranker import FittedGenerators
 from nostrade.report import summarise
 from nostrade.scoring import DISLIKE_WEIGHT, Scoring
 from nostrade.sequences import Sequences
@@ -185,22 +185,18 @@ def row_model(name: str) -> tuple[str, dict]:
 def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
              dislike_weight: float = DISLIKE_WEIGHT) -> list[dict]:
     """``options``: model name -> its options (SASRec's from the command line, the baselines' from --set);
-    ``dislike_weight``: the served rows' dislike penalty. The ranker rows share their generators (fitted once per
-    seed and training data) with each other and with the plain rows."""
-    fitted = {}  # (model, seed) -> the plain row's model, which the served-function rows score with
-    generators = FittedGenerators(options)
-    options = {**options, "ranker": {**options.get("ranker", {}), "fit_generator": generators}}
+    ``dislike_weight``: the served rows' dislike penalty. Models are fitted once per seed and training data
+    (``fitted``): the served-function rows and the ranker rows' generators reuse the plain rows' models."""
+    fitted = FittedGenerators(options)
+    options = {**options, "ranker": {**options.get("ranker", {}), "fit_generator": fitted}}
     out = []
     for name in rows:
         model_name, row_options = row_model(name)
         per_seed = []
         for seed in (seeds if takes_seed(model_name) else seeds[:1]):
             if name in SERVED_ROWS:
-                if (model_name, seed) not in fitted:
-                    fitted[model_name, seed], _ = run_model(model_name, seed, options.get(model_name, {}), dataset,
-                                                            split)
                 alpha = SERVED_ROWS[name][1]
-                served = Scoring.over(fitted[model_name, seed], dataset.items, dataset.n_items,
+                served = Scoring.over(fitted(model_name, seed, dataset, split.train), dataset.items, dataset.n_items,
                                       dislike_weight).scorer(alpha)
                 result = {"seed": seed, "fit_seconds": 0.0, "alpha": alpha, **measure(served, split, dataset)}
             else:
@@ -213,9 +209,7 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
                 model, result = run_model(model_name, seed, {**options.get(model_name, {}), **row_options},
                                           run_data, run_split)
                 if name == model_name:
-                    fitted[model_name, seed] = model
-                    if model_name in GENERATORS:
-                        generators.add(model_name, seed, split.train, model)
+                    fitted.add(model_name, seed, split.train, model)
             per_seed.append(result)
             print_result(name, per_seed[-1])
         out.append({"model": name, **summarise(per_seed)})

@@ -2,14 +2,13 @@
 
 It serves ``similar`` titles, the explanations and the dislike penalty wherever EASE is the served model.
 
-Co-watching alone (EASE's weights, item-kNN, PPMI) mostly finds titles of the same years and the same
-popularity: on the anime sample an item's 10 nearest neighbours sit a median 0.30-0.33 of a random pair's distance
-apart in anime-id (release) order, and Fullmetal Alchemist: Brotherhood's nearest are Naruto and Bleach. Rating
-agreement removes that: feedback as -1 / 0 / +1 (Dislike / Like / Love) minus each person's mean, so two titles are
-close when the same people rate them above or below their own average, whether or not everybody watched them.
-Alone it is noisy on genres (neighbour genre Jaccard 0.23), so the space is its unit rank-64 vectors beside the unit
-genre vectors, weighted 0.7 / 0.3 in cosine: id-distance ratio 0.52, genre Jaccard 0.45 (item-kNN 0.30 and 0.34;
-`python benchmarks/order_invariance.py`, which measures what is served).
+Co-watching alone (EASE's weights, item-kNN) mostly finds titles of the same years and the same popularity: on
+the anime sample an item's 10 nearest neighbours sit about 0.3 of a random pair's distance apart in anime-id
+(release) order. Rating agreement removes that: feedback as -1 / 0 / +1 (Dislike / Like / Love) minus each
+person's mean, so two titles are close when the same people rate them above or below their own average, whether or
+not everybody watched them. Alone it is noisy on genres, so the space is its unit rank-64 vectors beside the unit
+genre vectors, weighted 0.7 / 0.3 in cosine (`python benchmarks/order_invariance.py` measures what is served:
+id-distance ratio and genre Jaccard of the neighbours, beside item-kNN's).
 """
 from __future__ import annotations
 
