@@ -3,7 +3,7 @@ import pytest
 import torch
 from model_contract import BLOCKS, ModelContract
 
-from nostrade.ranker import FittedGenerators, TwoStage, standardised, taste_cosines, unseen_ranks
+from nostrade.ranker import FittedGenerators, TwoStage, descending_order, standardised, taste_cosines, unseen_ranks
 from nostrade.sequences import DISLIKE, LIKE, Sequences
 from nostrade.split import leave_one_out
 
@@ -20,6 +20,14 @@ def test_unseen_ranks_are_one_based_and_put_seen_titles_last():
     np.testing.assert_array_equal(unseen_ranks(scores), [[4, 2, 5, 1, 3]])
 
 
+def test_descending_order_is_a_stable_argsort_of_the_negated_scores():
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(20, 60)).astype(np.float32)
+    for value, share in ((-np.inf, 0.3), (0.5, 0.2), (-0.0, 0.1), (0.0, 0.1), (-2.5, 0.1)):
+        scores[rng.random(scores.shape) < share] = value
+    np.testing.assert_array_equal(descending_order(scores), np.argsort(-scores, axis=1, kind="stable"))
+
+
 def test_standardised_is_over_the_candidates_only():
     scores = np.array([[1.0, 2.0, 3.0, 100.0]])
     candidates = np.array([[True, True, True, False]])
@@ -30,7 +38,7 @@ def test_standardised_is_over_the_candidates_only():
 def test_taste_cosines_take_the_liked_profile_and_the_nearest_dislike():
     taste = np.array([[0, 0], [1, 0], [0, 1], [0.6, 0.8]], np.float32)
     history = Sequences.from_lists([[1, 2], [1], []], [[LIKE, DISLIKE], [LIKE], []])
-    liked, disliked = taste_cosines(taste, history)
+    liked, disliked = taste_cosines(taste, np.ascontiguousarray(taste.T), history)
     np.testing.assert_allclose(liked[0], [0, 1, 0, 0.6], atol=1e-6)
     np.testing.assert_allclose(disliked[0], [0, 0, 1, 0.8], atol=1e-6)
     assert not disliked[1:].any() and not liked[2].any()

@@ -120,6 +120,7 @@ class TwoStage:
         self.n_items = dataset.n_items
         self.item_features, self.item_feature_names = item_features(dataset, train)
         self.taste = similarity.taste_vectors(dataset, train)
+        self.taste_t = np.ascontiguousarray(self.taste.T)
         self.genre_unit = similarity.genre_unit_vectors(dataset)  # the diversity re-rank's space
         inner = leave_one_out(train, dataset.order_is_time, self.seed)
         self.generators = self._generators(dataset, inner.train)
@@ -176,7 +177,7 @@ class TwoStage:
         for s, r in zip(scores, ranks):
             columns += [standardised(s, candidates)[user, item], r[user, item]]
         history_columns = history_features(history, self.n_items)
-        taste_liked, taste_disliked = taste_cosines(self.taste, history)
+        taste_liked, taste_disliked = taste_cosines(self.taste, self.taste_t, history)
         x = np.column_stack([*columns, self.item_features[item], history_columns[user],
                              taste_liked[user, item], taste_disliked[user, item]])
         # rounded: float noise (a batch vs one history: 1e-9 either side of 0) must not cross a split threshold
@@ -256,6 +257,7 @@ class TwoStage:
         features[state["item_features_missing"].numpy()] = np.nan
         model.item_features, model.item_feature_names = features, list(config["item_feature_names"])
         model.taste, model.genre_unit = state["taste"].numpy(), state["genre_unit"].numpy()
+        model.taste_t = np.ascontiguousarray(model.taste.T)
         model.generators = {
             name: registry().MODELS[name].from_state(config["generator_configs"][name], {
                 key[len(name) + 1:]: value for key, value in state.items() if key.startswith(name + ".")})
@@ -272,11 +274,21 @@ def generator_scores(model, history: Sequences, seen: np.ndarray) -> np.ndarray:
 
 
 def unseen_ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based rank of every column in its row, best first (seen titles, at -inf, last)."""
-    order = np.argsort(-scores, axis=1, kind="stable")
-    ranks = np.empty_like(order)
-    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1)[None, :], axis=1)
-    return ranks.astype(np.float32)
+    """1-based rank of every column in its row, best first (seen titles, at -inf, last; ties by column)."""
+    order = descending_order(scores)
+    ranks = np.empty(scores.shape, np.float32)
+    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1, dtype=np.float32)[None, :], axis=1)
+    return ranks
+
+
+def descending_order(scores: np.ndarray) -> np.ndarray:
+    """What ``np.argsort(-scores, axis=1, kind="stable")`` gives (float32 scores, no NaN), 4-5x faster: one plain
+    sort of unique int64 keys, each the score's bits made monotone (negative floats' bits run backwards) above
+    the column."""
+    bits = (scores.astype(np.float32) + np.float32(0.0)).view(np.int32)  # + 0.0: -0.0 becomes 0.0, its equal
+    monotone = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits).astype(np.int64)
+    keys = (-monotone << 32) | np.arange(scores.shape[1], dtype=np.int64)
+    return (np.sort(keys, axis=1) & 0xFFFFFFFF).astype(np.intp)
 
 
 def standardised(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
@@ -313,9 +325,10 @@ def history_features(history: Sequences, n_items: int) -> np.ndarray:
     return np.column_stack([length, share(DISLIKE), share(LOVE)]).astype(np.float32)
 
 
-def taste_cosines(taste: np.ndarray, history: Sequences) -> tuple[np.ndarray, np.ndarray]:
+def taste_cosines(taste: np.ndarray, taste_t: np.ndarray, history: Sequences) -> tuple[np.ndarray, np.ndarray]:
     """(B, n_items + 1) each: cosine to the history's liked profile (sum of its liked titles' unit vectors), and
-    the max cosine to any of its disliked titles (0 without one)."""
+    the max cosine to any of its disliked titles (0 without one). ``taste_t``: ``taste.T``, C-contiguous (a
+    product with the transposed view is several times slower)."""
     n_items = len(taste) - 1
     known = (history.iid >= 1) & (history.iid <= n_items)
     owner, iid, feedback = history.row_of_event()[known], history.iid[known], history.feedback[known]
@@ -328,5 +341,5 @@ def taste_cosines(taste: np.ndarray, history: Sequences) -> tuple[np.ndarray, np
     d_owner, d_iid = owner[~liked][order], iid[~liked][order]
     if len(d_iid):
         starts = np.flatnonzero(np.r_[True, d_owner[1:] != d_owner[:-1]])
-        disliked_max[d_owner[starts]] = np.maximum.reduceat(taste[d_iid] @ taste.T, starts, axis=0)
-    return profile @ taste.T, disliked_max
+        disliked_max[d_owner[starts]] = np.maximum.reduceat(taste[d_iid] @ taste_t, starts, axis=0)
+    return profile @ taste_t, disliked_max
