@@ -69,15 +69,17 @@ class ALS:
         """
         if self.weighting == "none":
             return user_items
-        weighted = user_items.tocoo(copy=True)
+        counts = user_items.data
+        user = np.repeat(np.arange(user_items.shape[0]), np.diff(user_items.indptr))
         # idf of a user (a "term" when items are the documents): log(n_items + 1) - log1p(items the user has)
         user_idf = np.log(user_items.shape[1]) - np.log1p(np.diff(user_items.indptr))
         if self.weighting == "tfidf":
-            weighted.data = np.sqrt(weighted.data) * user_idf[weighted.row]
+            weighted = np.sqrt(counts) * user_idf[user]
         else:
-            k1, norm = self.bm25_k1, self.item_length_norm[weighted.col]
-            weighted.data = weighted.data * (k1 + 1) / (k1 * norm + weighted.data) * user_idf[weighted.row]
-        return weighted.astype(np.float32).tocsr()
+            k1, norm = self.bm25_k1, self.item_length_norm[user_items.indices]
+            weighted = counts * (k1 + 1) / (k1 * norm + counts) * user_idf[user]
+        return sp.csr_matrix((weighted.astype(np.float32), user_items.indices, user_items.indptr),
+                             shape=user_items.shape)
 
     def user_factors(self, history: Sequences) -> np.ndarray:
         """Fold-in: each history's user factors, solved against the fixed item factors (zero for an empty one)."""
