@@ -56,6 +56,13 @@ def broadcast_from_main(value, ctx: Context):
     return box[0]
 
 
+def wait_for_all(ctx: Context) -> None:
+    """Block until every rank gets here (e.g. while rank 0 evaluates and saves): a rank that tears the group
+    down while another still uses it can abort in gloo's threads ("terminate called without an active exception")."""
+    if ctx.world_size > 1:
+        dist.barrier()
+
+
 def teardown(ctx: Context) -> None:
     if ctx.world_size > 1 and dist.is_initialized():
         dist.destroy_process_group()

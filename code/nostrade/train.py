@@ -445,6 +445,7 @@ def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
                   f"{liked['ndcg@10']:.4f} (next liked), delta {test['delta_ndcg@10']:+.4f}; wrote {args.out} and "
                   f"{args.metrics}")
             print(DELTA_MEANING.format(n=test["next_disliked"]["n_cases"]))
+        distributed.wait_for_all(ctx)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 5
