@@ -21,6 +21,7 @@ among all titles (a genre spread evenly over the clusters names none). Represent
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -178,6 +179,22 @@ def popularity_of(dataset: Dataset) -> np.ndarray:
         return dataset.items["members"].fillna(0).to_numpy(np.float64)
     events = np.bincount(dataset.sequences.iid, minlength=dataset.n_items + 1)[1:]
     return events.astype(np.float64)
+
+
+def taste_rows(path: str | Path, iid_map_sha256: str) -> list[dict]:
+    """clusters.json -> the app's "Browse by taste" rows: {"name", "size", "anime_ids"} per cluster, largest
+    first. ValueError (one line, naming the file) when it is not a clusters file or was made for other data."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+        if record["iid_map_sha256"] != iid_map_sha256:
+            raise ValueError(f"{path}: made for other data (iid map {record['iid_map_sha256'][:12]}…, the data in "
+                             f"use has {iid_map_sha256[:12]}…); run `python -m nostrade.clusters` again")
+        rows = [{"name": str(c["name"]), "size": int(c["size"]),
+                 "anime_ids": [int(r["anime_id"]) for r in c["representatives"]]} for c in record["clusters"]]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable clusters file ({type(e).__name__}: {e})") from None
+    return sorted(rows, key=lambda r: -r["size"])
 
 
 def main(argv=None) -> int:
