@@ -105,3 +105,19 @@ def test_a_checkpoint_of_other_data_is_refused(processed_anime, tiny_checkpoint,
     assert clusters.main(["--checkpoint", str(tiny_checkpoint), "--data", str(processed_anime),
                           "--out", str(tmp_path / "c.json")]) == 2
     assert "iid map" in capsys.readouterr().err
+
+
+def test_taste_rows_read_back_largest_first_and_refuse_other_data(tmp_path):
+    vectors, items, _ = synthetic_catalogue()
+    record = {**cluster_titles(vectors, items, items["members"].to_numpy(float), SMALL), "iid_map_sha256": "a" * 64}
+    record["clusters"][0]["size"] += 1_000
+    path = tmp_path / "clusters.json"
+    path.write_text(json.dumps(record))
+    rows = clusters.taste_rows(path, "a" * 64)
+    assert rows[0]["name"] == record["clusters"][0]["name"] and [len(r["anime_ids"]) for r in rows] == [8] * 4
+    assert rows[0]["anime_ids"] == [r["anime_id"] for r in record["clusters"][0]["representatives"]]
+    with pytest.raises(ValueError, match="made for other data"):
+        clusters.taste_rows(path, "b" * 64)
+    path.write_text("{")
+    with pytest.raises(ValueError, match="not a readable clusters file"):
+        clusters.taste_rows(path, "a" * 64)
