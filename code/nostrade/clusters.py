@@ -13,9 +13,9 @@ its side features, each block standardised (scikit-learn) and scaled to a stated
 
 k: the best silhouette (scikit-learn, on a seeded sample of the titles) over ``k_min..k_max``. Names: TF-IDF
 over the members' genres and types, titles being the documents: a term's weight in a cluster is the share of
-its members that carry it times log(titles / titles that carry it), so a genre on every title weighs 0 and
-names nothing; a cluster is named by its top terms among those at least NAME_LIFT times as frequent in it as
-among all titles (a genre spread evenly over the clusters names none). Representative titles: the most popular
+its members that carry it times log(titles / titles that carry it), and 0 where the term is not over-represented
+(a share under NAME_LIFT times its share among all titles); so a genre on every title, or one spread evenly over
+the clusters, names none. A cluster is named by its top terms. Representative titles: the most popular
 (members, else events) among the half of the cluster nearest its centre.
 """
 from __future__ import annotations
@@ -39,7 +39,7 @@ from nostrade.dataset import Dataset, load_dataset
 
 EPISODE_EDGES = (1, 2, 14, 27, 53)  # buckets: unknown (0), 1, 2-13, 14-26, 27-52, 53+
 NAME_TERMS = 3
-NAME_LIFT = 1.2  # a term names a cluster only where its share is at least this times its share of all titles
+NAME_LIFT = 1.2  # a term weighs in a cluster only where its share is at least this times its share of all titles
 
 
 @dataclass(frozen=True)
@@ -108,10 +108,12 @@ def choose_k(x: np.ndarray, cfg: ClusterConfig) -> tuple[KMeans, dict[int, float
 
 
 def term_tfidf(terms: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """(titles, terms) 0/1 -> (k, terms) TF-IDF of each cluster (module docstring), and the (k, terms) shares."""
+    """(titles, terms) 0/1 -> (k, terms) TF-IDF of each cluster (module docstring: 0 where the term is not
+    over-represented), and the (k, terms) shares."""
     share = np.vstack([terms[labels == c].mean(axis=0) for c in range(k)])
-    idf = np.log(len(terms) / np.maximum(terms.sum(axis=0), 1))
-    return share * idf, share
+    overall = terms.mean(axis=0)
+    idf = np.log(1 / np.maximum(overall, 1 / len(terms)))
+    return np.where(share >= NAME_LIFT * overall, share * idf, 0.0), share
 
 
 def cluster_name(genres: list[str], types: list[str]) -> str:
@@ -137,19 +139,18 @@ def cluster_titles(vectors: np.ndarray, items: pd.DataFrame, popularity: np.ndar
     terms = np.hstack([genres, types.to_numpy(np.float32)])
     names = genre_names + list(types.columns)
     tfidf, share = term_tfidf(terms, labels, k)
-    naming = np.where(share >= NAME_LIFT * terms.mean(axis=0), tfidf, 0.0)
     n_genres = len(genre_names)
     clusters = []
     for c in range(k):
         members = np.flatnonzero(labels == c)
-        top_terms = np.argsort(-naming[c], kind="stable")[:NAME_TERMS]
+        top_terms = np.argsort(-tfidf[c], kind="stable")[:NAME_TERMS]
         top_genres = np.argsort(-tfidf[c, :n_genres], kind="stable")[:cfg.n_top_genres]
         picked = members[representatives(x[members], kmeans.cluster_centers_[c], popularity[members],
                                          cfg.n_representatives)]
         clusters.append({
             "id": c,
-            "name": cluster_name([names[t] for t in top_terms if t < n_genres and naming[c, t] > 0],
-                                 [names[t] for t in top_terms if t >= n_genres and naming[c, t] > 0]),
+            "name": cluster_name([names[t] for t in top_terms if t < n_genres and tfidf[c, t] > 0],
+                                 [names[t] for t in top_terms if t >= n_genres and tfidf[c, t] > 0]),
             "size": int(len(members)),
             "top_genres": [{"genre": genre_names[g], "weight": round(float(tfidf[c, g]), 4),
                             "share": round(float(share[c, g]), 4)} for g in top_genres if tfidf[c, g] > 0],
