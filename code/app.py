@@ -477,7 +477,9 @@ def browse_by_taste(rec: Recommender, history: pd.DataFrame) -> None:
     labels, rated = {}, set(history["anime_id"].tolist())
     for row in rows:
         items = rec.lookup([a for a in row["anime_ids"] if a not in rated]).head(CARDS_PER_ROW)
-        st.markdown(f"**{row['name']}** · {row['size']:,} titles")
+        known = f"{row['size']:,} titles" if row["catalogue_size"] is None else \
+            f"{row['catalogue_size']:,} titles ({row['size']:,} the model knows)"
+        st.markdown(f"**{row['name']}** · {known}")
         cards(items, rec, score_column=None, reasons=False)
         labels.update((a, f"{n} — {row['name']}") for a, n in zip(items["anime_id"].tolist(), items["name"]))
     title, rating, add = st.columns([3, 2, 1], vertical_alignment="bottom")

@@ -23,6 +23,12 @@ TIMEOUT = 120
 USER = 1_000_000_123
 
 
+@pytest.fixture(autouse=True)
+def no_clusters(tmp_path, monkeypatch):
+    """No taste clusters unless a test writes them (the repo's artifacts/clusters.json is not read)."""
+    monkeypatch.setenv("NOSTRADE_CLUSTERS", str(tmp_path / "clusters.json"))
+
+
 @pytest.fixture
 def paths(tmp_path, anime_checkpoint, processed_anime, monkeypatch):
     checkpoint = tmp_path / "sasrec.pt"
@@ -32,7 +38,6 @@ def paths(tmp_path, anime_checkpoint, processed_anime, monkeypatch):
     monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(checkpoint))
     monkeypatch.setenv("NOSTRADE_EVENTS", str(events))
     monkeypatch.delenv("NOSTRADE_CATALOGUE", raising=False)
-    monkeypatch.setenv("NOSTRADE_CLUSTERS", str(tmp_path / "clusters.json"))  # none unless a test writes it
     return {"checkpoint": checkpoint, "events": events, "data": processed_anime,
             "clusters": tmp_path / "clusters.json"}
 
@@ -383,15 +388,16 @@ def test_a_served_ranker_shows_which_generators_found_each_title(tmp_path, ranke
 def test_browse_by_taste_rows_and_adding_a_title_from_them(paths):
     at = start()
     assert "Browse by taste" not in subheaders(at)  # no clusters file: no rows
-    from nostrade import clusters
+    from nostrade import clusters, prep
     assert clusters.main(["--checkpoint", str(paths["checkpoint"]), "--data", str(paths["data"]),
-                          "--out", str(paths["clusters"]), "--k-min", "4", "--k-max", "5"]) == 0
+                          "--out", str(paths["clusters"]), "--catalogue", str(prep.DEFAULT_ITEMS),
+                          "--k-min", "4", "--k-max", "5"]) == 0
     made = json.loads(paths["clusters"].read_text())
     at = start()
     no_errors(at)
     assert "Browse by taste" in subheaders(at)
     heads = [m.value for m in at.markdown if m.value.startswith("**")]
-    assert heads == [f"**{c['name']}** · {c['size']:,} titles"
+    assert heads == [f"**{c['name']}** · {c['catalogue_size']:,} titles ({c['size']:,} the model knows)"
                      for c in sorted(made["clusters"], key=lambda c: -c["size"])]
     choice = at.selectbox(key="taste_title")
     first = made["clusters"][0]["representatives"][0]

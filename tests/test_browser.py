@@ -135,10 +135,11 @@ def test_a_person_rates_filters_clears_undoes_and_retrains_in_chromium(tmp_path,
 def test_browse_by_taste_rows_in_chromium(tmp_path, processed_anime, ease_checkpoint):
     from selenium.webdriver.common.by import By
 
-    from nostrade import clusters
+    from nostrade import clusters, prep
 
     out = tmp_path / "clusters.json"
-    assert clusters.main(["--checkpoint", str(ease_checkpoint), "--data", str(processed_anime), "--out", str(out)]) == 0
+    assert clusters.main(["--checkpoint", str(ease_checkpoint), "--data", str(processed_anime), "--out", str(out),
+                          "--catalogue", str(prep.DEFAULT_ITEMS)]) == 0
     made = json.loads(out.read_text())
     env = {"NOSTRADE_DATA": str(processed_anime), "NOSTRADE_CHECKPOINT": str(ease_checkpoint),
            "NOSTRADE_EVENTS": str(tmp_path / "events.db"), "NOSTRADE_CLUSTERS": str(out)}

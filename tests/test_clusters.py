@@ -50,6 +50,21 @@ def test_sizes_sum_to_the_titles_and_representatives_are_members():
     assert record["criterion"]["scores"][str(record["k"])] == max(record["criterion"]["scores"].values())
 
 
+def test_catalogue_titles_without_vectors_join_the_cluster_of_their_side_features():
+    vectors, items, _ = synthetic_catalogue()
+    extra = [(g, i) for g in range(N_GROUPS) for i in range(g + 1)]  # group g gets g + 1 titles without a vector
+    others = pd.DataFrame({"anime_id": np.arange(5001, 5001 + len(extra)), "name": "new",
+                           "genres": [[f"Group{g}", "Common"] for g, _ in extra], "type": "TV", "episodes": 12,
+                           "members": 500})
+    catalogue = pd.concat([items.drop(columns="iid"), others], ignore_index=True)
+    record = cluster_titles(vectors, items, items["members"].to_numpy(float), SMALL, catalogue)
+    assert record["n_catalogue"] == len(catalogue) == sum(c["catalogue_size"] for c in record["clusters"])
+    assert {c["name"]: c["catalogue_size"] - c["size"] for c in record["clusters"]} == \
+        {f"Group{g}": g + 1 for g in range(N_GROUPS)}
+    without = cluster_titles(vectors, items, items["members"].to_numpy(float), SMALL)
+    assert [c["name"] for c in without["clusters"]] == [c["name"] for c in record["clusters"]]
+
+
 def test_same_seed_same_clusters():
     vectors, items, _ = synthetic_catalogue()
     popularity = items["members"].to_numpy(float)

@@ -1,10 +1,13 @@
 """Taste clusters: k-means over the titles' item vectors and side features, each cluster named by its most
 distinctive genres and types.
 
-    python -m nostrade.clusters --checkpoint checkpoints/model.pt --data data/processed --out artifacts/clusters.json
+    python -m nostrade.clusters --checkpoint checkpoints/model.pt --data data/processed
+        --out artifacts/clusters.json [--catalogue data/sample/anime.csv.gz]
 
-The titles are the model's vocabulary (the processed folder's items). A title's point is its item vector beside
-its side features, each block standardised (scikit-learn) and scaled to a stated share of the total variance:
+The clustered titles are the model's vocabulary (the processed folder's items); with ``--catalogue``, every
+other catalogue title joins the cluster whose centre is nearest in the side-feature part ("catalogue_size").
+A title's point is its item vector beside its side features, each block standardised (scikit-learn) and scaled
+to a stated share of the total variance:
 
 - item vectors: a SASRec checkpoint's learned item embeddings; any other checkpoint (EASE, the ranker) has no
   learned item table of its own, so ALS factors (nostrade.baselines.als, seeded) fitted on every event of the
@@ -36,6 +39,7 @@ from nostrade.atomic import WriteError, write_json
 from nostrade.baselines.als import ALS
 from nostrade.checkpoint import CheckpointError, load_checkpoint
 from nostrade.dataset import Dataset, load_dataset
+from nostrade.sources import load_anime_catalogue
 
 EPISODE_EDGES = (1, 2, 14, 27, 53)  # buckets: unknown (0), 1, 2-13, 14-26, 27-52, 53+
 NAME_TERMS = 3
@@ -63,35 +67,64 @@ class ClusterConfig:
             raise ValueError(f"k range: need 2 <= k_min ({self.k_min}) <= k_max ({self.k_max})")
 
 
-def genre_multihot(items: pd.DataFrame) -> tuple[np.ndarray, list[str]]:
-    binarizer = MultiLabelBinarizer()
-    matrix = binarizer.fit_transform([list(g) for g in items["genres"]])
-    return matrix.astype(np.float32), list(binarizer.classes_)
+@dataclass(frozen=True)
+class SideFeatures:
+    """The side-feature encoding of the model's titles (their genres, types and members quartiles), applied the
+    same way to any catalogue rows; a column the catalogue lacks is left out."""
+    genres: tuple[str, ...]
+    types: tuple[str, ...] | None
+    members_edges: tuple[float, ...] | None
+    episode_buckets: tuple[int, ...] | None  # the EPISODE_EDGES buckets the model's titles fall in
+
+    @classmethod
+    def fit(cls, items: pd.DataFrame) -> "SideFeatures":
+        members = np.log1p(items["members"].fillna(0).to_numpy(np.float64)) if "members" in items else None
+        return cls(tuple(sorted({g for genres in items["genres"] for g in genres})),
+                   tuple(sorted(types(items).unique())) if "type" in items else None,
+                   None if members is None else tuple(np.quantile(members, [0.25, 0.5, 0.75])),
+                   tuple(np.unique(episode_bucket(items)).tolist()) if "episodes" in items else None)
+
+    def blocks(self, items: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Block name -> (rows, columns) 0/1 matrix."""
+        def one_hot(codes, categories) -> np.ndarray:
+            return (np.asarray(codes)[:, None] == np.asarray(categories)[None]).astype(np.float32)
+
+        binarizer = MultiLabelBinarizer(classes=self.genres)
+        blocks = {"genre": binarizer.fit_transform([[g for g in genres if g in self.genres]
+                                                    for genres in items["genres"]]).astype(np.float32)}
+        if self.types is not None:
+            blocks["type"] = one_hot(types(items), self.types)
+        if self.episode_buckets is not None:
+            blocks["episodes"] = one_hot(episode_bucket(items), self.episode_buckets)
+        if self.members_edges is not None:
+            members = np.log1p(items["members"].fillna(0).to_numpy(np.float64))
+            blocks["members"] = one_hot(np.digitize(members, self.members_edges), np.arange(4))
+        return blocks
 
 
-def side_features(items: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Block name -> (titles, columns) indicator matrix, for the side features the catalogue has."""
-    def one_hot(codes) -> np.ndarray:
-        return pd.get_dummies(pd.Series(codes).astype(str)).to_numpy(np.float32)
-
-    blocks = {"genre": genre_multihot(items)[0]}
-    if "type" in items:
-        blocks["type"] = one_hot(items["type"].fillna("unknown"))
-    if "episodes" in items:
-        blocks["episodes"] = one_hot(np.digitize(items["episodes"].fillna(0).to_numpy(), EPISODE_EDGES))
-    if "members" in items:
-        members = np.log1p(items["members"].fillna(0).to_numpy(np.float64))
-        blocks["members"] = one_hot(np.digitize(members, np.quantile(members, [0.25, 0.5, 0.75])))
-    return blocks
+def types(items: pd.DataFrame) -> pd.Series:
+    return items["type"].fillna("unknown").astype(str)
 
 
-def points(vectors: np.ndarray, items: pd.DataFrame, cfg: ClusterConfig) -> np.ndarray:
-    """Each block standardised column by column, then scaled so that its total variance is its weight."""
-    blocks = {"vector": vectors, **side_features(items)}
-    weights = {name: getattr(cfg, f"{name}_weight") for name in blocks}
-    scaled = [StandardScaler().fit_transform(block) * np.sqrt(weights[name] / block.shape[1])
-              for name, block in blocks.items()]
-    return np.hstack(scaled).astype(np.float64)
+def episode_bucket(items: pd.DataFrame) -> np.ndarray:
+    return np.digitize(items["episodes"].fillna(0).to_numpy(), EPISODE_EDGES)
+
+
+def points(vectors: np.ndarray, items: pd.DataFrame, side: SideFeatures, cfg: ClusterConfig,
+           others: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The model's titles as points: each block standardised column by column (on these titles), then scaled so
+    that its total variance is its weight; and the side-feature part of the same points for ``others``
+    (catalogue titles without an item vector), encoded and scaled alike."""
+    blocks = {"vector": vectors, **side.blocks(items)}
+    other_blocks = side.blocks(others) if others is not None else {}
+    scaled, other_scaled = [], []
+    for name, block in blocks.items():
+        scaler, weight = StandardScaler().fit(block), np.sqrt(getattr(cfg, f"{name}_weight") / block.shape[1])
+        scaled.append(scaler.transform(block) * weight)
+        if name in other_blocks:
+            other_scaled.append(scaler.transform(other_blocks[name]) * weight)
+    return (np.hstack(scaled).astype(np.float64),
+            np.hstack(other_scaled).astype(np.float64) if others is not None else None)
 
 
 def choose_k(x: np.ndarray, cfg: ClusterConfig) -> tuple[KMeans, dict[int, float]]:
@@ -128,18 +161,27 @@ def representatives(x: np.ndarray, centre: np.ndarray, popularity: np.ndarray, n
     return near[np.lexsort((near, -popularity[near]))][:n]
 
 
-def cluster_titles(vectors: np.ndarray, items: pd.DataFrame, popularity: np.ndarray, cfg: ClusterConfig) -> dict:
+def cluster_titles(vectors: np.ndarray, items: pd.DataFrame, popularity: np.ndarray, cfg: ClusterConfig,
+                   catalogue: pd.DataFrame | None = None) -> dict:
     """Item vectors (titles, d), the items table (same row order) and each title's popularity -> clusters.json's
-    content (without the provenance main adds)."""
-    x = points(vectors, items, cfg)
+    content (without the provenance main adds). ``catalogue``: every title; those without an item vector join
+    the cluster whose centre is nearest in the side-feature part ("catalogue_size")."""
+    others = None if catalogue is None else catalogue[~catalogue["anime_id"].isin(items["anime_id"])]
+    side = SideFeatures.fit(items)
+    x, x_others = points(vectors, items, side, cfg, others)
     kmeans, scores = choose_k(x, cfg)
     k, labels = kmeans.n_clusters, kmeans.labels_
-    genres, genre_names = genre_multihot(items)
-    types = pd.get_dummies(items["type"].fillna("unknown").astype(str)) if "type" in items else pd.DataFrame()
-    terms = np.hstack([genres, types.to_numpy(np.float32)])
-    names = genre_names + list(types.columns)
+    blocks = side.blocks(items)
+    terms = np.hstack([blocks["genre"], blocks.get("type", np.zeros((len(items), 0), np.float32))])
+    genre_names = list(side.genres)
+    names = genre_names + list(side.types or ())
     tfidf, share = term_tfidf(terms, labels, k)
     n_genres = len(genre_names)
+    joined = np.zeros(k, np.int64)
+    if others is not None and len(others):
+        side_centres = kmeans.cluster_centers_[:, vectors.shape[1]:]
+        nearest = ((x_others[:, None, :] - side_centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+        joined = np.bincount(nearest, minlength=k)
     clusters = []
     for c in range(k):
         members = np.flatnonzero(labels == c)
@@ -152,6 +194,7 @@ def cluster_titles(vectors: np.ndarray, items: pd.DataFrame, popularity: np.ndar
             "name": cluster_name([names[t] for t in top_terms if t < n_genres and tfidf[c, t] > 0],
                                  [names[t] for t in top_terms if t >= n_genres and tfidf[c, t] > 0]),
             "size": int(len(members)),
+            **({"catalogue_size": int(len(members) + joined[c])} if others is not None else {}),
             "top_genres": [{"genre": genre_names[g], "weight": round(float(tfidf[c, g]), 4),
                             "share": round(float(share[c, g]), 4)} for g in top_genres if tfidf[c, g] > 0],
             "genre_tfidf": {genre_names[g]: round(float(tfidf[c, g]), 4) for g in range(n_genres) if share[c, g] > 0},
@@ -161,7 +204,9 @@ def cluster_titles(vectors: np.ndarray, items: pd.DataFrame, popularity: np.ndar
     return {"k": k, "criterion": {"name": "silhouette", "k_range": [cfg.k_min, cfg.k_max],
                                   "sample": min(cfg.silhouette_sample, len(x)), "seed": cfg.seed,
                                   "scores": {str(kk): round(s, 4) for kk, s in scores.items()}},
-            "n_titles": int(len(items)), "clusters": clusters}
+            "n_titles": int(len(items)),
+            **({"n_catalogue": int(len(items) + len(others))} if others is not None else {}),
+            "clusters": clusters}
 
 
 def item_vectors(checkpoint: Path, dataset: Dataset, seed: int) -> tuple[np.ndarray, str]:
@@ -183,15 +228,16 @@ def popularity_of(dataset: Dataset) -> np.ndarray:
 
 
 def taste_rows(path: str | Path, iid_map_sha256: str) -> list[dict]:
-    """clusters.json -> the app's "Browse by taste" rows: {"name", "size", "anime_ids"} per cluster, largest
-    first. ValueError (one line, naming the file) when it is not a clusters file or was made for other data."""
+    """clusters.json -> the app's "Browse by taste" rows: {"name", "size", "catalogue_size" (None when the
+    clusters were made without the catalogue), "anime_ids"} per cluster, largest first. ValueError (one line,
+    naming the file) when it is not a clusters file or was made for other data."""
     path = Path(path)
     try:
         record = json.loads(path.read_text())
         if record["iid_map_sha256"] != iid_map_sha256:
             raise ValueError(f"{path}: made for other data (iid map {record['iid_map_sha256'][:12]}…, the data in "
                              f"use has {iid_map_sha256[:12]}…); run `python -m nostrade.clusters` again")
-        rows = [{"name": str(c["name"]), "size": int(c["size"]),
+        rows = [{"name": str(c["name"]), "size": int(c["size"]), "catalogue_size": c.get("catalogue_size"),
                  "anime_ids": [int(r["anime_id"]) for r in c["representatives"]]} for c in record["clusters"]]
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a readable clusters file ({type(e).__name__}: {e})") from None
@@ -203,6 +249,8 @@ def main(argv=None) -> int:
     parser.add_argument("--checkpoint", default="checkpoints/model.pt", help="served model checkpoint")
     parser.add_argument("--data", default="data/processed", help="processed folder (make_processed_data.py)")
     parser.add_argument("--out", default="artifacts/clusters.json", help="clusters JSON (written atomically)")
+    parser.add_argument("--catalogue", help="the full anime catalogue (e.g. data/sample/anime.csv.gz): its titles "
+                                            "outside the model's vocabulary join the nearest cluster by side features")
     defaults = ClusterConfig()
     parser.add_argument("--k-min", type=int, default=defaults.k_min)
     parser.add_argument("--k-max", type=int, default=defaults.k_max)
@@ -212,14 +260,16 @@ def main(argv=None) -> int:
         cfg = ClusterConfig(k_min=args.k_min, k_max=args.k_max, seed=args.seed)
         dataset = load_dataset(args.data)
         vectors, source = item_vectors(Path(args.checkpoint), dataset, cfg.seed)
-        record = cluster_titles(vectors, dataset.items, popularity_of(dataset), cfg)
+        catalogue = load_anime_catalogue(args.catalogue) if args.catalogue else None
+        record = cluster_titles(vectors, dataset.items, popularity_of(dataset), cfg, catalogue)
         record = {**record, "item_vectors": source, "data": str(args.data), "iid_map_sha256": dataset.iid_map_hash,
                   "config": asdict(cfg), "command": " ".join(["python -m nostrade.clusters", *(argv or sys.argv[1:])])}
         write_json(args.out, record)
     except (FileNotFoundError, ValueError, CheckpointError, WriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    sizes = ", ".join(f"{c['name']} ({c['size']})" for c in record["clusters"])
+    sizes = ", ".join(f"{c['name']} ({c['size']}" + (f", {c['catalogue_size']} in the catalogue)"
+                                                     if "catalogue_size" in c else ")") for c in record["clusters"])
     print(f"k = {record['k']} (best silhouette {record['criterion']['scores'][str(record['k'])]:.3f} over "
           f"k {cfg.k_min}..{cfg.k_max}); {sizes}; wrote {args.out}")
     return 0
