@@ -471,9 +471,9 @@ def browse_by_taste(rec: Recommender, history: pd.DataFrame) -> None:
     except ValueError as e:
         st.caption(f"No taste rows: {e}")
         return
-    st.caption(f"{len(rows)} clusters of the model's titles (`python -m nostrade.clusters`: k-means over item "
-               "vectors and genres, type, episodes, members), each named by its most distinctive genres; the "
-               "most popular titles near each centre")
+    st.caption(f"{len(rows)} taste clusters (`python -m nostrade.clusters`: k-means over the model's item vectors "
+               "and genres, type, episodes, members; other catalogue titles join by their side features), each "
+               "named by its most distinctive genres; the most popular titles near each centre")
     labels, rated = {}, set(history["anime_id"].tolist())
     for row in rows:
         items = rec.lookup([a for a in row["anime_ids"] if a not in rated]).head(CARDS_PER_ROW)
