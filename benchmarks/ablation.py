@@ -92,7 +92,8 @@ TIME_ONLY = ("sasrec-shuffled", "sasrec-no-time",  # order-free data has no time
 METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr")
 LENGTH_BUCKETS = ((2, 9), (10, 19), (20, 49), (50, 99), (100, None))  # test-history lengths (events)
 BY_LENGTH_SHOWN = ("popularity", "als", "itemknn", "ease", "lightgcn", "gru4rec", "content", "sasrec")  # + the blends
-QUICK_BASELINE_OPTIONS = {"als": {"iterations": 2}, "lightgcn": {"epochs": 2}, "gru4rec": {"epochs": 2}}
+QUICK_BASELINE_OPTIONS = {"als": {"iterations": 2}, "lightgcn": {"epochs": 2}, "gru4rec": {"epochs": 2},
+                          "ncf": {"epochs": 2}}
 QUICK_MODEL = {"d_model": 16, "n_layers": 1, "max_len": 20}
 QUICK_TRAIN = {"epochs": 2, "warmup": 2, "patience": 2}
 
@@ -169,6 +170,8 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
         r = model.result
         info.update(seconds_to_best=r.seconds_to_best, best_epoch=r.best_epoch, epochs=r.epochs_run,
                     valid=r.best_metrics)
+    if name == "ncf":
+        info.update(best_epoch=model.best_epoch, epochs=len(model.history), valid_ndcg=model.best_valid_ndcg)
     if name == "ranker":
         info["candidate_recall"] = model.candidate_recall(split.test)
         info["feature_gain"] = model.feature_gain()

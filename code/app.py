@@ -8,6 +8,7 @@ Settings (environment variables; relative paths are taken from the repository ro
     NOSTRADE_FINETUNED    what "Retrain from my ratings" writes          default <checkpoint>.finetuned.pt
     NOSTRADE_EVENTS       SQLite event log (nostrade.events)             default data/events.db
     NOSTRADE_CATALOGUE    full catalogue; default: the file recorded in the data's meta.json
+    NOSTRADE_CLUSTERS     taste clusters (python -m nostrade.clusters)   default artifacts/clusters.json
     NOSTRADE_TRAIN_ARGS   extra flags for the in-app "train the default model" run (e.g. "--epochs 5")
 
 Scoring, blending, explanations and search are predict.py's, the rows below the Top-K nostrade.sections';
@@ -33,7 +34,7 @@ import networkx as nx
 import pandas as pd
 import streamlit as st
 
-from nostrade import finetune, prep, sections, train
+from nostrade import clusters, finetune, prep, sections, train
 from nostrade.dataset import sha256_of
 from nostrade.events import EventLog, current_saved
 from nostrade.history import COLUMNS as HISTORY_COLUMNS, UserHistories, as_events
@@ -59,6 +60,7 @@ CHECKPOINT = setting("NOSTRADE_CHECKPOINT", "checkpoints/model.pt")
 FINETUNED = setting("NOSTRADE_FINETUNED", str(CHECKPOINT.with_name(f"{CHECKPOINT.stem}.finetuned{CHECKPOINT.suffix}")))
 EVENTS_DB = setting("NOSTRADE_EVENTS", "data/events.db")
 CATALOGUE = setting("NOSTRADE_CATALOGUE", "") if os.environ.get("NOSTRADE_CATALOGUE") else None
+CLUSTERS = setting("NOSTRADE_CLUSTERS", "artifacts/clusters.json")
 use_threads(1)  # one small request per click: extra threads only add overhead here
 
 
@@ -95,6 +97,12 @@ def cached_search(_rec: Recommender, model_hash: str, query: str, limit: int) ->
 def most_popular(_rec: Recommender, model_hash: str, genres: tuple, types: tuple) -> pd.DataFrame:
     """The catalogue's default view: predict's popularity ranking with its details (cached per filters)."""
     return _rec.lookup(_rec.popular(k=CATALOGUE_ROWS, genres=list(genres), types=list(types))["anime_id"])
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def cached_taste_rows(path: str, iid_map_sha256: str, version: tuple) -> list[dict]:
+    del version  # part of the cache key only: a new clusters file is read again
+    return clusters.taste_rows(path, iid_map_sha256)
 
 
 @st.cache_resource
@@ -159,14 +167,15 @@ def apply_table_edits() -> None:
         st.session_state.editor_version += 1
 
 
-def on_quick_rate(title_key: str) -> None:
-    anime_id, choice = st.session_state.get(title_key), st.session_state.get("pick_feedback")
+def on_quick_rate(title_key: str, feedback_key: str = "pick_feedback", query_key: str | None = "pick_query") -> None:
+    anime_id, choice = st.session_state.get(title_key), st.session_state.get(feedback_key)
     if anime_id is None or not choice:
         st.session_state.flash = "Choose a title and Dislike, Like or Love first."
         return
     record([FeedbackEvent(int(anime_id), CODE_OF_OPTION[choice])])
-    st.session_state.pick_query = ""
-    st.session_state.pick_feedback = None  # each rating is chosen afresh: a Dislike never carries over
+    if query_key:
+        st.session_state[query_key] = ""
+    st.session_state[feedback_key] = None  # each rating is chosen afresh: a Dislike never carries over
 
 
 def on_clear_all(history: pd.DataFrame) -> None:
@@ -450,6 +459,38 @@ def more_sections(rec: Recommender, events: list[Event], history: pd.DataFrame, 
         cards(row.items, rec, row.score_column)
 
 
+def browse_by_taste(rec: Recommender, history: pd.DataFrame) -> None:
+    """A row per taste cluster (artifacts/clusters.json, when it exists): its name and a few of its titles not
+    rated yet, any of which can be rated from here."""
+    version = file_version(CLUSTERS)
+    if version is None:
+        return
+    st.subheader("Browse by taste")
+    try:
+        rows = cached_taste_rows(str(CLUSTERS), rec.dataset.iid_map_hash, version)
+    except ValueError as e:
+        st.caption(f"No taste rows: {e}")
+        return
+    st.caption(f"{len(rows)} taste clusters (`python -m nostrade.clusters`: k-means over the model's item vectors "
+               "and genres, type, episodes, members; other catalogue titles join by their side features), each "
+               "named by its most distinctive genres; the most popular titles near each centre")
+    labels, rated = {}, set(history["anime_id"].tolist())
+    for row in rows:
+        items = rec.lookup([a for a in row["anime_ids"] if a not in rated]).head(CARDS_PER_ROW)
+        known = f"{row['size']:,} titles" if row["catalogue_size"] is None else \
+            f"{row['catalogue_size']:,} titles ({row['size']:,} the model knows)"
+        st.markdown(f"**{row['name']}** · {known}")
+        cards(items, rec, score_column=None, reasons=False)
+        labels.update((a, f"{n} — {row['name']}") for a, n in zip(items["anime_id"].tolist(), items["name"]))
+    title, rating, add = st.columns([3, 2, 1], vertical_alignment="bottom")
+    title.selectbox("A title from these rows", list(labels), format_func=labels.get, key="taste_title", index=None,
+                    placeholder="choose a title")
+    rating.radio("Your rating", list(FEEDBACK_NAMES.values())[::-1], horizontal=True, key="taste_feedback",
+                 index=None)
+    add.button("Add to my picks", on_click=on_quick_rate, args=("taste_title", "taste_feedback", None),
+               key="taste_add")
+
+
 def retrain(served: Path) -> None:
     """ "Retrain from my ratings": nostrade.finetune on the event log, into FINETUNED if not worse."""
     st.subheader("Retrain")
@@ -531,6 +572,7 @@ def main() -> None:
     with right:
         out = recommendations(rec, events, settings)
     more_sections(rec, events, history, out)
+    browse_by_taste(rec, history)
     catalogue_browser(rec, model_hash, history, saved)
     if saved:
         st.subheader("Saved for later")

@@ -4,6 +4,7 @@ AppTest cannot type into an st.data_editor; the editor's edits -> events step is
 test_ui.py, and here ratings go through the page's search-and-rate widgets.
 """
 import io
+import json
 import shutil
 from pathlib import Path
 
@@ -22,6 +23,12 @@ TIMEOUT = 120
 USER = 1_000_000_123
 
 
+@pytest.fixture(autouse=True)
+def no_clusters(tmp_path, monkeypatch):
+    """No taste clusters unless a test writes them (the repo's artifacts/clusters.json is not read)."""
+    monkeypatch.setenv("NOSTRADE_CLUSTERS", str(tmp_path / "clusters.json"))
+
+
 @pytest.fixture
 def paths(tmp_path, anime_checkpoint, processed_anime, monkeypatch):
     checkpoint = tmp_path / "sasrec.pt"
@@ -31,7 +38,8 @@ def paths(tmp_path, anime_checkpoint, processed_anime, monkeypatch):
     monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(checkpoint))
     monkeypatch.setenv("NOSTRADE_EVENTS", str(events))
     monkeypatch.delenv("NOSTRADE_CATALOGUE", raising=False)
-    return {"checkpoint": checkpoint, "events": events, "data": processed_anime}
+    return {"checkpoint": checkpoint, "events": events, "data": processed_anime,
+            "clusters": tmp_path / "clusters.json"}
 
 
 def log_history(paths) -> pd.DataFrame:
@@ -375,3 +383,36 @@ def test_a_served_ranker_shows_which_generators_found_each_title(tmp_path, ranke
     phrases = {"from people like you", "similar genres", "popular"}
     assert all(set(found.split(", ")) <= phrases for found in top["Found by"])
     assert all(found.split(", ")[0].capitalize() in why for found, why in zip(top["Found by"], top["Why"]))
+
+
+def test_browse_by_taste_rows_and_adding_a_title_from_them(paths):
+    at = start()
+    assert "Browse by taste" not in subheaders(at)  # no clusters file: no rows
+    from nostrade import clusters, prep
+    assert clusters.main(["--checkpoint", str(paths["checkpoint"]), "--data", str(paths["data"]),
+                          "--out", str(paths["clusters"]), "--catalogue", str(prep.DEFAULT_ITEMS),
+                          "--k-min", "4", "--k-max", "5"]) == 0
+    made = json.loads(paths["clusters"].read_text())
+    at = start()
+    no_errors(at)
+    assert "Browse by taste" in subheaders(at)
+    heads = [m.value for m in at.markdown if m.value.startswith("**")]
+    assert heads == [f"**{c['name']}** · {c['catalogue_size']:,} titles ({c['size']:,} the model knows)"
+                     for c in sorted(made["clusters"], key=lambda c: -c["size"])]
+    choice = at.selectbox(key="taste_title")
+    first = made["clusters"][0]["representatives"][0]
+    assert len(choice.options) == 5 * made["k"] and first["name"] in " ".join(choice.options)
+    choice.set_value(first["anime_id"])
+    at.radio(key="taste_feedback").set_value("Love")
+    at.button(key="taste_add").click().run()
+    no_errors(at)
+    assert "Your picks (1)" in subheaders(at)
+    assert log_history(paths)[["anime_id", "feedback"]].values.tolist() == [[first["anime_id"], 3]]
+    assert not any(o.startswith(f"{first['name']} — ") for o in at.selectbox(key="taste_title").options)
+
+
+def test_a_clusters_file_for_other_data_is_a_caption_not_a_traceback(paths):
+    paths["clusters"].write_text(json.dumps({"iid_map_sha256": "f" * 64, "clusters": []}))
+    at = start()
+    no_errors(at)
+    assert "made for other data" in caption_with(at, "No taste rows")

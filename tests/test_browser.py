@@ -4,9 +4,11 @@ On the served default model (EASE on the embedded sample), like a person would: 
 with a `;` in its name), reads the cards' reasons, sets a filter and checks every row, checks that no title
 appears twice, clears all picks and undoes it, retrains from the ratings, exports the CSV; at 1400 px and at
 a 390 px phone width the picks table shows "Your rating" without scrolling sideways and the title drop-down
-shows whole titles. Saves artifacts/screenshots/app-1400.png and app-390.png for the README.
+shows whole titles. Saves artifacts/screenshots/app-1400.png and app-390.png for the README; with taste clusters
+(python -m nostrade.clusters), the "Browse by taste" rows: artifacts/screenshots/browse-by-taste.png.
 Needs Debian's chromium and chromium-driver (`make browser` installs them).
 """
+import json
 import shutil
 import time
 from pathlib import Path
@@ -51,7 +53,7 @@ def test_a_person_rates_filters_clears_undoes_and_retrains_in_chromium(tmp_path,
     shutil.copyfile(ease_checkpoint, checkpoint)
     events = tmp_path / "events.db"
     env = {"NOSTRADE_DATA": str(processed_anime), "NOSTRADE_CHECKPOINT": str(checkpoint),
-           "NOSTRADE_EVENTS": str(events)}
+           "NOSTRADE_EVENTS": str(events), "NOSTRADE_CLUSTERS": str(tmp_path / "no-clusters.json")}
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     with serve_app(env) as url, chromium(downloads, width=1400, height=1000) as driver:
@@ -128,3 +130,33 @@ def test_a_person_rates_filters_clears_undoes_and_retrains_in_chromium(tmp_path,
     # Timings on a shared machine are noisy: printed for the record, measured properly by benchmarks/app.py.
     print(f"first render {first:.2f} s (cold server), clicks {', '.join(f'{c:.2f}' for c in clicks)} s, "
           f"retrain {retrain_s:.1f} s")
+
+
+def test_browse_by_taste_rows_in_chromium(tmp_path, processed_anime, ease_checkpoint):
+    from selenium.webdriver.common.by import By
+
+    from nostrade import clusters, prep
+
+    out = tmp_path / "clusters.json"
+    assert clusters.main(["--checkpoint", str(ease_checkpoint), "--data", str(processed_anime), "--out", str(out),
+                          "--catalogue", str(prep.DEFAULT_ITEMS)]) == 0
+    made = json.loads(out.read_text())
+    env = {"NOSTRADE_DATA": str(processed_anime), "NOSTRADE_CHECKPOINT": str(ease_checkpoint),
+           "NOSTRADE_EVENTS": str(tmp_path / "events.db"), "NOSTRADE_CLUSTERS": str(out)}
+    with serve_app(env) as url, chromium(tmp_path, width=1400, height=1900) as driver:
+        page = DemoPage(driver, timeout=120)
+        page.open(f"{url}/?user={USER + 1}")
+        page.settle()
+        assert "Browse by taste" in page.headings()
+        names = [c["name"] for c in sorted(made["clusters"], key=lambda c: -c["size"])]
+        shown = [e.text for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMarkdown"] strong')
+                 if e.text in names]
+        assert shown == names
+        expected = [r["name"] for c in sorted(made["clusters"], key=lambda c: -c["size"])
+                    for r in c["representatives"][:5]]
+        assert [c["title"] for c in page.card_fields()][-len(expected):] == expected  # five cards per cluster
+        heading = next(h for h in driver.find_elements(By.CSS_SELECTOR, "h3") if h.text.strip() == "Browse by taste")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", heading)
+        time.sleep(0.5)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(SCREENSHOTS / "browse-by-taste.png"))

@@ -23,6 +23,7 @@ from nostrade.baselines.gru4rec import GRU4Rec
 from nostrade.baselines.item2vec import item2vec_embeddings
 from nostrade.baselines.itemknn import ItemKNN
 from nostrade.baselines.lightgcn import LightGCN
+from nostrade.baselines.ncf import NCF
 from nostrade.baselines.popularity import Popularity
 
 BASELINES = {
@@ -32,7 +33,8 @@ BASELINES = {
     "ease": EASE,
     "lightgcn": LightGCN,
     "gru4rec": GRU4Rec,
+    "ncf": NCF,
     "content": Content,
 }
 
-__all__ = ["ALS", "BASELINES", "Content", "EASE", "GRU4Rec", "ItemKNN", "LightGCN", "Popularity", "item2vec_embeddings"]
+__all__ = ["ALS", "BASELINES", "Content", "EASE", "GRU4Rec", "ItemKNN", "LightGCN", "NCF", "Popularity", "item2vec_embeddings"]
