@@ -1,6 +1,7 @@
 import argparse
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,8 +16,8 @@ from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.model import SASRec, SASRecConfig
 from nostrade.ranker import TwoStage
-from nostrade.sequences import DISLIKE, LIKE, LOVE
-from nostrade.train import TrainConfig, last_checkpoint_path, sequence_loss, train_sasrec
+from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
+from nostrade.train import TrainConfig, last_checkpoint_path, sampling_distribution, sequence_loss, train_sasrec
 
 TINY_MODEL = dict(max_len=20, d_model=16, n_heads=2, n_layers=1, dropout=0.1)
 TINY_TRAIN = dict(epochs=4, batch_size=32, lr=3e-3, warmup=5, patience=10, progress=False, num_threads=1)
@@ -34,7 +35,7 @@ def configs(dataset, **train_overrides):
     return model_cfg, TrainConfig(**{**TINY_TRAIN, **train_overrides})
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce", "bpr"])
+@pytest.mark.parametrize("loss", ["ce", "sampled", "bce", "bpr"])
 def test_loss_falls_and_validation_is_evaluated(dataset, loss):
     result = train_sasrec(dataset, *configs(dataset, loss=loss, n_negatives=8))
     losses = [h["loss"] for h in result.history]
@@ -86,7 +87,7 @@ def scored_losses(loss, feedback):
     return out
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce", "bpr"])
+@pytest.mark.parametrize("loss", ["ce", "sampled", "bce", "bpr"])
 def test_feedback_weighting_pushes_a_disliked_next_item_away(loss):
     liked_low, liked_high = scored_losses(loss, LIKE)
     disliked_low, disliked_high = scored_losses(loss, DISLIKE)
@@ -94,6 +95,43 @@ def test_feedback_weighting_pushes_a_disliked_next_item_away(loss):
     assert disliked_high > disliked_low  # a disliked one: a higher score is worse
     loved_low, _ = scored_losses(loss, LOVE)
     assert loved_low == pytest.approx(2.0 * liked_low)
+
+
+def test_sampled_loss_is_log_q_corrected_with_negatives_shared_by_the_batch(monkeypatch):
+    """Two positions, 3 items, 4 negatives drawn once: the loss equals the sampled softmax computed by hand,
+    each negative's logit less log(4 q), the target's kept, a drawn target masked at its own position."""
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(n_items=3, d_model=4))
+    hidden = torch.randn(1, 2, 4)
+    target, feedback = torch.tensor([[1, 3]]), torch.tensor([[LIKE, LIKE]])
+    sampling = torch.tensor([0.0, 0.5, 0.3, 0.2], dtype=torch.float64)
+    cfg = TrainConfig(loss="sampled", shared_negatives=4)
+    draws, real_multinomial = [], torch.multinomial
+
+    def recorded_multinomial(*args, **kwargs):
+        draws.append(real_multinomial(*args, **kwargs))
+        return draws[-1]
+
+    monkeypatch.setattr(torch, "multinomial", recorded_multinomial)
+    loss = sequence_loss(model, hidden, target, feedback, cfg, torch.Generator().manual_seed(7), sampling)
+    assert len(draws) == 1 and draws[0].shape == (4,)  # one draw for the whole batch
+    negatives = real_multinomial(sampling, 4, replacement=True, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(draws[0], negatives) and set(target.flatten().tolist()) & set(negatives.tolist())
+
+    emb, h = model.item_emb.weight.detach().double(), hidden[0].detach().double()
+    expected = []
+    for n, t in enumerate(target[0].tolist()):
+        kept = [j for j in negatives.tolist() if j != t]
+        corrected = [float(h[n] @ emb[j]) - math.log(4 * float(sampling[j])) for j in kept]
+        positive = float(h[n] @ emb[t])
+        expected.append(-(positive - math.log(math.exp(positive) + sum(math.exp(c) for c in corrected))))
+    assert loss.item() == pytest.approx(sum(expected) / 2, rel=1e-5)
+
+
+def test_sampling_mixes_uniform_and_popularity():
+    train = Sequences.from_lists([[1, 1, 1, 2]])
+    q = sampling_distribution(train, 3, uniform_share=0.5).numpy()
+    assert q == pytest.approx([0.0, 0.5 / 3 + 0.5 * 0.75, 0.5 / 3 + 0.5 * 0.25, 0.5 / 3])
 
 
 def test_resume_after_a_kill_continues_exactly(dataset, tmp_path, monkeypatch):

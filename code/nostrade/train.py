@@ -58,15 +58,18 @@ from nostrade.scoring import ServedModel
 from nostrade.sequences import DISLIKE, LOVE, Sequences
 from nostrade.split import LeaveOneOut, permuted, split_of
 
-LOSSES = ("ce", "bce", "bpr")
+LOSSES = ("ce", "sampled", "bce", "bpr")
 CROPS = ("random", "last")
 EpochCallback = Callable[[dict, int], None]  # (the epoch's history record, cfg.epochs)
 
 
 @dataclass
 class TrainConfig:
-    loss: str = "ce"  # "ce": softmax over the whole catalogue; "bce" / "bpr": n_negatives sampled items
+    loss: str = "ce"  # "ce": softmax over the whole catalogue; "sampled": over shared_negatives items drawn once
+                      # per batch (sampled softmax, log-Q corrected); "bce" / "bpr": n_negatives items per position
     n_negatives: int = 16
+    shared_negatives: int = 1024
+    uniform_share: float = 0.5  # "sampled": negatives drawn uniformly with this probability, else by popularity
     feedback_weighting: bool = True  # Love counts love_weight, a Dislike next item is pushed away, not a positive
     love_weight: float = 2.0
     dislike_weight: float = 1.0
@@ -94,6 +97,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
+        if self.shared_negatives < 1 or not 0.0 <= self.uniform_share <= 1.0:
+            raise ValueError(f"shared_negatives {self.shared_negatives} / uniform_share {self.uniform_share}: need "
+                             "at least 1 negative and a share in [0, 1]")
         if self.crop not in CROPS:
             raise ValueError(f"crop: {self.crop!r} is not one of {', '.join(CROPS)}")
 
@@ -140,9 +146,36 @@ def length_batches(lengths: np.ndarray, batch_size: int, generator: torch.Genera
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+def sampling_distribution(train: Sequences, n_items: int, uniform_share: float) -> torch.Tensor:
+    """(n_items + 1,) float64 probabilities of drawing each item as a "sampled" negative: uniform with
+    probability ``uniform_share``, else in proportion to its training events; padding 0 never."""
+    counts = np.bincount(train.iid, minlength=n_items + 1)[:n_items + 1].astype(np.float64)
+    counts[0] = 0.0
+    uniform = np.r_[0.0, np.full(n_items, 1.0 / n_items)]
+    popular = counts / counts.sum() if counts.sum() > 0 else uniform  # no events: uniform
+    return torch.from_numpy(uniform_share * uniform + (1.0 - uniform_share) * popular)
+
+
+def sampled_log_p(model: SASRec, h: torch.Tensor, target: torch.Tensor, n_negatives: int,
+                  sampling: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """log p(target) of each position under a sampled softmax: the target against ``n_negatives`` items drawn
+    once for the whole batch from ``sampling`` (every position scores the same items: one matrix product).
+    Each negative's logit less the log of its expected count in the draw (log-Q correction: the sum of the
+    corrected exponentials then estimates the sum over the whole catalogue); a draw of a position's own
+    target is masked there; the target's logit is kept as it is."""
+    negatives = torch.multinomial(sampling, n_negatives, replacement=True, generator=generator)
+    log_expected = (n_negatives * sampling[negatives]).log().float().to(h.device)
+    negatives = negatives.to(h.device)
+    neg_logits = (h @ model.item_emb(negatives).T).float() - log_expected
+    neg_logits = neg_logits.masked_fill(negatives.unsqueeze(0) == target.unsqueeze(1), -torch.inf)
+    pos_logit = (h * model.item_emb(target)).sum(-1).float()
+    return pos_logit - torch.cat([pos_logit.unsqueeze(1), neg_logits], 1).logsumexp(1)
+
+
 def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, target_feedback: torch.Tensor,
-                  cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Mean loss over the scored positions (target > 0) of a batch of hidden states (B, L, d)."""
+                  cfg: TrainConfig, generator: torch.Generator, sampling: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean loss over the scored positions (target > 0) of a batch of hidden states (B, L, d). ``sampling``:
+    the "sampled" loss's distribution of negatives (sampling_distribution); None: uniform."""
     h, target, feedback = hidden[target > 0], target[target > 0], target_feedback[target > 0]
     disliked = (feedback == DISLIKE) if cfg.feedback_weighting else torch.zeros_like(target, dtype=torch.bool)
     weight = torch.ones(len(target), device=h.device)
@@ -150,10 +183,15 @@ def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, tar
         weight = torch.where(feedback == LOVE, cfg.love_weight, weight)
         weight = torch.where(disliked, cfg.dislike_weight, weight)
 
-    if cfg.loss == "ce":
-        logits = model.logits(h).float()
-        logits[:, 0] = -torch.inf
-        log_p = logits.log_softmax(-1).gather(1, target.unsqueeze(1)).squeeze(1)
+    if cfg.loss in ("ce", "sampled"):
+        if cfg.loss == "ce":
+            logits = model.logits(h).float()
+            logits[:, 0] = -torch.inf
+            log_p = logits.log_softmax(-1).gather(1, target.unsqueeze(1)).squeeze(1)
+        else:
+            if sampling is None:
+                sampling = sampling_distribution(Sequences.from_lists([]), model.cfg.n_items, uniform_share=1.0)
+            log_p = sampled_log_p(model, h, target, cfg.shared_negatives, sampling, generator)
         # A disliked next item: -log(1 - p) pushes its probability down instead of up.
         push_away = -torch.log1p(-log_p.clamp(max=-1e-6).exp())
         per_position = torch.where(disliked, push_away, -log_p)
@@ -216,6 +254,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         model.load_state_dict(init_state)
     net = DistributedDataParallel(model) if ctx.world_size > 1 else model
     optimizer = make_optimizer(model, cfg)
+    sampling = sampling_distribution(split.train, n_items, cfg.uniform_share) if cfg.loss == "sampled" else None
 
     train_rows = np.flatnonzero(split.train.lengths >= 2)  # a user needs an input and a next event
     sampler = DistributedSampler(train_rows, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
@@ -267,7 +306,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
             target = torch.where(iid[:, :-1] > 0, iid[:, 1:], 0)  # no target for the very first event
             with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 hidden = net(iid[:, :-1], feedback[:, :-1], time_bin[:, :-1])
-                loss = sequence_loss(model, hidden, target, feedback[:, 1:], cfg, generator)
+                loss = sequence_loss(model, hidden, target, feedback[:, 1:], cfg, generator, sampling)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
