@@ -48,8 +48,16 @@ def test_loss_falls_and_validation_is_evaluated(dataset, loss):
 def test_cpu_training_is_repeatable(dataset):
     first = train_sasrec(dataset, *configs(dataset, epochs=2))
     second = train_sasrec(dataset, *configs(dataset, epochs=2))
-    strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    strip = lambda history: [{k: v for k, v in h.items() if not k.endswith("seconds")} for h in history]
     assert strip(first.history) == strip(second.history)
+
+
+def test_max_steps_cuts_the_epoch_and_the_record_times_training_and_evaluation(dataset):
+    full = train_sasrec(dataset, *configs(dataset, epochs=1)).history[0]
+    cut = train_sasrec(dataset, *configs(dataset, epochs=1, max_steps=2)).history[0]
+    assert cut["steps"] == 2 < full["steps"] == full["epoch_steps"] == cut["epoch_steps"]
+    assert 0 < cut["train_seconds"] < full["train_seconds"] and full["eval_seconds"] > 0
+    assert full["seconds"] >= full["train_seconds"] + full["eval_seconds"]
 
 
 def test_early_stopping_after_patience_evaluations_without_gain(dataset):
@@ -71,6 +79,8 @@ def test_threads_default_to_nostrade_threads_else_every_core(monkeypatch):
     assert TrainConfig().num_threads == 3 and parser.parse_args([]).num_threads == 3
     monkeypatch.delenv("NOSTRADE_THREADS")
     assert TrainConfig().num_threads == os.cpu_count()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(os.cpu_count()))  # torchrun: one process per core
+    assert TrainConfig().num_threads == 1
 
 
 def scored_losses(loss, feedback):
@@ -154,7 +164,7 @@ def test_resume_after_a_kill_continues_exactly(dataset, tmp_path, monkeypatch):
     assert torch.load(last_checkpoint_path(path), weights_only=True)["training_state"]["epoch"] == 2
 
     resumed = train_sasrec(dataset, *configs(dataset, resume=True), checkpoint_path=path)
-    strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    strip = lambda history: [{k: v for k, v in h.items() if not k.endswith("seconds")} for h in history]
     assert strip(resumed.history) == strip(uninterrupted.history)
     assert resumed.best_epoch == uninterrupted.best_epoch
     for a, b in zip(resumed.model.state_dict().values(), uninterrupted.model.state_dict().values()):

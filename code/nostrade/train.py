@@ -84,6 +84,7 @@ class TrainConfig:
     crop: str = "random"  # window of a training sequence longer than max_len + 1: "random" or the "last"
     permute: bool | None = None  # a fresh seeded permutation of every training history each epoch (None: where
                                  # the data's order is not time, so that a file order cannot be learned)
+    max_steps: int = 0  # optimizer steps per epoch, 0 = the whole epoch (benchmarks time part of one)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available
     num_threads: int = dataclasses.field(default_factory=distributed.default_threads)  # NOSTRADE_THREADS, else all cores
@@ -260,8 +261,9 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     sampler = DistributedSampler(train_rows, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
     batch_per_rank = max(cfg.batch_size // ctx.world_size, 1)
     steps_per_epoch = math.ceil(len(sampler) / batch_per_rank)
+    steps_run = min(steps_per_epoch, cfg.max_steps or steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, cosine_with_warmup(cfg.warmup, cfg.epochs * steps_per_epoch))
+        optimizer, cosine_with_warmup(cfg.warmup, cfg.epochs * steps_run))
     amp_dtype = None
     if ctx.device.type == "cuda":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -290,6 +292,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     stop = False
     bar = tqdm(range(first_epoch, cfg.epochs + 1), desc="sasrec", unit="epoch", disable=not (cfg.progress and ctx.is_main))
     for epoch in bar:
+        epoch_started = time.perf_counter()
         seed = epoch_seed(cfg.seed, epoch, ctx.rank)
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -299,7 +302,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         net.train()
         losses = []
         train = permuted(split.train, seed) if cfg.permute else split.train
-        for batch in length_batches(np.minimum(train.lengths[rows], window), batch_per_rank, generator):
+        batches = length_batches(np.minimum(train.lengths[rows], window), batch_per_rank, generator)[:steps_run]
+        for batch in batches:
             windows = training_windows(train, rows[batch], window, cfg.crop == "random", generator)
             padded = trim_left_padding(*map(torch.from_numpy, windows.padded(window)))
             iid, feedback, time_bin = (t.to(ctx.device) for t in padded)
@@ -316,10 +320,13 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
             scheduler.step()
             losses.append(loss.item())
 
-        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
+        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "steps": len(batches),
+                  "epoch_steps": steps_per_epoch, "train_seconds": time.perf_counter() - epoch_started}
         evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
         if ctx.is_main and evaluated:
+            eval_started = time.perf_counter()
             metrics = evaluate(model.score, split.valid, n_items)
+            record["eval_seconds"] = time.perf_counter() - eval_started
             record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_cases"})
             if metrics["ndcg@10"] > best_score:
                 best_score, best_metrics, best_epoch, bad_evals = metrics["ndcg@10"], metrics, epoch, 0
