@@ -303,7 +303,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         losses = []
         train = permuted(split.train, seed) if cfg.permute else split.train
         batches = length_batches(np.minimum(train.lengths[rows], window), batch_per_rank, generator)[:steps_run]
-        for batch in batches:
+        for batch in tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False,
+                          disable=not (cfg.progress and ctx.is_main)):
             windows = training_windows(train, rows[batch], window, cfg.crop == "random", generator)
             padded = trim_left_padding(*map(torch.from_numpy, windows.padded(window)))
             iid, feedback, time_bin = (t.to(ctx.device) for t in padded)
