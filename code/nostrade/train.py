@@ -22,6 +22,11 @@ validation NDCG@10 (full ranking, nostrade.evaluate). The best model goes to --o
 after every evaluation to <out>.last.pt, so --resume continues a killed run exactly where its last evaluation
 left it.
 
+Losses (``--loss``): ``ce``, the softmax over the whole catalogue (the most accurate; its cost grows with the
+catalogue); ``sampled``, a softmax over ``--shared-negatives`` titles drawn once per batch (a ``--uniform-share``
+uniformly, the rest by popularity), log-Q corrected, for large catalogues (benchmarks/scale.py: the full Kaggle
+size); ``bce`` / ``bpr``, ``--n-negatives`` titles per position (ablations).
+
 Exit status: 0 done; 1 an unexpected error (Python's traceback); 2 bad input (the processed folder, flags, a
 --resume checkpoint of another vocabulary or config); 5 an unusable --resume checkpoint (damaged, not a
 checkpoint); 7 cannot write --out / --metrics (read-only folder, full disk). A failure prints one line
@@ -244,6 +249,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     ctx = distributed.setup(cfg.device)
     if ctx.device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
+    distributed.pin_mmap_threshold()
     split = split if split is not None else split_of(dataset)
     n_items = dataset.n_items
     if model_cfg.n_items != n_items:
