@@ -62,7 +62,8 @@ def train_run(data: Path, work: Path, name: str, flags: list[str], processes: in
             str(metrics), "--epochs", "1", "--num-threads", str(threads), *flags]
     launcher = [sys.executable]
     if processes > 1:
-        launcher += ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+        launcher += ["-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1", "--nproc_per_node",
+                     str(processes)]
     env = {"OMP_NUM_THREADS": str(threads), "GLOO_SOCKET_IFNAME": "lo"}
     wall, peak_mb = measured(launcher + args, env)
     epoch = json.loads(metrics.read_text())["history"][0]

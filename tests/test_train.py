@@ -242,6 +242,19 @@ def test_cli_unwritable_out_exits_7_and_a_damaged_resume_checkpoint_exits_5(proc
     assert capsys.readouterr().err.startswith(f"error: {last_checkpoint_path(out)}: not a readable checkpoint")
 
 
+def failure_report(stderr: str, tail: int = 1500) -> str:
+    """The lines that carry a worker's actual error (torchrun's summary at the end names only the signal),
+    then the tail."""
+    causes = [line for line in stderr.splitlines() if any(w in line for w in ("terminate", "Error", "error"))]
+    return "error lines:\n" + "\n".join(causes[:30]) + f"\n...\nlast {tail} characters:\n" + stderr[-tail:]
+
+
+def test_failure_report_shows_the_error_lines_before_the_summary():
+    stderr = "terminate called after throwing an instance of 'gloo::IoException'\n" + "x" * 5000 + "\nSignal 6"
+    report = failure_report(stderr)
+    assert report.index("gloo::IoException") < report.index("Signal 6")
+
+
 def test_data_parallel_with_two_gloo_processes(processed_sample, tmp_path):
     """torchrun with 2 CPU processes trains the same kind of model as 1 process (not the same numbers:
     each process sees half the users per step and draws its own dropout)."""
@@ -250,11 +263,11 @@ def test_data_parallel_with_two_gloo_processes(processed_sample, tmp_path):
                 "--metrics", str(tmp_path / f"{name}.json"), "--epochs", "4", *TINY_FLAGS]
 
     assert train.main(args("single")) == 0
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "nostrade.train", *args("double")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1",
+               "--nproc_per_node", "2", "-m", "nostrade.train", *args("double")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert done.returncode == 0, done.stderr[-2000:]
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"})
+    assert done.returncode == 0, failure_report(done.stderr)
     single, double = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("single", "double"))
     assert double["world_size"] == 2 and single["world_size"] == 1
     for record in (single, double):
