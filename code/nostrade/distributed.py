@@ -4,9 +4,7 @@ Run ``torchrun --nproc_per_node N -m nostrade.train ...``; without torchrun ever
 """
 from __future__ import annotations
 
-import ctypes
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -35,17 +33,6 @@ def default_threads() -> int:
     torchrun starts on it (LOCAL_WORLD_SIZE): more threads than cores slow every process down."""
     share = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return int(os.environ.get("NOSTRADE_THREADS") or max(share, 1))
-
-
-def pin_mmap_threshold(nbytes: int = 1 << 20) -> None:
-    """glibc raises its mmap threshold after every large free (up to 32 MB), so an evaluation's blocks of
-    scores and masks then come from heaps whose fragments are never given back: at the full Kaggle size that
-    is ~1 GB of peak RSS. A fixed threshold (as MALLOC_MMAP_THRESHOLD_ would set) returns them at once."""
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").mallopt(-3, nbytes)  # M_MMAP_THRESHOLD
-        except OSError:  # not glibc (musl): nothing to pin
-            pass
 
 
 def setup(device: str = "auto") -> Context:

@@ -249,7 +249,6 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     ctx = distributed.setup(cfg.device)
     if ctx.device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
-    distributed.pin_mmap_threshold()
     split = split if split is not None else split_of(dataset)
     n_items = dataset.n_items
     if model_cfg.n_items != n_items:
