@@ -13,10 +13,11 @@ next liked item, next disliked item (lower is better) and delta = NDCG@10(liked)
 
 Rows: the baselines (nostrade.baselines), SASRec with the library's default config (any model or training
 flag of `python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the
-feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with item2vec-
-initialised item embeddings, and trained and tested on each user's history shuffled (seeded; the last two
-events, the validation and test targets, stay last: the control that shows whether the order of the history
-matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh
+feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with the sampled
+softmax (--loss sampled: its default 1,024 shared negatives, 128, about the share of the catalogue that 1,024
+is of the full Kaggle one, and every negative drawn by popularity), with item2vec-initialised item embeddings,
+and trained and tested on each user's history shuffled (seeded; the last two events, the validation and test
+targets, stay last: the control that shows whether the order of the history matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh
 permutation each epoch), and the control trained and tested as if the file order were time. ``ease-binary``
 is Steck's EASE (every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows evaluate
 the served scoring function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly
@@ -71,6 +72,9 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "sasrec-no-feedback": ("sasrec", {"use_feedback": False}),
     "sasrec-no-time": ("sasrec", {"use_time": False}),
     "sasrec-plain-loss": ("sasrec", {"feedback_weighting": False}),
+    "sasrec-sampled": ("sasrec", {"loss": "sampled"}),
+    "sasrec-sampled-128": ("sasrec", {"loss": "sampled", "shared_negatives": 128}),
+    "sasrec-sampled-popularity": ("sasrec", {"loss": "sampled", "uniform_share": 0.0}),
     "sasrec+item2vec": ("sasrec", {"init": "item2vec"}),
     "sasrec+position": ("sasrec", {"use_position": True}),
     "sasrec-fixed-order": ("sasrec", {"permute": False}),
@@ -83,6 +87,7 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
 # The served function over a plain row's models: the served default is sasrec where the order is time, else ease.
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
 ROWS = (*BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
+        "sasrec-sampled", "sasrec-sampled-128", "sasrec-sampled-popularity",
         *SERVED_ROWS, "sasrec+item2vec", "sasrec+position", "sasrec-fixed-order", "sasrec-shuffled",
         "sasrec-file-order", "ranker", "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
 ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order",  # the defaults where order is time

@@ -1,6 +1,7 @@
 import argparse
 import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,8 +16,8 @@ from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.model import SASRec, SASRecConfig
 from nostrade.ranker import TwoStage
-from nostrade.sequences import DISLIKE, LIKE, LOVE
-from nostrade.train import TrainConfig, last_checkpoint_path, sequence_loss, train_sasrec
+from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
+from nostrade.train import TrainConfig, last_checkpoint_path, sampling_distribution, sequence_loss, train_sasrec
 
 TINY_MODEL = dict(max_len=20, d_model=16, n_heads=2, n_layers=1, dropout=0.1)
 TINY_TRAIN = dict(epochs=4, batch_size=32, lr=3e-3, warmup=5, patience=10, progress=False, num_threads=1)
@@ -34,7 +35,7 @@ def configs(dataset, **train_overrides):
     return model_cfg, TrainConfig(**{**TINY_TRAIN, **train_overrides})
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce", "bpr"])
+@pytest.mark.parametrize("loss", ["ce", "sampled", "bce", "bpr"])
 def test_loss_falls_and_validation_is_evaluated(dataset, loss):
     result = train_sasrec(dataset, *configs(dataset, loss=loss, n_negatives=8))
     losses = [h["loss"] for h in result.history]
@@ -47,8 +48,16 @@ def test_loss_falls_and_validation_is_evaluated(dataset, loss):
 def test_cpu_training_is_repeatable(dataset):
     first = train_sasrec(dataset, *configs(dataset, epochs=2))
     second = train_sasrec(dataset, *configs(dataset, epochs=2))
-    strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    strip = lambda history: [{k: v for k, v in h.items() if not k.endswith("seconds")} for h in history]
     assert strip(first.history) == strip(second.history)
+
+
+def test_max_steps_cuts_the_epoch_and_the_record_times_training_and_evaluation(dataset):
+    full = train_sasrec(dataset, *configs(dataset, epochs=1)).history[0]
+    cut = train_sasrec(dataset, *configs(dataset, epochs=1, max_steps=2)).history[0]
+    assert cut["steps"] == 2 < full["steps"] == full["epoch_steps"] == cut["epoch_steps"]
+    assert 0 < cut["train_seconds"] < full["train_seconds"] and full["eval_seconds"] > 0
+    assert full["seconds"] >= full["train_seconds"] + full["eval_seconds"]
 
 
 def test_early_stopping_after_patience_evaluations_without_gain(dataset):
@@ -70,6 +79,8 @@ def test_threads_default_to_nostrade_threads_else_every_core(monkeypatch):
     assert TrainConfig().num_threads == 3 and parser.parse_args([]).num_threads == 3
     monkeypatch.delenv("NOSTRADE_THREADS")
     assert TrainConfig().num_threads == os.cpu_count()
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", str(os.cpu_count()))  # torchrun: one process per core
+    assert TrainConfig().num_threads == 1
 
 
 def scored_losses(loss, feedback):
@@ -86,7 +97,7 @@ def scored_losses(loss, feedback):
     return out
 
 
-@pytest.mark.parametrize("loss", ["ce", "bce", "bpr"])
+@pytest.mark.parametrize("loss", ["ce", "sampled", "bce", "bpr"])
 def test_feedback_weighting_pushes_a_disliked_next_item_away(loss):
     liked_low, liked_high = scored_losses(loss, LIKE)
     disliked_low, disliked_high = scored_losses(loss, DISLIKE)
@@ -94,6 +105,43 @@ def test_feedback_weighting_pushes_a_disliked_next_item_away(loss):
     assert disliked_high > disliked_low  # a disliked one: a higher score is worse
     loved_low, _ = scored_losses(loss, LOVE)
     assert loved_low == pytest.approx(2.0 * liked_low)
+
+
+def test_sampled_loss_is_log_q_corrected_with_negatives_shared_by_the_batch(monkeypatch):
+    """Two positions, 3 items, 4 negatives drawn once: the loss equals the sampled softmax computed by hand,
+    each negative's logit less log(4 q), the target's kept, a drawn target masked at its own position."""
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(n_items=3, d_model=4))
+    hidden = torch.randn(1, 2, 4)
+    target, feedback = torch.tensor([[1, 3]]), torch.tensor([[LIKE, LIKE]])
+    sampling = torch.tensor([0.0, 0.5, 0.3, 0.2], dtype=torch.float64)
+    cfg = TrainConfig(loss="sampled", shared_negatives=4)
+    draws, real_multinomial = [], torch.multinomial
+
+    def recorded_multinomial(*args, **kwargs):
+        draws.append(real_multinomial(*args, **kwargs))
+        return draws[-1]
+
+    monkeypatch.setattr(torch, "multinomial", recorded_multinomial)
+    loss = sequence_loss(model, hidden, target, feedback, cfg, torch.Generator().manual_seed(7), sampling)
+    assert len(draws) == 1 and draws[0].shape == (4,)  # one draw for the whole batch
+    negatives = real_multinomial(sampling, 4, replacement=True, generator=torch.Generator().manual_seed(7))
+    assert torch.equal(draws[0], negatives) and set(target.flatten().tolist()) & set(negatives.tolist())
+
+    emb, h = model.item_emb.weight.detach().double(), hidden[0].detach().double()
+    expected = []
+    for n, t in enumerate(target[0].tolist()):
+        kept = [j for j in negatives.tolist() if j != t]
+        corrected = [float(h[n] @ emb[j]) - math.log(4 * float(sampling[j])) for j in kept]
+        positive = float(h[n] @ emb[t])
+        expected.append(-(positive - math.log(math.exp(positive) + sum(math.exp(c) for c in corrected))))
+    assert loss.item() == pytest.approx(sum(expected) / 2, rel=1e-5)
+
+
+def test_sampling_mixes_uniform_and_popularity():
+    train = Sequences.from_lists([[1, 1, 1, 2]])
+    q = sampling_distribution(train, 3, uniform_share=0.5).numpy()
+    assert q == pytest.approx([0.0, 0.5 / 3 + 0.5 * 0.75, 0.5 / 3 + 0.5 * 0.25, 0.5 / 3])
 
 
 def test_resume_after_a_kill_continues_exactly(dataset, tmp_path, monkeypatch):
@@ -116,7 +164,7 @@ def test_resume_after_a_kill_continues_exactly(dataset, tmp_path, monkeypatch):
     assert torch.load(last_checkpoint_path(path), weights_only=True)["training_state"]["epoch"] == 2
 
     resumed = train_sasrec(dataset, *configs(dataset, resume=True), checkpoint_path=path)
-    strip = lambda history: [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    strip = lambda history: [{k: v for k, v in h.items() if not k.endswith("seconds")} for h in history]
     assert strip(resumed.history) == strip(uninterrupted.history)
     assert resumed.best_epoch == uninterrupted.best_epoch
     for a, b in zip(resumed.model.state_dict().values(), uninterrupted.model.state_dict().values()):
@@ -194,6 +242,19 @@ def test_cli_unwritable_out_exits_7_and_a_damaged_resume_checkpoint_exits_5(proc
     assert capsys.readouterr().err.startswith(f"error: {last_checkpoint_path(out)}: not a readable checkpoint")
 
 
+def failure_report(stderr: str, tail: int = 1500) -> str:
+    """The lines that carry a worker's actual error (torchrun's summary at the end names only the signal),
+    then the tail."""
+    causes = [line for line in stderr.splitlines() if any(w in line for w in ("terminate", "Error", "error"))]
+    return "error lines:\n" + "\n".join(causes[:30]) + f"\n...\nlast {tail} characters:\n" + stderr[-tail:]
+
+
+def test_failure_report_shows_the_error_lines_before_the_summary():
+    stderr = "terminate called after throwing an instance of 'gloo::IoException'\n" + "x" * 5000 + "\nSignal 6"
+    report = failure_report(stderr)
+    assert report.index("gloo::IoException") < report.index("Signal 6")
+
+
 def test_data_parallel_with_two_gloo_processes(processed_sample, tmp_path):
     """torchrun with 2 CPU processes trains the same kind of model as 1 process (not the same numbers:
     each process sees half the users per step and draws its own dropout)."""
@@ -202,13 +263,11 @@ def test_data_parallel_with_two_gloo_processes(processed_sample, tmp_path):
                 "--metrics", str(tmp_path / f"{name}.json"), "--epochs", "4", *TINY_FLAGS]
 
     assert train.main(args("single")) == 0
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "nostrade.train", *args("double")]
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1",
+               "--nproc_per_node", "2", "-m", "nostrade.train", *args("double")]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
-    # torchrun's summary hides the cause (a signal); the lines of the ranks' own errors come first
-    causes = [line for line in done.stderr.splitlines() if "terminate" in line or "Error" in line]
-    assert done.returncode == 0, "\n".join(causes[:20]) + "\n...\n" + done.stderr[-1500:]
+                          env={**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"})
+    assert done.returncode == 0, failure_report(done.stderr)
     single, double = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("single", "double"))
     assert double["world_size"] == 2 and single["world_size"] == 1
     for record in (single, double):

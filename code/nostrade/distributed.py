@@ -29,8 +29,10 @@ def pick_device(name: str) -> torch.device:
 
 
 def default_threads() -> int:
-    """CPU threads per process: NOSTRADE_THREADS when set, else every core of the machine."""
-    return int(os.environ.get("NOSTRADE_THREADS") or os.cpu_count() or 1)
+    """CPU threads per process: NOSTRADE_THREADS when set, else the machine's cores shared among the processes
+    torchrun starts on it (LOCAL_WORLD_SIZE): more threads than cores slow every process down."""
+    share = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    return int(os.environ.get("NOSTRADE_THREADS") or max(share, 1))
 
 
 def setup(device: str = "auto") -> Context:

@@ -22,6 +22,11 @@ validation NDCG@10 (full ranking, nostrade.evaluate). The best model goes to --o
 after every evaluation to <out>.last.pt, so --resume continues a killed run exactly where its last evaluation
 left it.
 
+Losses (``--loss``): ``ce``, the softmax over the whole catalogue (the most accurate; its cost grows with the
+catalogue); ``sampled``, a softmax over ``--shared-negatives`` titles drawn once per batch (a ``--uniform-share``
+uniformly, the rest by popularity), log-Q corrected, for large catalogues (benchmarks/scale.py: the full Kaggle
+size); ``bce`` / ``bpr``, ``--n-negatives`` titles per position (ablations).
+
 Exit status: 0 done; 1 an unexpected error (Python's traceback); 2 bad input (the processed folder, flags, a
 --resume checkpoint of another vocabulary or config); 5 an unusable --resume checkpoint (damaged, not a
 checkpoint); 7 cannot write --out / --metrics (read-only folder, full disk). A failure prints one line
@@ -58,15 +63,18 @@ from nostrade.scoring import ServedModel
 from nostrade.sequences import DISLIKE, LOVE, Sequences
 from nostrade.split import LeaveOneOut, permuted, split_of
 
-LOSSES = ("ce", "bce", "bpr")
+LOSSES = ("ce", "sampled", "bce", "bpr")
 CROPS = ("random", "last")
 EpochCallback = Callable[[dict, int], None]  # (the epoch's history record, cfg.epochs)
 
 
 @dataclass
 class TrainConfig:
-    loss: str = "ce"  # "ce": softmax over the whole catalogue; "bce" / "bpr": n_negatives sampled items
+    loss: str = "ce"  # "ce": softmax over the whole catalogue; "sampled": over shared_negatives items drawn once
+                      # per batch (sampled softmax, log-Q corrected); "bce" / "bpr": n_negatives items per position
     n_negatives: int = 16
+    shared_negatives: int = 1024
+    uniform_share: float = 0.5  # "sampled": negatives drawn uniformly with this probability, else by popularity
     feedback_weighting: bool = True  # Love counts love_weight, a Dislike next item is pushed away, not a positive
     love_weight: float = 2.0
     dislike_weight: float = 1.0
@@ -81,6 +89,7 @@ class TrainConfig:
     crop: str = "random"  # window of a training sequence longer than max_len + 1: "random" or the "last"
     permute: bool | None = None  # a fresh seeded permutation of every training history each epoch (None: where
                                  # the data's order is not time, so that a file order cannot be learned)
+    max_steps: int = 0  # optimizer steps per epoch, 0 = the whole epoch (benchmarks time part of one)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available
     num_threads: int = dataclasses.field(default_factory=distributed.default_threads)  # NOSTRADE_THREADS, else all cores
@@ -94,6 +103,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise ValueError(f"loss: {self.loss!r} is not one of {', '.join(LOSSES)}")
+        if self.shared_negatives < 1 or not 0.0 <= self.uniform_share <= 1.0:
+            raise ValueError(f"shared_negatives {self.shared_negatives} / uniform_share {self.uniform_share}: need "
+                             "at least 1 negative and a share in [0, 1]")
         if self.crop not in CROPS:
             raise ValueError(f"crop: {self.crop!r} is not one of {', '.join(CROPS)}")
 
@@ -140,9 +152,36 @@ def length_batches(lengths: np.ndarray, batch_size: int, generator: torch.Genera
     return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
 
+def sampling_distribution(train: Sequences, n_items: int, uniform_share: float) -> torch.Tensor:
+    """(n_items + 1,) float64 probabilities of drawing each item as a "sampled" negative: uniform with
+    probability ``uniform_share``, else in proportion to its training events; padding 0 never."""
+    counts = np.bincount(train.iid, minlength=n_items + 1)[:n_items + 1].astype(np.float64)
+    counts[0] = 0.0
+    uniform = np.r_[0.0, np.full(n_items, 1.0 / n_items)]
+    popular = counts / counts.sum() if counts.sum() > 0 else uniform  # no events: uniform
+    return torch.from_numpy(uniform_share * uniform + (1.0 - uniform_share) * popular)
+
+
+def sampled_log_p(model: SASRec, h: torch.Tensor, target: torch.Tensor, n_negatives: int,
+                  sampling: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """log p(target) of each position under a sampled softmax: the target against ``n_negatives`` items drawn
+    once for the whole batch from ``sampling`` (every position scores the same items: one matrix product).
+    Each negative's logit less the log of its expected count in the draw (log-Q correction: the sum of the
+    corrected exponentials then estimates the sum over the whole catalogue); a draw of a position's own
+    target is masked there; the target's logit is kept as it is."""
+    negatives = torch.multinomial(sampling, n_negatives, replacement=True, generator=generator)
+    log_expected = (n_negatives * sampling[negatives]).log().float().to(h.device)
+    negatives = negatives.to(h.device)
+    neg_logits = (h @ model.item_emb(negatives).T).float() - log_expected
+    neg_logits = neg_logits.masked_fill(negatives.unsqueeze(0) == target.unsqueeze(1), -torch.inf)
+    pos_logit = (h * model.item_emb(target)).sum(-1).float()
+    return pos_logit - torch.cat([pos_logit.unsqueeze(1), neg_logits], 1).logsumexp(1)
+
+
 def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, target_feedback: torch.Tensor,
-                  cfg: TrainConfig, generator: torch.Generator) -> torch.Tensor:
-    """Mean loss over the scored positions (target > 0) of a batch of hidden states (B, L, d)."""
+                  cfg: TrainConfig, generator: torch.Generator, sampling: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean loss over the scored positions (target > 0) of a batch of hidden states (B, L, d). ``sampling``:
+    the "sampled" loss's distribution of negatives (sampling_distribution); None: uniform."""
     h, target, feedback = hidden[target > 0], target[target > 0], target_feedback[target > 0]
     disliked = (feedback == DISLIKE) if cfg.feedback_weighting else torch.zeros_like(target, dtype=torch.bool)
     weight = torch.ones(len(target), device=h.device)
@@ -150,10 +189,15 @@ def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, tar
         weight = torch.where(feedback == LOVE, cfg.love_weight, weight)
         weight = torch.where(disliked, cfg.dislike_weight, weight)
 
-    if cfg.loss == "ce":
-        logits = model.logits(h).float()
-        logits[:, 0] = -torch.inf
-        log_p = logits.log_softmax(-1).gather(1, target.unsqueeze(1)).squeeze(1)
+    if cfg.loss in ("ce", "sampled"):
+        if cfg.loss == "ce":
+            logits = model.logits(h).float()
+            logits[:, 0] = -torch.inf
+            log_p = logits.log_softmax(-1).gather(1, target.unsqueeze(1)).squeeze(1)
+        else:
+            if sampling is None:
+                sampling = sampling_distribution(Sequences.from_lists([]), model.cfg.n_items, uniform_share=1.0)
+            log_p = sampled_log_p(model, h, target, cfg.shared_negatives, sampling, generator)
         # A disliked next item: -log(1 - p) pushes its probability down instead of up.
         push_away = -torch.log1p(-log_p.clamp(max=-1e-6).exp())
         per_position = torch.where(disliked, push_away, -log_p)
@@ -216,13 +260,15 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         model.load_state_dict(init_state)
     net = DistributedDataParallel(model) if ctx.world_size > 1 else model
     optimizer = make_optimizer(model, cfg)
+    sampling = sampling_distribution(split.train, n_items, cfg.uniform_share) if cfg.loss == "sampled" else None
 
     train_rows = np.flatnonzero(split.train.lengths >= 2)  # a user needs an input and a next event
     sampler = DistributedSampler(train_rows, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
     batch_per_rank = max(cfg.batch_size // ctx.world_size, 1)
     steps_per_epoch = math.ceil(len(sampler) / batch_per_rank)
+    steps_run = min(steps_per_epoch, cfg.max_steps or steps_per_epoch)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, cosine_with_warmup(cfg.warmup, cfg.epochs * steps_per_epoch))
+        optimizer, cosine_with_warmup(cfg.warmup, cfg.epochs * steps_run))
     amp_dtype = None
     if ctx.device.type == "cuda":
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -251,6 +297,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     stop = False
     bar = tqdm(range(first_epoch, cfg.epochs + 1), desc="sasrec", unit="epoch", disable=not (cfg.progress and ctx.is_main))
     for epoch in bar:
+        epoch_started = time.perf_counter()
         seed = epoch_seed(cfg.seed, epoch, ctx.rank)
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
@@ -260,14 +307,16 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         net.train()
         losses = []
         train = permuted(split.train, seed) if cfg.permute else split.train
-        for batch in length_batches(np.minimum(train.lengths[rows], window), batch_per_rank, generator):
+        batches = length_batches(np.minimum(train.lengths[rows], window), batch_per_rank, generator)[:steps_run]
+        for batch in tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False,
+                          disable=not (cfg.progress and ctx.is_main)):
             windows = training_windows(train, rows[batch], window, cfg.crop == "random", generator)
             padded = trim_left_padding(*map(torch.from_numpy, windows.padded(window)))
             iid, feedback, time_bin = (t.to(ctx.device) for t in padded)
             target = torch.where(iid[:, :-1] > 0, iid[:, 1:], 0)  # no target for the very first event
             with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 hidden = net(iid[:, :-1], feedback[:, :-1], time_bin[:, :-1])
-                loss = sequence_loss(model, hidden, target, feedback[:, 1:], cfg, generator)
+                loss = sequence_loss(model, hidden, target, feedback[:, 1:], cfg, generator, sampling)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -277,10 +326,13 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
             scheduler.step()
             losses.append(loss.item())
 
-        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan")}
+        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "steps": len(batches),
+                  "epoch_steps": steps_per_epoch, "train_seconds": time.perf_counter() - epoch_started}
         evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
         if ctx.is_main and evaluated:
+            eval_started = time.perf_counter()
             metrics = evaluate(model.score, split.valid, n_items)
+            record["eval_seconds"] = time.perf_counter() - eval_started
             record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_cases"})
             if metrics["ndcg@10"] > best_score:
                 best_score, best_metrics, best_epoch, bad_evals = metrics["ndcg@10"], metrics, epoch, 0
