@@ -14,8 +14,8 @@ next liked item, next disliked item (lower is better) and delta = NDCG@10(liked)
 Rows: the baselines (nostrade.baselines), SASRec with the library's default config (any model or training
 flag of `python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the
 feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with the sampled
-softmax (--loss sampled: its default 1,024 shared negatives, 128, about the share of the catalogue that 1,024
-is of the full Kaggle one, and every negative drawn by popularity), with item2vec-initialised item embeddings,
+softmax (--loss sampled: 1,024 shared negatives half uniform and half by popularity, 128 of them, about the
+share of the catalogue that 1,024 is of the full Kaggle one, and the default: every negative drawn by popularity), with item2vec-initialised item embeddings,
 and trained and tested on each user's history shuffled (seeded; the last two events, the validation and test
 targets, stay last: the control that shows whether the order of the history matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh
 permutation each epoch), and the control trained and tested as if the file order were time. ``ease-binary``
@@ -72,8 +72,8 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "sasrec-no-feedback": ("sasrec", {"use_feedback": False}),
     "sasrec-no-time": ("sasrec", {"use_time": False}),
     "sasrec-plain-loss": ("sasrec", {"feedback_weighting": False}),
-    "sasrec-sampled": ("sasrec", {"loss": "sampled"}),
-    "sasrec-sampled-128": ("sasrec", {"loss": "sampled", "shared_negatives": 128}),
+    "sasrec-sampled": ("sasrec", {"loss": "sampled", "uniform_share": 0.5}),
+    "sasrec-sampled-128": ("sasrec", {"loss": "sampled", "shared_negatives": 128, "uniform_share": 0.5}),
     "sasrec-sampled-popularity": ("sasrec", {"loss": "sampled", "uniform_share": 0.0}),
     "sasrec+item2vec": ("sasrec", {"init": "item2vec"}),
     "sasrec+position": ("sasrec", {"use_position": True}),

@@ -74,7 +74,7 @@ class TrainConfig:
                       # per batch (sampled softmax, log-Q corrected); "bce" / "bpr": n_negatives items per position
     n_negatives: int = 16
     shared_negatives: int = 1024
-    uniform_share: float = 0.5  # "sampled": negatives drawn uniformly with this probability, else by popularity
+    uniform_share: float = 0.0  # "sampled": negatives drawn uniformly with this probability, else by popularity
     feedback_weighting: bool = True  # Love counts love_weight, a Dislike next item is pushed away, not a positive
     love_weight: float = 2.0
     dislike_weight: float = 1.0
