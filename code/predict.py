@@ -130,7 +130,8 @@ MAX_SEARCH_RESULTS = 100
 MAX_QUERY_CHARS = 200  # search cost grows with the query's length; no title is this long
 DENSE_LOOKUP_MAX_ID = 10_000_000
 FEEDBACK_CODES = {name.lower(): code for code, name in FEEDBACK_NAMES.items()}
-ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "score", "model_score",
+ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "from_features", "score",
+                "model_score",
                 "genre_score", "popularity_score", "dislike_penalty", "rank_without_dislikes", "pushed_down_by",
                 "source", "retrieved_by", "reason"]
 
@@ -352,6 +353,8 @@ class Recommender:
 
         self._members = cat["members"].astype("Float64").fillna(0).to_numpy(dtype=np.float64)
         self.scoring = Scoring.over(self.model, cat, self.n_items, dislike_weight)
+        # titles the model scores: its vocabulary, or every title where it scores them from their features
+        self._model_scored = np.arange(len(cat)) < self.scoring.n_scored
         genre_unit = self.scoring.genre_unit
         self.genres = self.scoring.genre_names
         self._genre_hot = genre_unit > 0
@@ -492,11 +495,11 @@ class Recommender:
         path = s.paths[0]
         if genre_only_min_members is not None and path != PATH_POPULARITY:
             floor = self.filter_mask(min_members=genre_only_min_members)
-            allowed &= floor | (self._in_model & (path == PATH_SEQUENCE) & (alpha < 1.0))
+            allowed &= floor | (self._model_scored & (path == PATH_SEQUENCE) & (alpha < 1.0))
         top = top_k(np.where(allowed, s.final[0], -np.inf), min(k, int(allowed.sum())))
         model, genre, pop = (t[0, top] for t in (s.model, s.genre, s.popularity))
         if path == PATH_SEQUENCE:
-            by_model = self._in_model[top] & ((1 - alpha) * model >= alpha * genre)
+            by_model = self._model_scored[top] & ((1 - alpha) * model >= alpha * genre)
             source = np.where(by_model, "sequence", "genre")
         elif path == PATH_CONTENT:
             by_model = np.zeros(len(top), dtype=bool)
@@ -512,8 +515,9 @@ class Recommender:
             "type": self._type[top],
             "members": self._members[top].astype(np.int64),
             "in_model": self._in_model[top],
+            "from_features": self._model_scored[top] & ~self._in_model[top],
             "score": s.final[0, top],
-            "model_score": np.where(self._in_model[top] & (path == PATH_SEQUENCE), model, np.nan),
+            "model_score": np.where(self._model_scored[top] & (path == PATH_SEQUENCE), model, np.nan),
             "genre_score": genre,
             "popularity_score": pop,
             "dislike_penalty": s.penalty[0, top],

@@ -174,6 +174,11 @@ class SASRec(nn.Module):
         table = self.item_emb.weight * keep.unsqueeze(1) + self.feature_part(self.genre_index, self.field_codes)
         return torch.cat([torch.zeros_like(table[:1]), table[1:]])
 
+    @property
+    def scores_titles(self) -> bool:
+        """Whether it scores titles outside its vocabulary (``title_vectors``): nostrade.scoring asks."""
+        return self.cfg.use_item_features
+
     def title_vectors(self, items: pd.DataFrame) -> torch.Tensor:
         """(len(items), d) float32 vectors of any titles (a catalogue frame's rows) from their features alone: how a
         title without an id part is scored (``score(..., titles=...)``)."""
