@@ -14,7 +14,8 @@ next liked item, next disliked item (lower is better) and delta = NDCG@10(liked)
 Rows: the baselines (nostrade.baselines), SASRec with the library's default config (any model or training
 flag of `python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the
 feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with item2vec-
-initialised item embeddings, and trained and tested on each user's history shuffled (seeded; the last two
+initialised item embeddings, with side features in the item vectors (``sasrec+features``: use_item_features, see
+nostrade.model), and trained and tested on each user's history shuffled (seeded; the last two
 events, the validation and test targets, stay last: the control that shows whether the order of the history
 matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh
 permutation each epoch), and the control trained and tested as if the file order were time. ``ease-binary``
@@ -66,12 +67,14 @@ from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, config
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
 MMR_LAMBDA = 0.8
+FEATURES_ID_DROPOUT = 0.25  # sasrec+features: chosen on cold-title validation targets (benchmarks/cold_titles.py)
 VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "ease-binary": ("ease", {"liked_targets": False}),
     "sasrec-no-feedback": ("sasrec", {"use_feedback": False}),
     "sasrec-no-time": ("sasrec", {"use_time": False}),
     "sasrec-plain-loss": ("sasrec", {"feedback_weighting": False}),
     "sasrec+item2vec": ("sasrec", {"init": "item2vec"}),
+    "sasrec+features": ("sasrec", {"use_item_features": True, "id_dropout": FEATURES_ID_DROPOUT}),
     "sasrec+position": ("sasrec", {"use_position": True}),
     "sasrec-fixed-order": ("sasrec", {"permute": False}),
     "sasrec-shuffled": ("sasrec", {}),
@@ -83,7 +86,7 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
 # The served function over a plain row's models: the served default is sasrec where the order is time, else ease.
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
 ROWS = (*BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
-        *SERVED_ROWS, "sasrec+item2vec", "sasrec+position", "sasrec-fixed-order", "sasrec-shuffled",
+        *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+position", "sasrec-fixed-order", "sasrec-shuffled",
         "sasrec-file-order", "ranker", "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
 ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order",  # the defaults where order is time
                    *(f"ease+genre-{a}" for a in ALPHAS))

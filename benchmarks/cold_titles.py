@@ -15,7 +15,10 @@ Rows: ``content`` (the content baseline: genre/type cosine to the history's prof
 ``popularity`` (training users per title: a cold title has none, so it ranks with the titles nobody watched),
 ``sasrec+features`` (SASRec with use_item_features trained without the cold titles' events: a cold title is its
 feature part alone) and ``sasrec+features+id`` (the warm control: the same model trained on the whole training
-part, so the cold titles have their id part too). SASRec rows stop early on the split's validation events.
+part, so the cold titles have their id part too). SASRec rows stop early on the split's validation events, and are
+scored with the config's ``id_weight`` (--id-weight); ``by_id_weight`` scores the same fitted models with the id
+part weighted by each of ID_WEIGHTS (no refitting), and for the warm control also every test event (``warm``:
+next-item HR@10 / NDCG@10 over all test targets), to show what a lower id weight costs titles with an id.
 
 Writes {"rows": {row: {"hr@10", "ndcg@10", "std": {...}, "valid": {...}}}, "n_cold_targets": total over seeds,
 "per_seed": [...], ...}: mean ± std over seeds.
@@ -49,6 +52,7 @@ COLD_SHARE = 0.10
 MIN_TRAIN_USERS = 5
 ROWS = ("content", "popularity", "sasrec+features", "sasrec+features+id")
 METRICS = ("hr@10", "ndcg@10")
+ID_WEIGHTS = (1.0, 0.5, 0.25, 0.0)
 
 
 def cold_titles(train_users: np.ndarray, seed: int) -> np.ndarray:
@@ -85,6 +89,9 @@ def run_seed(dataset: Dataset, seed: int, sasrec_options: dict) -> dict:
         model = make_model(name, seed=seed, **options).fit(dataset, part)
         rows[row] = {**measure(model.score, test, dataset.n_items), "valid": measure(model.score, valid, dataset.n_items),
                      "fit_seconds": time.perf_counter() - started}
+        if name == "sasrec":
+            rows[row]["by_id_weight"] = by_id_weight(model.model, test, valid, split.test if part is train else None,
+                                                     dataset.n_items)
         print(f"seed {seed} {row:20s} HR@10 {rows[row]['hr@10']:.4f} NDCG@10 {rows[row]['ndcg@10']:.4f} (valid HR@10 "
               f"{rows[row]['valid']['hr@10']:.4f}) over {len(test)} cold targets; {rows[row]['fit_seconds']:.0f} s",
               flush=True)
@@ -92,16 +99,37 @@ def run_seed(dataset: Dataset, seed: int, sasrec_options: dict) -> dict:
             "rows": rows}
 
 
+def by_id_weight(model, test: EvalCases, valid: EvalCases, every_test: EvalCases | None, n_items: int) -> dict:
+    """The fitted SASRec's cold (and, given ``every_test``, warm) metrics with its id part weighted by each of
+    ID_WEIGHTS."""
+    out = {}
+    for weight in ID_WEIGHTS:
+        table = model.item_table(id_weight=weight).detach()
+        score = lambda history: model.score(history, table=table)
+        out[str(weight)] = {**measure(score, test, n_items), "valid": measure(score, valid, n_items)}
+        if every_test is not None:
+            out[str(weight)]["warm"] = measure(score, every_test, n_items)
+    return out
+
+
+def mean_of(runs: list[dict]) -> dict:
+    """Mean of each metric over runs (nested dicts alike), and its std over them."""
+    out = {k: mean_std([r[k] for r in runs])[0] for k in METRICS}
+    out["std"] = {k: mean_std([r[k] for r in runs])[1] for k in METRICS}
+    for nested in ("valid", "warm"):
+        if nested in runs[0]:
+            out[nested] = mean_of([r[nested] for r in runs])
+    return out
+
+
 def summary(per_seed: list[dict]) -> dict:
     """Each row's metrics as mean, with their std over seeds (and the validation ones likewise)."""
     out = {}
     for row in ROWS:
         runs = [s["rows"][row] for s in per_seed]
-        means = {k: mean_std([r[k] for r in runs]) for k in METRICS}
-        valid = {k: mean_std([r["valid"][k] for r in runs]) for k in METRICS}
-        out[row] = {**{k: m for k, (m, _) in means.items()}, "std": {k: s for k, (_, s) in means.items()},
-                    "valid": {**{k: m for k, (m, _) in valid.items()}, "std": {k: s for k, (_, s) in valid.items()}},
-                    "fit_seconds": float(np.median([r["fit_seconds"] for r in runs]))}
+        out[row] = {**mean_of(runs), "fit_seconds": float(np.median([r["fit_seconds"] for r in runs]))}
+        if "by_id_weight" in runs[0]:
+            out[row]["by_id_weight"] = {w: mean_of([r["by_id_weight"][w] for r in runs]) for w in runs[0]["by_id_weight"]}
     return out
 
 

@@ -224,6 +224,6 @@ def test_a_features_checkpoint_round_trip_scores_catalogue_titles_alike(tmp_path
     outside = pd.DataFrame({"genres": [["B"]], "type": ["OVA"], "members": pd.array([50], dtype="Int64")})
     history = Sequences.from_lists([[1, 2, 3], [4]])
     assert torch.equal(loaded.title_vectors(outside), model.title_vectors(outside))
-    assert torch.equal(loaded.score(history, titles=loaded.title_vectors(outside)),
-                       model.score(history, titles=model.title_vectors(outside)))
+    assert torch.equal(loaded.score(history, table=loaded.served_table(outside)),
+                       model.score(history, table=model.served_table(outside)))
     assert loaded.config()["item_features"] == encoding and torch.equal(loaded.has_id, model.has_id)

@@ -20,8 +20,10 @@ def test_codes_follow_the_values_and_missing_is_zero():
     items = catalogue()
     encoding = FeatureEncoding.fit(items, "anime")
     assert encoding.fields == ["type", "episodes", "members", "rating_mean", "year"]
-    genre_index, codes = encoding.encode(items)
-    assert genre_index.shape == (40, 2) and codes.shape == (40, 5)
+    genre_index, codes, numeric = encoding.encode(items)
+    assert genre_index.shape == (40, 2) and codes.shape == (40, 5) and numeric.shape == (40, 4)
+    np.testing.assert_allclose(numeric[:, 3].mean(), 0, atol=1e-6)  # year, standardised over the fitted titles
+    assert (numeric[::5, 0] == 0).all() and (np.diff(numeric[:, 1]) > 0).all()  # missing episodes 0; members rise
     assert (genre_index[1] == [1, 2]).all() and (genre_index[0] == [1, 0]).all()  # Action, Drama; padding 0
     members, episodes = codes[:, 2], codes[:, 1]
     assert (np.diff(members) >= 0).all() and members.min() == 1 and members.max() == N_BUCKETS
@@ -33,9 +35,10 @@ def test_titles_outside_the_fitted_set_are_encoded_alike():
     encoding = FeatureEncoding.fit(catalogue(), "anime")
     other = pd.DataFrame({"genres": [["Drama", "Space"], []], "type": ["ONA", None],
                           "members": pd.array([10**9, pd.NA], dtype="Int64")})  # no episodes, rating, year columns
-    genre_index, codes = encoding.encode(other)
+    genre_index, codes, numeric = encoding.encode(other)
     assert genre_index.tolist() == [[2, 0], [0, 0]]  # an unknown genre is dropped
     assert codes.tolist() == [[0, 0, N_BUCKETS, 0, 0], [0, 0, 0, 0, 0]]  # unknown type, missing values: 0
+    assert numeric[0, 1] > 2 and (numeric[1] == 0).all()
 
 
 def test_movielens_counts_and_means_of_its_own_ratings_are_left_out():

@@ -152,7 +152,7 @@ def test_a_title_never_trained_is_scored_from_its_features():
     # its vector is its feature part alone: what title_vectors gives for its catalogue row
     table = torch.from_numpy(model.item_vectors())
     torch.testing.assert_close(table[cold], model.title_vectors(blocks.dataset.items.iloc[[cold - 1]])[0])
-    extra = model.score(Sequences.from_lists([others]), titles=table[[cold]])
+    extra = model.score(Sequences.from_lists([others]), table=model.served_table(blocks.dataset.items.iloc[[cold - 1]]))
     torch.testing.assert_close(extra[0, -1], scores[0, cold])
 
 

@@ -11,11 +11,13 @@ last hidden state over ``permutations`` orderings that depend only on the histor
 take these defaults from the data (``for_order``); a config built without data is the time-order model.
 
 ``use_item_features``: a title's vector (input and output, still tied) is its id embedding plus embeddings of its
-side features (nostrade.item_features: the mean of its genres' embeddings, and one embedding per coded field: type,
-episode-count, members, mean-rating and year buckets). A title without an id part (never in the training data, or
+side features (nostrade.item_features: the mean of its genres' embeddings, one embedding per coded field: type,
+episode-count, members, mean-rating and year buckets, and a linear map of the standardised numeric values). A title without an id part (never in the training data, or
 outside the vocabulary: ``title_vectors``) is its feature part alone, so the model scores every catalogue title.
 ``id_dropout``: in training, the share of titles whose id part is dropped each time the table is built, so that
-the feature part also learns to stand alone. Off (the default), the model, its weights and its config are as before.
+the feature part also learns to stand alone. ``id_weight``: outside training, the id part is multiplied by it: below
+1 the titles with an id lose part of their lead over those without one (the cold-title benchmark measures the
+trade: more cold titles found, fewer warm ones). Off (the default), the model, its weights and its config are as before.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from nostrade.sequences import Sequences
 
 N_FEEDBACK = 4  # 0 padding, 1 Dislike, 2 Like, 3 Love
 ORDERINGS = 4  # canonical orderings averaged when scoring a set model (each one more row of forward pass)
-FEATURE_FIELDS = ("use_item_features", "id_dropout", "item_features")  # left out of config() when off: as before
+FEATURE_FIELDS = ("use_item_features", "id_dropout", "id_weight", "item_features")  # left out of config() when off: as before
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -71,6 +73,7 @@ class SASRecConfig:
     permutations: int | None = None  # scoring: average over this many canonical orderings (0: the order given)
     use_item_features: bool = False  # item vector = id part + side-feature part (see the module docstring)
     id_dropout: float = 0.0  # training: share of titles whose id part is dropped each time the table is built
+    id_weight: float = 1.0  # scoring: the id part's weight
     item_features: dict | None = None  # the FeatureEncoding (from the data: nostrade.train fills it)
 
     def for_order(self, order_is_time: bool) -> "SASRecConfig":
@@ -142,6 +145,7 @@ class SASRec(nn.Module):
         sizes = self.encoding.field_sizes
         self.genre_emb = nn.EmbeddingBag(len(self.encoding.genres) + 1, cfg.d_model, mode="mean", padding_idx=0)
         self.field_emb = nn.Embedding(max(sum(sizes), 1), cfg.d_model)
+        self.numeric_proj = nn.Linear(len(self.encoding.scale), cfg.d_model, bias=False)
         for emb in (self.genre_emb, self.field_emb):
             nn.init.normal_(emb.weight, std=0.02)
         self.genre_emb.weight.data[0].zero_()
@@ -149,29 +153,36 @@ class SASRec(nn.Module):
                              persistent=False)
         self.register_buffer("genre_index", torch.zeros(cfg.n_items + 1, self.encoding.max_genres, dtype=torch.long))
         self.register_buffer("field_codes", torch.zeros(cfg.n_items + 1, len(sizes), dtype=torch.long))
+        self.register_buffer("numeric", torch.zeros(cfg.n_items + 1, len(self.encoding.scale)))
         self.register_buffer("has_id", torch.zeros(cfg.n_items + 1, dtype=torch.bool))
 
     def set_titles(self, items: pd.DataFrame, has_id: np.ndarray) -> None:
         """The vocabulary's feature codes (``items``: one row per iid 1..n_items, in iid order) and which titles
         have an id part (``has_id``: (n_items + 1,) bool, e.g. the iids that occur in the training data)."""
-        genre_index, codes = self.encoding.encode(items)
+        genre_index, codes, numeric = self.encoding.encode(items)
         self.genre_index[1:] = torch.from_numpy(genre_index)
         self.field_codes[1:] = torch.from_numpy(codes)
+        self.numeric[1:] = torch.from_numpy(numeric)
         self.has_id.copy_(torch.from_numpy(np.asarray(has_id, dtype=bool)))
         self.has_id[0] = False
 
-    def feature_part(self, genre_index: torch.Tensor, field_codes: torch.Tensor) -> torch.Tensor:
-        """(n, d) feature vectors of titles from their codes (nostrade.item_features)."""
-        return self.genre_emb(genre_index) + self.field_emb(field_codes + self.field_offsets).sum(1)
+    def feature_part(self, genre_index: torch.Tensor, field_codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        """(n, d) feature vectors of titles from their codes and values (nostrade.item_features)."""
+        return (self.genre_emb(genre_index) + self.field_emb(field_codes + self.field_offsets).sum(1)
+                + self.numeric_proj(numeric))
 
-    def item_table(self) -> torch.Tensor:
-        """(n_items + 1, d) the item vectors, input and output (row 0, padding, zero)."""
+    def item_table(self, id_weight: float | None = None) -> torch.Tensor:
+        """(n_items + 1, d) the item vectors, input and output (row 0, padding, zero); ``id_weight``: outside training,
+        instead of the config's."""
         if not self.cfg.use_item_features:
             return self.item_emb.weight
-        keep = self.has_id
+        keep = self.has_id.float()
         if self.training and self.cfg.id_dropout > 0:
-            keep = keep & (torch.rand(len(keep), device=keep.device) >= self.cfg.id_dropout)
-        table = self.item_emb.weight * keep.unsqueeze(1) + self.feature_part(self.genre_index, self.field_codes)
+            keep = keep * (torch.rand(len(keep), device=keep.device) >= self.cfg.id_dropout)
+        elif not self.training:
+            keep = keep * (self.cfg.id_weight if id_weight is None else id_weight)
+        table = self.item_emb.weight * keep.unsqueeze(1) + self.feature_part(self.genre_index, self.field_codes,
+                                                                             self.numeric)
         return torch.cat([torch.zeros_like(table[:1]), table[1:]])
 
     @property
@@ -181,12 +192,19 @@ class SASRec(nn.Module):
 
     def title_vectors(self, items: pd.DataFrame) -> torch.Tensor:
         """(len(items), d) float32 vectors of any titles (a catalogue frame's rows) from their features alone: how a
-        title without an id part is scored (``score(..., titles=...)``)."""
+        title without an id part is scored."""
         if not self.cfg.use_item_features:
             raise ValueError("title_vectors: this model was trained without item features (use_item_features)")
-        genre_index, codes = (torch.from_numpy(a).to(self.has_id.device) for a in self.encoding.encode(items))
+        encoded = (torch.from_numpy(a).to(self.has_id.device) for a in self.encoding.encode(items))
         with torch.no_grad():
-            return self.feature_part(genre_index, codes).float().cpu()
+            return self.feature_part(*encoded).float().cpu()
+
+    def served_table(self, more_titles: pd.DataFrame) -> torch.Tensor:
+        """(n_items + 1 + len(more_titles), d): the item table with more titles' vectors after it, built once for a
+        caller that scores many histories against them (``score(..., table=...)``, nostrade.scoring)."""
+        with torch.no_grad():
+            table = self.eval().item_table().float().cpu()
+        return torch.cat([table, self.title_vectors(more_titles)])
 
     @classmethod
     def from_state(cls, config: dict, state: dict) -> "SASRec":
@@ -252,15 +270,16 @@ class SASRec(nn.Module):
         return self.item_table().detach().float().cpu().numpy()
 
     @torch.inference_mode()
-    def score(self, history: Sequences, batch_size: int = 128, titles: torch.Tensor | None = None) -> torch.Tensor:
+    def score(self, history: Sequences, batch_size: int = 128, table: torch.Tensor | None = None) -> torch.Tensor:
         """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores of the next item, on the CPU.
         Events outside the vocabulary (padding 0, ids above n_items) are left out, as the baselines do; a set
         model (``permutations`` > 0) averages the last hidden state over that many canonical orderings.
-        ``titles`` (m, d): more titles' vectors (``title_vectors``), scored in m more columns after the vocabulary."""
+        ``table``: ``served_table``'s, read instead of building the item table, and its m more titles scored in m
+        more columns after the vocabulary."""
         was_training, device = self.training, self.item_emb.weight.device
         if was_training:  # (a no-op train/eval switch still walks every module: ~50 µs a call)
             self.eval()
-        table = self.item_table()
+        table = self.item_table() if table is None else table.to(device)
         history = history.select((history.iid >= 1) & (history.iid <= self.cfg.n_items))
         copies = max(self.cfg.permutations, 1)
         if self.cfg.permutations:
@@ -276,5 +295,4 @@ class SASRec(nn.Module):
         hidden = hidden.view(-1, copies, self.cfg.d_model).mean(1)
         if was_training:
             self.train()
-        table = table.detach().float().cpu()
-        return hidden @ (table if titles is None else torch.cat([table, titles])).T
+        return hidden @ table.detach().float().cpu().T

@@ -62,8 +62,8 @@ class ServedModel(Protocol):
 
     def state_dict(self) -> dict: ...  # name -> tensor
 
-    # Optional: ``scores_titles`` True where ``title_vectors(frame)`` gives any titles' vectors and
-    # ``score(history, titles=vectors)`` scores them in more columns (SASRec with use_item_features).
+    # Optional: ``scores_titles`` True where ``served_table(frame)`` gives its item table with any more titles'
+    # vectors after it and ``score(history, table=...)`` scores them too (SASRec with use_item_features).
 
 
 @dataclass(frozen=True)
@@ -122,13 +122,8 @@ class Scoring:
         self.genre_unit = np.asarray(genre_unit, dtype=np.float32)
         self.popularity = np.asarray(popularity, dtype=np.float32)
         self.retrieval_names = tuple(getattr(model, "generator_names", ()))  # a ranker's generators, in bit order
-        self.titles = None  # vectors of the catalogue rows after the vocabulary, where the model scores them
+        self.table = None  # the model's served_table, where it scores the catalogue rows after the vocabulary too
         self.n_scored = n_items  # catalogue rows with a model score: the vocabulary, or every title
-
-    def with_titles(self, title_vectors: torch.Tensor) -> "Scoring":
-        """The model also scores the catalogue rows after the vocabulary, from these (C - n_items, d) vectors."""
-        self.titles, self.n_scored = title_vectors, self.n_items + len(title_vectors)
-        return self
 
     @classmethod
     def over(cls, model, catalogue: pd.DataFrame, n_items: int, dislike_weight: float = DISLIKE_WEIGHT) -> "Scoring":
@@ -138,8 +133,8 @@ class Scoring:
         members = catalogue["members"].astype("Float64").fillna(0).to_numpy(np.float64)
         scoring = cls(model, n_items, model.item_vectors(), genres.toarray(), np.log1p(np.maximum(members, 0)),
                       dislike_weight, names)
-        if getattr(model, "scores_titles", False) and len(catalogue) > n_items:
-            scoring.with_titles(model.title_vectors(catalogue.iloc[n_items:]))
+        if getattr(model, "scores_titles", False):
+            scoring.table, scoring.n_scored = model.served_table(catalogue.iloc[n_items:]), len(catalogue)
         return scoring
 
     def scores(self, histories: Sequence[History], alpha: float) -> Scores:
@@ -201,8 +196,8 @@ class Scoring:
         if self.retrieval_names:
             scores, retrieved = self.model.score_and_retrieval(seqs)
             retrieved = retrieved[:len(histories), 1:]
-        elif self.titles is not None:
-            scores, retrieved = self.model.score(seqs, titles=self.titles), None
+        elif self.table is not None:
+            scores, retrieved = self.model.score(seqs, table=self.table), None
         else:
             scores, retrieved = self.model.score(seqs), None
         scores = (scores.numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores))[:, 1:]
