@@ -15,7 +15,7 @@ nothing. Public API:
                         k=20, alpha=0.2, genres=["Action"], types=["TV"], min_members=10_000,
                         exclude_genres=["Kids"], exclude_ids=[1535],   # optional: left out
                         genre_only_min_members=rec.model_min_members)  # optional: floor of genre-only picks
-    out.items          # DataFrame: rank, anime_id, name, genres, type, members, in_model, score,
+    out.items          # DataFrame: rank, anime_id, name, genres, type, members, in_model, from_features, score,
                        #   model_score, genre_score, popularity_score, dislike_penalty, rank_without_dislikes,
                        #   pushed_down_by (the disliked title that lowered it, or None), source,
                        #   retrieved_by (a ranker's generators that found it, in words; else []), reason
@@ -68,7 +68,9 @@ with those keys. Feedback is 1/2/3 or "Dislike"/"Like"/"Love" (any case). Rules:
 Scoring, for every catalogue title the person has not seen (see nostrade.blend for the normalisation):
 - "sequence+genre" (at least COLD_START_MIN_EVENTS events the model knows):
   ``final = (1 - α)·minmax(model score) + α·minmax(genre cosine) - dislike penalty``. Titles outside the
-  model's vocabulary get model part 0, so they surface only through genres (or with α = 1).
+  model's vocabulary get model part 0, so they surface only through genres (or with α = 1) — except with a SASRec
+  trained with item features, which scores every catalogue title, those outside its vocabulary from their side
+  features alone (``from_features`` true in ``out.items``).
 - "genre+popularity" (cold start: fewer model-known events, e.g. one pick, or only titles the model
   does not know): ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``.
 - "popularity" (cold start: no usable event): ``minmax(log members)``.
