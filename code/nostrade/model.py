@@ -145,7 +145,8 @@ class SASRec(nn.Module):
         sizes = self.encoding.field_sizes
         self.genre_emb = nn.EmbeddingBag(len(self.encoding.genres) + 1, cfg.d_model, mode="mean", padding_idx=0)
         self.field_emb = nn.Embedding(max(sum(sizes), 1), cfg.d_model)
-        self.numeric_proj = nn.Linear(len(self.encoding.scale), cfg.d_model, bias=False)
+        n_numeric = len(self.encoding.scale)
+        self.numeric_proj = nn.Linear(n_numeric, cfg.d_model, bias=False) if n_numeric else None
         for emb in (self.genre_emb, self.field_emb):
             nn.init.normal_(emb.weight, std=0.02)
         self.genre_emb.weight.data[0].zero_()
@@ -168,8 +169,8 @@ class SASRec(nn.Module):
 
     def feature_part(self, genre_index: torch.Tensor, field_codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         """(n, d) feature vectors of titles from their codes and values (nostrade.item_features)."""
-        return (self.genre_emb(genre_index) + self.field_emb(field_codes + self.field_offsets).sum(1)
-                + self.numeric_proj(numeric))
+        part = self.genre_emb(genre_index) + self.field_emb(field_codes + self.field_offsets).sum(1)
+        return part if self.numeric_proj is None else part + self.numeric_proj(numeric)
 
     def item_table(self, id_weight: float | None = None) -> torch.Tensor:
         """(n_items + 1, d) the item vectors, input and output (row 0, padding, zero); ``id_weight``: outside training,
