@@ -67,7 +67,7 @@ from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, config
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
 MMR_LAMBDA = 0.8
-FEATURES_ID_DROPOUT = 0.25  # sasrec+features: chosen on cold-title validation targets (benchmarks/cold_titles.py)
+FEATURES_ID_DROPOUT = 0.5  # sasrec+features: as trained by benchmarks/cold_titles.py (its warm control is this row)
 VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "ease-binary": ("ease", {"liked_targets": False}),
     "sasrec-no-feedback": ("sasrec", {"use_feedback": False}),
