@@ -15,10 +15,12 @@ Rows: the baselines (nostrade.baselines), SASRec with the library's default conf
 flag of `python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the
 feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with the sampled
 softmax (--loss sampled: 1,024 shared negatives half uniform and half by popularity, 128 of them, about the
-share of the catalogue that 1,024 is of the full Kaggle one, and the default: every negative drawn by popularity), with item2vec-initialised item embeddings,
-and trained and tested on each user's history shuffled (seeded; the last two events, the validation and test
-targets, stay last: the control that shows whether the order of the history matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh
-permutation each epoch), and the control trained and tested as if the file order were time. ``ease-binary``
+share of the catalogue that 1,024 is of the full Kaggle one, and the default: every negative drawn by
+popularity), with item2vec-initialised item embeddings, with side features in the item vectors
+(``sasrec+features``: use_item_features, see nostrade.model), and trained and tested on each user's history
+shuffled (seeded; the last two events, the validation and test targets, stay last: the control that shows
+whether the order of the history matters). Where the order is not time: with the position embedding, trained on
+one fixed order (no fresh permutation each epoch), and the control trained and tested as if the file order were time. ``ease-binary``
 is Steck's EASE (every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows evaluate
 the served scoring function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly
 what predict.py serves) over that plain row's models: sasrec where the order is time, ease (the served
@@ -67,6 +69,7 @@ from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, config
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
 MMR_LAMBDA = 0.8
+FEATURES_ID_DROPOUT = 0.5  # sasrec+features: as trained by benchmarks/cold_titles.py (its warm control is this row)
 VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "ease-binary": ("ease", {"liked_targets": False}),
     "sasrec-no-feedback": ("sasrec", {"use_feedback": False}),
@@ -76,6 +79,7 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "sasrec-sampled-128": ("sasrec", {"loss": "sampled", "shared_negatives": 128, "uniform_share": 0.5}),
     "sasrec-sampled-popularity": ("sasrec", {"loss": "sampled", "uniform_share": 0.0}),
     "sasrec+item2vec": ("sasrec", {"init": "item2vec"}),
+    "sasrec+features": ("sasrec", {"use_item_features": True, "id_dropout": FEATURES_ID_DROPOUT}),
     "sasrec+position": ("sasrec", {"use_position": True}),
     "sasrec-fixed-order": ("sasrec", {"permute": False}),
     "sasrec-shuffled": ("sasrec", {}),
@@ -88,7 +92,8 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
 ROWS = (*BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
         "sasrec-sampled", "sasrec-sampled-128", "sasrec-sampled-popularity",
-        *SERVED_ROWS, "sasrec+item2vec", "sasrec+position", "sasrec-fixed-order", "sasrec-shuffled",
+        *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+position", "sasrec-fixed-order",
+        "sasrec-shuffled",
         "sasrec-file-order", "ranker", "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
 ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order",  # the defaults where order is time
                    *(f"ease+genre-{a}" for a in ALPHAS))

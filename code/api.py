@@ -207,6 +207,8 @@ class RankedTitle(BaseModel):
 
 
 class RecommendedItem(RankedTitle):
+    from_features: bool = Field(description="outside the model's id vocabulary, scored by the model from its side "
+                                            "features (a checkpoint trained with --use-item-features)")
     score: float
     model_score: float | None
     genre_score: float

@@ -47,6 +47,7 @@ from predict import Event, Recommender, use_threads
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE_ROWS = 500
 CARDS_PER_ROW = 5
+FROM_FEATURES_BADGE = "new to the model: scored from its features"  # a title outside the id vocabulary
 DEMO_USER_BASE = 1_000_000_000  # demo users get ids far above the anime data's (< 100,000)
 
 
@@ -253,7 +254,9 @@ def cards(frame: pd.DataFrame, rec: Recommender, score_column: str | None = "sco
         url = posters.get(row.anime_id) if posters is not None else None
         score = getattr(row, score_column) if score_column else None
         reason = str(getattr(row, "reason", "") or "") if reasons else None
-        html.append(poster_card_html(row.name, row.genres, row.type, score, reason, url if isinstance(url, str) else None))
+        badge = FROM_FEATURES_BADGE if getattr(row, "from_features", False) else None
+        html.append(poster_card_html(row.name, row.genres, row.type, score, reason, url if isinstance(url, str) else None,
+                                     badge))
     st.html(card_row_html(html))
 
 
@@ -299,6 +302,8 @@ def recommendation_table(items: pd.DataFrame) -> pd.DataFrame:
                           "Source": items["source"]})
     if items["retrieved_by"].map(len).any():  # a two-stage ranker: the generators that found each title
         table["Found by"] = items["retrieved_by"].map(", ".join)
+    if items["from_features"].any():  # a features model: titles outside its id vocabulary, scored from features
+        table["From features"] = items["from_features"]
     return table
 
 

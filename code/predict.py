@@ -15,7 +15,7 @@ nothing. Public API:
                         k=20, alpha=0.2, genres=["Action"], types=["TV"], min_members=10_000,
                         exclude_genres=["Kids"], exclude_ids=[1535],   # optional: left out
                         genre_only_min_members=rec.model_min_members)  # optional: floor of genre-only picks
-    out.items          # DataFrame: rank, anime_id, name, genres, type, members, in_model, score,
+    out.items          # DataFrame: rank, anime_id, name, genres, type, members, in_model, from_features, score,
                        #   model_score, genre_score, popularity_score, dislike_penalty, rank_without_dislikes,
                        #   pushed_down_by (the disliked title that lowered it, or None), source,
                        #   retrieved_by (a ranker's generators that found it, in words; else []), reason
@@ -68,7 +68,9 @@ with those keys. Feedback is 1/2/3 or "Dislike"/"Like"/"Love" (any case). Rules:
 Scoring, for every catalogue title the person has not seen (see nostrade.blend for the normalisation):
 - "sequence+genre" (at least COLD_START_MIN_EVENTS events the model knows):
   ``final = (1 - α)·minmax(model score) + α·minmax(genre cosine) - dislike penalty``. Titles outside the
-  model's vocabulary get model part 0, so they surface only through genres (or with α = 1).
+  model's vocabulary get model part 0, so they surface only through genres (or with α = 1) — except with a SASRec
+  trained with item features, which scores every catalogue title, those outside its vocabulary from their side
+  features alone (``from_features`` true in ``out.items``).
 - "genre+popularity" (cold start: fewer model-known events, e.g. one pick, or only titles the model
   does not know): ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``.
 - "popularity" (cold start: no usable event): ``minmax(log members)``.
@@ -130,7 +132,8 @@ MAX_SEARCH_RESULTS = 100
 MAX_QUERY_CHARS = 200  # search cost grows with the query's length; no title is this long
 DENSE_LOOKUP_MAX_ID = 10_000_000
 FEEDBACK_CODES = {name.lower(): code for code, name in FEEDBACK_NAMES.items()}
-ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "score", "model_score",
+ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "from_features", "score",
+                "model_score",
                 "genre_score", "popularity_score", "dislike_penalty", "rank_without_dislikes", "pushed_down_by",
                 "source", "retrieved_by", "reason"]
 
@@ -352,6 +355,8 @@ class Recommender:
 
         self._members = cat["members"].astype("Float64").fillna(0).to_numpy(dtype=np.float64)
         self.scoring = Scoring.over(self.model, cat, self.n_items, dislike_weight)
+        # titles the model scores: its vocabulary, or every title where it scores them from their features
+        self._model_scored = np.arange(len(cat)) < self.scoring.n_scored
         genre_unit = self.scoring.genre_unit
         self.genres = self.scoring.genre_names
         self._genre_hot = genre_unit > 0
@@ -492,11 +497,11 @@ class Recommender:
         path = s.paths[0]
         if genre_only_min_members is not None and path != PATH_POPULARITY:
             floor = self.filter_mask(min_members=genre_only_min_members)
-            allowed &= floor | (self._in_model & (path == PATH_SEQUENCE) & (alpha < 1.0))
+            allowed &= floor | (self._model_scored & (path == PATH_SEQUENCE) & (alpha < 1.0))
         top = top_k(np.where(allowed, s.final[0], -np.inf), min(k, int(allowed.sum())))
         model, genre, pop = (t[0, top] for t in (s.model, s.genre, s.popularity))
         if path == PATH_SEQUENCE:
-            by_model = self._in_model[top] & ((1 - alpha) * model >= alpha * genre)
+            by_model = self._model_scored[top] & ((1 - alpha) * model >= alpha * genre)
             source = np.where(by_model, "sequence", "genre")
         elif path == PATH_CONTENT:
             by_model = np.zeros(len(top), dtype=bool)
@@ -512,8 +517,9 @@ class Recommender:
             "type": self._type[top],
             "members": self._members[top].astype(np.int64),
             "in_model": self._in_model[top],
+            "from_features": self._model_scored[top] & ~self._in_model[top],
             "score": s.final[0, top],
-            "model_score": np.where(self._in_model[top] & (path == PATH_SEQUENCE), model, np.nan),
+            "model_score": np.where(self._model_scored[top] & (path == PATH_SEQUENCE), model, np.nan),
             "genre_score": genre,
             "popularity_score": pop,
             "dislike_penalty": s.penalty[0, top],

@@ -207,3 +207,23 @@ def test_a_ranker_checkpoint_is_checked_like_the_others(tmp_path):
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="weight 'als.item_factors' holds 1 non-finite values"):
         load_checkpoint(path)
+
+
+def test_a_features_checkpoint_round_trip_scores_catalogue_titles_alike(tmp_path):
+    from nostrade.item_features import FeatureEncoding
+    items = pd.DataFrame({"genres": [["A"], ["B"], ["A", "B"], []], "type": ["TV", "Movie", "TV", None],
+                          "members": pd.array([10, 100, 1000, pd.NA], dtype="Int64")})
+    encoding = FeatureEncoding.fit(items, "anime").to_dict()
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(n_items=4, max_len=4, d_model=8, n_heads=2, n_layers=1, use_item_features=True,
+                                item_features=encoding)).eval()
+    model.set_titles(items, np.array([False, True, True, False, True]))
+    path = tmp_path / "features.pt"
+    save_checkpoint(path, model, TrainConfig(), {"iid_map_sha256": "a" * 64}, {})
+    loaded = load_checkpoint(path).model
+    outside = pd.DataFrame({"genres": [["B"]], "type": ["OVA"], "members": pd.array([50], dtype="Int64")})
+    history = Sequences.from_lists([[1, 2, 3], [4]])
+    assert torch.equal(loaded.title_vectors(outside), model.title_vectors(outside))
+    assert torch.equal(loaded.score(history, table=loaded.served_table(outside)),
+                       model.score(history, table=model.served_table(outside)))
+    assert loaded.config()["item_features"] == encoding and torch.equal(loaded.has_id, model.has_id)

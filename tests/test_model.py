@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -121,3 +123,42 @@ def test_a_set_model_has_no_position_embedding_and_defaults_come_from_the_data()
     assert SASRecConfig(n_items=5).for_order(True).permutations == 0
     assert SASRecConfig(n_items=5, use_position=True).for_order(False).use_position is True
     assert SASRec(SASRecConfig(n_items=5, use_position=False)).pos_emb is None
+
+
+# ---- use_item_features ------------------------------------------------------------------------------------------
+
+def featured_blocks(cold_iid: int):
+    """The contract's block data with every event of ``cold_iid`` taken out of training: its id is never trained."""
+    from model_contract import BLOCKS
+    train = BLOCKS.train.select(BLOCKS.train.iid != cold_iid)
+    cfg = SASRecConfig(n_items=BLOCKS.dataset.n_items, max_len=8, d_model=32, n_heads=2, n_layers=1, dropout=0.0,
+                       use_item_features=True, id_dropout=0.2)
+    split = dataclasses.replace(leave_one_out(BLOCKS.dataset.sequences), train=train)
+    result = train_sasrec(BLOCKS.dataset, cfg, TrainConfig(epochs=40, lr=1e-2, batch_size=16, warmup=5, patience=40,
+                                                           weight_decay=0.0, num_threads=1, progress=False),
+                          split=split)
+    return BLOCKS, result.model
+
+
+def test_a_title_never_trained_is_scored_from_its_features():
+    cold = 9  # block 1 (iids 7..12)
+    blocks, model = featured_blocks(cold)
+    assert not model.has_id[cold] and model.has_id[1:].sum() == blocks.dataset.n_items - 1
+    others = [i for i in range(7, 13) if i != cold]
+    scores = model.score(Sequences.from_lists([others]))
+    assert torch.isfinite(scores[0, 1:]).all()
+    unseen = [i for i in range(1, blocks.dataset.n_items + 1) if i not in others]
+    assert unseen[int(scores[0, unseen].argmax())] == cold  # its genre's block, though its id never trained
+    # its vector is its feature part alone: what title_vectors gives for its catalogue row
+    table = torch.from_numpy(model.item_vectors())
+    torch.testing.assert_close(table[cold], model.title_vectors(blocks.dataset.items.iloc[[cold - 1]])[0])
+    extra = model.score(Sequences.from_lists([others]), table=model.served_table(blocks.dataset.items.iloc[[cold - 1]]))
+    torch.testing.assert_close(extra[0, -1], scores[0, cold])
+
+
+def test_features_off_leaves_weights_and_config_as_before():
+    model = small_model()
+    assert not [k for k in model.state_dict() if k.startswith(("genre", "field", "has_id"))]
+    assert "use_item_features" not in model.config() and "item_features" not in model.config()
+    with pytest.raises(ValueError, match="encoding"):
+        small_model(use_item_features=True)

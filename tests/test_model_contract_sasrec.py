@@ -17,3 +17,10 @@ class TestSASRecSampledLoss(TestSASRec):
         return make_model("sasrec", seed, max_len=8, d_model=32, n_heads=2, n_layers=1, dropout=0.0, epochs=40,
                           lr=1e-2, batch_size=16, warmup=5, patience=40, weight_decay=0.0, num_threads=1,
                           progress=False, loss="sampled", shared_negatives=8, uniform_share=0.5)
+
+
+class TestSASRecWithItemFeatures(ModelContract):
+    def make_model(self, seed):
+        return make_model("sasrec", seed, max_len=8, d_model=32, n_heads=2, n_layers=1, dropout=0.0, epochs=40,
+                          lr=1e-2, batch_size=16, warmup=5, patience=40, weight_decay=0.0, num_threads=1,
+                          progress=False, use_item_features=True, id_dropout=0.2)

@@ -184,8 +184,36 @@ def test_titles_outside_the_vocabulary_count_through_genres(rec, catalogue):
     assert not np.allclose(with_outside, without)
     # with alpha = 1 the whole catalogue competes on genres, titles the model does not know included
     genre_only = rec.recommend(events, k=200, alpha=1.0).items
-    assert (~genre_only["in_model"]).any()
+    assert (~genre_only["in_model"]).any() and not genre_only["from_features"].any()
     assert genre_only["model_score"][~genre_only["in_model"]].isna().all()
+
+
+@pytest.fixture(scope="module")
+def featured(anime, catalogue) -> Recommender:
+    """A random small SASRec with item features: it scores all 12,294 catalogue titles."""
+    from nostrade.train import with_item_features
+    cfg = with_item_features(SASRecConfig(n_items=anime.n_items, max_len=20, d_model=16, n_heads=2, n_layers=1,
+                                          dropout=0.0, use_item_features=True), anime)
+    torch.manual_seed(0)
+    model = SASRec(cfg)
+    model.set_titles(anime.items, np.ones(anime.n_items + 1, dtype=bool))
+    with torch.no_grad():
+        model.field_emb.weight.normal_(0, 1)
+    return Recommender(model.eval(), anime, catalogue)
+
+
+def test_a_features_model_scores_every_catalogue_title(featured):
+    events = [Event(a, 3) for a in vocab_ids(featured, 6, seed=4)]
+    s = featured.scores([events], alpha=0.0)
+    assert len(featured.catalogue) == 12_294 and np.isfinite(s.raw_model[0]).all()
+    items = featured.recommend(events, k=500, alpha=0.0).items
+    outside = items[~items["in_model"]]
+    assert len(outside) and outside["from_features"].all() and not items["from_features"][items["in_model"]].any()
+    assert outside["model_score"].notna().all() and (outside["source"] == "sequence").all()
+    raw = s.raw_model[0]
+    expected = np.argsort(-np.where(s.candidates[0], raw, -np.inf), kind="stable")[:100]  # (float32 ties further down)
+    assert items["anime_id"][:100].tolist() == featured.catalogue["anime_id"].to_numpy()[expected].tolist()
+    assert featured.recommend(events, k=5).to_dict()["items"][0]["from_features"] in (True, False)
 
 
 def test_alpha_zero_ranks_by_the_model_and_one_by_genre(rec):

@@ -295,3 +295,10 @@ def test_the_first_problem_in_the_file_is_reported(tmp_path):
     items, path = anime_files(tmp_path, "user_id,anime_id,rating\n1,1,5\n1,2\n1,3,x\n")
     with pytest.raises(DataError, match=r"line 3: value '1,2': expected 3 columns"):
         read_anime(items, path)
+
+
+def test_the_year_at_the_end_of_a_movielens_title():
+    from nostrade.sources import year_in_title
+    years = year_in_title(pd.Series(["Heat (1995)", "City of Lost Children, The (Cité des enfants perdus) (1995) ",
+                                     "Jumanji", "1984 (1984)", "Babylon 5 (1994-1998)"]))
+    assert years[[0, 1, 3]].tolist() == ["1995", "1995", "1984"] and years[[2, 4]].isna().all()

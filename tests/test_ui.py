@@ -100,3 +100,9 @@ def test_influence_labels_are_whole_titles_and_the_image_grows_to_hold_them():
         return int.from_bytes(influence_png(graph)[16:20], "big")
 
     assert width_with("Fullmetal Alchemist") > width_with("K") + 100  # the canvas is cropped to the text drawn
+
+
+def test_a_badge_is_escaped_and_shown_only_when_given():
+    assert "nostrade-badge" not in poster_card_html("A", ["Action"])
+    card = poster_card_html("A", ["Action"], badge="<new>")
+    assert "nostrade-badge" in card and "&lt;new&gt;" in card

@@ -9,6 +9,15 @@ training on a fresh permutation of every history each epoch (nostrade.train), an
 last hidden state over ``permutations`` orderings that depend only on the history's set of events
 (``canonical_orderings``), so the same set scores the same whatever order it was given in. Fields left None
 take these defaults from the data (``for_order``); a config built without data is the time-order model.
+
+``use_item_features``: a title's vector (input and output, still tied) is its id embedding plus embeddings of its
+side features (nostrade.item_features: the mean of its genres' embeddings, one embedding per coded field: type,
+episode-count, members, mean-rating and year buckets, and a linear map of the standardised numeric values). A title without an id part (never in the training data, or
+outside the vocabulary: ``title_vectors``) is its feature part alone, so the model scores every catalogue title.
+``id_dropout``: in training, the share of titles whose id part is dropped each time the table is built, so that
+the feature part also learns to stand alone. ``id_weight``: outside training, the id part is multiplied by it: below
+1 the titles with an id lose part of their lead over those without one (the cold-title benchmark measures the
+trade: more cold titles found, fewer warm ones). Off (the default), the model, its weights and its config are as before.
 """
 from __future__ import annotations
 
@@ -16,14 +25,17 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nostrade.item_features import FeatureEncoding
 from nostrade.sequences import Sequences
 
 N_FEEDBACK = 4  # 0 padding, 1 Dislike, 2 Like, 3 Love
 ORDERINGS = 4  # canonical orderings averaged when scoring a set model (each one more row of forward pass)
+FEATURE_FIELDS = ("use_item_features", "id_dropout", "id_weight", "item_features")  # left out of config() when off: as before
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -59,6 +71,10 @@ class SASRecConfig:
     use_time: bool = True
     use_position: bool | None = None  # None: from the data's order (on where it is time)
     permutations: int | None = None  # scoring: average over this many canonical orderings (0: the order given)
+    use_item_features: bool = False  # item vector = id part + side-feature part (see the module docstring)
+    id_dropout: float = 0.0  # training: share of titles whose id part is dropped each time the table is built
+    id_weight: float = 1.0  # scoring: the id part's weight
+    item_features: dict | None = None  # the FeatureEncoding (from the data: nostrade.train fills it)
 
     def for_order(self, order_is_time: bool) -> "SASRecConfig":
         """The None fields filled for data whose order is (or is not) time."""
@@ -118,6 +134,78 @@ class SASRec(nn.Module):
                 nn.init.normal_(emb.weight, std=0.02)
                 if emb.padding_idx is not None:
                     emb.weight.data[emb.padding_idx].zero_()
+        if cfg.use_item_features:  # built last: the other weights draw the same initial values as without
+            self._init_features(cfg)
+
+    def _init_features(self, cfg: SASRecConfig) -> None:
+        if cfg.item_features is None:
+            raise ValueError("use_item_features: the config has no item_features encoding (nostrade.train fills it "
+                             "from the data)")
+        self.encoding = FeatureEncoding.from_dict(cfg.item_features)
+        sizes = self.encoding.field_sizes
+        self.genre_emb = nn.EmbeddingBag(len(self.encoding.genres) + 1, cfg.d_model, mode="mean", padding_idx=0)
+        self.field_emb = nn.Embedding(max(sum(sizes), 1), cfg.d_model)
+        n_numeric = len(self.encoding.scale)
+        self.numeric_proj = nn.Linear(n_numeric, cfg.d_model, bias=False) if n_numeric else None
+        for emb in (self.genre_emb, self.field_emb):
+            nn.init.normal_(emb.weight, std=0.02)
+        self.genre_emb.weight.data[0].zero_()
+        self.register_buffer("field_offsets", torch.tensor(np.cumsum([0, *sizes[:-1]]), dtype=torch.long)[:len(sizes)],
+                             persistent=False)
+        self.register_buffer("genre_index", torch.zeros(cfg.n_items + 1, self.encoding.max_genres, dtype=torch.long))
+        self.register_buffer("field_codes", torch.zeros(cfg.n_items + 1, len(sizes), dtype=torch.long))
+        self.register_buffer("numeric", torch.zeros(cfg.n_items + 1, len(self.encoding.scale)))
+        self.register_buffer("has_id", torch.zeros(cfg.n_items + 1, dtype=torch.bool))
+
+    def set_titles(self, items: pd.DataFrame, has_id: np.ndarray) -> None:
+        """The vocabulary's feature codes (``items``: one row per iid 1..n_items, in iid order) and which titles
+        have an id part (``has_id``: (n_items + 1,) bool, e.g. the iids that occur in the training data)."""
+        genre_index, codes, numeric = self.encoding.encode(items)
+        self.genre_index[1:] = torch.from_numpy(genre_index)
+        self.field_codes[1:] = torch.from_numpy(codes)
+        self.numeric[1:] = torch.from_numpy(numeric)
+        self.has_id.copy_(torch.from_numpy(np.asarray(has_id, dtype=bool)))
+        self.has_id[0] = False
+
+    def feature_part(self, genre_index: torch.Tensor, field_codes: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
+        """(n, d) feature vectors of titles from their codes and values (nostrade.item_features)."""
+        part = self.genre_emb(genre_index) + self.field_emb(field_codes + self.field_offsets).sum(1)
+        return part if self.numeric_proj is None else part + self.numeric_proj(numeric)
+
+    def item_table(self, id_weight: float | None = None) -> torch.Tensor:
+        """(n_items + 1, d) the item vectors, input and output (row 0, padding, zero); ``id_weight``: outside training,
+        instead of the config's."""
+        if not self.cfg.use_item_features:
+            return self.item_emb.weight
+        keep = self.has_id.float()
+        if self.training and self.cfg.id_dropout > 0:
+            keep = keep * (torch.rand(len(keep), device=keep.device) >= self.cfg.id_dropout)
+        elif not self.training:
+            keep = keep * (self.cfg.id_weight if id_weight is None else id_weight)
+        table = self.item_emb.weight * keep.unsqueeze(1) + self.feature_part(self.genre_index, self.field_codes,
+                                                                             self.numeric)
+        return torch.cat([torch.zeros_like(table[:1]), table[1:]])
+
+    @property
+    def scores_titles(self) -> bool:
+        """Whether it scores titles outside its vocabulary (``title_vectors``): nostrade.scoring asks."""
+        return self.cfg.use_item_features
+
+    def title_vectors(self, items: pd.DataFrame) -> torch.Tensor:
+        """(len(items), d) float32 vectors of any titles (a catalogue frame's rows) from their features alone: how a
+        title without an id part is scored."""
+        if not self.cfg.use_item_features:
+            raise ValueError("title_vectors: this model was trained without item features (use_item_features)")
+        encoded = (torch.from_numpy(a).to(self.has_id.device) for a in self.encoding.encode(items))
+        with torch.no_grad():
+            return self.feature_part(*encoded).float().cpu()
+
+    def served_table(self, more_titles: pd.DataFrame) -> torch.Tensor:
+        """(n_items + 1 + len(more_titles), d): the item table with more titles' vectors after it, built once for a
+        caller that scores many histories against them (``score(..., table=...)``, nostrade.scoring)."""
+        with torch.no_grad():
+            table = self.eval().item_table().float().cpu()
+        return torch.cat([table, self.title_vectors(more_titles)])
 
     @classmethod
     def from_state(cls, config: dict, state: dict) -> "SASRec":
@@ -126,7 +214,8 @@ class SASRec(nn.Module):
         return model.eval()
 
     def config(self) -> dict:
-        return dataclasses.asdict(self.cfg)
+        config = dataclasses.asdict(self.cfg)
+        return config if self.cfg.use_item_features else {k: v for k, v in config.items() if k not in FEATURE_FIELDS}
 
     @property
     def window(self) -> int | None:
@@ -147,12 +236,16 @@ class SASRec(nn.Module):
         return allowed.unsqueeze(1)
 
     def forward(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor,
-                last_only: bool = False) -> torch.Tensor:
+                last_only: bool = False, table: torch.Tensor | None = None) -> torch.Tensor:
         """Left-padded (B, L) int64 inputs, L <= max_len -> hidden states (B, L, d_model), or (B, 1, d_model)
-        of the last position alone with ``last_only`` (the last layer then skips every other position)."""
+        of the last position alone with ``last_only`` (the last layer then skips every other position).
+        ``table``: the item table when the caller has built it already (``item_table``)."""
         length = iid.shape[1]
         positions = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=iid.device)
-        x = self.item_emb(iid) * self.cfg.d_model ** 0.5
+        if self.cfg.use_item_features:
+            x = F.embedding(iid, self.item_table() if table is None else table) * self.cfg.d_model ** 0.5
+        else:
+            x = self.item_emb(iid) * self.cfg.d_model ** 0.5
         if self.pos_emb is not None:
             x = x + self.pos_emb(positions)
         if self.feedback_emb is not None:
@@ -166,24 +259,28 @@ class SASRec(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Scores of every item (column 0, padding, included) for each hidden state (..., d) -> (..., n_items + 1)."""
-        return hidden @ self.item_emb.weight.T
+        return hidden @ self.item_table().T
 
-    def last_hidden(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor) -> torch.Tensor:
+    def last_hidden(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor,
+                    table: torch.Tensor | None = None) -> torch.Tensor:
         """(B, d_model) hidden state after the last position of left-padded inputs (what scores the next item)."""
-        return self.forward(*trim_left_padding(iid, feedback, time_bin), last_only=True)[:, -1]
+        return self.forward(*trim_left_padding(iid, feedback, time_bin), last_only=True, table=table)[:, -1]
 
     def item_vectors(self) -> np.ndarray:
         """(n_items + 1, d) float32: the item table, the space in which titles are alike (row 0 = padding)."""
-        return self.item_emb.weight.detach().float().cpu().numpy()
+        return self.item_table().detach().float().cpu().numpy()
 
     @torch.inference_mode()
-    def score(self, history: Sequences, batch_size: int = 128) -> torch.Tensor:
+    def score(self, history: Sequences, batch_size: int = 128, table: torch.Tensor | None = None) -> torch.Tensor:
         """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores of the next item, on the CPU.
         Events outside the vocabulary (padding 0, ids above n_items) are left out, as the baselines do; a set
-        model (``permutations`` > 0) averages the last hidden state over that many canonical orderings."""
+        model (``permutations`` > 0) averages the last hidden state over that many canonical orderings.
+        ``table``: ``served_table``'s, read instead of building the item table, and its m more titles scored in m
+        more columns after the vocabulary."""
         was_training, device = self.training, self.item_emb.weight.device
         if was_training:  # (a no-op train/eval switch still walks every module: ~50 µs a call)
             self.eval()
+        table = self.item_table() if table is None else table.to(device)
         history = history.select((history.iid >= 1) & (history.iid <= self.cfg.n_items))
         copies = max(self.cfg.permutations, 1)
         if self.cfg.permutations:
@@ -195,8 +292,8 @@ class SASRec(nn.Module):
         step = batch_size * copies
         for i in range(0, history.n_users, step):
             rows = torch.from_numpy(by_length[i:i + step])
-            hidden[rows] = self.last_hidden(*(a[i:i + step].to(device) for a in padded)).float().cpu()
+            hidden[rows] = self.last_hidden(*(a[i:i + step].to(device) for a in padded), table=table).float().cpu()
         hidden = hidden.view(-1, copies, self.cfg.d_model).mean(1)
         if was_training:
             self.train()
-        return hidden @ self.item_emb.weight.detach().float().cpu().T
+        return hidden @ table.detach().float().cpu().T

@@ -68,7 +68,7 @@ TIE_RULE = "seeded shuffle within equal timestamps"
 
 ITEMS_SCHEMA = pa.schema([("iid", pa.int32()), ("anime_id", pa.int64()), ("name", pa.string()),
                           ("genres", pa.list_(pa.string())), ("type", pa.string()), ("episodes", pa.int64()),
-                          ("rating_mean", pa.float64()), ("members", pa.int64())])
+                          ("rating_mean", pa.float64()), ("members", pa.int64()), ("year", pa.int64())])
 INTERACTIONS_SCHEMA = pa.schema([("uid", pa.int32()), ("user_id", pa.int64()), ("iid", pa.int32()),
                                  ("feedback", pa.int8()), ("rating", pa.float32()), ("timestamp", pa.int64()),
                                  ("time_bin", pa.int16()), ("position", pa.int32())])
@@ -382,7 +382,9 @@ def _items_table(items: pd.DataFrame) -> pa.Table:
         pa.array(items["type"].astype(object).where(items["type"].notna(), None).tolist(), pa.string()),
         pa.array(items["episodes"].astype("Int64"), pa.int64()),
         pa.array(items["rating_mean"].to_numpy(np.float64), pa.float64(), from_pandas=True),
-        pa.array(items["members"].astype("Int64"), pa.int64())], schema=ITEMS_SCHEMA)
+        pa.array(items["members"].astype("Int64"), pa.int64()),
+        pa.array(items["year"].astype("Int64") if "year" in items else [None] * n, pa.int64())],  # optional column
+        schema=ITEMS_SCHEMA)
 
 
 def _shown_path(path: Path) -> str:

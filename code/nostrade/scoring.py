@@ -10,7 +10,9 @@ The model is anything with ``score(history: Sequences) -> (batch, n_items + 1)``
 history, by how many of its events the model knows:
 - "sequence+genre" (at least COLD_START_MIN_EVENTS):
   ``final = (1 - α)·minmax(model score) + α·minmax(genre cosine) - dislike penalty``; titles outside the
-  vocabulary get model part 0, so they surface only through genres (or with α = 1);
+  vocabulary get model part 0, so they surface only through genres (or with α = 1), except with a model that
+  scores titles from their features (``scores_titles``: SASRec with use_item_features), which scores every
+  catalogue title: those outside its vocabulary from their features alone (``title_vectors``);
 - "genre+popularity" (fewer):
   ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``;
 - "popularity" (no event): ``minmax(log members)``.
@@ -59,6 +61,9 @@ class ServedModel(Protocol):
     def config(self) -> dict: ...  # plain values, n_items among them; with state_dict() they rebuild it (from_state)
 
     def state_dict(self) -> dict: ...  # name -> tensor
+
+    # Optional: ``scores_titles`` True where ``served_table(frame)`` gives its item table with any more titles'
+    # vectors after it and ``score(history, table=...)`` scores them too (SASRec with use_item_features).
 
 
 @dataclass(frozen=True)
@@ -117,6 +122,8 @@ class Scoring:
         self.genre_unit = np.asarray(genre_unit, dtype=np.float32)
         self.popularity = np.asarray(popularity, dtype=np.float32)
         self.retrieval_names = tuple(getattr(model, "generator_names", ()))  # a ranker's generators, in bit order
+        self.table = None  # the model's served_table, where it scores the catalogue rows after the vocabulary too
+        self.n_scored = n_items  # catalogue rows with a model score: the vocabulary, or every title
 
     @classmethod
     def over(cls, model, catalogue: pd.DataFrame, n_items: int, dislike_weight: float = DISLIKE_WEIGHT) -> "Scoring":
@@ -124,11 +131,14 @@ class Scoring:
         iid order): its multi-hot genre vectors, log members as popularity, the model's item space."""
         genres, names = item_vectors(catalogue, "multihot", use_type=False)
         members = catalogue["members"].astype("Float64").fillna(0).to_numpy(np.float64)
-        return cls(model, n_items, model.item_vectors(), genres.toarray(), np.log1p(np.maximum(members, 0)),
-                   dislike_weight, names)
+        scoring = cls(model, n_items, model.item_vectors(), genres.toarray(), np.log1p(np.maximum(members, 0)),
+                      dislike_weight, names)
+        if getattr(model, "scores_titles", False):
+            scoring.table, scoring.n_scored = model.served_table(catalogue.iloc[n_items:]), len(catalogue)
+        return scoring
 
     def scores(self, histories: Sequence[History], alpha: float) -> Scores:
-        n, n_cat, n_model = len(histories), len(self.popularity), self.n_items
+        n, n_cat, n_model = len(histories), len(self.popularity), self.n_scored
         paths = [h.path for h in histories]
         on_path = {path: np.array([p == path for p in paths], dtype=bool)
                    for path in (PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY)}
@@ -169,7 +179,7 @@ class Scoring:
         return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths, retrieved)
 
     def _model_scores(self, histories: list[History]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """The model's scores of the vocabulary for each history's known events, and again without the
+        """The model's scores of the vocabulary (and of ``titles``) for each history's known events, and again without the
         dislikes for the histories that have dislikes and likes: (scores, which histories, their scores, and for
         a ranker which generators retrieved each title, of the whole histories; else None)."""
         feeds, liked_users = [], []
@@ -186,6 +196,8 @@ class Scoring:
         if self.retrieval_names:
             scores, retrieved = self.model.score_and_retrieval(seqs)
             retrieved = retrieved[:len(histories), 1:]
+        elif self.table is not None:
+            scores, retrieved = self.model.score(seqs, table=self.table), None
         else:
             scores, retrieved = self.model.score(seqs), None
         scores = (scores.numpy() if isinstance(scores, torch.Tensor) else np.asarray(scores))[:, 1:]

@@ -455,12 +455,18 @@ def _read_bytes(path: Path) -> bytes:
         raise DataError(path, f"cannot read: {err}") from None
 
 
-def _movielens_items(movie_ids: np.ndarray, titles: pd.Series, genres: pd.Series) -> pd.DataFrame:
+def _movielens_items(movie_ids: np.ndarray, titles: pd.Series, genres: pd.Series, years: pd.Series) -> pd.DataFrame:
     n = len(movie_ids)
     return pd.DataFrame({"anime_id": movie_ids.astype(np.int64), "name": titles.fillna("").astype(object),
                          "genres": genres, "type": pd.Series([None] * n, dtype=object),
                          "episodes": pd.array([pd.NA] * n, dtype="Int64"),
-                         "rating_mean": np.full(n, np.nan), "members": pd.array([pd.NA] * n, dtype="Int64")})
+                         "rating_mean": np.full(n, np.nan), "members": pd.array([pd.NA] * n, dtype="Int64"),
+                         "year": _nullable_int(years.reset_index(drop=True))})
+
+
+def year_in_title(titles: pd.Series) -> pd.Series:
+    """The release year MovieLens writes at the end of a title ("Heat (1995)"), as text; missing where none."""
+    return titles.astype(str).str.extract(r"\((\d{4})\)\s*$")[0]
 
 
 def read_movielens(ratings_path, items_path=None) -> RawData:
@@ -471,23 +477,27 @@ def read_movielens(ratings_path, items_path=None) -> RawData:
     if fmt == "recbole-atomic":
         ratings, first = read_csv(ratings_path, rating_cols, delimiter="\t", quoting=False,
                                   data=_renamed_header(ratings_path, {"item_id": "anime_id"}))
-        items, ifirst = read_csv(items_path, {"item_id": "int", "movie_title": "str", "class": "str"},
+        items, ifirst = read_csv(items_path, {"item_id": "int", "movie_title": "str", "class": "str",
+                                              "release_year": "str"},
                                  delimiter="\t", quoting=False, data=_renamed_header(items_path, {}),
                                  required=["item_id", "movie_title"])
         genre_text = items["class"] if "class" in items else pd.Series([""] * len(items))
         genres = genre_text.fillna("").str.split().map(list)
         ids, titles = items["item_id"].to_numpy(), items["movie_title"]
+        years = items["release_year"] if "release_year" in items else pd.Series([None] * len(items))
     elif fmt == "ml-100k":
         ratings, first = read_csv(ratings_path, rating_cols, delimiter="\t", quoting=False,
                                   names=list(rating_cols))
         flag_names = [f"g{k}" for k in range(len(ML100K_GENRES))]
-        items, ifirst = read_csv(items_path, {"movie_id": "int", "title": "str", **{g: "int" for g in flag_names}},
+        items, ifirst = read_csv(items_path, {"movie_id": "int", "title": "str", "release": "str",
+                                              **{g: "int" for g in flag_names}},
                                  delimiter="|", quoting=False, encoding="latin-1",
                                  names=["movie_id", "title", "release", "video_release", "url", *flag_names])
         flags = items[flag_names].to_numpy() > 0
         names = np.array(ML100K_GENRES, dtype=object)
         genres = pd.Series([list(names[row]) for row in flags])
         ids, titles = items["movie_id"].to_numpy(), items["title"]
+        years = items["release"].str[-4:]  # "01-Jan-1995"
     elif fmt == "ml-1m":
         ratings, first = read_csv(ratings_path, rating_cols, delimiter="\t", quoting=False, names=list(rating_cols),
                                   data=_read_bytes(ratings_path).replace(b"::", b"\t"))
@@ -496,6 +506,7 @@ def read_movielens(ratings_path, items_path=None) -> RawData:
                                  data=_read_bytes(items_path).replace(b"::", b"\t"))
         genres = items["genres"].fillna("").str.split("|").map(lambda gs: [g for g in gs if g])
         ids, titles = items["movie_id"].to_numpy(), items["title"]
+        years = year_in_title(titles)
     else:  # ml-latest
         ratings, first = read_csv(ratings_path, {"userId": "int", "movieId": "int", "rating": "float",
                                                  "timestamp": "float"})
@@ -504,6 +515,7 @@ def read_movielens(ratings_path, items_path=None) -> RawData:
         genres = items["genres"].fillna("").str.split("|").map(
             lambda gs: [g for g in gs if g and g != "(no genres listed)"])
         ids, titles = items["movieId"].to_numpy(), items["title"]
+        years = year_in_title(titles)
     _check_unique_ids(items_path, ids, "movie id", ifirst)
     values = ratings["rating"].to_numpy()
     check_range(ratings_path, values, "rating", first, (values >= 0.5) & (values <= 5), "0.5..5")
@@ -512,7 +524,7 @@ def read_movielens(ratings_path, items_path=None) -> RawData:
                 "whole unix seconds")
     check_timestamps(ratings_path, stamps, "timestamp", first)
     ratings["timestamp"] = stamps.astype(np.int64)
-    catalogue = _movielens_items(ids, titles, genres)
+    catalogue = _movielens_items(ids, titles, genres, years)
     stats = ratings.groupby("anime_id")["rating"].agg(["mean", "size"])
     catalogue["rating_mean"] = catalogue["anime_id"].map(stats["mean"]).astype("float64")
     catalogue["members"] = catalogue["anime_id"].map(stats["size"]).astype("Int64")

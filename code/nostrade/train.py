@@ -57,6 +57,7 @@ from nostrade.checkpoint import (MODEL_KINDS, CheckpointError, check_vocabulary,
                                  save_checkpoint)
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate, evaluate_all_targets
+from nostrade.item_features import FeatureEncoding
 from nostrade.model import SASRec, SASRecConfig, trim_left_padding
 from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
 from nostrade.scoring import ServedModel
@@ -204,8 +205,9 @@ def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, tar
     else:
         negatives = torch.randint(1, model.cfg.n_items + 1, (len(target), cfg.n_negatives), generator=generator)
         negatives = negatives.to(h.device)
-        pos_score = (h * model.item_emb(target)).sum(-1).float()
-        neg_score = torch.einsum("nd,nkd->nk", h, model.item_emb(negatives)).float()
+        table = model.item_table()
+        pos_score = (h * table[target]).sum(-1).float()
+        neg_score = torch.einsum("nd,nkd->nk", h, table[negatives]).float()
         if cfg.loss == "bce":
             per_position = torch.where(disliked, F.softplus(pos_score), F.softplus(-pos_score))
             per_position = per_position + F.softplus(neg_score).mean(-1)
@@ -214,6 +216,14 @@ def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, tar
                                  pos_score.unsqueeze(1) - neg_score)
             per_position = F.softplus(-margin).mean(-1)
     return (weight * per_position).sum() / max(len(target), 1)
+
+
+def with_item_features(model_cfg: SASRecConfig, dataset: Dataset) -> SASRecConfig:
+    """The config with its feature encoding fitted on the data's items, where it uses features and has none yet."""
+    if not model_cfg.use_item_features or model_cfg.item_features is not None:
+        return model_cfg
+    encoding = FeatureEncoding.fit(dataset.items, dataset.meta.get("source"))
+    return dataclasses.replace(model_cfg, item_features=encoding.to_dict())
 
 
 def cosine_with_warmup(warmup: int, total: int):
@@ -243,8 +253,10 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
                  init_state: dict | None = None, on_epoch: EpochCallback | None = None) -> TrainResult:
     """``init_state``: model weights to start from instead of a fresh initialisation (nostrade.finetune).
     ``on_epoch(record, epochs)``: called on the main process after each epoch with its history record and
-    cfg.epochs (the most epochs the run can have), e.g. for a progress bar."""
-    model_cfg = model_cfg.for_order(dataset.order_is_time)
+    cfg.epochs (the most epochs the run can have), e.g. for a progress bar. With ``use_item_features``, the
+    feature encoding comes from the data's items unless the config has one, and a title has an id part where it
+    occurs in the split's training part."""
+    model_cfg = with_item_features(model_cfg.for_order(dataset.order_is_time), dataset)
     cfg = train_cfg.for_order(dataset.order_is_time)
     ctx = distributed.setup(cfg.device)
     if ctx.device.type == "cpu":
@@ -258,6 +270,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     model = SASRec(model_cfg).to(ctx.device)
     if init_state is not None:
         model.load_state_dict(init_state)
+    if model_cfg.use_item_features:
+        model.set_titles(dataset.items, np.bincount(split.train.iid, minlength=n_items + 1)[:n_items + 1] > 0)
     net = DistributedDataParallel(model) if ctx.world_size > 1 else model
     optimizer = make_optimizer(model, cfg)
     sampling = sampling_distribution(split.train, n_items, cfg.uniform_share) if cfg.loss == "sampled" else None
@@ -280,8 +294,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     if cfg.resume and last_path is not None and last_path.exists():
         saved = read_checkpoint(last_path)
         check_vocabulary(saved, last_path, dataset.iid_map_hash, n_items)
-        if saved["model_cfg"] != asdict(model_cfg):
-            raise ValueError(f"{last_path}: saved with model config {saved['model_cfg']}, not {asdict(model_cfg)}")
+        if saved["model_cfg"] != model.config():
+            raise ValueError(f"{last_path}: saved with model config {saved['model_cfg']}, not {model.config()}")
         model.load_state_dict(saved["model_state"])
         state = saved["training_state"]
         optimizer.load_state_dict(state["optimizer"])
@@ -369,7 +383,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
 
 # ---- command line -------------------------------------------------------------------------------------------
 
-DATA_FIELDS = ("n_items", "n_time_bins")  # SASRecConfig fields that come from the data, not from flags
+DATA_FIELDS = ("n_items", "n_time_bins", "item_features")  # SASRecConfig fields that come from the data, not flags
 DELTA_MEANING = ("delta = NDCG@10 of a held-out liked title minus NDCG@10 of a held-out disliked one, over the {n} "
                  "test users with a Dislike: above 0 the model ranks what people liked above what they disliked "
                  "(the larger, the better it tells them apart); below 0 it ranks the disliked ones higher.")

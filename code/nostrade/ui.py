@@ -94,8 +94,9 @@ def genre_colour(genre: str | None) -> str:
 
 
 def poster_card_html(title: str, genres, type_: str | None = None, score: float | None = None,
-                     reason: str | None = None, poster_url: str | None = None) -> str:
-    """An HTML card: the poster when the catalogue has one, else a placeholder in the main genre's colour."""
+                     reason: str | None = None, poster_url: str | None = None, badge: str | None = None) -> str:
+    """An HTML card: the poster when the catalogue has one, else a placeholder in the main genre's colour; ``badge``:
+    a short label under the title (e.g. a title the model scored from its features alone)."""
     genres = list(genres) if genres is not None else []
     colour = genre_colour(genres[0] if genres else None)
     esc = html.escape
@@ -108,6 +109,9 @@ def poster_card_html(title: str, genres, type_: str | None = None, score: float 
     meta = " · ".join(esc(str(x)) for x in (type_, ", ".join(genres[:3])) if x)
     lines = [f'<div class="nostrade-title" style="font-weight:600;font-size:0.9rem;margin-top:4px">{esc(title)}</div>',
              f'<div class="nostrade-meta" style="font-size:0.75rem;opacity:0.75">{meta}</div>']
+    if badge:
+        lines.append(f'<div class="nostrade-badge" style="display:inline-block;font-size:0.7rem;padding:0 6px;'
+                     f'border-radius:8px;background:#2f7fd1;color:#fff">{esc(badge)}</div>')
     if score is not None:
         lines.append(f'<div style="font-size:0.75rem">score {score:.3f}</div>')
     if reason:
