@@ -11,17 +11,16 @@ ml-100k.split.tsv.gz gets the peers' exact event order (as benchmarks/ml100k.py)
 ../shared/PEERS.md. Split, metrics and targets are EVAL.md's (nostrade.split, nostrade.evaluate): next item,
 next liked item, next disliked item (lower is better) and delta = NDCG@10(liked) - NDCG@10(disliked).
 
-Rows: the baselines (nostrade.baselines), SASRec with the library's default config (any model or training
-flag of `python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the
-feedback embedding, without the time embedding, with the plain loss (no feedback weighting), with the sampled
-softmax (--loss sampled: 1,024 shared negatives half uniform and half by popularity, 128 of them, about the
-share of the catalogue that 1,024 is of the full Kaggle one, and the default: every negative drawn by
-popularity), with item2vec-initialised item embeddings, with side features in the item vectors
-(``sasrec+features``: use_item_features, see nostrade.model), and trained and tested on each user's history
-shuffled (seeded; the last two events, the validation and test targets, stay last: the control that shows
-whether the order of the history matters). Where the order is not time: with the position embedding, trained on
-one fixed order (no fresh permutation each epoch), and the control trained and tested as if the file order were time. ``ease-binary``
-is Steck's EASE (every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows evaluate
+Rows: the baselines (nostrade.baselines), SASRec with the library's default config (any model or training flag of
+`python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the feedback embedding,
+without the time embedding, with the plain loss (no feedback weighting), with the sampled softmax (--loss sampled:
+1,024 shared negatives half uniform and half by popularity, 128 of them, about the share of the catalogue that 1,024
+is of the full Kaggle one, and the default: every negative drawn by popularity), with item2vec-initialised item
+embeddings, with side features in the item vectors (``sasrec+features``: use_item_features with id dropout 0.5, see
+nostrade.model; ``-no-id-dropout`` without it), and trained and tested on each user's history shuffled (seeded; the
+last two events, the validation and test targets, stay last: the control that shows whether the order of the history
+matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh permutation
+each epoch), and the control trained and tested as if the file order were time. ``ease-binary`` is Steck's EASE (every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows evaluate
 the served scoring function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly
 what predict.py serves) over that plain row's models: sasrec where the order is time, ease (the served
 default) where it is not; α 0 is the served model part alone. Every row is a nostrade.models model fitted on
@@ -80,6 +79,7 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "sasrec-sampled-popularity": ("sasrec", {"loss": "sampled", "uniform_share": 0.0}),
     "sasrec+item2vec": ("sasrec", {"init": "item2vec"}),
     "sasrec+features": ("sasrec", {"use_item_features": True, "id_dropout": FEATURES_ID_DROPOUT}),
+    "sasrec+features-no-id-dropout": ("sasrec", {"use_item_features": True, "id_dropout": 0.0}),
     "sasrec+position": ("sasrec", {"use_position": True}),
     "sasrec-fixed-order": ("sasrec", {"permute": False}),
     "sasrec-shuffled": ("sasrec", {}),
@@ -92,7 +92,8 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
 ROWS = (*BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
         "sasrec-sampled", "sasrec-sampled-128", "sasrec-sampled-popularity",
-        *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+position", "sasrec-fixed-order",
+        *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+features-no-id-dropout",
+        "sasrec+position", "sasrec-fixed-order",
         "sasrec-shuffled",
         "sasrec-file-order", "ranker", "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
 ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order",  # the defaults where order is time
