@@ -20,12 +20,12 @@ embeddings, with side features in the item vectors (``sasrec+features``: use_ite
 nostrade.model; ``-no-id-dropout`` without it), and trained and tested on each user's history shuffled (seeded; the
 last two events, the validation and test targets, stay last: the control that shows whether the order of the history
 matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh permutation
-each epoch), and the control trained and tested as if the file order were time. ``ease-binary`` is Steck's EASE (every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows evaluate
-the served scoring function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly
-what predict.py serves) over that plain row's models: sasrec where the order is time, ease (the served
-default) where it is not; α 0 is the served model part alone. Every row is a nostrade.models model fitted on
-the training part, one loop. Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn,
-ease, content) run once, std 0.
+each epoch), and the control trained and tested as if the file order were time. ``ease-binary`` is Steck's EASE
+(every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows evaluate the served scoring
+function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly what predict.py serves)
+over that plain row's models: sasrec where the order is time, ease (the served default) where it is not; α 0 is the
+served model part alone. Every row is a nostrade.models model fitted on the training part, one loop. Each over
+--seeds (3), mean ± std; deterministic models (popularity, itemknn, ease, content) run once, std 0.
 
 Writes FILE.json ({"rows": [{"model", "ndcg@10", "hr@10", "ndcg@20", "hr@20", "std": {...}, ...}], ...}),
 FILE.md (the tables) and FILE_metrics.png, FILE_alpha.png, FILE_by_length.png beside it.

@@ -133,9 +133,8 @@ MAX_QUERY_CHARS = 200  # search cost grows with the query's length; no title is 
 DENSE_LOOKUP_MAX_ID = 10_000_000
 FEEDBACK_CODES = {name.lower(): code for code, name in FEEDBACK_NAMES.items()}
 ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "from_features", "score",
-                "model_score",
-                "genre_score", "popularity_score", "dislike_penalty", "rank_without_dislikes", "pushed_down_by",
-                "source", "retrieved_by", "reason"]
+                "model_score", "genre_score", "popularity_score", "dislike_penalty", "rank_without_dislikes",
+                "pushed_down_by", "source", "retrieved_by", "reason"]
 
 
 class Event(NamedTuple):

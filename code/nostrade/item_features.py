@@ -3,13 +3,13 @@
     encoding = FeatureEncoding.fit(dataset.items, dataset.meta.get("source"))
     genre_index, field_codes, numeric = encoding.encode(catalogue_frame)   # any frame with the items' columns
 
-Genres become indices into a genre vocabulary (0 = none; a row is padded with 0 to ``max_genres``; genres not in
-the vocabulary are dropped); every other field becomes a bucket code, 0 where the value is missing: ``type`` a
-category, ``episodes`` / ``members`` (log scale), ``rating_mean`` and ``year`` quantile buckets of the titles
-the encoding was fitted on. The numeric fields are also given as values standardised over those titles (0 where
-missing): buckets let the model learn any shape per range, the values an exact order within a bucket (ranking
-cold anime titles by members alone finds far more of them than a feature model with buckets alone did). The encoding is plain values (``to_dict``), saved in the model's config, so serving
-encodes any catalogue title exactly as training did.
+Genres become indices into a genre vocabulary (0 = none; a row is padded with 0 to ``max_genres``; genres not in the
+vocabulary are dropped); every other field becomes a bucket code, 0 where the value is missing: ``type`` a category,
+``episodes`` / ``members`` (log scale), ``rating_mean`` and ``year`` quantile buckets of the titles the encoding was
+fitted on. The numeric fields are also given as values standardised over those titles (0 where missing): buckets let
+the model learn any shape per range, the values an exact order within a bucket (ranking cold anime titles by members
+alone finds far more of them than a feature model with buckets alone did). The encoding is plain values
+(``to_dict``), saved in the model's config, so serving encodes any catalogue title exactly as training did.
 
 Fields are those the items frame has values for, except where the source computes them from its own ratings
 (MovieLens: ``members`` and ``rating_mean`` are the count and mean of every rating in the file, test events

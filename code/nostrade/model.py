@@ -12,12 +12,13 @@ take these defaults from the data (``for_order``); a config built without data i
 
 ``use_item_features``: a title's vector (input and output, still tied) is its id embedding plus embeddings of its
 side features (nostrade.item_features: the mean of its genres' embeddings, one embedding per coded field: type,
-episode-count, members, mean-rating and year buckets, and a linear map of the standardised numeric values). A title without an id part (never in the training data, or
-outside the vocabulary: ``title_vectors``) is its feature part alone, so the model scores every catalogue title.
-``id_dropout``: in training, the share of titles whose id part is dropped each time the table is built, so that
-the feature part also learns to stand alone. ``id_weight``: outside training, the id part is multiplied by it: below
-1 the titles with an id lose part of their lead over those without one (the cold-title benchmark measures the
-trade: more cold titles found, fewer warm ones). Off (the default), the model, its weights and its config are as before.
+episode-count, members, mean-rating and year buckets, and a linear map of the standardised numeric values). A title
+without an id part (never in the training data, or outside the vocabulary: ``title_vectors``) is its feature part
+alone, so the model scores every catalogue title. ``id_dropout``: in training, the share of titles whose id part is
+dropped each time the table is built, so that the feature part also learns to stand alone. ``id_weight``: outside
+training, the id part is multiplied by it: below 1 the titles with an id lose part of their lead over those without
+one (the cold-title benchmark measures the trade: more cold titles found, fewer warm ones). Off (the default), the
+model, its weights and its config are as before.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ from nostrade.sequences import Sequences
 
 N_FEEDBACK = 4  # 0 padding, 1 Dislike, 2 Like, 3 Love
 ORDERINGS = 4  # canonical orderings averaged when scoring a set model (each one more row of forward pass)
-FEATURE_FIELDS = ("use_item_features", "id_dropout", "id_weight", "item_features")  # left out of config() when off: as before
+# left out of config() when features are off, so such a config is as before
+FEATURE_FIELDS = ("use_item_features", "id_dropout", "id_weight", "item_features")
 
 
 def _mix(x: np.ndarray) -> np.ndarray:

@@ -179,9 +179,9 @@ class Scoring:
         return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths, retrieved)
 
     def _model_scores(self, histories: list[History]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-        """The model's scores of the vocabulary (and of ``titles``) for each history's known events, and again without the
-        dislikes for the histories that have dislikes and likes: (scores, which histories, their scores, and for
-        a ranker which generators retrieved each title, of the whole histories; else None)."""
+        """The model's scores of the titles it scores (``n_scored``) for each history's known events, and again
+        without the dislikes for the histories that have dislikes and likes: (scores, which histories, their
+        scores, and for a ranker which generators retrieved each title, of the whole histories; else None)."""
         feeds, liked_users = [], []
         for i, h in enumerate(histories):
             known = h.iid > 0

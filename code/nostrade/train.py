@@ -163,7 +163,7 @@ def sampling_distribution(train: Sequences, n_items: int, uniform_share: float) 
     return torch.from_numpy(uniform_share * uniform + (1.0 - uniform_share) * popular)
 
 
-def sampled_log_p(model: SASRec, h: torch.Tensor, target: torch.Tensor, n_negatives: int,
+def sampled_log_p(table: torch.Tensor, h: torch.Tensor, target: torch.Tensor, n_negatives: int,
                   sampling: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """log p(target) of each position under a sampled softmax: the target against ``n_negatives`` items drawn
     once for the whole batch from ``sampling`` (every position scores the same items: one matrix product).
@@ -173,16 +173,18 @@ def sampled_log_p(model: SASRec, h: torch.Tensor, target: torch.Tensor, n_negati
     negatives = torch.multinomial(sampling, n_negatives, replacement=True, generator=generator)
     log_expected = (n_negatives * sampling[negatives]).log().float().to(h.device)
     negatives = negatives.to(h.device)
-    neg_logits = (h @ model.item_emb(negatives).T).float() - log_expected
+    neg_logits = (h @ table[negatives].T).float() - log_expected
     neg_logits = neg_logits.masked_fill(negatives.unsqueeze(0) == target.unsqueeze(1), -torch.inf)
-    pos_logit = (h * model.item_emb(target)).sum(-1).float()
+    pos_logit = (h * table[target]).sum(-1).float()
     return pos_logit - torch.cat([pos_logit.unsqueeze(1), neg_logits], 1).logsumexp(1)
 
 
 def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, target_feedback: torch.Tensor,
                   cfg: TrainConfig, generator: torch.Generator, sampling: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean loss over the scored positions (target > 0) of a batch of hidden states (B, L, d). ``sampling``:
-    the "sampled" loss's distribution of negatives (sampling_distribution); None: uniform."""
+    """Mean loss over the scored positions (target > 0) of a batch of hidden states (B, L, d), every loss against
+    the model's output item table (with item features: id part and feature part). ``sampling``: the "sampled"
+    loss's distribution of negatives (sampling_distribution); None: uniform."""
+    table = model.item_table()
     h, target, feedback = hidden[target > 0], target[target > 0], target_feedback[target > 0]
     disliked = (feedback == DISLIKE) if cfg.feedback_weighting else torch.zeros_like(target, dtype=torch.bool)
     weight = torch.ones(len(target), device=h.device)
@@ -192,20 +194,19 @@ def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, tar
 
     if cfg.loss in ("ce", "sampled"):
         if cfg.loss == "ce":
-            logits = model.logits(h).float()
+            logits = (h @ table.T).float()
             logits[:, 0] = -torch.inf
             log_p = logits.log_softmax(-1).gather(1, target.unsqueeze(1)).squeeze(1)
         else:
             if sampling is None:
                 sampling = sampling_distribution(Sequences.from_lists([]), model.cfg.n_items, uniform_share=1.0)
-            log_p = sampled_log_p(model, h, target, cfg.shared_negatives, sampling, generator)
+            log_p = sampled_log_p(table, h, target, cfg.shared_negatives, sampling, generator)
         # A disliked next item: -log(1 - p) pushes its probability down instead of up.
         push_away = -torch.log1p(-log_p.clamp(max=-1e-6).exp())
         per_position = torch.where(disliked, push_away, -log_p)
     else:
         negatives = torch.randint(1, model.cfg.n_items + 1, (len(target), cfg.n_negatives), generator=generator)
         negatives = negatives.to(h.device)
-        table = model.item_table()
         pos_score = (h * table[target]).sum(-1).float()
         neg_score = torch.einsum("nd,nkd->nk", h, table[negatives]).float()
         if cfg.loss == "bce":
