@@ -16,8 +16,8 @@ Rows: the baselines (nostrade.baselines), SASRec with the library's default conf
 without the time embedding, with the plain loss (no feedback weighting), with the sampled softmax (--loss sampled:
 1,024 shared negatives half uniform and half by popularity, 128 of them, about the share of the catalogue that 1,024
 is of the full Kaggle one, and the default: every negative drawn by popularity), with item2vec-initialised item
-embeddings, with side features in the item vectors (``sasrec+features``: use_item_features with id dropout 0.5, see
-nostrade.model; ``-no-id-dropout`` without it), and trained and tested on each user's history shuffled (seeded; the
+embeddings, with side features for every title (``sasrec+features``: use_item_features as "fallback", see
+nostrade.model; ``-sum``: as "sum", id dropout 0.5, ``-sum-no-id-dropout`` without it), and trained and tested on each user's history shuffled (seeded; the
 last two events, the validation and test targets, stay last: the control that shows whether the order of the history
 matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh permutation
 each epoch), and the control trained and tested as if the file order were time. ``ease-binary`` is Steck's EASE
@@ -68,7 +68,6 @@ from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, config
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
 MMR_LAMBDA = 0.8
-FEATURES_ID_DROPOUT = 0.5  # sasrec+features: as trained by benchmarks/cold_titles.py (its warm control is this row)
 VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "ease-binary": ("ease", {"liked_targets": False}),
     "sasrec-no-feedback": ("sasrec", {"use_feedback": False}),
@@ -78,8 +77,10 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "sasrec-sampled-128": ("sasrec", {"loss": "sampled", "shared_negatives": 128, "uniform_share": 0.5}),
     "sasrec-sampled-popularity": ("sasrec", {"loss": "sampled", "uniform_share": 0.0}),
     "sasrec+item2vec": ("sasrec", {"init": "item2vec"}),
-    "sasrec+features": ("sasrec", {"use_item_features": True, "id_dropout": FEATURES_ID_DROPOUT}),
-    "sasrec+features-no-id-dropout": ("sasrec", {"use_item_features": True, "id_dropout": 0.0}),
+    "sasrec+features": ("sasrec", {"use_item_features": True}),
+    "sasrec+features-sum": ("sasrec", {"use_item_features": True, "features_as": "sum"}),
+    "sasrec+features-sum-no-id-dropout": ("sasrec", {"use_item_features": True, "features_as": "sum",
+                                                     "id_dropout": 0.0}),
     "sasrec+position": ("sasrec", {"use_position": True}),
     "sasrec-fixed-order": ("sasrec", {"permute": False}),
     "sasrec-shuffled": ("sasrec", {}),
@@ -92,7 +93,8 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
 ROWS = (*BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
         "sasrec-sampled", "sasrec-sampled-128", "sasrec-sampled-popularity",
-        *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+features-no-id-dropout",
+        *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+features-sum",
+        "sasrec+features-sum-no-id-dropout",
         "sasrec+position", "sasrec-fixed-order",
         "sasrec-shuffled",
         "sasrec-file-order", "ranker", "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
@@ -272,7 +274,9 @@ def markdown(record: dict) -> str:
     d, rows, machine = record["dataset"], record["rows"], record["machine"]
     timestamps = "yes" if d["has_timestamps"] else "no (the time embedding carries no information)"
     quick = " Quick smoke run: the figures mean nothing." if record["config"]["quick"] else ""
-    updates = [f"`{u['command']}` (re-ran {', '.join(u['rows'])})" for u in record.get("updates", [])]
+    updates = [f"`{u['command']}` (re-ran {', '.join(u['rows'])}" +
+               (f"; dropped {', '.join(u['dropped'])}, rows no longer defined" if u.get("dropped") else "") + ")"
+               for u in record.get("updates", [])]
     lines = [f"# Ablation on {d['name']}", "",
              f"`{record['command']}`" + "".join(f", then {u}" for u in updates), "",
              f"{d['n_users']} users, {d['n_items']} items, {d['n_interactions']} events; source {d['source']}; "
@@ -411,7 +415,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--update", action="store_true",
                         help="re-run only --models over --seeds and merge them into an existing --out (same data set): "
-                             "a re-run seed replaces that seed's result, a new seed joins the row's earlier ones")
+                             "a re-run seed replaces that seed's result, a new seed joins the row's earlier ones; rows no "
+                             "longer defined are dropped")
     parser.add_argument("--models", default="",
                         help=f"comma-separated rows (default: all of {','.join(ROWS)} that apply: {', '.join(TIME_ONLY)} "
                              f"only where the order is time, {', '.join(ORDER_FREE_ONLY)} only where it is not)")
@@ -485,12 +490,14 @@ def main(argv=None) -> int:
             print(f"error: {out} holds results of another data set", file=sys.stderr)
             return 2
         redone = {r["model"]: r for r in results}
-        kept = [merge_seeds(r, redone.pop(r["model"])) if r["model"] in redone else r for r in previous["rows"]]
+        dropped = [r["model"] for r in previous["rows"] if r["model"] not in ROWS]  # rows no longer defined
+        kept = [merge_seeds(r, redone.pop(r["model"])) if r["model"] in redone else r for r in previous["rows"]
+                if r["model"] in ROWS]
         rows_now = kept + list(redone.values())
         record = {**previous, "rows": rows_now,
                   "config": {**previous["config"],
                              "seeds": sorted({s for r in rows_now for s in r.get("seeds", [])})},
-                  "updates": previous.get("updates", []) + [{"command": command, "rows": rows,
+                  "updates": previous.get("updates", []) + [{"command": command, "rows": rows, "dropped": dropped,
                                                              "seconds": record["seconds"],
                                                              "machine": record["machine"]}]}
     text = markdown(record)

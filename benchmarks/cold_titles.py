@@ -13,12 +13,13 @@ benchmarks/ablation.py reads it: ML-100K in the peers' event order). Per seed s:
    events whose target is cold are measured the same way (``valid``: where options such as --id-dropout are chosen).
 Rows: ``content`` (the content baseline: genre/type cosine to the history's profile, no training data),
 ``popularity`` (training users per title: a cold title has none, so it ranks with the titles nobody watched),
-``sasrec+features`` (SASRec with use_item_features trained without the cold titles' events: a cold title is its
-feature part alone) and ``sasrec+features+id`` (the warm control: the same model trained on the whole training
-part, so the cold titles have their id part too). SASRec rows stop early on the split's validation events, and are
-scored with the config's ``id_weight`` (--id-weight); ``by_id_weight`` scores the same fitted models with the id
-part weighted by each of ID_WEIGHTS (no refitting), and for the warm control also every test event (``warm``:
-next-item HR@10 / NDCG@10 over all test targets), to show what a lower id weight costs titles with an id.
+``sasrec+features`` (SASRec with use_item_features, as the flags set it, by default "fallback" (nostrade.model),
+trained without the cold titles' events: a cold title is its feature part alone) and ``sasrec+features+id`` (the
+warm control: the same model trained on the whole training part, so the cold titles have their id part too; its
+``warm``: next-item HR@10 / NDCG@10 over every test target). SASRec rows stop early on the split's validation
+events. A "sum" model is scored with the config's ``id_weight`` (--id-weight); its ``by_id_weight`` scores the
+same fitted models with the id part weighted by each of ID_WEIGHTS (no refitting), and for the warm control also
+every test event (``warm``), to show what a lower id weight costs titles with an id.
 
 Writes {"rows": {row: {"hr@10", "ndcg@10", "std": {...}, "valid": {...}}}, "n_cold_targets": total over seeds,
 "per_seed": [...], ...}: mean ± std over seeds.
@@ -89,7 +90,9 @@ def run_seed(dataset: Dataset, seed: int, sasrec_options: dict) -> dict:
         model = make_model(name, seed=seed, **options).fit(dataset, part)
         rows[row] = {**measure(model.score, test, dataset.n_items), "valid": measure(model.score, valid, dataset.n_items),
                      "fit_seconds": time.perf_counter() - started}
-        if name == "sasrec":
+        if name == "sasrec" and part is train:
+            rows[row]["warm"] = measure(model.score, split.test, dataset.n_items)
+        if name == "sasrec" and model.model.cfg.features_as == "sum":
             rows[row]["by_id_weight"] = by_id_weight(model.model, test, valid, split.test if part is train else None,
                                                      dataset.n_items)
         print(f"seed {seed} {row:20s} HR@10 {rows[row]['hr@10']:.4f} NDCG@10 {rows[row]['ndcg@10']:.4f} (valid HR@10 "

@@ -76,6 +76,17 @@ def test_update_replaces_only_the_rows_it_reruns(quick_run, raw):
     assert "re-ran popularity, content" in quick_run.with_suffix(".md").read_text()
 
 
+def test_an_update_drops_the_rows_no_longer_defined(quick_run, raw):
+    record = json.loads(quick_run.read_text())
+    quick_run.write_text(json.dumps({**record, "rows": record["rows"] + [{**record["rows"][0], "model": "retired"}]}))
+    assert ablation.main(["--data", str(raw), "--out", str(quick_run), "--quick", "--num-threads", "1",
+                          "--models", "popularity", "--update"]) == 0
+    record = json.loads(quick_run.read_text())
+    assert [r["model"] for r in record["rows"]] == ablation.default_rows(order_is_time=True)
+    assert record["updates"][-1]["dropped"] == ["retired"]
+    assert "dropped retired, rows no longer defined" in quick_run.with_suffix(".md").read_text()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--data", "/nonexistent/folder"], "not a folder"),
     (["--models", "sasrec,bert4rec"], "unknown rows"),

@@ -7,7 +7,7 @@ import torch
 
 from nostrade.dataset import Dataset
 from nostrade.evaluate import rank_cases
-from nostrade.model import SASRec, SASRecConfig, canonical_orderings, trim_left_padding
+from nostrade.model import FEATURE_BUFFERS, FEATURE_MODULES, SASRec, SASRecConfig, canonical_orderings, trim_left_padding
 from nostrade.sequences import Sequences
 from nostrade.split import leave_one_out
 from nostrade.train import TrainConfig, train_sasrec
@@ -127,22 +127,24 @@ def test_a_set_model_has_no_position_embedding_and_defaults_come_from_the_data()
 
 # ---- use_item_features ------------------------------------------------------------------------------------------
 
-def featured_blocks(cold_iid: int):
+def featured_blocks(cold_iid: int, features_as: str = "fallback", **overrides):
     """The contract's block data with every event of ``cold_iid`` taken out of training: its id is never trained."""
     from model_contract import BLOCKS
     train = BLOCKS.train.select(BLOCKS.train.iid != cold_iid)
     cfg = SASRecConfig(n_items=BLOCKS.dataset.n_items, max_len=8, d_model=32, n_heads=2, n_layers=1, dropout=0.0,
-                       use_item_features=True, id_dropout=0.2)
+                       **{"use_item_features": True, "features_as": features_as, "id_dropout": 0.2, **overrides})
     split = dataclasses.replace(leave_one_out(BLOCKS.dataset.sequences), train=train)
     result = train_sasrec(BLOCKS.dataset, cfg, TrainConfig(epochs=40, lr=1e-2, batch_size=16, warmup=5, patience=40,
-                                                           weight_decay=0.0, num_threads=1, progress=False),
+                                                           weight_decay=0.0, num_threads=1, progress=False,
+                                                           feature_epochs=20),
                           split=split)
     return BLOCKS, result.model
 
 
-def test_a_title_never_trained_is_scored_from_its_features():
+@pytest.mark.parametrize("features_as", ["fallback", "sum"])
+def test_a_title_never_trained_is_scored_from_its_features(features_as):
     cold = 9  # block 1 (iids 7..12)
-    blocks, model = featured_blocks(cold)
+    blocks, model = featured_blocks(cold, features_as)
     assert not model.has_id[cold] and model.has_id[1:].sum() == blocks.dataset.n_items - 1
     others = [i for i in range(7, 13) if i != cold]
     scores = model.score(Sequences.from_lists([others]))
@@ -154,6 +156,39 @@ def test_a_title_never_trained_is_scored_from_its_features():
     torch.testing.assert_close(table[cold], model.title_vectors(blocks.dataset.items.iloc[[cold - 1]])[0])
     extra = model.score(Sequences.from_lists([others]), table=model.served_table(blocks.dataset.items.iloc[[cold - 1]]))
     torch.testing.assert_close(extra[0, -1], scores[0, cold])
+
+
+def test_fallback_features_leave_the_titles_with_an_id_as_the_model_without_features():
+    """The "fallback" model is the plain model (same seed), frozen, plus a feature part: every title with an id, and
+    every history of such titles, scores exactly as without features; only the titles without one gain a score."""
+    cold = 9
+    blocks, featured = featured_blocks(cold)
+    _, plain = featured_blocks(cold, use_item_features=False)
+    for name, weights in plain.state_dict().items():
+        torch.testing.assert_close(featured.state_dict()[name], weights)
+    histories = Sequences.from_lists([[1, 2, 3], [7, 8, 10], [13, 14]])
+    warm = np.flatnonzero(featured.has_id.numpy())
+    torch.testing.assert_close(featured.score(histories)[:, warm], plain.score(histories)[:, warm])
+    added = {k.split(".")[0] for k in featured.state_dict()} - {k.split(".")[0] for k in plain.state_dict()}
+    assert {"genre_emb", "has_id"} <= added <= {*FEATURE_MODULES, *FEATURE_BUFFERS}
+    assert all(p.requires_grad for p in featured.parameters())  # unfrozen again, e.g. for fine-tuning
+
+
+def test_fallback_fine_tunes_from_a_model_with_a_feature_part():
+    """train_sasrec from a "fallback" model's weights (nostrade.finetune): the plain part trains on from them and
+    the feature part is fitted again, starting from the saved one."""
+    blocks, model = featured_blocks(9)
+    split = dataclasses.replace(leave_one_out(blocks.dataset.sequences), train=blocks.train)
+    again = train_sasrec(blocks.dataset, model.cfg, TrainConfig(epochs=1, warmup=1, feature_epochs=1, num_threads=1,
+                                                                progress=False),
+                         split=split, init_state=model.state_dict()).model
+    assert again.cfg.features_as == "fallback" and bool(again.has_id[9])  # its events are in this training part
+
+
+def test_an_unknown_features_as_is_refused():
+    with pytest.raises(ValueError, match="features_as"):
+        small_model(use_item_features=True, features_as="concat", item_features={
+            "genres": ["a"], "max_genres": 1, "types": [], "edges": {}, "scale": {}})
 
 
 def test_features_off_leaves_weights_and_config_as_before():

@@ -24,3 +24,10 @@ class TestSASRecWithItemFeatures(ModelContract):
         return make_model("sasrec", seed, max_len=8, d_model=32, n_heads=2, n_layers=1, dropout=0.0, epochs=40,
                           lr=1e-2, batch_size=16, warmup=5, patience=40, weight_decay=0.0, num_threads=1,
                           progress=False, use_item_features=True, id_dropout=0.2)
+
+
+class TestSASRecWithSummedItemFeatures(ModelContract):
+    def make_model(self, seed):
+        return make_model("sasrec", seed, max_len=8, d_model=32, n_heads=2, n_layers=1, dropout=0.0, epochs=40,
+                          lr=1e-2, batch_size=16, warmup=5, patience=40, weight_decay=0.0, num_threads=1,
+                          progress=False, use_item_features=True, features_as="sum", id_dropout=0.2)

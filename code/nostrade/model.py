@@ -10,15 +10,20 @@ last hidden state over ``permutations`` orderings that depend only on the histor
 (``canonical_orderings``), so the same set scores the same whatever order it was given in. Fields left None
 take these defaults from the data (``for_order``); a config built without data is the time-order model.
 
-``use_item_features``: a title's vector (input and output, still tied) is its id embedding plus embeddings of its
-side features (nostrade.item_features: the mean of its genres' embeddings, one embedding per coded field: type,
-episode-count, members, mean-rating and year buckets, and a linear map of the standardised numeric values). A title
-without an id part (never in the training data, or outside the vocabulary: ``title_vectors``) is its feature part
-alone, so the model scores every catalogue title. ``id_dropout``: in training, the share of titles whose id part is
-dropped each time the table is built, so that the feature part also learns to stand alone. ``id_weight``: outside
-training, the id part is multiplied by it: below 1 the titles with an id lose part of their lead over those without
-one (the cold-title benchmark measures the trade: more cold titles found, fewer warm ones). Off (the default), the
-model, its weights and its config are as before.
+``use_item_features``: every catalogue title gets a vector, also those the model has no id embedding for (never in the
+training data, or outside the vocabulary: ``title_vectors``), from its side features (nostrade.item_features: the
+mean of its genres' embeddings, one embedding per coded field: type, episode-count, members, mean-rating and year
+buckets, and a linear map of the standardised numeric values). Two ways (``features_as``):
+- ``"fallback"`` (the default): a title's vector is its id embedding where it has one, else its feature part. The
+  model is first trained as without features, then frozen while the feature part learns to stand in for id
+  embeddings (nostrade.train.fit_feature_part; as Meta-Embedding, Pan et al. 2019, learns the first embeddings of new
+  ads): each step a share ``id_dropout`` of the titles is scored by its feature part instead, under the same loss.
+  Titles with an id score exactly as in the model without features; the others compete with them on the same scale.
+- ``"sum"``: a title's vector is its id embedding plus its feature part, trained together; ``id_dropout`` drops the
+  id part of a share of the titles each time the table is built, so that the feature part also learns to stand
+  alone, and ``id_weight`` multiplies the id part outside training. It costs titles with an id accuracy (the
+  ablation rows sasrec+features-sum*), so it is kept as the measured alternative.
+Off (the default), the model, its weights and its config are as before.
 """
 from __future__ import annotations
 
@@ -37,7 +42,10 @@ from nostrade.sequences import Sequences
 N_FEEDBACK = 4  # 0 padding, 1 Dislike, 2 Like, 3 Love
 ORDERINGS = 4  # canonical orderings averaged when scoring a set model (each one more row of forward pass)
 # left out of config() when features are off, so such a config is as before
-FEATURE_FIELDS = ("use_item_features", "id_dropout", "id_weight", "item_features")
+FEATURE_FIELDS = ("use_item_features", "features_as", "id_dropout", "id_weight", "item_features")
+FEATURES_AS = ("fallback", "sum")
+FEATURE_MODULES = ("genre_emb", "field_emb", "numeric_proj")  # what fit_feature_part trains
+FEATURE_BUFFERS = ("genre_index", "field_codes", "numeric", "has_id")
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -73,9 +81,10 @@ class SASRecConfig:
     use_time: bool = True
     use_position: bool | None = None  # None: from the data's order (on where it is time)
     permutations: int | None = None  # scoring: average over this many canonical orderings (0: the order given)
-    use_item_features: bool = False  # item vector = id part + side-feature part (see the module docstring)
-    id_dropout: float = 0.0  # training: share of titles whose id part is dropped each time the table is built
-    id_weight: float = 1.0  # scoring: the id part's weight
+    use_item_features: bool = False  # every title gets a vector from its side features (see the module docstring)
+    features_as: str = "fallback"  # "fallback": the id embedding, else the feature part; "sum": id + feature part
+    id_dropout: float = 0.5  # training: share of titles scored by their feature part alone each time the table is built
+    id_weight: float = 1.0  # "sum", scoring: the id part's weight
     item_features: dict | None = None  # the FeatureEncoding (from the data: nostrade.train fills it)
 
     def for_order(self, order_is_time: bool) -> "SASRecConfig":
@@ -143,6 +152,8 @@ class SASRec(nn.Module):
         if cfg.item_features is None:
             raise ValueError("use_item_features: the config has no item_features encoding (nostrade.train fills it "
                              "from the data)")
+        if cfg.features_as not in FEATURES_AS:
+            raise ValueError(f"features_as: {cfg.features_as!r} is not one of {', '.join(FEATURES_AS)}")
         self.encoding = FeatureEncoding.from_dict(cfg.item_features)
         sizes = self.encoding.field_sizes
         self.genre_emb = nn.EmbeddingBag(len(self.encoding.genres) + 1, cfg.d_model, mode="mean", padding_idx=0)
@@ -176,16 +187,18 @@ class SASRec(nn.Module):
 
     def item_table(self, id_weight: float | None = None) -> torch.Tensor:
         """(n_items + 1, d) the item vectors, input and output (row 0, padding, zero); ``id_weight``: outside training,
-        instead of the config's."""
+        instead of the config's ("sum")."""
         if not self.cfg.use_item_features:
             return self.item_emb.weight
-        keep = self.has_id.float()
+        keep = self.has_id
         if self.training and self.cfg.id_dropout > 0:
-            keep = keep * (torch.rand(len(keep), device=keep.device) >= self.cfg.id_dropout)
-        elif not self.training:
-            keep = keep * (self.cfg.id_weight if id_weight is None else id_weight)
-        table = self.item_emb.weight * keep.unsqueeze(1) + self.feature_part(self.genre_index, self.field_codes,
-                                                                             self.numeric)
+            keep = keep & (torch.rand(len(keep), device=keep.device) >= self.cfg.id_dropout)
+        features = self.feature_part(self.genre_index, self.field_codes, self.numeric)
+        if self.cfg.features_as == "fallback":
+            table = torch.where(keep.unsqueeze(1), self.item_emb.weight, features)
+        else:
+            weight = keep.float() * (1.0 if self.training else self.cfg.id_weight if id_weight is None else id_weight)
+            table = self.item_emb.weight * weight.unsqueeze(1) + features
         return torch.cat([torch.zeros_like(table[:1]), table[1:]])
 
     @property

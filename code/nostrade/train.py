@@ -58,7 +58,7 @@ from nostrade.checkpoint import (MODEL_KINDS, CheckpointError, check_vocabulary,
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate, evaluate_all_targets
 from nostrade.item_features import FeatureEncoding
-from nostrade.model import SASRec, SASRecConfig, trim_left_padding
+from nostrade.model import FEATURE_BUFFERS, FEATURE_MODULES, SASRec, SASRecConfig, trim_left_padding
 from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
 from nostrade.scoring import ServedModel
 from nostrade.sequences import DISLIKE, LOVE, Sequences
@@ -91,6 +91,7 @@ class TrainConfig:
     permute: bool | None = None  # a fresh seeded permutation of every training history each epoch (None: where
                                  # the data's order is not time, so that a file order cannot be learned)
     max_steps: int = 0  # optimizer steps per epoch, 0 = the whole epoch (benchmarks time part of one)
+    feature_epochs: int = 3  # use_item_features "fallback": epochs of fitting the feature part to the frozen model
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available
     num_threads: int = dataclasses.field(default_factory=distributed.default_threads)  # NOSTRADE_THREADS, else all cores
@@ -142,6 +143,16 @@ def training_windows(train: Sequences, rows: np.ndarray, window: int, random_cro
     start_of_event = np.repeat(start, seqs.lengths)
     pos = seqs.position_of_event()
     return seqs.select((pos >= start_of_event) & (pos < start_of_event + window))
+
+
+def batch_tensors(train: Sequences, rows: np.ndarray, window: int, random_crop: bool, generator: torch.Generator,
+                  device: torch.device) -> tuple[torch.Tensor, ...]:
+    """A batch's left-padded inputs (iid, feedback, time bin: (B, L)), each position's target (the next iid, 0 where
+    there is none) and the target's feedback."""
+    windows = training_windows(train, rows, window, random_crop, generator)
+    iid, feedback, time_bin = (t.to(device) for t in trim_left_padding(*map(torch.from_numpy, windows.padded(window))))
+    target = torch.where(iid[:, :-1] > 0, iid[:, 1:], 0)  # no target for the very first event
+    return iid[:, :-1], feedback[:, :-1], time_bin[:, :-1], target, feedback[:, 1:]
 
 
 def length_batches(lengths: np.ndarray, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
@@ -227,6 +238,46 @@ def with_item_features(model_cfg: SASRecConfig, dataset: Dataset) -> SASRecConfi
     return dataclasses.replace(model_cfg, item_features=encoding.to_dict())
 
 
+def titles_in(train: Sequences, n_items: int) -> np.ndarray:
+    """(n_items + 1,) bool: the iids that occur in ``train`` (the titles that get an id part)."""
+    return np.bincount(train.iid, minlength=n_items + 1)[:n_items + 1] > 0
+
+
+def fit_feature_part(plain: SASRec, model_cfg: SASRecConfig, dataset: Dataset, split: LeaveOneOut, cfg: TrainConfig,
+                     init_state: dict | None = None) -> SASRec:
+    """The "fallback" item features (nostrade.model): ``plain`` (trained without features), frozen, with a feature
+    part fitted to stand in for its id embeddings. Each step, a share ``id_dropout`` of the titles is scored by its
+    feature part instead of its id embedding, under the training loss against the frozen model's hidden states;
+    cfg.feature_epochs epochs (no early stopping: the validation events' titles all have ids, so they cannot tell).
+    Every process fits the same (seeded by cfg.seed alone), so torchrun needs no communication here.
+    ``init_state``: where a feature part starts from (fine-tuning a model that has one), else a fresh draw."""
+    device = plain.item_emb.weight.device
+    torch.manual_seed(cfg.seed)
+    model = SASRec(model_cfg).to(device)
+    model.load_state_dict({**model.state_dict(), **(init_state or {}), **plain.state_dict()})
+    model.set_titles(dataset.items, titles_in(split.train, dataset.n_items))
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad_(name.startswith(FEATURE_MODULES))
+    optimizer = make_optimizer(model, cfg)
+    sampling = sampling_distribution(split.train, dataset.n_items, cfg.uniform_share) if cfg.loss == "sampled" else None
+    rows, window = np.flatnonzero(split.train.lengths >= 2), model_cfg.max_len + 1
+    generator = torch.Generator().manual_seed(cfg.seed)
+    for epoch in tqdm(range(1, cfg.feature_epochs + 1), desc="feature part", unit="epoch", disable=not cfg.progress):
+        train = permuted(split.train, int(torch.randint(2 ** 62, (1,), generator=generator))) if cfg.permute else split.train
+        for batch in length_batches(np.minimum(train.lengths[rows], window), cfg.batch_size, generator):
+            iid, feedback, time_bin, target, target_feedback = batch_tensors(
+                train, rows[batch], window, cfg.crop == "random", generator, device)
+            with torch.no_grad():
+                hidden = model.eval()(iid, feedback, time_bin)
+            loss = sequence_loss(model.train(), hidden, target, target_feedback, cfg, generator, sampling)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    for parameter in model.parameters():
+        parameter.requires_grad_(True)
+    return model.eval()
+
+
 def cosine_with_warmup(warmup: int, total: int):
     def factor(step: int) -> float:
         if step < warmup:
@@ -259,6 +310,13 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     occurs in the split's training part."""
     model_cfg = with_item_features(model_cfg.for_order(dataset.order_is_time), dataset)
     cfg = train_cfg.for_order(dataset.order_is_time)
+    if model_cfg.use_item_features and model_cfg.features_as == "fallback":
+        plain_cfg = dataclasses.replace(model_cfg, use_item_features=False)
+        plain_state = None if init_state is None else {k: v for k, v in init_state.items()
+                                                       if not k.startswith(FEATURE_MODULES + FEATURE_BUFFERS)}
+        result = train_sasrec(dataset, plain_cfg, train_cfg, split, checkpoint_path, plain_state, on_epoch)
+        model = fit_feature_part(result.model, model_cfg, dataset, split or split_of(dataset), cfg, init_state)
+        return dataclasses.replace(result, model=model, model_cfg=model_cfg)
     ctx = distributed.setup(cfg.device)
     if ctx.device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
@@ -272,7 +330,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     if init_state is not None:
         model.load_state_dict(init_state)
     if model_cfg.use_item_features:
-        model.set_titles(dataset.items, np.bincount(split.train.iid, minlength=n_items + 1)[:n_items + 1] > 0)
+        model.set_titles(dataset.items, titles_in(split.train, n_items))
     net = DistributedDataParallel(model) if ctx.world_size > 1 else model
     optimizer = make_optimizer(model, cfg)
     sampling = sampling_distribution(split.train, n_items, cfg.uniform_share) if cfg.loss == "sampled" else None
@@ -305,8 +363,9 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         history, best_metrics, best_epoch = state["history"], state["best_metrics"], state["best_epoch"]
         best_score, bad_evals = state["best_score"], state["bad_evals"]
         seconds_before, seconds_to_best, first_epoch = state["seconds"], state["seconds_to_best"], state["epoch"] + 1
-        if best_epoch > 0:
-            best_state = read_checkpoint(checkpoint_path)["model_state"]
+        if best_epoch > 0:  # (a finished "fallback" run saved its feature part there too: not this model's)
+            best_state = {k: v for k, v in read_checkpoint(checkpoint_path)["model_state"].items()
+                          if k in model.state_dict()}
 
     started = time.perf_counter()
     stop = False
@@ -325,13 +384,11 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
         batches = length_batches(np.minimum(train.lengths[rows], window), batch_per_rank, generator)[:steps_run]
         for batch in tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False,
                           disable=not (cfg.progress and ctx.is_main)):
-            windows = training_windows(train, rows[batch], window, cfg.crop == "random", generator)
-            padded = trim_left_padding(*map(torch.from_numpy, windows.padded(window)))
-            iid, feedback, time_bin = (t.to(ctx.device) for t in padded)
-            target = torch.where(iid[:, :-1] > 0, iid[:, 1:], 0)  # no target for the very first event
+            iid, feedback, time_bin, target, target_feedback = batch_tensors(
+                train, rows[batch], window, cfg.crop == "random", generator, ctx.device)
             with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                hidden = net(iid[:, :-1], feedback[:, :-1], time_bin[:, :-1])
-                loss = sequence_loss(model, hidden, target, feedback[:, 1:], cfg, generator, sampling)
+                hidden = net(iid, feedback, time_bin)
+                loss = sequence_loss(model, hidden, target, target_feedback, cfg, generator, sampling)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
