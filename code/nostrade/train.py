@@ -307,7 +307,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     ``on_epoch(record, epochs)``: called on the main process after each epoch with its history record and
     cfg.epochs (the most epochs the run can have), e.g. for a progress bar. With ``use_item_features``, the
     feature encoding comes from the data's items unless the config has one, and a title has an id part where it
-    occurs in the split's training part."""
+    occurs in the split's training part; "fallback" features train the model without them, then fit_feature_part
+    (the returned history and validation metrics are the first stage's)."""
     model_cfg = with_item_features(model_cfg.for_order(dataset.order_is_time), dataset)
     cfg = train_cfg.for_order(dataset.order_is_time)
     if model_cfg.use_item_features and model_cfg.features_as == "fallback":
