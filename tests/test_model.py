@@ -185,6 +185,14 @@ def test_fallback_fine_tunes_from_a_model_with_a_feature_part():
     assert again.cfg.features_as == "fallback" and bool(again.has_id[9])  # its events are in this training part
 
 
+def test_a_features_config_saved_before_fallback_existed_loads_as_sum():
+    _, model = featured_blocks(9, "sum")
+    config = {k: v for k, v in model.config().items() if k != "features_as"}
+    loaded = SASRec.from_state(config, model.state_dict())
+    assert loaded.cfg.features_as == "sum"
+    torch.testing.assert_close(loaded.item_table(), model.item_table())
+
+
 def test_an_unknown_features_as_is_refused():
     with pytest.raises(ValueError, match="features_as"):
         small_model(use_item_features=True, features_as="concat", item_features={

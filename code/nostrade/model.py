@@ -224,6 +224,8 @@ class SASRec(nn.Module):
 
     @classmethod
     def from_state(cls, config: dict, state: dict) -> "SASRec":
+        if config.get("use_item_features") and "features_as" not in config:  # saved before "fallback" existed
+            config = {**config, "features_as": "sum"}
         model = cls(SASRecConfig(**config))
         model.load_state_dict(state)
         return model.eval()
