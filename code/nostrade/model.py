@@ -21,8 +21,8 @@ buckets, and a linear map of the standardised numeric values). Two ways (``featu
   Titles with an id score exactly as in the model without features; the others compete with them on the same scale.
 - ``"sum"``: a title's vector is its id embedding plus its feature part, trained together; ``id_dropout`` drops the
   id part of a share of the titles each time the table is built, so that the feature part also learns to stand
-  alone, and ``id_weight`` multiplies the id part outside training. It costs titles with an id accuracy (the
-  ablation rows sasrec+features-sum*), so it is kept as the measured alternative.
+  alone, and ``id_weight`` multiplies the id part outside training. With that id dropout it costs titles with an
+  id accuracy (the ablation rows sasrec+features-sum*), so it is kept as the measured alternative.
 Off (the default), the model, its weights and its config are as before.
 """
 from __future__ import annotations

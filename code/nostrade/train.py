@@ -267,8 +267,8 @@ def fit_feature_part(plain: SASRec, model_cfg: SASRecConfig, dataset: Dataset, s
         for batch in length_batches(np.minimum(train.lengths[rows], window), cfg.batch_size, generator):
             iid, feedback, time_bin, target, target_feedback = batch_tensors(
                 train, rows[batch], window, cfg.crop == "random", generator, device)
-            with torch.no_grad():
-                hidden = model.eval()(iid, feedback, time_bin)
+            with torch.no_grad():  # every training title has an id: its input is its id embedding
+                hidden = model.eval()(iid, feedback, time_bin, table=model.item_emb.weight)
             loss = sequence_loss(model.train(), hidden, target, target_feedback, cfg, generator, sampling)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -311,17 +311,17 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     (the returned history and validation metrics are the first stage's)."""
     model_cfg = with_item_features(model_cfg.for_order(dataset.order_is_time), dataset)
     cfg = train_cfg.for_order(dataset.order_is_time)
+    split = split if split is not None else split_of(dataset)
     if model_cfg.use_item_features and model_cfg.features_as == "fallback":
         plain_cfg = dataclasses.replace(model_cfg, use_item_features=False)
         plain_state = None if init_state is None else {k: v for k, v in init_state.items()
                                                        if not k.startswith(FEATURE_MODULES + FEATURE_BUFFERS)}
         result = train_sasrec(dataset, plain_cfg, train_cfg, split, checkpoint_path, plain_state, on_epoch)
-        model = fit_feature_part(result.model, model_cfg, dataset, split or split_of(dataset), cfg, init_state)
+        model = fit_feature_part(result.model, model_cfg, dataset, split, cfg, init_state)
         return dataclasses.replace(result, model=model, model_cfg=model_cfg)
     ctx = distributed.setup(cfg.device)
     if ctx.device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
-    split = split if split is not None else split_of(dataset)
     n_items = dataset.n_items
     if model_cfg.n_items != n_items:
         raise ValueError(f"model_cfg.n_items = {model_cfg.n_items}, but the dataset has {n_items} items")
