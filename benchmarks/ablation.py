@@ -183,6 +183,8 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
         r = model.result
         info.update(seconds_to_best=r.seconds_to_best, best_epoch=r.best_epoch, epochs=r.epochs_run,
                     valid=r.best_metrics)
+        if model.model.cfg.use_item_features:
+            info["feature_shift"] = model.model.cfg.feature_shift
     if name == "ncf":
         info.update(best_epoch=model.best_epoch, epochs=len(model.history), valid_ndcg=model.best_valid_ndcg)
     if name == "ranker":

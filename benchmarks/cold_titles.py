@@ -90,6 +90,8 @@ def run_seed(dataset: Dataset, seed: int, sasrec_options: dict) -> dict:
         model = make_model(name, seed=seed, **options).fit(dataset, part)
         rows[row] = {**measure(model.score, test, dataset.n_items), "valid": measure(model.score, valid, dataset.n_items),
                      "fit_seconds": time.perf_counter() - started}
+        if name == "sasrec":
+            rows[row]["feature_shift"] = model.model.cfg.feature_shift
         if name == "sasrec" and part is train:
             rows[row]["warm"] = measure(model.score, split.test, dataset.n_items)
         if name == "sasrec" and model.model.cfg.features_as == "sum":

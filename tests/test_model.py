@@ -9,8 +9,8 @@ from nostrade.dataset import Dataset
 from nostrade.evaluate import rank_cases
 from nostrade.model import FEATURE_BUFFERS, FEATURE_MODULES, SASRec, SASRecConfig, canonical_orderings, trim_left_padding
 from nostrade.sequences import Sequences
-from nostrade.split import leave_one_out
-from nostrade.train import TrainConfig, train_sasrec
+from nostrade.split import EvalCases, leave_one_out
+from nostrade.train import TrainConfig, fit_feature_shift, train_sasrec
 
 
 def small_model(**overrides) -> SASRec:
@@ -183,6 +183,35 @@ def test_fallback_fine_tunes_from_a_model_with_a_feature_part():
                                                                 progress=False),
                          split=split, init_state=model.state_dict()).model
     assert again.cfg.features_as == "fallback" and bool(again.has_id[9])  # its events are in this training part
+
+
+def with_shift(model: SASRec, shift: float) -> SASRec:
+    return SASRec.from_state({**model.config(), "feature_shift": shift}, model.state_dict())
+
+
+def test_feature_shift_moves_only_the_titles_scored_from_features_alone():
+    blocks, model = featured_blocks(9)
+    histories, more = Sequences.from_lists([[7, 8, 11], [1, 2]]), blocks.dataset.items.iloc[[0, 5]]
+    before, after = with_shift(model, 0.0), with_shift(model, 1.5)
+    moved = after.score(histories, table=after.served_table(more)) - before.score(histories, table=before.served_table(more))
+    expected = torch.zeros(moved.shape[1])
+    expected[[9, -2, -1]] = 1.5  # the title without an id, and the two more titles after the vocabulary
+    torch.testing.assert_close(moved, expected.expand_as(moved))
+
+
+def test_the_fitted_shift_is_the_best_on_the_cases_and_else_0():
+    """fit_feature_shift: where the title without an id (9) outranks the cases' targets, a negative shift that puts it
+    under them; where it is their target and first already, no shift (every shift from 0 up is as good)."""
+    blocks, model = featured_blocks(9)
+    model, history = with_shift(model, 0.0), [7, 8, 11, 12]
+    cases = lambda target: EvalCases(np.array([0]), Sequences.from_lists([history]), np.array([target]), np.array([2]))
+    rank_of = lambda m, target: rank_cases(m.score, cases(target), blocks.dataset.n_items)[0]
+    assert rank_of(model, 10) > 1  # 9 above it
+    shift = fit_feature_shift(model, cases(10), blocks.dataset.n_items)
+    assert shift < 0 and rank_of(with_shift(model, shift), 10) == 1
+    assert rank_of(model, 9) == 1 and fit_feature_shift(model, cases(9), blocks.dataset.n_items) == 0.0
+    model.has_id[1:] = True  # every title has an id: nothing to shift
+    assert fit_feature_shift(model, cases(10), blocks.dataset.n_items) == 0.0
 
 
 def test_a_features_config_saved_before_fallback_existed_loads_as_sum():

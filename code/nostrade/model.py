@@ -18,7 +18,9 @@ buckets, and a linear map of the standardised numeric values). Two ways (``featu
   model is first trained as without features, then frozen while the feature part learns to stand in for id
   embeddings (nostrade.train.fit_feature_part; as Meta-Embedding, Pan et al. 2019, learns the first embeddings of new
   ads): each step a share ``id_dropout`` of the titles is scored by its feature part instead, under the same loss.
-  Titles with an id score exactly as in the model without features; the others compete with them on the same scale.
+  Titles with an id score exactly as in the model without features; the others compete with them on the same scale,
+  plus ``feature_shift``: a constant added to the score of every title scored from its features alone, chosen on the
+  validation events (nostrade.train.fit_feature_shift) so that such titles enter lists as often as they earn there.
 - ``"sum"``: a title's vector is its id embedding plus its feature part, trained together; ``id_dropout`` drops the
   id part of a share of the titles each time the table is built, so that the feature part also learns to stand
   alone, and ``id_weight`` multiplies the id part outside training. With that id dropout it costs titles with an
@@ -42,7 +44,7 @@ from nostrade.sequences import Sequences
 N_FEEDBACK = 4  # 0 padding, 1 Dislike, 2 Like, 3 Love
 ORDERINGS = 4  # canonical orderings averaged when scoring a set model (each one more row of forward pass)
 # left out of config() when features are off, so such a config is as before
-FEATURE_FIELDS = ("use_item_features", "features_as", "id_dropout", "id_weight", "item_features")
+FEATURE_FIELDS = ("use_item_features", "features_as", "id_dropout", "id_weight", "item_features", "feature_shift")
 FEATURES_AS = ("fallback", "sum")
 FEATURE_MODULES = ("genre_emb", "field_emb", "numeric_proj")  # what fit_feature_part trains
 FEATURE_BUFFERS = ("genre_index", "field_codes", "numeric", "has_id")
@@ -86,6 +88,7 @@ class SASRecConfig:
     id_dropout: float = 0.5  # training: share of titles scored by their feature part alone each time the table is built
     id_weight: float = 1.0  # "sum", scoring: the id part's weight
     item_features: dict | None = None  # the FeatureEncoding (from the data: nostrade.train fills it)
+    feature_shift: float = 0.0  # added to the scores of titles scored from features alone (fitted on validation)
 
     def for_order(self, order_is_time: bool) -> "SASRecConfig":
         """The None fields filled for data whose order is (or is not) time."""
@@ -206,6 +209,13 @@ class SASRec(nn.Module):
         """Whether it scores titles outside its vocabulary (``title_vectors``): nostrade.scoring asks."""
         return self.cfg.use_item_features
 
+    def from_features_alone(self, n_columns: int) -> torch.Tensor:
+        """(n_columns,) bool, of ``score``'s columns: True where the title is scored from its features alone (no id
+        part, or one of the more titles after the vocabulary), those that ``feature_shift`` shifts."""
+        alone = torch.cat([~self.has_id.cpu(), torch.ones(n_columns - len(self.has_id), dtype=torch.bool)])
+        alone[0] = False  # padding
+        return alone
+
     def title_vectors(self, items: pd.DataFrame) -> torch.Tensor:
         """(len(items), d) float32 vectors of any titles (a catalogue frame's rows) from their features alone: how a
         title without an id part is scored."""
@@ -313,4 +323,7 @@ class SASRec(nn.Module):
         hidden = hidden.view(-1, copies, self.cfg.d_model).mean(1)
         if was_training:
             self.train()
-        return hidden @ table.detach().float().cpu().T
+        scores = hidden @ table.detach().float().cpu().T
+        if self.cfg.feature_shift:
+            scores += self.cfg.feature_shift * self.from_features_alone(scores.shape[1])
+        return scores

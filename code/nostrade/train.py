@@ -56,17 +56,18 @@ from nostrade.baselines.ease import EASE
 from nostrade.checkpoint import (MODEL_KINDS, CheckpointError, check_vocabulary, read_checkpoint, readable_config,
                                  save_checkpoint)
 from nostrade.dataset import Dataset, load_dataset
-from nostrade.evaluate import evaluate, evaluate_all_targets
+from nostrade.evaluate import evaluate, evaluate_all_targets, history_mask, metrics_from_ranks, target_ranks
 from nostrade.item_features import FeatureEncoding
 from nostrade.model import FEATURE_BUFFERS, FEATURE_MODULES, SASRec, SASRecConfig, trim_left_padding
 from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
 from nostrade.scoring import ServedModel
 from nostrade.sequences import DISLIKE, LOVE, Sequences
-from nostrade.split import LeaveOneOut, permuted, split_of
+from nostrade.split import EvalCases, LeaveOneOut, permuted, split_of
 
 LOSSES = ("ce", "sampled", "bce", "bpr")
 CROPS = ("random", "last")
 EpochCallback = Callable[[dict, int], None]  # (the epoch's history record, cfg.epochs)
+SHIFTS = np.linspace(-3.0, 3.0, 61)  # fit_feature_shift's candidates, in standard deviations of the scores
 
 
 @dataclass
@@ -248,12 +249,13 @@ def fit_feature_part(plain: SASRec, model_cfg: SASRecConfig, dataset: Dataset, s
     """The "fallback" item features (nostrade.model): ``plain`` (trained without features), frozen, with a feature
     part fitted to stand in for its id embeddings. Each step, a share ``id_dropout`` of the titles is scored by its
     feature part instead of its id embedding, under the training loss against the frozen model's hidden states;
-    cfg.feature_epochs epochs (no early stopping: the validation events' titles all have ids, so they cannot tell).
+    cfg.feature_epochs epochs (no early stopping: a title with an id scores the same whatever the feature part, so few
+    validation events could tell), then the scores of the titles without an id are shifted (fit_feature_shift).
     Every process fits the same (seeded by cfg.seed alone), so torchrun needs no communication here.
     ``init_state``: where a feature part starts from (fine-tuning a model that has one), else a fresh draw."""
     device = plain.item_emb.weight.device
     torch.manual_seed(cfg.seed)
-    model = SASRec(model_cfg).to(device)
+    model = SASRec(dataclasses.replace(model_cfg, feature_shift=0.0)).to(device)
     model.load_state_dict({**model.state_dict(), **(init_state or {}), **plain.state_dict()})
     model.set_titles(dataset.items, titles_in(split.train, dataset.n_items))
     for name, parameter in model.named_parameters():
@@ -275,7 +277,27 @@ def fit_feature_part(plain: SASRec, model_cfg: SASRecConfig, dataset: Dataset, s
             optimizer.step()
     for parameter in model.parameters():
         parameter.requires_grad_(True)
-    return model.eval()
+    model.eval().cfg = dataclasses.replace(model.cfg, feature_shift=fit_feature_shift(model, split.valid, dataset.n_items))
+    return model
+
+
+def fit_feature_shift(model: SASRec, cases: EvalCases, n_items: int) -> float:
+    """The shift (nostrade.model's ``feature_shift``) of the scores of the titles without an id part that gives
+    ``model`` (whose own shift is 0) the best NDCG@10 over ``cases`` (the validation events), among SHIFTS times the
+    spread (std) of its scores; of equal ones, the nearest to 0 (where no case tells them apart, scores stay as fitted)."""
+    shifted = model.from_features_alone(n_items + 1)
+    if not shifted.any() or len(cases) == 0:
+        return 0.0
+    ranks, spread = [], None
+    for start in range(0, len(cases), 1024):
+        rows = np.arange(start, min(start + 1024, len(cases)))
+        scores, exclude = model.score(cases.history.take(rows)), history_mask(cases.history.take(rows), n_items)
+        spread = float(scores[:, 1:].std()) if spread is None else spread
+        target = torch.from_numpy(cases.target[rows])
+        ranks.append(torch.stack([target_ranks(scores + spread * b * shifted, target, exclude) for b in SHIFTS], 1))
+    ndcg = np.array([metrics_from_ranks(r.numpy())["ndcg@10"] for r in torch.cat(ranks).T])
+    best = np.flatnonzero(ndcg >= ndcg.max() - 1e-12)
+    return float(spread * SHIFTS[best[np.argmin(np.abs(SHIFTS[best]))]])
 
 
 def cosine_with_warmup(warmup: int, total: int):
@@ -313,12 +335,12 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     cfg = train_cfg.for_order(dataset.order_is_time)
     split = split if split is not None else split_of(dataset)
     if model_cfg.use_item_features and model_cfg.features_as == "fallback":
-        plain_cfg = dataclasses.replace(model_cfg, use_item_features=False)
+        plain_cfg = dataclasses.replace(model_cfg, use_item_features=False, feature_shift=0.0)
         plain_state = None if init_state is None else {k: v for k, v in init_state.items()
                                                        if not k.startswith(FEATURE_MODULES + FEATURE_BUFFERS)}
         result = train_sasrec(dataset, plain_cfg, train_cfg, split, checkpoint_path, plain_state, on_epoch)
         model = fit_feature_part(result.model, model_cfg, dataset, split, cfg, init_state)
-        return dataclasses.replace(result, model=model, model_cfg=model_cfg)
+        return dataclasses.replace(result, model=model, model_cfg=model.cfg)
     ctx = distributed.setup(cfg.device)
     if ctx.device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
@@ -442,7 +464,7 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
 
 # ---- command line -------------------------------------------------------------------------------------------
 
-DATA_FIELDS = ("n_items", "n_time_bins", "item_features")  # SASRecConfig fields that come from the data, not flags
+DATA_FIELDS = ("n_items", "n_time_bins", "item_features", "feature_shift")  # SASRecConfig fields from the data, not flags
 DELTA_MEANING = ("delta = NDCG@10 of a held-out liked title minus NDCG@10 of a held-out disliked one, over the {n} "
                  "test users with a Dislike: above 0 the model ranks what people liked above what they disliked "
                  "(the larger, the better it tells them apart); below 0 it ranks the disliked ones higher.")
