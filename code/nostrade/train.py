@@ -277,7 +277,8 @@ def fit_feature_part(plain: SASRec, model_cfg: SASRecConfig, dataset: Dataset, s
             optimizer.step()
     for parameter in model.parameters():
         parameter.requires_grad_(True)
-    model.eval().cfg = dataclasses.replace(model.cfg, feature_shift=fit_feature_shift(model, split.valid, dataset.n_items))
+    model.eval()
+    model.cfg = dataclasses.replace(model.cfg, feature_shift=fit_feature_shift(model, split.valid, dataset.n_items))
     return model
 
 
