@@ -201,17 +201,20 @@ def test_feature_shift_moves_only_the_titles_scored_from_features_alone():
 
 def test_the_fitted_shift_is_the_best_on_the_cases_and_else_0():
     """fit_feature_shift: where the title without an id (9) outranks the cases' targets, a negative shift that puts it
-    under them; where it is their target and first already, no shift (every shift from 0 up is as good)."""
+    under them, no lower than the floor; where it is their target and first already, no shift (every shift from 0 up
+    is as good)."""
     blocks, model = featured_blocks(9)
     model, history = with_shift(model, 0.0), [7, 8, 11, 12]
     cases = lambda target: EvalCases(np.array([0]), Sequences.from_lists([history]), np.array([target]), np.array([2]))
     rank_of = lambda m, target: rank_cases(m.score, cases(target), blocks.dataset.n_items)[0]
     assert rank_of(model, 10) > 1  # 9 above it
-    shift = fit_feature_shift(model, cases(10), blocks.dataset.n_items)
+    shift = fit_feature_shift(model, cases(10), blocks.dataset.n_items, lowest=-3.0)
     assert shift < 0 and rank_of(with_shift(model, shift), 10) == 1
-    assert rank_of(model, 9) == 1 and fit_feature_shift(model, cases(9), blocks.dataset.n_items) == 0.0
+    floored = fit_feature_shift(model, cases(10), blocks.dataset.n_items, lowest=-0.01)  # not that far down
+    assert shift < floored < 0 and rank_of(with_shift(model, floored), 10) > 1
+    assert rank_of(model, 9) == 1 and fit_feature_shift(model, cases(9), blocks.dataset.n_items, lowest=-3.0) == 0.0
     model.has_id[1:] = True  # every title has an id: nothing to shift
-    assert fit_feature_shift(model, cases(10), blocks.dataset.n_items) == 0.0
+    assert fit_feature_shift(model, cases(10), blocks.dataset.n_items, lowest=-3.0) == 0.0
 
 
 def test_a_features_config_saved_before_fallback_existed_loads_as_sum():

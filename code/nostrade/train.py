@@ -67,7 +67,7 @@ from nostrade.split import EvalCases, LeaveOneOut, permuted, split_of
 LOSSES = ("ce", "sampled", "bce", "bpr")
 CROPS = ("random", "last")
 EpochCallback = Callable[[dict, int], None]  # (the epoch's history record, cfg.epochs)
-SHIFTS = np.linspace(-3.0, 3.0, 61)  # fit_feature_shift's candidates, in standard deviations of the scores
+SHIFT_STEP, HIGHEST_SHIFT = 0.1, 3.0  # fit_feature_shift's candidates, in standard deviations of the scores
 
 
 @dataclass
@@ -93,6 +93,8 @@ class TrainConfig:
                                  # the data's order is not time, so that a file order cannot be learned)
     max_steps: int = 0  # optimizer steps per epoch, 0 = the whole epoch (benchmarks time part of one)
     feature_epochs: int = 3  # use_item_features "fallback": epochs of fitting the feature part to the frozen model
+    lowest_feature_shift: float = -3.0  # "fallback": the furthest fit_feature_shift may push titles scored from
+                                        # features down, in std of the scores (a floor keeps new titles in some lists)
     seed: int = 0
     device: str = "auto"  # "auto" = cuda when available
     num_threads: int = dataclasses.field(default_factory=distributed.default_threads)  # NOSTRADE_THREADS, else all cores
@@ -278,27 +280,30 @@ def fit_feature_part(plain: SASRec, model_cfg: SASRecConfig, dataset: Dataset, s
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     model.eval()
-    model.cfg = dataclasses.replace(model.cfg, feature_shift=fit_feature_shift(model, split.valid, dataset.n_items))
+    shift = fit_feature_shift(model, split.valid, dataset.n_items, cfg.lowest_feature_shift)
+    model.cfg = dataclasses.replace(model.cfg, feature_shift=shift)
     return model
 
 
-def fit_feature_shift(model: SASRec, cases: EvalCases, n_items: int) -> float:
+def fit_feature_shift(model: SASRec, cases: EvalCases, n_items: int, lowest: float) -> float:
     """The shift (nostrade.model's ``feature_shift``) of the scores of the titles without an id part that gives
-    ``model`` (whose own shift is 0) the best NDCG@10 over ``cases`` (the validation events), among SHIFTS times the
-    spread (std) of its scores; of equal ones, the nearest to 0 (where no case tells them apart, scores stay as fitted)."""
+    ``model`` (whose own shift is 0) the best NDCG@10 over ``cases`` (the validation events): of the shifts from
+    ``lowest`` to HIGHEST_SHIFT in steps of SHIFT_STEP, times the spread (std) of its scores; of equal ones, the
+    nearest to 0 (where no case tells them apart, the scores stay as fitted)."""
     shifted = model.from_features_alone(n_items + 1)
     if not shifted.any() or len(cases) == 0:
         return 0.0
+    shifts = np.linspace(lowest, HIGHEST_SHIFT, round((HIGHEST_SHIFT - lowest) / SHIFT_STEP) + 1)
     ranks, spread = [], None
     for start in range(0, len(cases), 1024):
         rows = np.arange(start, min(start + 1024, len(cases)))
         scores, exclude = model.score(cases.history.take(rows)), history_mask(cases.history.take(rows), n_items)
         spread = float(scores[:, 1:].std()) if spread is None else spread
         target = torch.from_numpy(cases.target[rows])
-        ranks.append(torch.stack([target_ranks(scores + spread * b * shifted, target, exclude) for b in SHIFTS], 1))
+        ranks.append(torch.stack([target_ranks(scores + spread * b * shifted, target, exclude) for b in shifts], 1))
     ndcg = np.array([metrics_from_ranks(r.numpy())["ndcg@10"] for r in torch.cat(ranks).T])
     best = np.flatnonzero(ndcg >= ndcg.max() - 1e-12)
-    return float(spread * SHIFTS[best[np.argmin(np.abs(SHIFTS[best]))]])
+    return float(spread * shifts[best[np.argmin(np.abs(shifts[best]))]])
 
 
 def cosine_with_warmup(warmup: int, total: int):
