@@ -14,9 +14,10 @@ benchmarks/ablation.py reads it: ML-100K in the peers' event order). Per seed s:
 Rows: ``content`` (the content baseline: genre/type cosine to the history's profile, no training data),
 ``popularity`` (training users per title: a cold title has none, so it ranks with the titles nobody watched),
 ``sasrec+features`` (SASRec with use_item_features, as the flags set it, by default "fallback" (nostrade.model),
-trained without the cold titles' events: a cold title is its feature part alone) and ``sasrec+features+id`` (the
-warm control: the same model trained on the whole training part, so the cold titles have their id part too; its
-``warm``: next-item HR@10 / NDCG@10 over every test target). SASRec rows stop early on the split's validation
+trained without the cold titles' events: a cold title is its feature part alone, plus the model's feature_shift, fitted
+on the validation events and recorded per seed) and ``sasrec+features+id`` (the warm control: the same model trained
+on the whole training part, so the cold titles have their id part too; its ``warm``: next-item HR@10 / NDCG@10 over
+every test target). SASRec rows stop early on the split's validation
 events. A "sum" model is scored with the config's ``id_weight`` (--id-weight); its ``by_id_weight`` scores the
 same fitted models with the id part weighted by each of ID_WEIGHTS (no refitting), and for the warm control also
 every test event (``warm``), to show what a lower id weight costs titles with an id.
