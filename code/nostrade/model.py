@@ -20,7 +20,8 @@ buckets, and a linear map of the standardised numeric values). Two ways (``featu
   ads): each step a share ``id_dropout`` of the titles is scored by its feature part instead, under the same loss.
   Titles with an id score exactly as in the model without features; the others compete with them on the same scale,
   plus ``feature_shift``: a constant added to the score of every title scored from its features alone, chosen on the
-  validation events (nostrade.train.fit_feature_shift) so that such titles enter lists as often as they earn there.
+  validation events (nostrade.train.fit_feature_shift: the best NDCG@10 there, down to a floor that keeps such
+  titles in some lists).
 - ``"sum"``: a title's vector is its id embedding plus its feature part, trained together; ``id_dropout`` drops the
   id part of a share of the titles each time the table is built, so that the feature part also learns to stand
   alone, and ``id_weight`` multiplies the id part outside training. With that id dropout it costs titles with an

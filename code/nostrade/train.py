@@ -296,10 +296,10 @@ def fit_feature_shift(model: SASRec, cases: EvalCases, n_items: int, lowest: flo
     shifts = np.linspace(lowest, HIGHEST_SHIFT, round((HIGHEST_SHIFT - lowest) / SHIFT_STEP) + 1)
     ranks, spread = [], None
     for start in range(0, len(cases), 1024):
-        rows = np.arange(start, min(start + 1024, len(cases)))
-        scores, exclude = model.score(cases.history.take(rows)), history_mask(cases.history.take(rows), n_items)
+        history = cases.history.take(np.arange(start, min(start + 1024, len(cases))))
+        scores, exclude = model.score(history), history_mask(history, n_items)
         spread = float(scores[:, 1:].std()) if spread is None else spread
-        target = torch.from_numpy(cases.target[rows])
+        target = torch.from_numpy(cases.target[start:start + 1024])
         ranks.append(torch.stack([target_ranks(scores + spread * b * shifted, target, exclude) for b in shifts], 1))
     ndcg = np.array([metrics_from_ranks(r.numpy())["ndcg@10"] for r in torch.cat(ranks).T])
     best = np.flatnonzero(ndcg >= ndcg.max() - 1e-12)
