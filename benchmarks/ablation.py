@@ -17,15 +17,15 @@ without the time embedding, with the plain loss (no feedback weighting), with th
 1,024 shared negatives half uniform and half by popularity, 128 of them, about the share of the catalogue that 1,024
 is of the full Kaggle one, and the default: every negative drawn by popularity), with item2vec-initialised item
 embeddings, with side features for every title (``sasrec+features``: use_item_features as "fallback", see
-nostrade.model; ``-sum``: as "sum", id dropout 0.5, ``-sum-no-id-dropout`` without it), and trained and tested on each user's history shuffled (seeded; the
-last two events, the validation and test targets, stay last: the control that shows whether the order of the history
-matters). Where the order is not time: with the position embedding, trained on one fixed order (no fresh permutation
-each epoch), and the control trained and tested as if the file order were time. ``ease-binary`` is Steck's EASE
-(every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows evaluate the served scoring
-function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly what predict.py serves)
-over that plain row's models: sasrec where the order is time, ease (the served default) where it is not; α 0 is the
-served model part alone. Every row is a nostrade.models model fitted on the training part, one loop. Each over
---seeds (3), mean ± std; deterministic models (popularity, itemknn, ease, content) run once, std 0.
+nostrade.model; ``-sum``: as "sum", id dropout 0.5, ``-sum-no-id-dropout`` without it), and trained and tested on each
+user's history shuffled (seeded; the last two events, the validation and test targets, stay last: the control that
+shows whether the order of the history matters). Where the order is not time: with the position embedding, trained on
+one fixed order (no fresh permutation each epoch), and the control trained and tested as if the file order were time.
+``ease-binary`` is Steck's EASE (every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows
+evaluate the served scoring function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly
+what predict.py serves) over that plain row's models: sasrec where the order is time, ease (the served default) where
+it is not; α 0 is the served model part alone. Every row is a nostrade.models model fitted on the training part, one
+loop. Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn, ease, content) run once, std 0.
 
 Writes FILE.json ({"rows": [{"model", "ndcg@10", "hr@10", "ndcg@20", "hr@20", "std": {...}, ...}], ...}),
 FILE.md (the tables) and FILE_metrics.png, FILE_alpha.png, FILE_by_length.png beside it.
@@ -417,8 +417,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
     parser.add_argument("--update", action="store_true",
                         help="re-run only --models over --seeds and merge them into an existing --out (same data set): "
-                             "a re-run seed replaces that seed's result, a new seed joins the row's earlier ones; rows no "
-                             "longer defined are dropped")
+                             "a re-run seed replaces that seed's result, a new seed joins the row's earlier ones; "
+                             "rows no longer defined are dropped")
     parser.add_argument("--models", default="",
                         help=f"comma-separated rows (default: all of {','.join(ROWS)} that apply: {', '.join(TIME_ONLY)} "
                              f"only where the order is time, {', '.join(ORDER_FREE_ONLY)} only where it is not)")

@@ -17,10 +17,10 @@ Rows: ``content`` (the content baseline: genre/type cosine to the history's prof
 trained without the cold titles' events: a cold title is its feature part alone, plus the model's feature_shift, fitted
 on the validation events and recorded per seed) and ``sasrec+features+id`` (the warm control: the same model trained
 on the whole training part, so the cold titles have their id part too; its ``warm``: next-item HR@10 / NDCG@10 over
-every test target). SASRec rows stop early on the split's validation
-events. A "sum" model is scored with the config's ``id_weight`` (--id-weight); its ``by_id_weight`` scores the
-same fitted models with the id part weighted by each of ID_WEIGHTS (no refitting), and for the warm control also
-every test event (``warm``), to show what a lower id weight costs titles with an id.
+every test target). SASRec rows stop early on the split's validation events. A "sum" model is scored with the
+config's ``id_weight`` (--id-weight); its ``by_id_weight`` scores the same fitted models with the id part weighted by
+each of ID_WEIGHTS (no refitting), and for the warm control also every test event (``warm``), to show what a lower id
+weight costs titles with an id.
 
 Writes {"rows": {row: {"hr@10", "ndcg@10", "std": {...}, "valid": {...}}}, "n_cold_targets": total over seeds,
 "per_seed": [...], ...}: mean ± std over seeds.

@@ -7,7 +7,8 @@ import torch
 
 from nostrade.dataset import Dataset
 from nostrade.evaluate import rank_cases
-from nostrade.model import FEATURE_BUFFERS, FEATURE_MODULES, SASRec, SASRecConfig, canonical_orderings, trim_left_padding
+from nostrade.model import (FEATURE_BUFFERS, FEATURE_MODULES, SASRec, SASRecConfig, canonical_orderings,
+                            trim_left_padding)
 from nostrade.sequences import Sequences
 from nostrade.split import EvalCases, leave_one_out
 from nostrade.train import TrainConfig, fit_feature_shift, train_sasrec
@@ -193,7 +194,8 @@ def test_feature_shift_moves_only_the_titles_scored_from_features_alone():
     blocks, model = featured_blocks(9)
     histories, more = Sequences.from_lists([[7, 8, 11], [1, 2]]), blocks.dataset.items.iloc[[0, 5]]
     before, after = with_shift(model, 0.0), with_shift(model, 1.5)
-    moved = after.score(histories, table=after.served_table(more)) - before.score(histories, table=before.served_table(more))
+    scored = lambda model: model.score(histories, table=model.served_table(more))
+    moved = scored(after) - scored(before)
     expected = torch.zeros(moved.shape[1])
     expected[[9, -2, -1]] = 1.5  # the title without an id, and the two more titles after the vocabulary
     torch.testing.assert_close(moved, expected.expand_as(moved))

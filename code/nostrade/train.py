@@ -267,7 +267,8 @@ def fit_feature_part(plain: SASRec, model_cfg: SASRecConfig, dataset: Dataset, s
     rows, window = np.flatnonzero(split.train.lengths >= 2), model_cfg.max_len + 1
     generator = torch.Generator().manual_seed(cfg.seed)
     for epoch in tqdm(range(1, cfg.feature_epochs + 1), desc="feature part", unit="epoch", disable=not cfg.progress):
-        train = permuted(split.train, int(torch.randint(2 ** 62, (1,), generator=generator))) if cfg.permute else split.train
+        seed = int(torch.randint(2 ** 62, (1,), generator=generator))
+        train = permuted(split.train, seed) if cfg.permute else split.train
         for batch in length_batches(np.minimum(train.lengths[rows], window), cfg.batch_size, generator):
             iid, feedback, time_bin, target, target_feedback = batch_tensors(
                 train, rows[batch], window, cfg.crop == "random", generator, device)
@@ -470,7 +471,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
 
 # ---- command line -------------------------------------------------------------------------------------------
 
-DATA_FIELDS = ("n_items", "n_time_bins", "item_features", "feature_shift")  # SASRecConfig fields from the data, not flags
+# SASRecConfig fields that come from the data (feature_shift: fitted on its validation events), not flags
+DATA_FIELDS = ("n_items", "n_time_bins", "item_features", "feature_shift")
 DELTA_MEANING = ("delta = NDCG@10 of a held-out liked title minus NDCG@10 of a held-out disliked one, over the {n} "
                  "test users with a Dislike: above 0 the model ranks what people liked above what they disliked "
                  "(the larger, the better it tells them apart); below 0 it ranks the disliked ones higher.")
