@@ -48,7 +48,9 @@ def test_evaluate_end_to_end_with_a_scorer_that_prefers_high_ids():
     m = evaluate(prefer_high, split.test, n_items)
     # user 0: history {1,2,3}, target 6 ranks 1st; user 1: history {4,5,1}, candidates 6,3,2 -> target 2 ranks 3rd
     assert m["n_cases"] == 2 and m["mrr"] == pytest.approx((1 + 1 / 3) / 2)
-    every = evaluate_all_targets(prefer_high, split, n_items)
-    # user 0 ends on a Dislike of 6 (rank 1); its next liked is 3 with history {1,2,6}: candidates 5,4,3 -> rank 3
+    every = evaluate_all_targets(prefer_high, split, n_items, keep_ranks=True)
+    # next disliked: user 0's test event, a Dislike of 6 (rank 1); next liked: user 1's, a Like of 2 (rank 3)
+    assert every["next_disliked"]["ranks"] == [1] and every["next_liked"]["ranks"] == [3]
     assert every["next_disliked"]["ndcg@10"] == pytest.approx(1.0)
     assert every["delta_ndcg@10"] == pytest.approx(1 / math.log2(4) - 1.0)
+    assert "ranks" not in evaluate_all_targets(prefer_high, split, n_items)["next_item"]

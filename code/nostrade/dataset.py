@@ -13,6 +13,10 @@ import pyarrow.parquet as pq
 
 from nostrade.sequences import Sequences
 
+# Catalogue columns a source computes from its own ratings file, held-out events included (MovieLens: the count and
+# mean of every rating). EVAL.md: per-item statistics come from the training part only, so no model reads these.
+RATING_DERIVED_COLUMNS = {"movielens": ("members", "rating_mean")}
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -33,6 +37,22 @@ class Dataset:
     def order_is_time(self) -> bool:
         """Whether the sequences' order is time (meta.json's flag; older folders: whether they had timestamps)."""
         return bool(self.meta.get("order_is_time", self.meta.get("has_timestamps", True)))
+
+    @property
+    def rating_derived_columns(self) -> tuple[str, ...]:
+        """The item columns counted over the whole ratings file (RATING_DERIVED_COLUMNS): never a model input."""
+        return RATING_DERIVED_COLUMNS.get(self.meta.get("source"), ())
+
+    def training_items(self, train: Sequences) -> pd.DataFrame:
+        """The item table as the training part ``train`` knows it: the rating-derived columns recounted from it
+        (members = training events of the title; rating_mean unknown, since a Sequences holds feedback only)."""
+        items = self.items.copy()
+        if "members" in self.rating_derived_columns:
+            known = train.iid[(train.iid >= 1) & (train.iid <= self.n_items)]
+            items["members"] = pd.array(np.bincount(known, minlength=self.n_items + 1)[1:], dtype="Int64")
+        if "rating_mean" in self.rating_derived_columns:
+            items["rating_mean"] = np.nan
+        return items
 
     @property
     def iid_map_hash(self) -> str:

@@ -12,8 +12,8 @@ alone finds far more of them than a feature model with buckets alone did). The e
 (``to_dict``), saved in the model's config, so serving encodes any catalogue title exactly as training did.
 
 Fields are those the items frame has values for, except where the source computes them from its own ratings
-(MovieLens: ``members`` and ``rating_mean`` are the count and mean of every rating in the file, test events
-included, so they would leak held-out events into the features).
+(nostrade.dataset.RATING_DERIVED_COLUMNS; MovieLens: ``members`` and ``rating_mean`` are the count and mean of every
+rating in the file, test events included, so they would leak held-out events into the features).
 """
 from __future__ import annotations
 
@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
+from nostrade.dataset import RATING_DERIVED_COLUMNS
+
 NUMERIC_FIELDS = ("episodes", "members", "rating_mean", "year")
 LOG_SCALE = ("episodes", "members")
 N_BUCKETS = 8
-DERIVED_FROM_RATINGS = {"movielens": ("members", "rating_mean")}
 
 
 def _numeric(items: pd.DataFrame, field: str) -> np.ndarray:
@@ -67,7 +68,7 @@ class FeatureEncoding:
         for field in NUMERIC_FIELDS:
             values = _numeric(items, field)
             values = values[np.isfinite(values)]
-            if len(values) and field not in DERIVED_FROM_RATINGS.get(source, ()):
+            if len(values) and field not in RATING_DERIVED_COLUMNS.get(source, ()):
                 cuts = np.quantile(values, np.linspace(0, 1, N_BUCKETS + 1)[1:-1])
                 edges[field] = np.unique(cuts).tolist()
                 scale[field] = [float(values.mean()), float(max(values.std(), 1e-6))]

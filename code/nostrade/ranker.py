@@ -9,7 +9,8 @@ Stage 2: ``lightgbm.LGBMRanker`` (lambdarank: gradients of NDCG, a listwise obje
 (history, candidate) pair:
 - each generator's score (standardised over the history's candidates) and its rank among the unseen titles. A
   generator scores every title, so a candidate has both for every generator, whichever retrieved it;
-- the title: log training popularity; log members, episodes, type and mean rating where the catalogue has them;
+- the title: log training popularity; log members, episodes, type and mean rating where the catalogue has them
+  (not those a source counts over its whole ratings file: MovieLens members and mean rating);
 - the history: its length, its shares of Dislikes and of Loves;
 - the taste cosine (nostrade.similarity) to the history's liked profile, and the max to a disliked title.
 
@@ -301,9 +302,9 @@ def standardised(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
 
 
 def item_features(dataset: Dataset, train: Sequences) -> tuple[np.ndarray, list[str]]:
-    """(n_items + 1, F) and the names: log training popularity, the catalogue's numeric columns (log members),
-    type code (-1 unknown)."""
-    items = dataset.items
+    """(n_items + 1, F) and the names: log training popularity, the catalogue's numeric columns (log members) but
+    those counted over the whole ratings file (``dataset.rating_derived_columns``), type code (-1 unknown)."""
+    items = dataset.items.drop(columns=list(dataset.rating_derived_columns))
     count = np.bincount(train.iid[(train.iid >= 1) & (train.iid <= dataset.n_items)], minlength=dataset.n_items + 1)
     columns, names = [np.log1p(count.astype(np.float64))], ["popularity"]
     for name in (c for c in ITEM_COLUMNS if c in items):

@@ -1,26 +1,34 @@
 """Leave-one-out, as ../shared/EVAL.md defines it, for data whose order is time and for data whose order is not.
 
+Every target is a held-out event: none is ever among its user's training events (tests/test_split.py checks it).
+
 Order is time (``order_is_time``, from the processed folder's meta.json): per user, the last event is the test
-target, the one before it the validation target, the rest is training; next liked = the last Like/Love event
-(later events stay in the history); next disliked = the last event when it is a Dislike (history: the events
-before it).
+target, the one before it the validation target, the rest is training. The test events are grouped by their own
+feedback: next liked = the test events that are Like/Love, next disliked = the test events that are Dislikes (both
+with the test history: every event before them).
 
-Order is not time (e.g. the Kaggle anime ratings, in anime_id order): the same rules over a seeded random
-permutation of each user's events, so the test and validation targets are random events, the next liked
-target a random Like/Love event, the next disliked target a random Dislike (history: every other event), and
-every history comes in an order that carries no information.
+Order is not time (e.g. the Kaggle anime ratings, in anime_id order): each user with a Dislike and at least
+MIN_EVAL_LENGTH other events has one random Dislike held out (``test_disliked``: history = the user's training
+events); of the rest, in a seeded random order, the last event is the test target and the one before it the
+validation target. The held-out Dislike is in no training part and no history. Next liked = the test events that
+are Like/Love. The random order of a user's events depends on the seed and that user's own events only (a key per
+event from the seed, the user id and the event's position), so adding other people's events (a fine-tune's log)
+moves nobody else's held-out events; every history comes in an order that carries no information.
 
-Users with fewer than 3 events are never evaluated; their whole sequence is training data.
+Users with fewer than 3 events (not counting a held-out Dislike) are never evaluated; their whole sequence is
+training data.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from nostrade.sequences import DISLIKE, Sequences
 
 MIN_EVAL_LENGTH = 3
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # mixes the position into the user's hash before hashing again
 
 
 @dataclass(frozen=True)
@@ -34,14 +42,19 @@ class EvalCases:
     def __len__(self) -> int:
         return len(self.target)
 
+    def where(self, keep: np.ndarray) -> "EvalCases":
+        """The cases where ``keep`` is True."""
+        rows = np.flatnonzero(keep)
+        return EvalCases(self.users[rows], self.history.take(rows), self.target[rows], self.target_feedback[rows])
+
 
 @dataclass(frozen=True)
 class LeaveOneOut:
     train: Sequences  # every user's training part (all users, same row order)
     valid: EvalCases  # history = train part
     test: EvalCases  # next item: history = train + validation events
-    test_liked: EvalCases  # next liked: a Like/Love event, history = every other event
-    test_disliked: EvalCases  # a Dislike (the last event, when order is time); see the module docstring
+    test_liked: EvalCases  # the test events that are Like/Love
+    test_disliked: EvalCases  # held-out Dislikes (see the module docstring); lower is better
     order_is_time: bool = True
 
 
@@ -58,43 +71,61 @@ def permuted(seqs: Sequences, seed: int) -> Sequences:
     return seqs.events(np.lexsort((key, seqs.row_of_event())), seqs.offsets)
 
 
-def _last_where(seqs: Sequences, event: np.ndarray) -> np.ndarray:
-    """Per user, the position of the last event where ``event`` is True (-1 where none)."""
-    last = np.full(seqs.n_users, -1)
-    np.maximum.at(last, seqs.row_of_event()[event], seqs.position_of_event()[event])
-    return last
+def event_keys(seqs: Sequences, seed: int, user_ids: np.ndarray | None = None) -> np.ndarray:
+    """A pseudo-random uint64 per event from the seed, its user's id and its position in the user's sequence only:
+    stable under other people's additions, and blind to the titles (swapping a held-out title moves nothing)."""
+    users = np.arange(seqs.n_users) if user_ids is None else np.asarray(user_ids)
+    seed_hash = pd.util.hash_array(np.array([seed], dtype=np.int64))[0]  # numbers hash without hash_key: mix it in
+    user_hash = pd.util.hash_array(pd.util.hash_array(users) ^ seed_hash)[seqs.row_of_event()]
+    return pd.util.hash_array(user_hash ^ (seqs.position_of_event().astype(np.uint64) * _GOLDEN))
 
 
-def leave_one_out(seqs: Sequences, order_is_time: bool = True, seed: int = 0) -> LeaveOneOut:
-    if not order_is_time:
-        seqs = permuted(seqs, seed)
+def stable_permuted(seqs: Sequences, seed: int, user_ids: np.ndarray | None = None) -> Sequences:
+    """Each user's events in a random order that depends on the seed and that user's own events only."""
+    return seqs.events(np.lexsort((event_keys(seqs, seed, user_ids), seqs.row_of_event())), seqs.offsets)
+
+
+def _first_where(seqs: Sequences, event: np.ndarray) -> np.ndarray:
+    """Per user, the position of the first event where ``event`` is True (-1 where none)."""
+    first = np.full(seqs.n_users, np.iinfo(np.int64).max)
+    np.minimum.at(first, seqs.row_of_event()[event], seqs.position_of_event()[event])
+    return np.where(first == np.iinfo(np.int64).max, -1, first)
+
+
+def _last_two_held_out(seqs: Sequences) -> tuple[Sequences, EvalCases, EvalCases, np.ndarray]:
+    """The training part, validation and test cases (the last two events of each user with enough), and the
+    evaluated users."""
     lengths = seqs.lengths
     pos = seqs.position_of_event()
     length_of_event = np.repeat(lengths, lengths)
     evaluated = lengths >= MIN_EVAL_LENGTH
-    evaluated_event = np.repeat(evaluated, lengths)
     users = np.flatnonzero(evaluated)
-
-    train = seqs.select(~evaluated_event | (pos < length_of_event - 2))
+    train = seqs.select(~np.repeat(evaluated, lengths) | (pos < length_of_event - 2))
     valid = _cases(seqs, users, lengths[users] - 2, pos < length_of_event - 2)
     test = _cases(seqs, users, lengths[users] - 1, pos < length_of_event - 1)
+    return train, valid, test, users
 
-    last_liked = _last_where(seqs, evaluated_event & (seqs.feedback != DISLIKE))
-    liked_users = np.flatnonzero(last_liked >= 0)
-    test_liked = _cases(seqs, liked_users, last_liked[liked_users], pos != np.repeat(last_liked, lengths))
 
+def leave_one_out(seqs: Sequences, order_is_time: bool = True, seed: int = 0,
+                  user_ids: np.ndarray | None = None) -> LeaveOneOut:
+    """``user_ids``: each row's user id (stable random order where the order is not time; default the row)."""
     if order_is_time:
-        last_flat = seqs.offsets[1:] - 1
-        disliked_users = users[seqs.feedback[last_flat[users]] == DISLIKE]
-        test_disliked = _cases(seqs, disliked_users, lengths[disliked_users] - 1, pos < length_of_event - 1)
-    else:
-        last_disliked = _last_where(seqs, evaluated_event & (seqs.feedback == DISLIKE))
-        disliked_users = np.flatnonzero(last_disliked >= 0)
-        test_disliked = _cases(seqs, disliked_users, last_disliked[disliked_users],
-                               pos != np.repeat(last_disliked, lengths))
-    return LeaveOneOut(train, valid, test, test_liked, test_disliked, order_is_time)
+        train, valid, test, _ = _last_two_held_out(seqs)
+        return LeaveOneOut(train, valid, test, test.where(test.target_feedback != DISLIKE),
+                           test.where(test.target_feedback == DISLIKE), order_is_time)
+    seqs = stable_permuted(seqs, seed, user_ids)
+    first_dislike = _first_where(seqs, seqs.feedback == DISLIKE)  # a random one: the order is random
+    holds_one = (first_dislike >= 0) & (seqs.lengths > MIN_EVAL_LENGTH)
+    held = np.repeat(np.where(holds_one, first_dislike, -1), seqs.lengths) == seqs.position_of_event()
+    rest = seqs.select(~held)
+    train, valid, test, _ = _last_two_held_out(rest)
+    disliked_users = np.flatnonzero(holds_one)
+    flat_held = seqs.offsets[disliked_users] + first_dislike[disliked_users]
+    test_disliked = EvalCases(disliked_users, train.take(disliked_users), seqs.iid[flat_held],
+                              seqs.feedback[flat_held])
+    return LeaveOneOut(train, valid, test, test.where(test.target_feedback != DISLIKE), test_disliked, order_is_time)
 
 
 def split_of(dataset) -> LeaveOneOut:
     """The data set's split: by time or by seeded random events, as its meta.json's ``order_is_time`` says."""
-    return leave_one_out(dataset.sequences, dataset.order_is_time)
+    return leave_one_out(dataset.sequences, dataset.order_is_time, user_ids=dataset.user_ids)
