@@ -58,7 +58,7 @@ from nostrade.models import make_model, takes_seed
 from nostrade.diversity import slate_stats
 from nostrade.peers import check_targets_match, in_peer_order
 from nostrade.ranker import FittedGenerators
-from nostrade.report import summarise
+from nostrade.report import LIFTS, lift, lift_text, summarise
 from nostrade.scoring import DISLIKE_WEIGHT, Scoring
 from nostrade.sequences import Sequences
 from nostrade.similarity import genre_unit_vectors
@@ -89,9 +89,13 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "ranker-no-cf": ("ranker", {"without": ("als", "itemknn", "ease")}),
     "ranker+mmr": ("ranker", {"mmr_lambda": MMR_LAMBDA}),
 }
-# The served function over a plain row's models: the served default is sasrec where the order is time, else ease.
+# What is served (nostrade.scoring over a servable model, at the genre blend α chosen on the validation events):
+# the headline rows, first in every table. The raw models' rows and the α sweep below them are ablations.
+SERVABLE = ("ease", "sasrec", "ranker")
+SERVED = {f"served:{model}": model for model in SERVABLE}
+# The served function at a fixed α over a plain row's model (the α sweep): sasrec where the order is time, else ease.
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
-ROWS = (*BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
+ROWS = (*SERVED, *BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
         "sasrec-sampled", "sasrec-sampled-128", "sasrec-sampled-popularity",
         *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+features-sum",
         "sasrec+features-sum-no-id-dropout",
@@ -162,8 +166,8 @@ def measure(scorer, split: LeaveOneOut, dataset: Dataset) -> dict:
     """All EVAL.md targets, next-item NDCG@10 per test-history length bucket, and the test top 10's coverage and
     genre diversity (nostrade.diversity)."""
     n_items = dataset.n_items
-    targets = evaluate_all_targets(scorer, split, n_items)
-    ranks = rank_cases(scorer, split.test, n_items)
+    targets = evaluate_all_targets(scorer, split, n_items, keep_ranks=True)
+    ranks = np.asarray(targets["next_item"]["ranks"])
     lengths = split.test.history.lengths
     by_length = {}
     for low, high in LENGTH_BUCKETS:
@@ -197,7 +201,22 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
 
 def row_model(name: str) -> tuple[str, dict]:
     """The nostrade.models model a row fits (a served row: the plain row's model) and the row's own options."""
+    if name in SERVED:
+        return SERVED[name], {}
     return VARIANTS.get(name, (SERVED_ROWS.get(name, (name,))[0], {}))
+
+
+def served_result(name: str, seed: int, model, dataset: Dataset, split: LeaveOneOut, dislike_weight: float) -> dict:
+    """A served row's or an α-sweep row's result: nostrade.scoring over ``model`` with the catalogue as the training
+    part knows it (no whole-file counts), at the row's α or, for a served row, the α of the best validation NDCG@10."""
+    scoring = Scoring.over(model, dataset.training_items(split.train), dataset.n_items, dislike_weight)
+    if name in SERVED:
+        alpha, sweep = scoring.choose_alpha(split.valid)
+        extra = {"alpha": alpha, "valid_ndcg@10_by_alpha": sweep}
+    else:
+        alpha = SERVED_ROWS[name][1]
+        extra = {"alpha": alpha}
+    return {"seed": seed, "fit_seconds": 0.0, **extra, **measure(scoring.scorer(alpha), split, dataset)}
 
 
 def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
@@ -207,16 +226,15 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
     (``fitted``): the served-function rows and the ranker rows' generators reuse the plain rows' models."""
     fitted = FittedGenerators(options)
     options = {**options, "ranker": {**options.get("ranker", {}), "fit_generator": fitted}}
-    out = []
-    for name in rows:
+    fitted.options = options  # a served ranker fitted here shares the generators too
+    results = {}
+    for name in sorted(rows, key=lambda r: r in SERVED or r in SERVED_ROWS):  # served rows reuse fitted models
         model_name, row_options = row_model(name)
         per_seed = []
         for seed in (seeds if takes_seed(model_name) else seeds[:1]):
-            if name in SERVED_ROWS:
-                alpha = SERVED_ROWS[name][1]
-                served = Scoring.over(fitted(model_name, seed, dataset, split.train), dataset.items, dataset.n_items,
-                                      dislike_weight).scorer(alpha)
-                result = {"seed": seed, "fit_seconds": 0.0, "alpha": alpha, **measure(served, split, dataset)}
+            if name in SERVED or name in SERVED_ROWS:
+                model = fitted(model_name, seed, dataset, split.train)
+                result = served_result(name, seed, model, dataset, split, dislike_weight)
             else:
                 run_data = dataset
                 if name == "sasrec-shuffled":
@@ -230,8 +248,8 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
                     fitted.add(model_name, seed, split.train, model)
             per_seed.append(result)
             print_result(name, per_seed[-1])
-        out.append({"model": name, **summarise(per_seed)})
-    return out
+        results[name] = {"model": name, **summarise(per_seed)}
+    return [results[name] for name in rows]
 
 
 def print_result(name: str, result: dict) -> None:
@@ -239,6 +257,35 @@ def print_result(name: str, result: dict) -> None:
     print(f"{name:20s} seed {result['seed']}: NDCG@10 {nxt['ndcg@10']:.4f} HR@10 {nxt['hr@10']:.4f} | liked "
           f"{result['next_liked']['ndcg@10']:.4f} disliked {result['next_disliked']['ndcg@10']:.4f} delta "
           f"{result['delta_ndcg@10']:+.4f} | {result['fit_seconds']:.1f} s", flush=True)
+
+
+# ---- lifts: paired bootstrap intervals (nostrade.report) -------------------------------------------------------
+
+def lift_pairs(rows: dict[str, dict]) -> list[tuple[str, str]]:
+    """The (A, B) pairs whose lift the README can claim, among the rows present: the served ranker over the better
+    served single model; what the served function adds to each raw model; the feedback embedding; each served row's
+    over the baseline with the largest Δ."""
+    pairs = []
+    singles = [r for r in ("served:ease", "served:sasrec") if r in rows]
+    if "served:ranker" in rows and singles:
+        pairs.append(("served:ranker", max(singles, key=lambda r: rows[r]["ndcg@10"])))
+    pairs += [(f"served:{m}", m) for m in SERVABLE if f"served:{m}" in rows and m in rows]
+    if "sasrec" in rows and "sasrec-no-feedback" in rows:
+        pairs.append(("sasrec", "sasrec-no-feedback"))
+    baselines = [r for r in (*BASELINES, "ease-binary") if r in rows]
+    if baselines:
+        best = max(baselines, key=lambda r: rows[r]["delta_ndcg@10"])
+        pairs += [(f"served:{m}", best) for m in SERVABLE if f"served:{m}" in rows]
+    return list(dict.fromkeys(pairs))  # once each, in order
+
+
+def lifts(record: dict) -> list[dict]:
+    """Every pair of ``lift_pairs``: A - B on next-item NDCG@10, next-liked NDCG@10 and Δ, each with its paired,
+    user-level bootstrap 95% interval over the same test cases (per-case NDCG averaged over the seeds)."""
+    rows = {r["model"]: r for r in record["rows"]}
+    cases, n_users = record["cases"], record["cases"]["n_users"]
+    return [{"a": a, "b": b, **{stat: lift(rows[a], rows[b], cases, n_users, stat) for stat in LIFTS}}
+            for a, b in lift_pairs(rows)]
 
 
 # ---- report -------------------------------------------------------------------------------------------------
@@ -307,9 +354,15 @@ def markdown(record: dict) -> str:
                if "candidate_recall" in r]
     first = rows[0]
     lines += ["", f"Cases: next item {first['n_cases']}, next liked {first['next_liked']['n_cases']}, next disliked "
-                  f"{first['next_disliked']['n_cases']} (Δ is over the users "
-                  + ("whose last event is a Dislike" if d.get("order_is_time", True) else "with a Dislike, a random one "
-                     "the disliked target") + "). The "
+                  f"{first['next_disliked']['n_cases']}: every target a held-out event (EVAL.md); next liked = the test "
+                  "events that are Like/Love, next disliked = "
+                  + ("the test events that are Dislikes" if d.get("order_is_time", True) else
+                     "one random Dislike per user with one, held out of training and of every history") + "; "
+                  "Δ = NDCG@10 next liked − next disliked. "
+                  "The served:MODEL rows are what is served: nostrade.scoring (genre blend at the α of the best "
+                  "validation NDCG@10 among " + ", ".join(map(str, ALPHAS)) + ", cold-start paths, dislike rules) over "
+                  "that model, with the catalogue as the training part knows it; every other row is an ablation: the "
+                  "raw models score without the served function. The "
                   f"MODEL+genre-α rows score that model with the served function (nostrade.scoring: "
                   f"blend at α, cold-start paths, dislike rules; no training of their own, fit s 0); "
                   f"sasrec-shuffled is trained and tested with each user's history shuffled (same targets); "
@@ -320,6 +373,7 @@ def markdown(record: dict) -> str:
                   f"without SASRec / without ALS, item-kNN and EASE; +mmr: MMR re-rank at λ = {MMR_LAMBDA})"
                   + (f"; their candidates' recall of the test targets: {', '.join(recalls)}" if recalls else "")
                   + ".", "",
+              *lift_lines(record),
               "NDCG@10 (next item) by the length of the test history:", "",
               "| model | " + " | ".join(f"{label} events (n={first['by_length'][label]['n_cases']})"
                                         for label in length_labels(first)) + " |",
@@ -329,6 +383,21 @@ def markdown(record: dict) -> str:
                  for c in map(r["by_length"].get, length_labels(first))]
         lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def lift_lines(record: dict) -> list[str]:
+    """The served rows' α per seed, and the lifts table: A − B with its paired bootstrap 95% interval; '(tie)'
+    where the interval holds 0."""
+    served = [f"{r['model']} {', '.join(str(s['alpha']) for s in r['per_seed'])}" for r in record["rows"]
+              if r["model"] in SERVED]
+    lines = [f"Served α per seed, chosen on the validation events: {'; '.join(served)}.", ""] if served else []
+    if record.get("lifts"):
+        lines += ["Lifts (A − B, paired user-level bootstrap 95% interval over the same test cases, per-case NDCG@10 "
+                  "averaged over the seeds; a lift whose interval holds 0 is a tie):", "",
+                  "| A | B | NDCG@10 next item | NDCG@10 next liked | Δ |", "|---|---|---|---|---|"]
+        lines += [f"| {r['a']} | {r['b']} | " + " | ".join(lift_text(r[stat]) for stat in LIFTS) + " |"
+                  for r in record["lifts"]] + [""]
+    return lines
 
 
 def plot_metrics(rows: list[dict]) -> plt.Figure:
@@ -362,7 +431,8 @@ def plot_alpha(rows: list[dict]) -> plt.Figure:
     ax.set_xlabel("α (share of the genre cosine in the blend)")
     ax.set_ylabel("NDCG@10")
     ax.set_title(f"The served score ({model} + genre blend + dislike rules): the α sweep")
-    ax.legend()
+    if sweep:
+        ax.legend()
     return fig
 
 
@@ -479,6 +549,8 @@ def main(argv=None) -> int:
                    "served_rows": "nostrade.scoring.Scoring (what predict.py serves) over the plain row's models",
                    "dislike_weight": args.served_dislike_weight,
                    "length_buckets": [bucket_label(*b) for b in LENGTH_BUCKETS]},
+        "cases": {"n_users": dataset.sequences.n_users, "next_item": split.test.users.tolist(),
+                  "next_liked": split.test_liked.users.tolist(), "next_disliked": split.test_disliked.users.tolist()},
         "command": command,
         "plots": {kind: p.name for kind, p in plots.items()},
         "seconds": time.perf_counter() - started,
@@ -491,6 +563,10 @@ def main(argv=None) -> int:
         if previous["dataset"]["iid_map_sha256"] != record["dataset"]["iid_map_sha256"]:
             print(f"error: {out} holds results of another data set", file=sys.stderr)
             return 2
+        if previous.get("cases") != record["cases"]:
+            print(f"error: {out} holds results of another split (or of the protocol before every target was held "
+                  "out): re-run every row without --update", file=sys.stderr)
+            return 2
         redone = {r["model"]: r for r in results}
         dropped = [r["model"] for r in previous["rows"] if r["model"] not in ROWS]  # rows no longer defined
         kept = [merge_seeds(r, redone.pop(r["model"])) if r["model"] in redone else r for r in previous["rows"]
@@ -502,6 +578,7 @@ def main(argv=None) -> int:
                   "updates": previous.get("updates", []) + [{"command": command, "rows": rows, "dropped": dropped,
                                                              "seconds": record["seconds"],
                                                              "machine": record["machine"]}]}
+    record["lifts"] = lifts(record)
     text = markdown(record)
     write_json(out, record)
     md = out.with_suffix(".md")
