@@ -58,7 +58,7 @@ from nostrade.models import make_model, takes_seed
 from nostrade.diversity import slate_stats
 from nostrade.peers import check_targets_match, in_peer_order
 from nostrade.ranker import FittedGenerators
-from nostrade.report import LIFTS, lift, lift_text, summarise
+from nostrade.report import LIFTS, lift, lifts_markdown, pm, summarise
 from nostrade.scoring import DISLIKE_WEIGHT, Scoring
 from nostrade.sequences import Sequences
 from nostrade.similarity import genre_unit_vectors
@@ -71,6 +71,9 @@ MMR_LAMBDA = 0.8
 VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "ease-binary": ("ease", {"liked_targets": False}),
     "sasrec-no-feedback": ("sasrec", {"use_feedback": False}),
+    "sasrec-no-head": ("sasrec", {"feedback_head": False}),
+    "sasrec-liked-targets": ("sasrec", {"dislike_weight": 0.0}),
+    "sasrec+dislike-margin": ("sasrec", {"dislike_margin": 1.0}),
     "sasrec-no-time": ("sasrec", {"use_time": False}),
     "sasrec-plain-loss": ("sasrec", {"feedback_weighting": False}),
     "sasrec-sampled": ("sasrec", {"loss": "sampled", "uniform_share": 0.5}),
@@ -95,7 +98,8 @@ SERVABLE = ("ease", "sasrec", "ranker")
 SERVED = {f"served:{model}": model for model in SERVABLE}
 # The served function at a fixed α over a plain row's model (the α sweep): sasrec where the order is time, else ease.
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
-ROWS = (*SERVED, *BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", "sasrec-no-time", "sasrec-plain-loss",
+FEEDBACK_ROWS = ("sasrec-no-head", "sasrec-liked-targets", "sasrec+dislike-margin")  # ways to learn from feedback
+ROWS = (*SERVED, *BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", *FEEDBACK_ROWS, "sasrec-no-time", "sasrec-plain-loss",
         "sasrec-sampled", "sasrec-sampled-128", "sasrec-sampled-popularity",
         *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+features-sum",
         "sasrec+features-sum-no-id-dropout",
@@ -208,11 +212,12 @@ def row_model(name: str) -> tuple[str, dict]:
 
 def served_result(name: str, seed: int, model, dataset: Dataset, split: LeaveOneOut, dislike_weight: float) -> dict:
     """A served row's or an α-sweep row's result: nostrade.scoring over ``model`` with the catalogue as the training
-    part knows it (no whole-file counts), at the row's α or, for a served row, the α of the best validation NDCG@10."""
+    part knows it (no whole-file counts), at the row's α or, for a served row, at the α and dislike penalty of the
+    best validation net NDCG@10 (Scoring.choose_settings)."""
     scoring = Scoring.over(model, dataset.training_items(split.train), dataset.n_items, dislike_weight)
     if name in SERVED:
-        alpha, sweep = scoring.choose_alpha(split.valid)
-        extra = {"alpha": alpha, "valid_ndcg@10_by_alpha": sweep}
+        alpha, sweep = scoring.choose_settings(split.valid)
+        extra = {"alpha": alpha, "dislike_weight": scoring.dislike_weight, "valid_net_ndcg@10": sweep}
     else:
         alpha = SERVED_ROWS[name][1]
         extra = {"alpha": alpha}
@@ -272,6 +277,10 @@ def lift_pairs(rows: dict[str, dict]) -> list[tuple[str, str]]:
     pairs += [(f"served:{m}", m) for m in SERVABLE if f"served:{m}" in rows and m in rows]
     if "sasrec" in rows and "sasrec-no-feedback" in rows:
         pairs.append(("sasrec", "sasrec-no-feedback"))
+    for variant in (r for r in FEEDBACK_ROWS if r in rows):  # what each way of learning from feedback is worth
+        pairs += [("sasrec", variant)] if "sasrec" in rows else []
+    pairs += [(a, "ease") for a in ("sasrec", "served:sasrec") if a in rows and "ease" in rows]
+    pairs += [(a, "served:ease") for a in ("served:sasrec", "served:ranker") if a in rows and "served:ease" in rows]
     baselines = [r for r in (*BASELINES, "ease-binary") if r in rows]
     if baselines:
         best = max(baselines, key=lambda r: rows[r]["delta_ndcg@10"])
@@ -295,10 +304,6 @@ def save_figure(fig, path: Path) -> None:
     with atomic_write(path) as f:
         fig.savefig(f, format=path.suffix[1:], dpi=110)
     plt.close(fig)
-
-
-def pm(mean: float, std: float, digits: int = 4) -> str:
-    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def fewer_seeds(record: dict) -> str:
@@ -359,8 +364,9 @@ def markdown(record: dict) -> str:
                   + ("the test events that are Dislikes" if d.get("order_is_time", True) else
                      "one random Dislike per user with one, held out of training and of every history") + "; "
                   "Δ = NDCG@10 next liked − next disliked. "
-                  "The served:MODEL rows are what is served: nostrade.scoring (genre blend at the α of the best "
-                  "validation NDCG@10 among " + ", ".join(map(str, ALPHAS)) + ", cold-start paths, dislike rules) over "
+                  "The served:MODEL rows are what is served: nostrade.scoring (genre blend at the α and dislike penalty "
+                  "of the best validation net NDCG@10 — liked targets found count for, disliked ones against — among α "
+                  + ", ".join(map(str, ALPHAS)) + " and penalty 0, 0.05; cold-start paths, dislike rules) over "
                   "that model, with the catalogue as the training part knows it; every other row is an ablation: the "
                   "raw models score without the served function. The "
                   f"MODEL+genre-α rows score that model with the served function (nostrade.scoring: "
@@ -388,15 +394,14 @@ def markdown(record: dict) -> str:
 def lift_lines(record: dict) -> list[str]:
     """The served rows' α per seed, and the lifts table: A − B with its paired bootstrap 95% interval; '(tie)'
     where the interval holds 0."""
-    served = [f"{r['model']} {', '.join(str(s['alpha']) for s in r['per_seed'])}" for r in record["rows"]
-              if r["model"] in SERVED]
-    lines = [f"Served α per seed, chosen on the validation events: {'; '.join(served)}.", ""] if served else []
+    served = [f"{r['model']} " + ", ".join(f"{s['alpha']}/{s['dislike_weight']}" for s in r["per_seed"])
+              for r in record["rows"] if r["model"] in SERVED]
+    lines = [f"Served α / dislike penalty per seed, chosen on the validation events (best net NDCG@10): "
+             f"{'; '.join(served)}.", ""] if served else []
     if record.get("lifts"):
         lines += ["Lifts (A − B, paired user-level bootstrap 95% interval over the same test cases, per-case NDCG@10 "
                   "averaged over the seeds; a lift whose interval holds 0 is a tie):", "",
-                  "| A | B | NDCG@10 next item | NDCG@10 next liked | Δ |", "|---|---|---|---|---|"]
-        lines += [f"| {r['a']} | {r['b']} | " + " | ".join(lift_text(r[stat]) for stat in LIFTS) + " |"
-                  for r in record["lifts"]] + [""]
+                  lifts_markdown(record["lifts"]), ""]
     return lines
 
 

@@ -303,3 +303,18 @@ def test_permuted_training_cannot_learn_the_file_order(dataset):
 
     assert ascending(by_id) == 1.0 and 0.4 < ascending(permuted(by_id, seed=3)) < 0.6
     assert sorted(permuted(by_id, seed=3).take([5]).iid) == sorted(by_id.take([5]).iid)
+
+
+def test_the_dislike_margin_pushes_a_disliked_next_title_below_the_rows_liked_ones():
+    table = torch.eye(4)
+    target = torch.tensor([[1, 2, 3]])
+    feedback = torch.tensor([[LIKE, DISLIKE, LOVE]])
+    hidden = torch.zeros(1, 3, 4, requires_grad=True)
+    loss = train.below_liked(hidden, target, feedback, table)
+    assert loss.item() == pytest.approx(math.log(2.0))  # every score 0: softplus(0)
+    loss.backward()
+    # the position whose next title (2) is disliked: its score of 2 goes down, of the liked 1 and 3 up
+    assert hidden.grad[0, 1, 2] > 0 and hidden.grad[0, 1, 1] < 0 and hidden.grad[0, 1, 3] < 0
+    assert hidden.grad[0, [0, 2]].abs().sum() == 0  # positions with a liked next title: untouched
+    no_dislike = train.below_liked(hidden, target, torch.full_like(feedback, LIKE), table)
+    assert no_dislike.item() == 0.0

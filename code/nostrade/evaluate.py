@@ -48,6 +48,15 @@ def metrics_from_ranks(ranks: np.ndarray, ks=KS) -> dict[str, float]:
     return out
 
 
+def net_ndcg(ranks: np.ndarray, liked: np.ndarray, k: int = 10) -> float:
+    """Mean over cases of +NDCG@k where the target is liked and -NDCG@k where it is disliked: a recommender gains
+    by finding what the person will like and loses by finding what they will dislike (what the served function's
+    settings and the feedback head's weight are chosen by, on the validation events)."""
+    ranks = np.asarray(ranks, dtype=np.float64)
+    gain = np.where(ranks <= k, 1.0 / np.log2(ranks + 1.0), 0.0)
+    return float(np.where(liked, gain, -gain).mean()) if len(ranks) else 0.0
+
+
 @torch.no_grad()
 def rank_cases(scorer: Scorer, cases: EvalCases, n_items: int, batch_size: int = 1024) -> np.ndarray:
     ranks = []

@@ -27,6 +27,13 @@ buckets, and a linear map of the standardised numeric values). Two ways (``featu
   alone, and ``id_weight`` multiplies the id part outside training. With that id dropout it costs titles with an
   id accuracy (the ablation rows sasrec+features-sum*), so it is kept as the measured alternative.
 Off (the default), the model, its weights and its config are as before.
+
+``feedback_head``: beside the next-item scores, a head predicts how the person will feel about a title:
+``like_logit(h, i) = (W h) · e_i + b_i`` estimates log-odds of P(Like or Love | history, next = i), trained on every
+position's actual feedback (nostrade.train, a binary cross-entropy term). Scores are then
+``h · e_i + like_weight · log σ(like_logit(h, i))``: the next-item logit (log P(next = i) up to a constant per
+history) plus the log-probability that the person will like it, ``like_weight`` chosen on the validation events
+(nostrade.train.fit_like_weight), so a title the person would watch but dislike sinks.
 """
 from __future__ import annotations
 
@@ -49,6 +56,7 @@ FEATURE_FIELDS = ("use_item_features", "features_as", "id_dropout", "id_weight",
 FEATURES_AS = ("fallback", "sum")
 FEATURE_MODULES = ("genre_emb", "field_emb", "numeric_proj")  # what fit_feature_part trains
 FEATURE_BUFFERS = ("genre_index", "field_codes", "numeric", "has_id")
+HEAD_FIELDS = ("feedback_head", "like_weight")
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -90,6 +98,8 @@ class SASRecConfig:
     id_weight: float = 1.0  # "sum", scoring: the id part's weight
     item_features: dict | None = None  # the FeatureEncoding (from the data: nostrade.train fills it)
     feature_shift: float = 0.0  # added to the scores of titles scored from features alone (fitted on validation)
+    feedback_head: bool = True  # predict P(Like or Love | history, next title) too (see the module docstring)
+    like_weight: float = 0.0  # scoring: the weight of log P(like) beside the next-item logit (fitted on validation)
 
     def for_order(self, order_is_time: bool) -> "SASRecConfig":
         """The None fields filled for data whose order is (or is not) time."""
@@ -151,6 +161,11 @@ class SASRec(nn.Module):
                     emb.weight.data[emb.padding_idx].zero_()
         if cfg.use_item_features:  # built last: the other weights draw the same initial values as without
             self._init_features(cfg)
+        if cfg.feedback_head:  # after the features, for the same reason
+            self.like_proj = nn.Linear(d, d, bias=False)
+            self.like_bias = nn.Embedding(cfg.n_items + 1, 1)
+            nn.init.normal_(self.like_proj.weight, std=0.02)
+            nn.init.zeros_(self.like_bias.weight)
 
     def _init_features(self, cfg: SASRecConfig) -> None:
         if cfg.item_features is None:
@@ -237,6 +252,8 @@ class SASRec(nn.Module):
     def from_state(cls, config: dict, state: dict) -> "SASRec":
         if config.get("use_item_features") and "features_as" not in config:  # saved before "fallback" existed
             config = {**config, "features_as": "sum"}
+        if "feedback_head" not in config:  # saved before the head existed
+            config = {**config, "feedback_head": False}
         model = cls(SASRecConfig(**config))
         model.load_state_dict(state)
         return model.eval()
@@ -289,6 +306,16 @@ class SASRec(nn.Module):
         """Scores of every item (column 0, padding, included) for each hidden state (..., d) -> (..., n_items + 1)."""
         return hidden @ self.item_table().T
 
+    def like_logits(self, hidden: torch.Tensor, table: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """The feedback head's log-odds that the person likes a title: of every title of ``table`` (..., rows of
+        table; titles after the vocabulary get no bias), or of ``items`` (one iid per hidden state: (n,))."""
+        projected = self.like_proj(hidden)
+        if items is not None:
+            return (projected * table[items]).sum(-1) + self.like_bias(items).squeeze(-1)
+        bias = self.like_bias.weight.squeeze(1)
+        bias = torch.cat([bias, bias.new_zeros(len(table) - len(bias))])
+        return projected @ table.T + bias
+
     def last_hidden(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor,
                     table: torch.Tensor | None = None) -> torch.Tensor:
         """(B, d_model) hidden state after the last position of left-padded inputs (what scores the next item)."""
@@ -324,7 +351,10 @@ class SASRec(nn.Module):
         hidden = hidden.view(-1, copies, self.cfg.d_model).mean(1)
         if was_training:
             self.train()
-        scores = hidden @ table.detach().float().cpu().T
+        table = table.detach().float().cpu()
+        scores = hidden @ table.T
+        if self.cfg.feedback_head and self.cfg.like_weight:
+            scores += self.cfg.like_weight * F.logsigmoid(self.like_logits(hidden.to(device), table.to(device)).cpu())
         if self.cfg.feature_shift:
             scores += self.cfg.feature_shift * self.from_features_alone(scores.shape[1])
         return scores

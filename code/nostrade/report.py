@@ -92,3 +92,29 @@ def lift_text(result: dict, digits: int = 4) -> str:
     """'+0.0123 [+0.0050, +0.0190]', or the same followed by ' (tie)' when the interval holds 0."""
     text = f"{result['diff']:+.{digits}f} [{result['low']:+.{digits}f}, {result['high']:+.{digits}f}]"
     return text + (" (tie)" if result["tie"] else "")
+
+
+# ---- markdown: the tables the ablation files, the README and notebook 02 show ----------------------------------
+
+def pm(mean: float, std: float, digits: int = 4) -> str:
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def headline_markdown(rows: list[dict]) -> str:
+    """Results rows (summarise's) as a markdown table of the EVAL.md targets, mean ± std over their seeds."""
+    lines = ["| model | NDCG@10 | HR@10 | NDCG@10 next liked | NDCG@10 next disliked (lower is better) | Δ |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        s = r["std"]
+        lines.append(f"| {r['model']} | {pm(r['ndcg@10'], s['ndcg@10'])} | {pm(r['hr@10'], s['hr@10'])} | "
+                     f"{pm(r['next_liked']['ndcg@10'], s['next_liked_ndcg@10'])} | "
+                     f"{pm(r['next_disliked']['ndcg@10'], s['next_disliked_ndcg@10'])} | "
+                     f"{r['delta_ndcg@10']:+.4f} ± {s['delta_ndcg@10']:.4f} |")
+    return "\n".join(lines)
+
+
+def lifts_markdown(results: list[dict]) -> str:
+    """Lifts (ablation's ``lifts``: A, B and a ``lift`` per LIFTS statistic) as a markdown table."""
+    lines = ["| A | B | NDCG@10 next item | NDCG@10 next liked | Δ |", "|---|---|---|---|---|"]
+    lines += [f"| {r['a']} | {r['b']} | " + " | ".join(lift_text(r[stat]) for stat in LIFTS) + " |" for r in results]
+    return "\n".join(lines)

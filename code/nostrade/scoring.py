@@ -41,12 +41,13 @@ import torch
 
 from nostrade.baselines.content import item_vectors, profile_cosines
 from nostrade.blend import mix, normalise
-from nostrade.evaluate import evaluate
+from nostrade.evaluate import net_ndcg, rank_cases
 from nostrade.sequences import DISLIKE, Sequences
 from nostrade.split import EvalCases
 
 COLD_START_MIN_EVENTS = 2
-SERVED_ALPHAS = (0.0, 0.1, 0.2, 0.3)  # the genre blend's candidates; choose_alpha picks the served one on validation
+SERVED_ALPHAS = (0.0, 0.1, 0.2, 0.3)  # the genre blend's candidates (choose_settings picks on validation)
+SERVED_DISLIKE_WEIGHTS = (0.0, 0.05)  # the dislike penalty's candidates (choose_settings picks on validation)
 POPULARITY_WEIGHT = 0.3
 DISLIKE_WEIGHT = 0.05  # 0.5 cost 28-41% of NDCG@10 on ML-100K (artifacts/results/movielens-100k-dislike-0.5.md)
 PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
@@ -125,6 +126,8 @@ class Scoring:
         self.genre_unit = np.asarray(genre_unit, dtype=np.float32)
         self.popularity = np.asarray(popularity, dtype=np.float32)
         self.retrieval_names = tuple(getattr(model, "generator_names", ()))  # a ranker's generators, in bit order
+        # a model whose dislikes can only lower its scores by construction needs no second pass
+        self.dislikes_only_lower = bool(getattr(model, "dislikes_only_lower", False))
         self.table = None  # the model's served_table, where it scores the catalogue rows after the vocabulary too
         self.n_scored = n_items  # catalogue rows with a model score: the vocabulary, or every title
 
@@ -190,7 +193,7 @@ class Scoring:
             known = h.iid > 0
             liked = known & (h.feedback != DISLIKE)
             feeds.append(known)
-            if liked.any() and liked.sum() < known.sum():
+            if liked.any() and liked.sum() < known.sum() and not self.dislikes_only_lower:
                 liked_users.append(i)
         feeds += [(histories[i].iid > 0) & (histories[i].feedback != DISLIKE) for i in liked_users]
         chosen = list(histories) + [histories[i] for i in liked_users]
@@ -235,12 +238,22 @@ class Scoring:
             return torch.from_numpy(out)
         return score
 
-    def choose_alpha(self, valid: EvalCases, alphas: Sequence[float] = SERVED_ALPHAS) -> tuple[float, dict]:
-        """The α of the best validation NDCG@10 (next item) through this scoring, the smallest of equals (0: the
-        model alone), and every candidate's figure."""
-        sweep = {float(a): evaluate(self.scorer(a), valid, self.n_items)["ndcg@10"] for a in alphas}
+    def choose_settings(self, valid: EvalCases, alphas: Sequence[float] = SERVED_ALPHAS,
+                        dislike_weights: Sequence[float] = SERVED_DISLIKE_WEIGHTS) -> tuple[float, dict]:
+        """The genre blend's α and the dislike penalty's weight of the best validation net NDCG@10 through this
+        scoring (nostrade.evaluate.net_ndcg: liked targets found count for it, disliked ones against), the smallest
+        of equals (α 0: the model alone); sets that weight and returns (α, every candidate's figure)."""
+        liked = valid.target_feedback != DISLIKE
+        sweep = {}
+        for weight in dislike_weights:
+            self.dislike_weight = float(weight)
+            for alpha in alphas:
+                ranks = rank_cases(self.scorer(alpha), valid, self.n_items)
+                sweep[(float(weight), float(alpha))] = net_ndcg(ranks, liked)
         best = max(sweep.values())
-        return min(a for a, ndcg in sweep.items() if ndcg >= best), sweep
+        weight, alpha = min(key for key, value in sweep.items() if value >= best)
+        self.dislike_weight = weight
+        return alpha, {f"dislike_weight {w}, alpha {a}": value for (w, a), value in sweep.items()}
 
     def histories_of(self, seqs: Sequences) -> list[History]:
         """Histories of iid sequences (ids outside 1..n_items dropped): row = iid - 1."""

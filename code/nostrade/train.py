@@ -56,7 +56,7 @@ from nostrade.baselines.ease import EASE
 from nostrade.checkpoint import (MODEL_KINDS, CheckpointError, check_vocabulary, read_checkpoint, readable_config,
                                  save_checkpoint)
 from nostrade.dataset import Dataset, load_dataset
-from nostrade.evaluate import evaluate, evaluate_all_targets, history_mask, metrics_from_ranks, target_ranks
+from nostrade.evaluate import evaluate, evaluate_all_targets, history_mask, metrics_from_ranks, net_ndcg, target_ranks
 from nostrade.item_features import FeatureEncoding
 from nostrade.model import FEATURE_BUFFERS, FEATURE_MODULES, SASRec, SASRecConfig, trim_left_padding
 from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
@@ -80,6 +80,8 @@ class TrainConfig:
     feedback_weighting: bool = True  # Love counts love_weight, a Dislike next item is pushed away, not a positive
     love_weight: float = 2.0
     dislike_weight: float = 1.0
+    head_weight: float = 1.0  # feedback_head: weight of its binary cross-entropy beside the next-item loss
+    dislike_margin: float = 0.0  # weight of a pairwise term: a disliked next title below the row's liked ones
     lr: float = 2e-3
     weight_decay: float = 0.1
     epochs: int = 40  # the cosine schedule spans this many epochs
@@ -199,6 +201,7 @@ def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, tar
     the model's output item table (with item features: id part and feature part). ``sampling``: the "sampled"
     loss's distribution of negatives (sampling_distribution); None: uniform."""
     table = model.item_table()
+    pairwise = cfg.dislike_margin * below_liked(hidden, target, target_feedback, table) if cfg.dislike_margin else 0.0
     h, target, feedback = hidden[target > 0], target[target > 0], target_feedback[target > 0]
     disliked = (feedback == DISLIKE) if cfg.feedback_weighting else torch.zeros_like(target, dtype=torch.bool)
     weight = torch.ones(len(target), device=h.device)
@@ -230,7 +233,28 @@ def sequence_loss(model: SASRec, hidden: torch.Tensor, target: torch.Tensor, tar
             margin = torch.where(disliked.unsqueeze(1), neg_score - pos_score.unsqueeze(1),
                                  pos_score.unsqueeze(1) - neg_score)
             per_position = F.softplus(-margin).mean(-1)
-    return (weight * per_position).sum() / max(len(target), 1)
+    loss = (weight * per_position).sum() / max(len(target), 1) + pairwise
+    if model.cfg.feedback_head:  # how the person felt about each next title: Like/Love (1) or Dislike (0)
+        liked = (feedback != DISLIKE).float()
+        loss = loss + cfg.head_weight * F.binary_cross_entropy_with_logits(
+            model.like_logits(h, table, target).float(), liked)
+    return loss
+
+
+def below_liked(hidden: torch.Tensor, target: torch.Tensor, target_feedback: torch.Tensor,
+                table: torch.Tensor) -> torch.Tensor:
+    """Mean over the positions whose next title is a Dislike of softplus(score(disliked) - score(liked)), averaged
+    over the titles the same row's person liked (their liked next titles): a pairwise push of each disliked
+    title below that person's liked ones, from the hidden state that would recommend it. (B, L, d), (B, L) -> ()."""
+    real = target > 0
+    disliked, liked = real & (target_feedback == DISLIKE), real & (target_feedback != DISLIKE)
+    pairs = disliked.unsqueeze(2) & liked.unsqueeze(1)  # (B, L, L): (position with a disliked target, liked target)
+    if not pairs.any():
+        return hidden.sum() * 0.0
+    scores = torch.einsum("bld,bmd->blm", hidden, table[target]).float()  # position l's score of target m
+    gaps = F.softplus(scores.diagonal(dim1=1, dim2=2).unsqueeze(2) - scores)
+    per_position = (gaps * pairs).sum(2) / pairs.sum(2).clamp(min=1)
+    return per_position[pairs.any(2)].mean()
 
 
 def with_item_features(model_cfg: SASRecConfig, dataset: Dataset) -> SASRecConfig:
@@ -305,6 +329,29 @@ def fit_feature_shift(model: SASRec, cases: EvalCases, n_items: int, lowest: flo
     ndcg = np.array([metrics_from_ranks(r.numpy())["ndcg@10"] for r in torch.cat(ranks).T])
     best = np.flatnonzero(ndcg >= ndcg.max() - 1e-12)
     return float(spread * shifts[best[np.argmin(np.abs(shifts[best]))]])
+
+
+LIKE_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # fit_like_weight's candidates
+
+
+def fit_like_weight(model: SASRec, cases: EvalCases, n_items: int) -> float:
+    """The ``like_weight`` (nostrade.model's feedback head) of the best net NDCG@10 over ``cases`` (the validation
+    events, each a Like/Love to find or a Dislike to keep out of the top), the smallest of equals."""
+    if len(cases) == 0:
+        return 0.0
+    ranks = {w: [] for w in LIKE_WEIGHTS}
+    for start in range(0, len(cases), 1024):
+        history = cases.history.take(np.arange(start, min(start + 1024, len(cases))))
+        model.cfg = dataclasses.replace(model.cfg, like_weight=0.0)
+        logits, exclude = model.score(history), history_mask(history, n_items)
+        model.cfg = dataclasses.replace(model.cfg, like_weight=1.0)
+        log_like = model.score(history) - logits  # 1.0 · log σ(like logit)
+        target = torch.from_numpy(cases.target[start:start + 1024])
+        for w in LIKE_WEIGHTS:
+            ranks[w].append(target_ranks(logits + w * log_like, target, exclude).numpy())
+    liked = cases.target_feedback != DISLIKE
+    net = {w: net_ndcg(np.concatenate(r), liked) for w, r in ranks.items()}
+    return min(w for w, value in net.items() if value >= max(net.values()) - 1e-12)
 
 
 def cosine_with_warmup(warmup: int, total: int):
@@ -464,6 +511,8 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
+    if model_cfg.feedback_head:
+        model.cfg = model_cfg = dataclasses.replace(model_cfg, like_weight=fit_like_weight(model, split.valid, n_items))
     return TrainResult(model, history, best_metrics, seconds_to_best, best_epoch,
                        epochs_run=history[-1]["epoch"] if history else 0, seconds_total=seconds_total,
                        model_cfg=model_cfg, train_cfg=cfg)
@@ -471,11 +520,11 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
 
 # ---- command line -------------------------------------------------------------------------------------------
 
-# SASRecConfig fields that come from the data (feature_shift: fitted on its validation events), not flags
-DATA_FIELDS = ("n_items", "n_time_bins", "item_features", "feature_shift")
-DELTA_MEANING = ("delta = NDCG@10 of a held-out liked title minus NDCG@10 of a held-out disliked one, over the {n} "
-                 "test users with a Dislike: above 0 the model ranks what people liked above what they disliked "
-                 "(the larger, the better it tells them apart); below 0 it ranks the disliked ones higher.")
+# SASRecConfig fields that come from the data (feature_shift, like_weight: fitted on its validation events), not flags
+DATA_FIELDS = ("n_items", "n_time_bins", "item_features", "feature_shift", "like_weight")
+DELTA_MEANING = ("delta = NDCG@10 of the held-out titles people liked minus NDCG@10 of the {n} held-out titles they "
+                 "disliked (EVAL.md): above 0 the model ranks what people liked above what they disliked (the larger, "
+                 "the better it tells them apart); below 0 it ranks the disliked ones higher.")
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, skip=()) -> None:
