@@ -66,12 +66,12 @@ with those keys. Feedback is 1/2/3 or "Dislike"/"Like"/"Love" (any case). Rules:
   UnknownTitle (a LookupError).
 
 Scoring, for every catalogue title the person has not seen (see nostrade.blend for the normalisation):
-- "sequence+genre" (at least COLD_START_MIN_EVENTS events the model knows):
+- "sequence+genre" (at least COLD_START_MIN_EVENTS (1) event the model knows):
   ``final = (1 - α)·minmax(model score) + α·minmax(genre cosine) - dislike penalty``. Titles outside the
   model's vocabulary get model part 0, so they surface only through genres (or with α = 1) — except with a SASRec
   trained with item features, which scores every catalogue title, those outside its vocabulary from their side
   features alone (``from_features`` true in ``out.items``).
-- "genre+popularity" (cold start: fewer model-known events, e.g. one pick, or only titles the model
+- "genre+popularity" (cold start: only titles the model
   does not know): ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``.
 - "popularity" (cold start: no usable event): ``minmax(log members)``.
 The genre cosine is between each title's genre vector and the person's profile: the sum of their

@@ -41,7 +41,7 @@ def test_captions_say_what_was_computed():
     assert how_computed("sequence+genre", 0.0, "ease") == "EASE model only (α = 0)"
     assert how_computed("sequence+genre", 1.0, "sasrec") == "genre profile only (α = 1)"
     assert how_computed("sequence+genre", 0.2, "sasrec") == "SASRec model + genre blend (α = 0.20)"
-    assert how_computed("genre+popularity", 0.2, "ease").startswith("cold start: genre profile + popularity")
+    assert how_computed("genre+popularity", 0.2, "ease").startswith("cold start: your titles' genres + popularity")
     assert top_heading(10, 10) == ("Top 10 for you", None)
     assert top_heading(6, 10) == ("Top 6 for you", "Only 6 of the K = 10 asked for pass the filters.")
 

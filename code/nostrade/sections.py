@@ -61,7 +61,7 @@ def how_computed(path: str, alpha: float, model_kind: str) -> str:
             return "genre profile only (α = 1)"
         return f"{model} model + genre blend (α = {alpha:.2f})"
     if path == PATH_CONTENT:
-        return "cold start: genre profile + popularity (rate 2+ titles the model knows)"
+        return "cold start: your titles' genres + popularity (the model does not know the titles you rated)"
     return "cold start: most popular titles (rate a few titles)"
 
 
