@@ -9,7 +9,8 @@ two floors). The top N_BECAUSE named picks are listed ("Why these?") and drawn a
 of an influence graph (pick -> recommendation, weighted by that similarity); the sentence of a
 recommendation (``reasons``) gives its own strongest evidence: its nearest pick, how many people of the
 training data watched both, the genres the two share; "Because you loved X" only where the model did the work and
-X is above the floor in its item space; a pick named by genres alone is said as such ("Shares Sci-Fi with X"). Co-watch evidence comes from the training
+X is above the floor in its item space; a pick named by genres alone is said as such ("Shares Sci-Fi with X").
+Co-watch evidence comes from the training
 interactions held as two sparse user x item matrices, so the counts of a request are one small sparse
 product.
 

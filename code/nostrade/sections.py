@@ -53,7 +53,6 @@ class Row:
     title: str
     caption: str
     items: pd.DataFrame  # predict's item columns (at least anime_id, name, genres, type, reason)
-    score_column: str | None  # the column shown as a score on the cards
 
 
 def how_computed(path: str, alpha: float, model_kind: str) -> str:
@@ -92,25 +91,24 @@ def rows(rec, events: list, history: pd.DataFrame, alpha: float, filters: Filter
     kind = rec.model.kind
     out: list[Row] = []
 
-    def add(title: str, caption: str, items: pd.DataFrame, score_column: str | None) -> None:
+    def add(title: str, caption: str, items: pd.DataFrame) -> None:
         items = items.head(n)
         on_page.update(items["anime_id"].astype(int).tolist())
-        out.append(Row(title, caption, items.reset_index(drop=True), score_column))
+        out.append(Row(title, caption, items.reset_index(drop=True)))
 
     loved = rec.lookup(history.loc[history["feedback"] == LOVE, "anime_id"])
     if len(loved):
         best_known = loved.sort_values(["members", "anime_id"], ascending=[False, True], kind="stable").iloc[0]
         anchor, name = int(best_known["anime_id"]), best_known["name"]
-        add(f"Because you loved {name}", *_closest_to(rec, anchor, name, filters, on_page), None)
+        add(f"Because you loved {name}", *_closest_to(rec, anchor, name, filters, on_page))
     if events:
         taste = rec.recommend(events, k=n, alpha=1.0, exclude_ids=sorted(on_page), **filters.of_recommend())
         add("Similar to your taste", f"How: {how_computed(taste.path, 1.0, kind)}{_floor_note(filters)}.",
-            taste.items, "score")
+            taste.items)
     popular = rec.popular(k=n, genres=list(filters.genres) or None, types=list(filters.types) or None,
                           min_members=filters.min_members, exclude_ids=sorted(on_page))
-    add("Most popular", "The titles the most people have in their lists, minus what you rated and what is shown "
-        "above.",
-        popular.assign(reason=popular["members"].map("{:,} members".format)), None)
+    add("Most popular", "The titles in the most people's lists, minus what you rated and what is shown above.",
+        popular.assign(reason=popular["members"].map("in {:,} people's lists".format)))
     liked = history.loc[history["feedback"] != DISLIKE, "anime_id"]
     usual = usual_genres(rec.lookup(liked)["genres"].tolist()) if len(liked) else []
     if events and usual:
@@ -119,7 +117,7 @@ def rows(rec, events: list, history: pd.DataFrame, alpha: float, filters: Filter
         add("Something different",
             f"How: {how_computed(different.path, alpha, kind)}, over titles with none of your usual genres "
             f"({', '.join(usual)}: each in at least {USUAL_GENRE_SHARE:.0%} of your Like/Love picks)"
-            f"{_floor_note(filters)}.", different.items, "score")
+            f"{_floor_note(filters)}.", different.items)
     return out
 
 
@@ -167,7 +165,7 @@ def taste_rows(rec, clusters: list[dict], filters: Filters, on_page: set, n: int
         on_page.update(items["anime_id"].astype(int).tolist())
         size = f"{cluster['size']:,} titles" if cluster["catalogue_size"] is None else \
             f"{cluster['catalogue_size']:,} titles ({cluster['size']:,} the model knows)"
-        out.append(Row(cluster["name"], size, items, None))
+        out.append(Row(cluster["name"], size, items))
     return out
 
 
