@@ -148,8 +148,8 @@ def _floor_note(filters: Filters) -> str:
 
 def taste_rows(rec, clusters: list[dict], filters: Filters, on_page: set, n: int = 5) -> list[Row]:
     """A row per taste cluster (nostrade.clusters.taste_rows' dicts), in their order: its representatives that pass
-    the filters and are not on the page yet (``on_page``, updated), those carrying every genre of its name first;
-    a cluster is left out where fewer than NAME_MIN_SHARE of the titles it would show carry its name's genres."""
+    the filters and are not on the page yet (``on_page``, updated), those carrying every genre of its name first
+    (and on each title, its named genres first); a cluster is left out where fewer than NAME_MIN_SHARE of the titles it would show carry its name's genres."""
     passes = rec.filter_mask(list(filters.genres) or None, list(filters.types) or None, filters.min_members)
     out = []
     for cluster in clusters:
@@ -162,6 +162,8 @@ def taste_rows(rec, clusters: list[dict], filters: Filters, on_page: set, n: int
         if not len(order) or carries[order].mean() < NAME_MIN_SHARE:
             continue
         items = items.iloc[order].reset_index(drop=True)
+        # the named genres first, so that a card's short genre list shows them
+        items["genres"] = items["genres"].map(lambda g: sorted(g, key=lambda x: x not in named))
         on_page.update(items["anime_id"].astype(int).tolist())
         size = f"{cluster['size']:,} titles" if cluster["catalogue_size"] is None else \
             f"{cluster['catalogue_size']:,} titles ({cluster['size']:,} the model knows)"
