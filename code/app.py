@@ -48,7 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE_ROWS = 500
 CARDS_PER_ROW = 5
 ECHO_CHARS = 40  # of a search query said back ("No title matches ..."): a long paste is not echoed in full
-WRAPPING_ROW_PX = 70  # st.dataframe wraps cell text only with rows taller than 4rem: whole titles and reasons
+WRAPPING_ROW_PX = 90  # st.dataframe wraps cell text only with rows taller than 4rem: three lines, whole titles
 FROM_FEATURES_BADGE = "new to the model: scored from its features"  # a title outside the id vocabulary
 DEMO_USER_BASE = 1_000_000_000  # demo users get ids far above the anime data's (< 100,000)
 
@@ -368,7 +368,7 @@ def picks_table(rec: Recommender, history: pd.DataFrame, saved: list[int]) -> No
                           SAVE_COLUMN: rows["anime_id"].isin(saved),
                           "Type": rows["type"].fillna(""), "In model": rows["in_model"]})
     feedback_editor(shown, "picks", height=min(WRAPPING_ROW_PX * len(shown) + 38, 360), row_height=WRAPPING_ROW_PX,
-                    widths={"Title": 170, RATING_COLUMN: 95, SAVE_COLUMN: 50, "Type": 60, "In model": 70})
+                    widths={"Title": 140, RATING_COLUMN: 90, SAVE_COLUMN: 50, "Type": 60, "In model": 70})
     st.button("Clear all picks", on_click=on_clear_all, args=(history,), key="clear_all")
 
 
@@ -444,9 +444,9 @@ def recommendations(rec: Recommender, history: pd.DataFrame, settings: dict):
         st.caption(said)
     cards(out.items, rec)
     st.dataframe(recommendation_table(out.items), hide_index=True, width="stretch", row_height=WRAPPING_ROW_PX,
-                 column_config={"#": st.column_config.NumberColumn(width=30),
-                                "Title": st.column_config.TextColumn(width="medium"),
-                                "Why": st.column_config.TextColumn(width="large"),
+                 column_config={"#": st.column_config.NumberColumn(width=30),  # these three fit the column
+                                "Title": st.column_config.TextColumn(width=150),
+                                "Why": st.column_config.TextColumn(width=320),
                                 "Score": st.column_config.NumberColumn(help="How well it fits, 0 to 1")})
     st.download_button("Export Top-K with explanations (CSV)", out.to_csv(), file_name="nostrade_top_k.csv",
                        mime="text/csv", key="export", on_click="ignore")
