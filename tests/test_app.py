@@ -245,6 +245,25 @@ def test_export_downloads_the_top_k_with_explanations(rated, monkeypatch):
     assert {"score", "reason", "because", "because_similarity"} <= set(csv.columns)
 
 
+def test_a_long_search_that_finds_nothing_is_echoed_short(paths):
+    at = start()
+    at.text_input(key="pick_query").input("zq" * 150).run()
+    no_errors(at)
+    said = caption_with(at, "No title matches")
+    assert said == f"No title matches '{'zq' * 20}…'."  # 40 characters of the 300, not all of them
+
+
+def test_when_nothing_passes_the_filters_the_page_says_so_and_offers_no_csv(rated, monkeypatch):
+    exported = []
+    monkeypatch.setattr(streamlit, "download_button", lambda label, *args, **kwargs: exported.append(label))
+    rated.number_input(key="min_members").set_value(10_000_000).run()
+    no_errors(rated)
+    heads = subheaders(rated)
+    assert "No picks pass these filters" in heads and not any(h.startswith("Top ") for h in heads)
+    assert "Why these?" not in heads and not exported  # no "No explanations yet" beside 3 picks, no empty CSV
+    assert "Loosen the filters" in caption_with(rated, "How:")
+
+
 def test_ratings_and_save_for_later_through_the_catalogue_table(paths):
     """The catalogue table, driven with the edit state the browser would send (AppTest cannot type in it)."""
     at = start()
