@@ -111,7 +111,8 @@ def test_taste_rows_obey_the_filters_never_repeat_and_show_what_their_name_says(
     others = rec.catalogue[rec.catalogue["genres"].map(lambda g: "Sports" not in g)]
     mixed = [*others["anime_id"].head(4), *sports["anime_id"].head(8)]  # the name holds for 8 of 12
     clusters = [{**CLUSTERS[0], "anime_ids": [int(a) for a in mixed]},
-                {**CLUSTERS[1], "anime_ids": [int(a) for a in [*sports["anime_id"].head(3), *others["anime_id"].head(20)]]}]
+                {**CLUSTERS[1], "anime_ids": [int(a) for a in [*sports["anime_id"].head(3),
+                                                               *others["anime_id"].head(20)]]}]
     on_page = {int(sports["anime_id"].iloc[0])}
     found = taste_rows(rec, clusters, Filters(), on_page)
     assert [r.title for r in found] == ["Sports", "Watched with Naruto"]
@@ -119,8 +120,11 @@ def test_taste_rows_obey_the_filters_never_repeat_and_show_what_their_name_says(
     shown = [a for r in found for a in r.items["anime_id"].tolist()]
     assert len(shown) == len(set(shown)) and int(sports["anime_id"].iloc[0]) not in shown  # once per page
     assert set(shown) <= on_page and found[1].caption == "90 titles (40 the model knows)"
-    tv = taste_rows(rec, clusters, Filters(types=("Movie",), min_members=300_000), set())
-    assert all((r.items["type"] == "Movie").all() and (r.items["members"] >= 300_000).all() for r in tv)
+    big_movies = rec.catalogue[(rec.catalogue["type"] == "Movie") & (rec.catalogue["members"] >= 300_000)]
+    clusters[1]["anime_ids"] += [int(a) for a in big_movies["anime_id"]]
+    movies = taste_rows(rec, clusters, Filters(types=("Movie",), min_members=300_000), set())
+    assert len(big_movies) and [r.title for r in movies] == ["Watched with Naruto"]  # "Sports" has no such title
+    assert (movies[0].items["type"] == "Movie").all() and (movies[0].items["members"] >= 300_000).all()
     few = [{**CLUSTERS[0], "anime_ids": [int(a) for a in [*others["anime_id"].head(4), *sports["anime_id"].head(1)]]}]
     assert taste_rows(rec, few, Filters(), set()) == []  # 1 of 5 shown would be Sports: the name would not hold
 
