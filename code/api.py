@@ -537,7 +537,7 @@ def add_routes(app: FastAPI) -> None:
 
     @app.get("/recommend_cold", response_model=RecommendResponse, responses=errors(400, 422), tags=["recommend"])
     async def recommend_cold(query: Annotated[ColdQuery, Query()], request: Request):
-        """Cold start from a few liked titles (one title: genre + popularity; more: the sequence model)."""
+        """Cold start from a few liked titles (titles the model knows: the model; others: genre + popularity)."""
         liked = [int(x) for x in query.liked.split(",")]
         return recommend_json(get_service(request).rec, [(a, LIKE, None) for a in liked], query)
 

@@ -5,7 +5,7 @@
 Settings (environment variables; relative paths are taken from the repository root):
     NOSTRADE_DATA         processed folder (make_processed_data.py)      default data/processed
     NOSTRADE_CHECKPOINT   model checkpoint                               default checkpoints/model.pt
-    NOSTRADE_FINETUNED    what "Retrain from my ratings" writes          default <checkpoint>.finetuned.pt
+    NOSTRADE_FINETUNED    what "Retrain for everyone" writes             default <checkpoint>.finetuned.pt
     NOSTRADE_EVENTS       SQLite event log (nostrade.events)             default data/events.db
     NOSTRADE_CATALOGUE    full catalogue; default: the file recorded in the data's meta.json
     NOSTRADE_CLUSTERS     taste clusters (python -m nostrade.clusters)   default artifacts/clusters.json
@@ -15,7 +15,7 @@ Scoring, blending, explanations and search are predict.py's, the rows below the 
 this file only lays them out. The person's picks live in the event log, not in the browser: a click shows
 up once it is stored.
 
-"Retrain from my ratings" fine-tunes the served model on the event log (nostrade.finetune: EASE is
+"Retrain for everyone" fine-tunes the served model on the event log (nostrade.finetune: EASE is
 refitted, SASRec trains a few epochs) and writes the result to NOSTRADE_FINETUNED only if its validation
 NDCG@10 is not worse; the checkpoint itself (which git may track) is never overwritten. The page serves
 the fine-tuned file while it exists and is newer than the checkpoint (a later `make train` wins again).
@@ -42,11 +42,13 @@ from nostrade.sequences import FEEDBACK_NAMES
 from nostrade.sources import load_anime_catalogue
 from nostrade.ui import (CODE_OF_OPTION, PAGE_CSS, RATING_COLUMN, RATING_OPTIONS, SAVE_COLUMN, FeedbackEvent,
                          card_row_html, edits_to_events, influence_png, option_of, poster_card_html)
-from predict import Event, Recommender, use_threads
+from predict import Recommender, use_threads
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CATALOGUE_ROWS = 500
 CARDS_PER_ROW = 5
+ECHO_CHARS = 40  # of a search query said back ("No title matches ..."): a long paste is not echoed in full
+WRAPPING_ROW_PX = 90  # st.dataframe wraps cell text only with rows taller than 4rem: three lines, whole titles
 FROM_FEATURES_BADGE = "new to the model: scored from its features"  # a title outside the id vocabulary
 DEMO_USER_BASE = 1_000_000_000  # demo users get ids far above the anime data's (< 100,000)
 
@@ -243,7 +245,7 @@ def no_model_page(problem: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 # Drawing
 # ---------------------------------------------------------------------------------------------------
-def cards(frame: pd.DataFrame, rec: Recommender, score_column: str | None = "score", reasons: bool = True) -> None:
+def cards(frame: pd.DataFrame, rec: Recommender, reasons: bool = True) -> None:
     """A row of poster cards (placeholders in the main genre's colour; the poster when the catalogue has one)."""
     if frame.empty:
         st.caption("Nothing to show with these settings.")
@@ -252,10 +254,9 @@ def cards(frame: pd.DataFrame, rec: Recommender, score_column: str | None = "sco
     html = []
     for row in frame.head(CARDS_PER_ROW).itertuples():
         url = posters.get(row.anime_id) if posters is not None else None
-        score = getattr(row, score_column) if score_column else None
         reason = str(getattr(row, "reason", "") or "") if reasons else None
         badge = FROM_FEATURES_BADGE if getattr(row, "from_features", False) else None
-        html.append(poster_card_html(row.name, row.genres, row.type, score, reason, url if isinstance(url, str) else None,
+        html.append(poster_card_html(row.name, row.genres, row.type, reason, url if isinstance(url, str) else None,
                                      badge))
     st.html(card_row_html(html))
 
@@ -297,9 +298,9 @@ def explanation_table(out) -> pd.DataFrame:
 
 
 def recommendation_table(items: pd.DataFrame) -> pd.DataFrame:
-    table = pd.DataFrame({"#": items["rank"], "Title": items["name"], "Why": items["reason"], "Type": items["type"],
-                          "Score": items["score"].round(3), "Genres": items["genres"].map(", ".join),
-                          "Source": items["source"]})
+    table = pd.DataFrame({"#": items["rank"], "Title": items["name"], "Why": items["reason"],
+                          "Type": items["type"].fillna(""), "Score": items["score"].round(3),
+                          "Genres": items["genres"].map(", ".join), "Source": items["source"]})
     if items["retrieved_by"].map(len).any():  # a two-stage ranker: the generators that found each title
         table["Found by"] = items["retrieved_by"].map(", ".join)
     if items["from_features"].any():  # a features model: titles outside its id vocabulary, scored from features
@@ -349,7 +350,8 @@ def onboarding(rec: Recommender, model_hash: str) -> None:
     st.radio("Your rating", list(FEEDBACK_NAMES.values())[::-1], horizontal=True, key="pick_feedback", index=None)
     st.button("Rate", on_click=on_quick_rate, args=(title_key,), disabled=not labels, type="primary", key="rate")
     if query.strip() and not labels:
-        st.caption(f"No title matches '{query}'.")
+        shown = query.strip() if len(query.strip()) <= ECHO_CHARS else query.strip()[:ECHO_CHARS] + "…"
+        st.caption(f"No title matches '{shown}'.")
 
 
 def picks_table(rec: Recommender, history: pd.DataFrame, saved: list[int]) -> None:
@@ -364,13 +366,14 @@ def picks_table(rec: Recommender, history: pd.DataFrame, saved: list[int]) -> No
     shown = pd.DataFrame({"anime_id": rows["anime_id"], "Title": rows["name"],
                           RATING_COLUMN: rows["anime_id"].map(lambda a: option_of(rating[a])),
                           SAVE_COLUMN: rows["anime_id"].isin(saved),
-                          "Type": rows["type"], "In model": rows["in_model"]})
-    feedback_editor(shown, "picks", height=min(35 * (len(shown) + 1) + 3, 250),
-                    widths={"Title": 135, RATING_COLUMN: 95, SAVE_COLUMN: 58, "Type": 60, "In model": 75})
+                          "Type": rows["type"].fillna(""), "In model": rows["in_model"]})
+    feedback_editor(shown, "picks", height=min(WRAPPING_ROW_PX * len(shown) + 38, 360), row_height=WRAPPING_ROW_PX,
+                    widths={"Title": 140, RATING_COLUMN: 90, SAVE_COLUMN: 50, "Type": 60, "In model": 70})
     st.button("Clear all picks", on_click=on_clear_all, args=(history,), key="clear_all")
 
 
-def feedback_editor(shown: pd.DataFrame, name: str, height: int | str = "auto", widths: dict | None = None) -> None:
+def feedback_editor(shown: pd.DataFrame, name: str, height: int | str = "auto", widths: dict | None = None,
+                    row_height: int | None = None) -> None:
     """An st.data_editor whose rating / save cells become events (nostrade.ui.edits_to_events)."""
     st.session_state[f"{name}_shown"] = shown
     widths = widths or {}
@@ -382,7 +385,7 @@ def feedback_editor(shown: pd.DataFrame, name: str, height: int | str = "auto", 
                    "Members": st.column_config.NumberColumn(format="localized"),
                    "Score": st.column_config.NumberColumn(format="%.2f")})
     st.data_editor(
-        shown, key=editor_key(name), hide_index=True, height=height, width="stretch",
+        shown, key=editor_key(name), hide_index=True, height=height, width="stretch", row_height=row_height,
         column_order=[c for c in shown.columns if c != "anime_id"],
         disabled=[c for c in shown.columns if c not in (RATING_COLUMN, SAVE_COLUMN)], column_config=config)
 
@@ -404,7 +407,7 @@ def catalogue_browser(rec: Recommender, model_hash: str, history: pd.DataFrame, 
         "anime_id": rows["anime_id"], "Title": rows["name"],
         RATING_COLUMN: rows["anime_id"].map(lambda a: option_of(rating.get(a))),
         SAVE_COLUMN: rows["anime_id"].isin(saved),
-        "Genres": rows["genres"].map(", ".join), "Type": rows["type"],
+        "Genres": rows["genres"].map(", ".join), "Type": rows["type"].fillna(""),
         "Episodes": rows["episodes"] if "episodes" in rows else pd.NA,
         "Score": rows["rating_mean"] if "rating_mean" in rows else pd.NA,
         "Members": rows["members"],
@@ -414,10 +417,10 @@ def catalogue_browser(rec: Recommender, model_hash: str, history: pd.DataFrame, 
     feedback_editor(shown, "catalogue", height=380, widths={"Title": 240, RATING_COLUMN: 95, SAVE_COLUMN: 50})
 
 
-def recommendations(rec: Recommender, events: list[Event], settings: dict):
+def recommendations(rec: Recommender, history: pd.DataFrame, settings: dict):
     """Top-K (cards, table, CSV export), "Why these?" and the influence graph; returns predict's Recommendations."""
     filters = settings["filters"]
-    request = (tuple(events), settings["k"], settings["alpha"], filters)
+    request = (tuple(as_events(history)), settings["k"], settings["alpha"], filters)
     head, button = st.columns([4, 1])
     pressed = button.button("Predict", type="primary", key="predict")
     if pressed or settings["live"] or "request" not in st.session_state:
@@ -435,58 +438,72 @@ def recommendations(rec: Recommender, events: list[Event], settings: dict):
     if note:
         notes.append(note)
     st.caption(" · ".join(notes))
+    if out.items.empty:
+        return out
+    if said := sections.dislike_note(rec, history, out.items, k, alpha, filters):
+        st.caption(said)
     cards(out.items, rec)
-    st.dataframe(recommendation_table(out.items), hide_index=True, width="stretch",
-                 column_config={"#": st.column_config.NumberColumn(width=30),
-                                "Title": st.column_config.TextColumn(width="medium"),
-                                "Why": st.column_config.TextColumn(width="large")})
+    st.dataframe(recommendation_table(out.items), hide_index=True, width="stretch", row_height=WRAPPING_ROW_PX,
+                 column_config={"#": st.column_config.NumberColumn(width=30),  # these three fit the column
+                                "Title": st.column_config.TextColumn(width=150),
+                                "Why": st.column_config.TextColumn(width=320),
+                                "Score": st.column_config.NumberColumn(help="How well it fits, 0 to 1")})
     st.download_button("Export Top-K with explanations (CSV)", out.to_csv(), file_name="nostrade_top_k.csv",
                        mime="text/csv", key="export", on_click="ignore")
-
-    st.subheader("Why these?")
-    if out.explanations.empty:
-        st.caption("No explanations yet: they name your Like/Love picks clearly similar to each recommendation.")
-    else:
-        st.caption("Per recommendation, your Like/Love picks most similar to it (model item space, else genres), "
-                   "only where the similarity is clearly positive; 'Watched both': people in the training data.")
-        st.dataframe(explanation_table(out), hide_index=True, width="stretch")
-    st.subheader("Influence graph")
-    draw_influence(out.graph, rec)
+    why_these(out, rec)
     return out
 
 
-def more_sections(rec: Recommender, events: list[Event], history: pd.DataFrame, out) -> None:
-    """The rows below the Top-K (nostrade.sections): each obeys the filters; a title appears once per page."""
-    _, _, alpha, filters = st.session_state.request
-    for row in sections.rows(rec, events, history, alpha, filters, out.items["anime_id"].tolist()):
+def why_these(out, rec: Recommender) -> None:
+    st.subheader("Why these?")
+    if out.explanations.empty:
+        st.caption("None of your Like/Love picks is close enough to these to be named as the reason: each card says "
+                   "what did the work instead.")
+    else:
+        st.caption("For each recommendation, the titles you liked that are most like it (watched by the same people, "
+                   "else the same genres); 'Watched both': people in the training data.")
+        st.dataframe(explanation_table(out), hide_index=True, width="stretch", row_height=WRAPPING_ROW_PX)
+    with st.container(key="influence"):  # left out on phones (PAGE_CSS)
+        st.subheader("Influence graph")
+        draw_influence(out.graph, rec)
+
+
+def more_sections(rec: Recommender, history: pd.DataFrame, out) -> set[int]:
+    """The rows below the Top-K (nostrade.sections): each obeys the filters; a title appears once per page.
+    Returns every anime id on the page so far."""
+    events_, _, alpha, filters = st.session_state.request
+    shown = out.items["anime_id"].tolist()
+    found = sections.rows(rec, list(events_), history, alpha, filters, shown)
+    for row in found:
         st.subheader(row.title)
         st.caption(row.caption)
-        cards(row.items, rec, row.score_column)
+        cards(row.items, rec)
+    return {int(a) for a in shown} | set(history["anime_id"].astype(int).tolist()) | \
+        {int(a) for row in found for a in row.items["anime_id"]}
 
 
-def browse_by_taste(rec: Recommender, history: pd.DataFrame) -> None:
+def browse_by_taste(rec: Recommender, on_page: set[int]) -> None:
     """A row per taste cluster (artifacts/clusters.json, when it exists): its name and a few of its titles not
-    rated yet, any of which can be rated from here."""
+    rated or shown yet that pass the filters (nostrade.sections.taste_rows), any of which can be rated from here."""
     version = file_version(CLUSTERS)
     if version is None:
         return
     st.subheader("Browse by taste")
     try:
-        rows = cached_taste_rows(str(CLUSTERS), rec.dataset.iid_map_hash, version)
+        clusters_ = cached_taste_rows(str(CLUSTERS), rec.dataset.iid_map_hash, version)
     except ValueError as e:
         st.caption(f"No taste rows: {e}")
         return
-    st.caption(f"{len(rows)} taste clusters (`python -m nostrade.clusters`: k-means over the model's item vectors "
-               "and genres, type, episodes, members; other catalogue titles join by their side features), each "
-               "named by its most distinctive genres; the most popular titles near each centre")
-    labels, rated = {}, set(history["anime_id"].tolist())
+    rows = sections.taste_rows(rec, clusters_, st.session_state.request[3], on_page)
+    st.caption("Groups of titles watched by the same people, each named by the genres most of its titles share.")
+    if not rows:
+        st.caption("No taste row has titles that pass the filters and are not shown above.")
+        return
+    labels = {}
     for row in rows:
-        items = rec.lookup([a for a in row["anime_ids"] if a not in rated]).head(CARDS_PER_ROW)
-        known = f"{row['size']:,} titles" if row["catalogue_size"] is None else \
-            f"{row['catalogue_size']:,} titles ({row['size']:,} the model knows)"
-        st.markdown(f"**{row['name']}** · {known}")
-        cards(items, rec, score_column=None, reasons=False)
-        labels.update((a, f"{n} — {row['name']}") for a, n in zip(items["anime_id"].tolist(), items["name"]))
+        st.markdown(f"**{row.title}** · {row.caption}")
+        cards(row.items, rec, reasons=False)
+        labels.update((a, f"{n} — {row.title}") for a, n in zip(row.items["anime_id"].tolist(), row.items["name"]))
     title, rating, add = st.columns([3, 2, 1], vertical_alignment="bottom")
     title.selectbox("A title from these rows", list(labels), format_func=labels.get, key="taste_title", index=None,
                     placeholder="choose a title")
@@ -497,11 +514,11 @@ def browse_by_taste(rec: Recommender, history: pd.DataFrame) -> None:
 
 
 def retrain(served: Path) -> None:
-    """ "Retrain from my ratings": nostrade.finetune on the event log, into FINETUNED if not worse."""
+    """ "Retrain for everyone": nostrade.finetune on the event log, into FINETUNED if not worse."""
     st.subheader("Retrain")
-    st.caption(f"Fine-tunes the served model on every rating in the event log, yours included; the page switches "
-               f"to it only if its validation NDCG@10 is not worse (written to `{FINETUNED.name}`).")
-    if st.button("Retrain from my ratings", key="retrain"):
+    st.caption(f"Retrains the shared model on every rating in the event log (everyone's, yours included); everyone "
+               f"gets it, and only if it predicts held-out ratings at least as well (written to `{FINETUNED.name}`).")
+    if st.button("Retrain for everyone", key="retrain"):
         progress = st.progress(0.0, text="Starting…")
         try:
             report = finetune.finetune(EVENTS_DB, served, DATA_DIR, finetune.FinetuneConfig(progress=False),
@@ -539,9 +556,8 @@ def main() -> None:
     st.set_page_config(page_title="Nostrade Engine", page_icon="🎬", layout="wide")
     st.html(PAGE_CSS)
     st.title("Nostrade Engine")
-    st.caption("Rate anime you know — Dislike, Like or Love — and the recommendations follow, with the reasons. "
-               "EASE (data whose order is not time, like this sample) or SASRec with feedback embeddings, genre "
-               "blend, explanations.")
+    st.caption("Rate anime you know — Dislike, Like or Love — and the recommendations follow at once, each with "
+               "the reason it is there. One title is enough to start.")
     checkpoint = served_checkpoint()
     version = file_version(checkpoint)
     if version is None or not (DATA_DIR / "meta.json").exists():
@@ -567,17 +583,15 @@ def main() -> None:
     except (sqlite3.Error, OSError, RuntimeError) as e:
         st.error(f"The event log `{EVENTS_DB}` cannot be read: {e}")
         history, saved = pd.DataFrame(columns=HISTORY_COLUMNS), []
-    events = as_events(history)
-
     left, right = st.columns([4, 7], gap="large")
     with left:
         onboarding(rec, model_hash)
         picks_table(rec, history, saved)
         retrain(checkpoint)
     with right:
-        out = recommendations(rec, events, settings)
-    more_sections(rec, events, history, out)
-    browse_by_taste(rec, history)
+        out = recommendations(rec, history, settings)
+    on_page = more_sections(rec, history, out)
+    browse_by_taste(rec, on_page)
     catalogue_browser(rec, model_hash, history, saved)
     if saved:
         st.subheader("Saved for later")

@@ -66,12 +66,12 @@ with those keys. Feedback is 1/2/3 or "Dislike"/"Like"/"Love" (any case). Rules:
   UnknownTitle (a LookupError).
 
 Scoring, for every catalogue title the person has not seen (see nostrade.blend for the normalisation):
-- "sequence+genre" (at least COLD_START_MIN_EVENTS events the model knows):
+- "sequence+genre" (at least COLD_START_MIN_EVENTS (1) event the model knows):
   ``final = (1 - α)·minmax(model score) + α·minmax(genre cosine) - dislike penalty``. Titles outside the
   model's vocabulary get model part 0, so they surface only through genres (or with α = 1) — except with a SASRec
   trained with item features, which scores every catalogue title, those outside its vocabulary from their side
   features alone (``from_features`` true in ``out.items``).
-- "genre+popularity" (cold start: fewer model-known events, e.g. one pick, or only titles the model
+- "genre+popularity" (cold start: only titles the model
   does not know): ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``.
 - "popularity" (cold start: no usable event): ``minmax(log members)``.
 The genre cosine is between each title's genre vector and the person's profile: the sum of their
@@ -530,7 +530,7 @@ class Recommender:
         if explain:
             picks = history.feedback != DISLIKE
             found = self.explainer.explain(top, by_model, history.rows[picks], history.feedback[picks])
-            columns["reason"] = self._reasons(top, source, reasons(found, len(top)), history.rows[picks], columns)
+            columns["reason"] = self._reasons(top, source, reasons(found, len(top), by_model), history.rows[picks], columns)
             del found["rec"]
         else:
             columns["reason"] = np.full(len(top), "", dtype=object)
@@ -554,14 +554,17 @@ class Recommender:
 
     def _reasons(self, top: np.ndarray, source: np.ndarray, because: list, liked_rows: np.ndarray,
                  columns: dict) -> list[str]:
-        """The recommendation's own explanation (nostrade.explain.reasons) where a pick is clearly similar; else
-        the genres it shares with liked titles; else its popularity; and what a Dislike did to it, if anything."""
+        """The recommendation's own explanation (nostrade.explain.reasons) where a pick is clearly similar; else what
+        did the work: the model (co-watching), the genres it shares with liked titles, or its popularity; and what
+        a Dislike did to it, if anything."""
         shared = self._genre_hot[top] & self._genre_hot[liked_rows].any(axis=0)
         out = []
         for r, (src, sentence) in enumerate(zip(source.tolist(), because)):
-            if sentence is None and src != "popularity" and shared[r].any():
-                sentence = "Matches genres you like: " + ", ".join(self.genres[j]
-                                                                   for j in np.flatnonzero(shared[r])[:3])
+            genres = ", ".join(self.genres[j] for j in np.flatnonzero(shared[r])[:3])
+            if sentence is None and src == "sequence":  # the model, from what people who watched your titles watched
+                sentence = "Often watched by fans of your titles" + (f" · {genres}" if genres else "")
+            elif sentence is None and src != "popularity" and genres:
+                sentence = "Matches genres you like: " + genres
             elif sentence is None:
                 sentence = f"Popular: {int(self._members[top[r]]):,} members"
             if columns["retrieved_by"][r]:

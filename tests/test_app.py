@@ -129,7 +129,7 @@ def test_rating_three_titles_gives_explained_recommendations_and_logs_each_click
     assert "Why these?" in subheaders(at)
     assert any("Your picks → recommendations" in caption for image in at.image for caption in image.captions)
     assert "Influence graph" in subheaders(at)
-    for section in ("Because you loved Shingeki no Kyojin", "Similar to your taste", "Popular right now",
+    for section in ("Because you loved Shingeki no Kyojin", "Similar to your taste", "Most popular",
                     "Something different"):
         assert section in subheaders(at)
     stored = EventLog(paths["events"]).events()
@@ -243,6 +243,25 @@ def test_export_downloads_the_top_k_with_explanations(rated, monkeypatch):
     assert name.endswith(".csv")
     assert csv["name"].tolist() == table(rated, "Why")["Title"].tolist()
     assert {"score", "reason", "because", "because_similarity"} <= set(csv.columns)
+
+
+def test_a_long_search_that_finds_nothing_is_echoed_short(paths):
+    at = start()
+    at.text_input(key="pick_query").input("zq" * 150).run()
+    no_errors(at)
+    said = caption_with(at, "No title matches")
+    assert said == f"No title matches '{'zq' * 20}…'."  # 40 characters of the 300, not all of them
+
+
+def test_when_nothing_passes_the_filters_the_page_says_so_and_offers_no_csv(rated, monkeypatch):
+    exported = []
+    monkeypatch.setattr(streamlit, "download_button", lambda label, *args, **kwargs: exported.append(label))
+    rated.number_input(key="min_members").set_value(10_000_000).run()
+    no_errors(rated)
+    heads = subheaders(rated)
+    assert "No picks pass these filters" in heads and not any(h.startswith("Top ") for h in heads)
+    assert "Why these?" not in heads and not exported  # no "No explanations yet" beside 3 picks, no empty CSV
+    assert "Loosen the filters" in caption_with(rated, "How:")
 
 
 def test_ratings_and_save_for_later_through_the_catalogue_table(paths):
@@ -397,11 +416,14 @@ def test_browse_by_taste_rows_and_adding_a_title_from_them(paths):
     no_errors(at)
     assert "Browse by taste" in subheaders(at)
     heads = [m.value for m in at.markdown if m.value.startswith("**")]
-    assert heads == [f"**{c['name']}** · {c['catalogue_size']:,} titles ({c['size']:,} the model knows)"
-                     for c in sorted(made["clusters"], key=lambda c: -c["size"])]
+    every = [f"**{c['name']}** · {c['catalogue_size']:,} titles ({c['size']:,} the model knows)"
+             for c in sorted(made["clusters"], key=lambda c: -c["size"])]
+    assert heads and [h for h in every if h in heads] == heads  # largest first; a row whose name fails is left out
     choice = at.selectbox(key="taste_title")
-    first = made["clusters"][0]["representatives"][0]
-    assert len(choice.options) == 5 * made["k"] and first["name"] in " ".join(choice.options)
+    assert len(choice.options) == 5 * len(heads)
+    id_of = {r["name"]: r["anime_id"] for c in made["clusters"] for r in c["representatives"]}
+    first_name = choice.options[0].rsplit(" — ", 1)[0]
+    first = {"anime_id": id_of[first_name], "name": first_name}
     choice.set_value(first["anime_id"])
     at.radio(key="taste_feedback").set_value("Love")
     at.button(key="taste_add").click().run()
@@ -416,3 +438,14 @@ def test_a_clusters_file_for_other_data_is_a_caption_not_a_traceback(paths):
     at = start()
     no_errors(at)
     assert "made for other data" in caption_with(at, "No taste rows")
+
+
+def test_a_bad_clusters_file_is_a_one_line_note_and_the_rest_of_the_page_is_drawn(paths):
+    """Issue 30 item 8: `"size": Infinity` raised inside Streamlit and nothing below the taste rows was drawn."""
+    sha = load_dataset(paths["data"]).iid_map_hash
+    paths["clusters"].write_text('{"iid_map_sha256": "%s", "clusters": [{"name": "A", "size": Infinity, '
+                                 '"representatives": []}]}' % sha)
+    at = start()
+    no_errors(at)
+    assert "clusters[0].size: inf is not a whole number" in caption_with(at, "No taste rows")
+    assert "Catalogue" in subheaders(at)  # what comes after the taste rows is drawn

@@ -2,10 +2,11 @@
 
 On the served default model (EASE on the embedded sample), like a person would: rates three titles (one
 with a `;` in its name), reads the cards' reasons, sets a filter and checks every row, checks that no title
-appears twice, clears all picks and undoes it, retrains from the ratings, exports the CSV; at 1400 px and at
-a 390 px phone width the picks table shows "Your rating" without scrolling sideways and the title drop-down
-shows whole titles. Saves artifacts/screenshots/app-1400.png and app-390.png for the README; with taste clusters
-(python -m nostrade.clusters), the "Browse by taste" rows: artifacts/screenshots/browse-by-taste.png.
+appears twice, clears all picks and undoes it, retrains, exports the CSV; at 1400 px and at a 390 px phone width
+the picks table shows "Your rating" without scrolling sideways and the title drop-down shows whole titles. With
+taste clusters: one loved title gets the model's picks with true reasons; four titles in three click orders give
+the same page, every row; no "nan" and no title twice; a filter holds on every row, taste rows included; at 390 px
+nothing scrolls sideways. The README's screenshots come from benchmarks/screenshots.py.
 Needs Debian's chromium and chromium-driver (`make browser` installs them).
 """
 import json
@@ -22,7 +23,6 @@ from nostrade.events import EventLog
 pytestmark = pytest.mark.skipif(not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()),
                                 reason=f"needs {CHROMIUM} and {CHROMEDRIVER} (make browser)")
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 USER = 1_000_000_777
 PICKS_TABLE, TOP_TABLE = 0, 1  # st.dataframe / st.data_editor grids in page order
 
@@ -71,7 +71,7 @@ def test_a_person_rates_filters_clears_undoes_and_retrains_in_chromium(tmp_path,
 
         headings = page.headings()
         assert "Your picks (3)" in headings and "Top 10 for you" in headings and "Why these?" in headings
-        for section in ("Influence graph", "Because you loved Naruto", "Similar to your taste", "Popular right now",
+        for section in ("Influence graph", "Because you loved Naruto", "Similar to your taste", "Most popular",
                         "Something different"):
             assert section in headings
         cards = page.card_fields()
@@ -88,9 +88,6 @@ def test_a_person_rates_filters_clears_undoes_and_retrains_in_chromium(tmp_path,
         options = open_title_dropdown(page, "fullmetal")
         specials = [o for o in options if o["text"].startswith("Fullmetal Alchemist: Brotherhood Specials")]
         assert specials and all(o["whole"] for o in options), options
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        driver.execute_script("window.scrollTo(0, 0)")
-        driver.save_screenshot(str(SCREENSHOTS / "app-1400.png"))
 
         driver.find_element(By.CSS_SELECTOR, ".st-key-export button").click()  # a download: no re-run
         page.wait(lambda d: [p for p in downloads.glob("*.csv")], timeout=30)
@@ -119,10 +116,6 @@ def test_a_person_rates_filters_clears_undoes_and_retrains_in_chromium(tmp_path,
         page.settle()
         assert "Your rating" in page.visible_columns(PICKS_TABLE)
         assert all(o["whole"] for o in open_title_dropdown(page, "fullmetal"))
-        grid = driver.find_elements(By.CSS_SELECTOR, '[data-testid="stDataFrameResizable"]')[PICKS_TABLE]
-        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", grid)
-        time.sleep(0.5)
-        driver.save_screenshot(str(SCREENSHOTS / "app-390.png"))
 
     stored = EventLog(events).events()
     assert stored["user_id"].eq(USER).all()
@@ -135,11 +128,7 @@ def test_a_person_rates_filters_clears_undoes_and_retrains_in_chromium(tmp_path,
 def test_browse_by_taste_rows_in_chromium(tmp_path, processed_anime, ease_checkpoint):
     from selenium.webdriver.common.by import By
 
-    from nostrade import clusters, prep
-
-    out = tmp_path / "clusters.json"
-    assert clusters.main(["--checkpoint", str(ease_checkpoint), "--data", str(processed_anime), "--out", str(out),
-                          "--catalogue", str(prep.DEFAULT_ITEMS)]) == 0
+    out = make_clusters(tmp_path, processed_anime, ease_checkpoint)
     made = json.loads(out.read_text())
     env = {"NOSTRADE_DATA": str(processed_anime), "NOSTRADE_CHECKPOINT": str(ease_checkpoint),
            "NOSTRADE_EVENTS": str(tmp_path / "events.db"), "NOSTRADE_CLUSTERS": str(out)}
@@ -151,12 +140,81 @@ def test_browse_by_taste_rows_in_chromium(tmp_path, processed_anime, ease_checkp
         names = [c["name"] for c in sorted(made["clusters"], key=lambda c: -c["size"])]
         shown = [e.text for e in driver.find_elements(By.CSS_SELECTOR, '[data-testid="stMarkdown"] strong')
                  if e.text in names]
-        assert shown == names
-        expected = [r["name"] for c in sorted(made["clusters"], key=lambda c: -c["size"])
-                    for r in c["representatives"][:5]]
-        assert [c["title"] for c in page.card_fields()][-len(expected):] == expected  # five cards per cluster
-        heading = next(h for h in driver.find_elements(By.CSS_SELECTOR, "h3") if h.text.strip() == "Browse by taste")
-        driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", heading)
-        time.sleep(0.5)
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        driver.save_screenshot(str(SCREENSHOTS / "browse-by-taste.png"))
+        assert shown and [n for n in names if n in shown] == shown
+        checked = {c["name"]: set(c["name_check"]["genres"]) for c in made["clusters"]}
+        cards = page.card_fields()[-5 * len(shown):]  # five cards per taste row, after the other rows
+        for name, row in zip(shown, [cards[i:i + 5] for i in range(0, len(cards), 5)]):
+            carry = [checked[name] <= set(c["meta"].split(" · ")[-1].split(", ")) for c in row]
+            assert sum(carry) >= 0.6 * len(row), (name, row)  # the name holds for most titles shown
+
+
+def make_clusters(tmp_path, processed_anime, ease_checkpoint) -> Path:
+    from nostrade import clusters, prep
+
+    out = tmp_path / "clusters.json"
+    assert clusters.main(["--checkpoint", str(ease_checkpoint), "--data", str(processed_anime), "--out", str(out),
+                          "--catalogue", str(prep.DEFAULT_ITEMS)]) == 0
+    return out
+
+
+PAGE_TEXT_JS = "return document.querySelector('[data-testid=\"stMain\"]').innerText"
+FOUR = [("steins gate", "Love"), ("naruto", "Love"), ("death note", "Like"), ("school days", "Dislike")]
+
+
+def whole_page(page) -> list:
+    """Every heading and card (title and reason) of the page, in page order."""
+    return page.headings() + [(c["title"], c["reason"]) for c in page.card_fields()]
+
+
+def test_one_title_order_free_rows_filters_and_a_phone_in_chromium(tmp_path, processed_anime, ease_checkpoint):
+    """One loved title: the model's picks with true reasons; four titles in three click orders: the same page, every
+    row; no "nan" and no title twice anywhere; a type filter obeyed by every row, taste rows included; at 390 px
+    nothing scrolls sideways, cards two a row, no influence graph."""
+    from predict import Recommender
+
+    env = {"NOSTRADE_DATA": str(processed_anime), "NOSTRADE_CHECKPOINT": str(ease_checkpoint),
+           "NOSTRADE_EVENTS": str(tmp_path / "events.db"),
+           "NOSTRADE_CLUSTERS": str(make_clusters(tmp_path, processed_anime, ease_checkpoint))}
+    rec = Recommender.load(ease_checkpoint, processed_anime)
+    with serve_app(env) as url, chromium(tmp_path, width=1400, height=1000) as driver:
+        page = DemoPage(driver, timeout=120)
+        page.open(f"{url}/?user={USER + 2}")
+        page.settle()
+        page.rate("steins gate", "Love")
+        text = driver.execute_script(PAGE_TEXT_JS)
+        assert "How: EASE model + genre blend" in text and "cold start" not in text  # the first click counts
+        expected = rec.recommend([(9253, 3, None)], k=10)
+        floor = rec.explainer.min_similarity
+        named = expected.explanations.groupby("anime_id")["similarity"].first()
+        top = page.card_fields()[:5]
+        assert [c["title"] for c in top] == expected.items["name"].head(5).tolist()
+        for card, anime_id in zip(top, expected.items["anime_id"]):
+            if card["reason"].startswith("Because you loved Steins;Gate"):
+                assert named[anime_id] > floor  # named only above the floor in the model's space
+        pages = []
+        for n, order in enumerate([FOUR, FOUR[::-1], [FOUR[2], FOUR[0], FOUR[3], FOUR[1]]]):
+            page.open(f"{url}/?user={USER + 10 + n}")
+            page.settle()
+            for query, feedback in order:
+                page.rate(query, feedback)
+            pages.append(whole_page(page))
+            text = driver.execute_script(PAGE_TEXT_JS)
+            assert "nan" not in text.split() and " nan " not in text and "— nan" not in text
+            titles = [c["title"] for c in page.card_fields()]
+            assert len(titles) == len(set(titles)) > 25  # no title twice on the page (taste rows included)
+        assert pages[0] == pages[1] == pages[2]  # every row, not only the Top 10
+
+        page.choose("filter_types", "Movie")
+        cards = page.card_fields()
+        assert len(cards) >= 10 and all(c["meta"].startswith("Movie ·") for c in cards), [c["meta"] for c in cards]
+        assert "Browse by taste" in page.headings()
+
+        driver.set_window_size(390, 844)
+        page.wait(lambda d: d.execute_script("return window.innerWidth") <= 400)
+        page.settle()
+        width = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], width  # no sideways scroll
+        widths = driver.execute_script("return Array.from(document.querySelectorAll('.nostrade-card'))"
+                                       ".map(c => c.getBoundingClientRect().width)")
+        assert widths and max(widths) <= width[1] / 2  # two cards a row, not five slivers
+        assert not driver.execute_script("return document.querySelector('.st-key-influence').offsetHeight")

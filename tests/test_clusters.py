@@ -1,4 +1,5 @@
 """nostrade.clusters: distinctive names, every title in one cluster, seeded, one-line errors."""
+import dataclasses
 import json
 
 import numpy as np
@@ -10,7 +11,7 @@ from nostrade.clusters import ClusterConfig, cluster_titles
 from nostrade.dataset import load_dataset
 
 N_GROUPS, PER_GROUP = 4, 30
-SMALL = ClusterConfig(k_min=2, k_max=7, n_init=4)
+SMALL = ClusterConfig(k_min=2, k_max=7, n_init=4, n_representatives=8)
 
 
 def synthetic_catalogue():
@@ -36,6 +37,30 @@ def test_names_are_the_distinctive_genres_not_the_common_ones():
     for c in record["clusters"]:
         assert c["top_genres"][0]["genre"] == c["name"] and c["top_genres"][0]["share"] == 1.0
         assert c["genre_tfidf"]["Common"] == 0.0
+
+
+def test_a_name_holds_for_most_of_its_titles_and_of_those_shown():
+    """The name check: each named cluster's genres are carried by >= NAME_MIN_SHARE of its titles and of the
+    titles it shows first; "Hentai", distinctive of group 0 but on a quarter of it, names nothing."""
+    vectors, items, group = synthetic_catalogue()
+    items["genres"] = [g + (["Hentai"] if group[i] == 0 and i % 4 == 0 else []) for i, g in enumerate(items["genres"])]
+    genres_nudge = dataclasses.replace(SMALL, genre_weight=0.2)  # the groups are the vectors' here
+    record = cluster_titles(vectors, items, items["members"].to_numpy(float), genres_nudge)
+    assert record["name_min_share"] == clusters.NAME_MIN_SHARE == 0.6
+    group0 = next(c for c in record["clusters"] if "Group0" in c["genre_tfidf"])
+    assert group0["genre_tfidf"]["Hentai"] > 0 and group0["name"] == "Group0"  # distinctive, but on a quarter
+    for c in record["clusters"]:
+        check = c["name_check"]
+        assert check["genres"] == c["name"].split(" · ")
+        assert check["share_of_titles"] >= 0.6 and check["share_of_shown"] >= 0.6
+
+
+def test_a_cluster_sharing_no_genre_is_named_after_its_best_known_title():
+    vectors, items, group = synthetic_catalogue()
+    items["genres"] = [[f"Solo{i}"] for i in range(len(items))]  # no genre on more than one title
+    record = cluster_titles(vectors, items, items["members"].to_numpy(float), SMALL)
+    for c in record["clusters"]:
+        assert c["name"] == f"Watched with {c['representatives'][0]['name']}" and c["name_check"]["genres"] == []
 
 
 def test_sizes_sum_to_the_titles_and_representatives_are_members():
@@ -116,6 +141,18 @@ def test_bad_input_is_a_one_line_error(bad, message, processed_sample, tiny_chec
     assert not (tmp_path / "c.json").exists()
 
 
+def test_a_catalogue_with_nothing_to_add_is_a_one_line_error(processed_sample, tiny_checkpoint, tmp_path, capsys):
+    catalogue = tmp_path / "anime.csv"
+    items = load_dataset(processed_sample).items
+    items.assign(genre=items["genres"].map(", ".join), rating=7.0)[
+        ["anime_id", "name", "genre", "type", "episodes", "rating", "members"]].to_csv(catalogue, index=False)
+    assert clusters.main(["--checkpoint", str(tiny_checkpoint), "--data", str(processed_sample), "--out",
+                          str(tmp_path / "c.json"), "--catalogue", str(catalogue), "--k-min", "3", "--k-max", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --catalogue: all of its") and "nothing to add" in err and "\n" not in err
+    assert not (tmp_path / "c.json").exists()
+
+
 def test_a_checkpoint_of_other_data_is_refused(processed_anime, tiny_checkpoint, tmp_path, capsys):
     assert clusters.main(["--checkpoint", str(tiny_checkpoint), "--data", str(processed_anime),
                           "--out", str(tmp_path / "c.json")]) == 2
@@ -136,3 +173,40 @@ def test_taste_rows_read_back_largest_first_and_refuse_other_data(tmp_path):
     path.write_text("{")
     with pytest.raises(ValueError, match="not a readable clusters file"):
         clusters.taste_rows(path, "a" * 64)
+
+
+def one_cluster(**fields) -> dict:
+    return {"name": "Comedy", "size": 3, "catalogue_size": 5, "name_check": {"genres": ["Comedy"]},
+            "representatives": [{"anime_id": 1, "name": "x"}], **fields}
+
+
+@pytest.mark.parametrize("text, field", [
+    ('{"iid_map_sha256": "%s", "clusters": [{"name": "A", "size": Infinity, "representatives": []}]}',
+     "clusters[0].size: inf"),
+    ('{"iid_map_sha256": "%s", "clusters": [{"name": "A", "size": 1, "representatives": [{"anime_id": 1e30}]}]}',
+     "clusters[0].representatives[0].anime_id: 1e+30"),
+    ('{"iid_map_sha256": "%s", "clusters": [{"name": "A", "size": 1, "catalogue_size": "lots", '
+     '"representatives": []}]}', "clusters[0].catalogue_size: 'lots'"),
+    ('{"iid_map_sha256": "%s", "clusters": [{"name": 7, "size": 1, "representatives": []}]}', "clusters[0].name"),
+    ('{"iid_map_sha256": "%s", "clusters": {"name": "A"}}', "no list of clusters"),
+    ('["%s"]', "no list of clusters"),
+])
+def test_a_bad_clusters_file_is_refused_with_the_field_named(tmp_path, text, field):
+    path = tmp_path / "clusters.json"
+    path.write_text(text % ("a" * 64))
+    with pytest.raises(ValueError) as refused:
+        clusters.taste_rows(path, "a" * 64)
+    assert str(refused.value).startswith(f"{path}: ") and field in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_too_many_clusters_and_non_utf8_are_refused(tmp_path):
+    path = tmp_path / "clusters.json"
+    path.write_text(json.dumps({"iid_map_sha256": "a" * 64, "clusters": [one_cluster()] * 5_000}))
+    with pytest.raises(ValueError, match="5,000 clusters, more than the 50"):
+        clusters.taste_rows(path, "a" * 64)
+    path.write_bytes(json.dumps({"iid_map_sha256": "a" * 64, "clusters": [one_cluster()]}).encode() + b"\xff\xfe")
+    with pytest.raises(ValueError, match=f"{path}: not UTF-8"):
+        clusters.taste_rows(path, "a" * 64)
+    path.write_text(json.dumps({"iid_map_sha256": "a" * 64, "clusters": [one_cluster()]}))
+    assert clusters.taste_rows(path, "a" * 64) == [{"name": "Comedy", "genres": ["Comedy"], "size": 3,
+                                                    "catalogue_size": 5, "anime_ids": [1]}]

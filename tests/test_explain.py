@@ -84,9 +84,11 @@ def test_reasons_give_each_recommendation_its_own_nearest_pick_count_and_genres(
     # "four" (genre cosine 0.8, no co-watch counts outside the model) is its reason.
     e = dataclasses.replace(explainer(), min_similarity=0.1)
     out = e.explain(np.array([1, 2]), np.array([True, True]), np.array([0, 3]), np.array([LOVE, LIKE]))
-    said = reasons(out, 3)
+    said = reasons(out, 3, np.array([True, True, True]))
     assert said[0] == "Because you loved one · 2 people watched both · both A"
-    assert said[1] == "Because you liked four · both B" and said[2] is None
+    assert said[1] == "Shares B with four, which you liked" and said[2] is None  # named by genres: said so
+    by_genres = reasons(out, 3, np.array([False, True, True]))
+    assert by_genres[0] == "Shares A with one, which you loved"  # a genre-ranked rec never says "Because you"
 
 
 def test_closest_title_and_the_pushed_down_note():

@@ -5,7 +5,7 @@ import torch
 from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.evaluate import history_mask
-from nostrade.scoring import PATH_CONTENT, PATH_SEQUENCE, Scoring
+from nostrade.scoring import PATH_SEQUENCE, Scoring
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 from predict import Recommender
 
@@ -19,7 +19,7 @@ def test_the_evaluation_scorer_is_the_served_score(processed_sample, tiny_checkp
     history = data.sequences.take(np.arange(6)).last(10)
     now = np.full(len(history.iid), data.n_time_bins)  # events without a timestamp are served as "now"
     history = Sequences(history.offsets, history.iid, np.resize([DISLIKE, LIKE, LOVE], len(history.iid)), now)
-    history = Sequences.from_lists(  # one history on the cold-start path (a single event)
+    history = Sequences.from_lists(  # one history of a single event: the model scores it too
         [*np.split(history.iid, history.offsets[1:-1]), history.iid[:1]],
         [*np.split(history.feedback, history.offsets[1:-1]), [LOVE]],
         [*np.split(history.time_bin, history.offsets[1:-1]), [data.n_time_bins]])
@@ -27,7 +27,7 @@ def test_the_evaluation_scorer_is_the_served_score(processed_sample, tiny_checkp
     events = [[(int(anime_id[i - 1]), int(f)) for i, f in zip(h.iid, h.feedback)]
               for h in (history.take([u]) for u in range(history.n_users))]
     served = rec.scores(events, alpha=0.3)
-    assert served.paths[-1] == PATH_CONTENT and served.paths[0] == PATH_SEQUENCE and served.penalty.any()
+    assert served.paths[-1] == PATH_SEQUENCE == served.paths[0] and served.penalty.any()
     evaluated = Scoring.over(model, data.items, data.n_items).scorer(0.3)(history)
     unseen = ~history_mask(history, data.n_items)[:, 1:]
     torch.testing.assert_close(evaluated[:, 1:][unseen], torch.from_numpy(served.final[:, :data.n_items])[unseen])

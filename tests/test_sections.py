@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from nostrade.history import COLUMNS
-from nostrade.sections import Filters, how_computed, rows, top_heading, usual_genres
+from nostrade.sections import Filters, dislike_note, how_computed, rows, taste_rows, top_heading, usual_genres
 from nostrade.sequences import DISLIKE, LIKE, LOVE
 from predict import Recommender
 
@@ -41,14 +41,15 @@ def test_captions_say_what_was_computed():
     assert how_computed("sequence+genre", 0.0, "ease") == "EASE model only (α = 0)"
     assert how_computed("sequence+genre", 1.0, "sasrec") == "genre profile only (α = 1)"
     assert how_computed("sequence+genre", 0.2, "sasrec") == "SASRec model + genre blend (α = 0.20)"
-    assert how_computed("genre+popularity", 0.2, "ease").startswith("cold start: genre profile + popularity")
+    assert how_computed("genre+popularity", 0.2, "ease").startswith("cold start: your titles' genres + popularity")
     assert top_heading(10, 10) == ("Top 10 for you", None)
     assert top_heading(6, 10) == ("Top 6 for you", "Only 6 of the K = 10 asked for pass the filters.")
+    assert top_heading(0, 10)[0] == "No picks pass these filters"  # never "Top 0 for you"
 
 
 def test_rows_in_page_order_never_repeat_a_title_or_show_a_rated_one(rec):
     top, found = page(rec, PICKS)
-    assert [r.title for r in found] == ["Because you loved Naruto", "Similar to your taste", "Popular right now",
+    assert [r.title for r in found] == ["Because you loved Naruto", "Similar to your taste", "Most popular",
                                         "Something different"]
     shown = top["anime_id"].tolist() + [a for r in found for a in r.items["anime_id"].tolist()]
     assert len(shown) == len(set(shown)) == 10 + 4 * 5
@@ -87,12 +88,61 @@ def test_genre_only_rows_keep_the_popularity_floor(rec):
 def test_because_you_loved_names_only_clearly_similar_titles(rec):
     _, found = page(rec, PICKS)
     loved = found[0]
-    similarity = loved.items["reason"].str.extract(r"similarity ([0-9.]+) to Naruto")[0].astype(float)
-    assert len(loved.items) == 5 and (similarity > rec.explainer.min_similarity).all()
-    assert f"cosine above {rec.explainer.min_similarity:.2f}" in loved.caption
+    assert len(loved.items) == 5 and (loved.items["similarity"] > rec.explainer.min_similarity).all()
+    assert (loved.items["reason"] == "Fans of Naruto watch it too").all() and "cosine" not in loved.caption
+
+
+def test_rows_below_the_top_k_do_not_depend_on_click_order(rec):
+    """The same picks in three click orders: the same rows with the same titles ("Because you loved" names the
+    best-known Love, not the latest)."""
+    orders = [PICKS, PICKS[::-1], [PICKS[1], PICKS[3], PICKS[0], PICKS[2]]]
+    pages = [[(r.title, r.items["anime_id"].tolist()) for r in page(rec, order)[1]] for order in orders]
+    assert pages[0] == pages[1] == pages[2]
+    assert pages[0][0][0] == "Because you loved Naruto"  # more members than Steins;Gate, whichever was rated last
+
+
+CLUSTERS = [{"name": "Sports", "genres": ["Sports"], "size": 50, "catalogue_size": None,
+             "anime_ids": []},
+            {"name": "Watched with Naruto", "genres": [], "size": 40, "catalogue_size": 90, "anime_ids": []}]
+
+
+def test_taste_rows_obey_the_filters_never_repeat_and_show_what_their_name_says(rec):
+    sports = rec.catalogue[rec.catalogue["genres"].map(lambda g: "Sports" in g)]
+    others = rec.catalogue[rec.catalogue["genres"].map(lambda g: "Sports" not in g)]
+    mixed = [*others["anime_id"].head(4), *sports["anime_id"].head(8)]  # the name holds for 8 of 12
+    clusters = [{**CLUSTERS[0], "anime_ids": [int(a) for a in mixed]},
+                {**CLUSTERS[1], "anime_ids": [int(a) for a in [*sports["anime_id"].head(3),
+                                                               *others["anime_id"].head(20)]]}]
+    on_page = {int(sports["anime_id"].iloc[0])}
+    found = taste_rows(rec, clusters, Filters(), on_page)
+    assert [r.title for r in found] == ["Sports", "Watched with Naruto"]
+    assert found[0].items["genres"].map(lambda g: g[0] == "Sports").all() and len(found[0].items) == 5
+    shown = [a for r in found for a in r.items["anime_id"].tolist()]
+    assert len(shown) == len(set(shown)) and int(sports["anime_id"].iloc[0]) not in shown  # once per page
+    assert set(shown) <= on_page and found[1].caption == "90 titles (40 the model knows)"
+    big_movies = rec.catalogue[(rec.catalogue["type"] == "Movie") & (rec.catalogue["members"] >= 300_000)]
+    clusters[1]["anime_ids"] += [int(a) for a in big_movies["anime_id"]]
+    movies = taste_rows(rec, clusters, Filters(types=("Movie",), min_members=300_000), set())
+    assert len(big_movies) and [r.title for r in movies] == ["Watched with Naruto"]  # "Sports" has no such title
+    assert (movies[0].items["type"] == "Movie").all() and (movies[0].items["members"] >= 300_000).all()
+    few = [{**CLUSTERS[0], "anime_ids": [int(a) for a in [*others["anime_id"].head(4), *sports["anime_id"].head(1)]]}]
+    assert taste_rows(rec, few, Filters(), set()) == []  # 1 of 5 shown would be Sports: the name would not hold
+
+
+def test_a_dislike_says_what_it_changed_and_nothing_when_it_changed_nothing(rec):
+    loved = [(NARUTO, LOVE), (STEINS_GATE, LOVE)]
+    for pairs in (loved, loved + [(BLEACH, DISLIKE)]):
+        top = rec.recommend([(a, f, None) for a, f in pairs], k=10).items
+        note = dislike_note(rec, history_of(pairs), top, 10, 0.2, Filters())
+        without = rec.recommend([(a, f, None) for a, f in loved], k=10, exclude_ids=[BLEACH]).items
+        changed = set(without["anime_id"]) - set(top["anime_id"])
+        assert (note is None) == (pairs == loved)  # no Dislike: no note; Bleach's Dislike moves Soul Eater out
+        if note:
+            assert note.startswith(f"Your Dislikes changed {len(changed)} of these 10: ")
+            assert all(name in note for name in rec.lookup(sorted(changed))["name"])
 
 
 def test_cold_start_popular_row_does_not_repeat_the_top_k(rec):
     top, found = page(rec, [])
-    assert [r.title for r in found] == ["Popular right now"]
+    assert [r.title for r in found] == ["Most popular"]
     assert not set(found[0].items["anime_id"]) & set(top["anime_id"]) and len(found[0].items) == 5

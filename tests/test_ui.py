@@ -60,7 +60,7 @@ def test_genre_colours_are_stable_and_cards_escape_titles():
     assert genre_colour("Action") == "#d64545"
     assert genre_colour("Vampire") == genre_colour("Vampire") != genre_colour("Samurai")
     assert all(re.fullmatch(r"#[0-9a-f]{6}", genre_colour(g)) for g in ("Vampire", "Samurai", "Action", None))
-    card = poster_card_html("<Naruto & co>", ["Action", "Comedy"], "TV", 0.5, "Because you loved X")
+    card = poster_card_html("<Naruto & co>", ["Action", "Comedy"], "TV", "Because you loved X")
     assert "&lt;Naruto &amp; co&gt;" in card and "<Naruto" not in card
     assert "#d64545" in card and "Because you loved X" in card
     assert "<img" in poster_card_html("A", [], poster_url="https://example.org/a.jpg")
@@ -100,6 +100,15 @@ def test_influence_labels_are_whole_titles_and_the_image_grows_to_hold_them():
         return int.from_bytes(influence_png(graph)[16:20], "big")
 
     assert width_with("Fullmetal Alchemist") > width_with("K") + 100  # the canvas is cropped to the text drawn
+
+
+def test_an_unknown_type_is_left_out_never_nan():
+    for unknown in (None, float("nan"), "nan", ""):
+        card = poster_card_html("Steins;Gate 0", ["Sci-Fi", "Thriller"], unknown)
+        assert "nan" not in card.lower() and '<div class="nostrade-meta" style="font-size:0.75rem;opacity:0.75">' \
+            'Sci-Fi, Thriller</div>' in card
+    assert "TV · Sci-Fi" in poster_card_html("A", ["Sci-Fi"], "TV")
+    assert 'title="A very long title indeed"' in poster_card_html("A very long title indeed", [])  # its tooltip
 
 
 def test_a_badge_is_escaped_and_shown_only_when_given():

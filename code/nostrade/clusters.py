@@ -1,5 +1,5 @@
-"""Taste clusters: k-means over the titles' item vectors and side features, each cluster named by its most
-distinctive genres and types.
+"""Taste clusters: k-means over the titles' item vectors and genres (format only nudges), each cluster named
+by the genres most of its titles share.
 
     python -m nostrade.clusters --checkpoint checkpoints/model.pt --data data/processed
         --out artifacts/clusters.json [--catalogue data/sample/anime.csv.gz]
@@ -7,19 +7,27 @@ distinctive genres and types.
 The clustered titles are the model's vocabulary (the processed folder's items); with ``--catalogue``, every
 other catalogue title joins the cluster whose centre is nearest in the side-feature part ("catalogue_size").
 A title's point is its item vector beside its side features, each block standardised (scikit-learn) and scaled
-to a stated share of the total variance:
+to a stated share of the total variance (ClusterConfig: vectors and genres carry it; type, episodes, members
+only nudge, so that the clusters are of taste, not of format):
 
 - item vectors: a SASRec checkpoint's learned item embeddings; any other checkpoint (EASE, the ranker) has no
   learned item table of its own, so ALS factors (nostrade.baselines.als, seeded) fitted on every event of the
   processed folder stand in (clusters.json says which);
 - genres multi-hot; type one-hot; episode-count and members buckets, where the catalogue has those columns.
 
-k: the best silhouette (scikit-learn, on a seeded sample of the titles) over ``k_min..k_max``. Names: TF-IDF
-over the members' genres and types, titles being the documents: a term's weight in a cluster is the share of
-its members that carry it times log(titles / titles that carry it), and 0 where the term is not over-represented
-(a share under NAME_LIFT times its share among all titles); so a genre on every title, or one spread evenly over
-the clusters, names none. A cluster is named by its top terms. Representative titles: the most popular
-(members, else events) among the half of the cluster nearest its centre.
+k: the best silhouette (scikit-learn, on a seeded sample of the titles) over ``k_min..k_max``. Representative
+titles: the most popular (members, else events) among the half of the cluster nearest its centre; the page shows
+the first N_SHOWN that pass its filters. Names: the genres ranked by TF-IDF (titles being the documents: a genre's
+weight in a cluster is the share of its members that carry it times log(titles / titles that carry it), and 0
+where it is not over-represented, a share under NAME_LIFT times its share among all titles), kept while the
+titles carrying every kept genre are at least NAME_MIN_SHARE of the cluster and of its first N_SHOWN
+representatives (``name_check`` in the file holds both shares); a cluster whose titles share no genre that widely
+is named after its best-known title. No adult-genre label on mainstream titles: a genre names a cluster only where
+most of its titles carry it.
+
+The app reads the file through ``taste_rows``, which checks it like a checkpoint: a value of the wrong kind, a
+non-finite number, an id out of range, more than MAX_CLUSTERS clusters or MAX_REPRESENTATIVES titles in one, or
+a file that is not UTF-8 JSON is refused with a one-line reason naming the file.
 """
 from __future__ import annotations
 
@@ -43,6 +51,8 @@ from nostrade.sources import load_anime_catalogue
 
 EPISODE_EDGES = (1, 2, 14, 27, 53)  # buckets: unknown (0), 1, 2-13, 14-26, 27-52, 53+
 NAME_TERMS = 3
+NAME_MIN_SHARE = 0.6  # a named genre holds for at least this share of the cluster and of the titles shown
+N_SHOWN = 5  # titles of a cluster the page shows first (its best representatives)
 NAME_LIFT = 1.2  # a term weighs in a cluster only where its share is at least this times its share of all titles
 
 
@@ -54,12 +64,14 @@ class ClusterConfig:
     silhouette_sample: int = 2000  # titles the silhouette is measured on (seeded sample)
     n_init: int = 10  # k-means restarts
     # each block's share of the total variance (relative; a block the catalogue lacks is left out)
+    # Taste, not format: the item vectors and genres carry the clusters; type, episodes and members only
+    # nudge (at 0.5 / 0.25 / 0.25 the clusters were format groups: "(OVA)", "(Movie)", "(Special)").
     vector_weight: float = 2.0
-    genre_weight: float = 1.0
-    type_weight: float = 0.5
-    episodes_weight: float = 0.25
-    members_weight: float = 0.25
-    n_representatives: int = 8
+    genre_weight: float = 2.0
+    type_weight: float = 0.1
+    episodes_weight: float = 0.05
+    members_weight: float = 0.05
+    n_representatives: int = 30  # enough left after the page's filters and the titles it already shows
     n_top_genres: int = 5
 
     def __post_init__(self):
@@ -149,9 +161,28 @@ def term_tfidf(terms: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarra
     return np.where(share >= NAME_LIFT * overall, share * idf, 0.0), share
 
 
-def cluster_name(genres: list[str], types: list[str]) -> str:
-    """A cluster's top terms -> "Genre · Genre (Type)" (the genre "Music" and the type "Music" are two terms)."""
-    return " · ".join(genres or ["mixed"]) + (f" ({', '.join(types)})" if types else "")
+def name_genres(candidates: np.ndarray, members: np.ndarray, shown: np.ndarray) -> list[int]:
+    """A cluster's name: up to NAME_TERMS of ``candidates`` (genre columns, most distinctive first), each kept only
+    where the titles carrying every kept genre are at least NAME_MIN_SHARE of the cluster (``members``, 0/1
+    (titles, genres)) and of the titles it shows first (``shown``): a name that holds for most of what it names."""
+    chosen: list[int] = []
+    for genre in candidates.tolist():
+        trial = chosen + [genre]
+        if min(carry_share(members, trial), carry_share(shown, trial)) >= NAME_MIN_SHARE:
+            chosen = trial
+        if len(chosen) == NAME_TERMS:
+            break
+    return chosen
+
+
+def carry_share(genre_rows: np.ndarray, genres: list[int]) -> float:
+    """The share of the rows (titles' 0/1 genre rows) that carry every one of ``genres``."""
+    return float(genre_rows[:, genres].all(axis=1).mean()) if len(genre_rows) else 0.0
+
+
+def cluster_name(genres: list[str], best_known: str) -> str:
+    """"Genre · Genre"; a cluster whose titles share no genre widely enough is named by its best-known title."""
+    return " · ".join(genres) if genres else f"Watched with {best_known}"
 
 
 def representatives(x: np.ndarray, centre: np.ndarray, popularity: np.ndarray, n: int) -> np.ndarray:
@@ -167,44 +198,49 @@ def cluster_titles(vectors: np.ndarray, items: pd.DataFrame, popularity: np.ndar
     content (without the provenance main adds). ``catalogue``: every title; those without an item vector join
     the cluster whose centre is nearest in the side-feature part ("catalogue_size")."""
     others = None if catalogue is None else catalogue[~catalogue["anime_id"].isin(items["anime_id"])]
+    if others is not None and others.empty:
+        raise ValueError(f"--catalogue: all of its {len(catalogue):,} titles are in the model's vocabulary: nothing to "
+                         "add (leave --catalogue out)")
     side = SideFeatures.fit(items)
     x, x_others = points(vectors, items, side, cfg, others)
     kmeans, scores = choose_k(x, cfg)
     k, labels = kmeans.n_clusters, kmeans.labels_
-    blocks = side.blocks(items)
-    terms = np.hstack([blocks["genre"], blocks.get("type", np.zeros((len(items), 0), np.float32))])
+    genre_rows = side.blocks(items)["genre"]
     genre_names = list(side.genres)
-    names = genre_names + list(side.types or ())
-    tfidf, share = term_tfidf(terms, labels, k)
-    n_genres = len(genre_names)
+    tfidf, share = term_tfidf(genre_rows, labels, k)
     joined = np.zeros(k, np.int64)
-    if others is not None and len(others):
+    if others is not None:
         side_centres = kmeans.cluster_centers_[:, vectors.shape[1]:]
         nearest = ((x_others[:, None, :] - side_centres[None]) ** 2).sum(axis=2).argmin(axis=1)
         joined = np.bincount(nearest, minlength=k)
     clusters = []
     for c in range(k):
         members = np.flatnonzero(labels == c)
-        top_terms = np.argsort(-tfidf[c], kind="stable")[:NAME_TERMS]
-        top_genres = np.argsort(-tfidf[c, :n_genres], kind="stable")[:cfg.n_top_genres]
         picked = members[representatives(x[members], kmeans.cluster_centers_[c], popularity[members],
                                          cfg.n_representatives)]
+        ranked = np.argsort(-tfidf[c], kind="stable")
+        named = name_genres(ranked[tfidf[c, ranked] > 0], genre_rows[members], genre_rows[picked[:N_SHOWN]])
+        top_genres = ranked[:cfg.n_top_genres]
         clusters.append({
             "id": c,
-            "name": cluster_name([names[t] for t in top_terms if t < n_genres and tfidf[c, t] > 0],
-                                 [names[t] for t in top_terms if t >= n_genres and tfidf[c, t] > 0]),
+            "name": cluster_name([genre_names[g] for g in named], str(items["name"].iloc[picked[0]])),
+            "name_check": {"genres": [genre_names[g] for g in named],
+                           "share_of_titles": round(carry_share(genre_rows[members], named), 4) if named else None,
+                           "share_of_shown": round(carry_share(genre_rows[picked[:N_SHOWN]], named), 4)
+                           if named else None},
             "size": int(len(members)),
             **({"catalogue_size": int(len(members) + joined[c])} if others is not None else {}),
             "top_genres": [{"genre": genre_names[g], "weight": round(float(tfidf[c, g]), 4),
                             "share": round(float(share[c, g]), 4)} for g in top_genres if tfidf[c, g] > 0],
-            "genre_tfidf": {genre_names[g]: round(float(tfidf[c, g]), 4) for g in range(n_genres) if share[c, g] > 0},
+            "genre_tfidf": {genre_names[g]: round(float(tfidf[c, g]), 4) for g in range(len(genre_names))
+                            if share[c, g] > 0},
             "representatives": [{"iid": int(items["iid"].iloc[i]), "anime_id": int(items["anime_id"].iloc[i]),
                                  "name": str(items["name"].iloc[i])} for i in picked],
         })
     return {"k": k, "criterion": {"name": "silhouette", "k_range": [cfg.k_min, cfg.k_max],
                                   "sample": min(cfg.silhouette_sample, len(x)), "seed": cfg.seed,
                                   "scores": {str(kk): round(s, 4) for kk, s in scores.items()}},
-            "n_titles": int(len(items)),
+            "n_titles": int(len(items)), "name_min_share": NAME_MIN_SHARE,
             **({"n_catalogue": int(len(items) + len(others))} if others is not None else {}),
             "clusters": clusters}
 
@@ -227,21 +263,64 @@ def popularity_of(dataset: Dataset) -> np.ndarray:
     return events.astype(np.float64)
 
 
+MAX_CLUSTERS = 50  # a page draws one row per cluster: more would take seconds per page run
+MAX_REPRESENTATIVES = 100
+MAX_ANIME_ID = 2**31 - 1
+
+
 def taste_rows(path: str | Path, iid_map_sha256: str) -> list[dict]:
-    """clusters.json -> the app's "Browse by taste" rows: {"name", "size", "catalogue_size" (None when the
+    """clusters.json -> the app's "Browse by taste" rows: {"name", "genres" (the named ones), "size",
+    "catalogue_size" (None when the
     clusters were made without the catalogue), "anime_ids"} per cluster, largest first. ValueError (one line,
-    naming the file) when it is not a clusters file or was made for other data."""
+    naming the file and the bad field) when it is not a clusters file, breaks a limit, or was made for other data."""
     path = Path(path)
     try:
-        record = json.loads(path.read_text())
-        if record["iid_map_sha256"] != iid_map_sha256:
-            raise ValueError(f"{path}: made for other data (iid map {record['iid_map_sha256'][:12]}…, the data in "
-                             f"use has {iid_map_sha256[:12]}…); run `python -m nostrade.clusters` again")
-        rows = [{"name": str(c["name"]), "size": int(c["size"]), "catalogue_size": c.get("catalogue_size"),
-                 "anime_ids": [int(r["anime_id"]) for r in c["representatives"]]} for c in record["clusters"]]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        record = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 text (byte {e.start}); run `python -m nostrade.clusters` again") from None
+    except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: not a readable clusters file ({type(e).__name__}: {e})") from None
+    where = f"{path}: "
+    if not isinstance(record, dict) or not isinstance(record.get("clusters"), list):
+        raise ValueError(f"{where}not a clusters file (no list of clusters)")
+    if record.get("iid_map_sha256") != iid_map_sha256:
+        made = str(record.get("iid_map_sha256"))[:12]
+        raise ValueError(f"{where}made for other data (iid map {made}…, the data in use has {iid_map_sha256[:12]}…); "
+                         "run `python -m nostrade.clusters` again")
+    if len(record["clusters"]) > MAX_CLUSTERS:
+        raise ValueError(f"{where}{len(record['clusters']):,} clusters, more than the {MAX_CLUSTERS} a page shows")
+    rows = [checked_cluster(c, f"{where}clusters[{i}]") for i, c in enumerate(record["clusters"])]
     return sorted(rows, key=lambda r: -r["size"])
+
+
+def checked_cluster(cluster, where: str) -> dict:
+    """One cluster of the file as a taste row, each field checked (ValueError naming the field and the value)."""
+    if not isinstance(cluster, dict):
+        raise ValueError(f"{where}: not an object")
+    name = cluster.get("name")
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ValueError(f"{where}.name: {name!r} is not a short text")
+    size = count(cluster.get("size"), f"{where}.size")
+    catalogue_size = cluster.get("catalogue_size")
+    if catalogue_size is not None:
+        catalogue_size = count(catalogue_size, f"{where}.catalogue_size")
+    reps = cluster.get("representatives")
+    if not isinstance(reps, list) or len(reps) > MAX_REPRESENTATIVES:
+        raise ValueError(f"{where}.representatives: not a list of at most {MAX_REPRESENTATIVES} titles")
+    ids = [count(r.get("anime_id") if isinstance(r, dict) else r, f"{where}.representatives[{j}].anime_id",
+                 MAX_ANIME_ID) for j, r in enumerate(reps)]
+    check = cluster.get("name_check")
+    genres = check.get("genres", []) if isinstance(check, dict) else []
+    if not isinstance(genres, list) or not all(isinstance(g, str) for g in genres):
+        raise ValueError(f"{where}.name_check.genres: {genres!r} is not a list of genre names")
+    return {"name": name.strip(), "genres": genres, "size": size, "catalogue_size": catalogue_size, "anime_ids": ids}
+
+
+def count(value, where: str, largest: int = 10**9) -> int:
+    """``value`` as an int in 0..largest (JSON's integers; not a bool, a float, Infinity or text)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= largest:
+        raise ValueError(f"{where}: {value!r} is not a whole number in 0..{largest:,}")
+    return value
 
 
 def main(argv=None) -> int:

@@ -8,7 +8,9 @@ pairs of titles (``similarity_floor``, computed once at load; never below 0; ``R
 two floors). The top N_BECAUSE named picks are listed ("Why these?") and drawn as edges
 of an influence graph (pick -> recommendation, weighted by that similarity); the sentence of a
 recommendation (``reasons``) gives its own strongest evidence: its nearest pick, how many people of the
-training data watched both, the genres the two share. Co-watch evidence comes from the training
+training data watched both, the genres the two share; "Because you loved X" only where the model did the work and
+X is above the floor in its item space; a pick named by genres alone is said as such ("Shares Sci-Fi with X").
+Co-watch evidence comes from the training
 interactions held as two sparse user x item matrices, so the counts of a request are one small sparse
 product.
 
@@ -165,22 +167,28 @@ def _column_entries(matrix: sp.csc_matrix, columns: np.ndarray) -> tuple[np.ndar
     return matrix.indices[flat], owner
 
 
-def reasons(explanations: dict, n_recs: int) -> list[str | None]:
-    """Per recommendation, its own strongest reason from its first (closest) explanation entry: 'Because you
-    loved Naruto · 1,204 people watched both · both Action, Shounen' (None where no pick is named).
-    The count is of the training data's users; the genres are those the two titles share."""
+def reasons(explanations: dict, n_recs: int, by_model: np.ndarray) -> list[str | None]:
+    """Per recommendation, its own strongest reason from its first (closest) explanation entry (None where no pick
+    is named). A pick named by the model's item space (``by_model[r]``: the model did the work, and the pick is
+    above the floor there): 'Because you loved Naruto · 1,204 people watched both · both Action, Shounen'; a pick
+    named by genres alone: 'Shares Action, Shounen with Naruto, which you loved' (a genre match is not said to be
+    a personal reason). The count is of the training data's users; the genres are those the two titles share."""
     out: list[str | None] = [None] * n_recs
     first = {}
     for i, r in enumerate(explanations["rec"].tolist()):
         first.setdefault(r, i)
     for r, i in first.items():
-        parts = [f"Because you {VERBS[explanations['pick_feedback'][i]]} {explanations['pick_name'][i]}"]
+        name, verb = explanations["pick_name"][i], VERBS[explanations["pick_feedback"][i]]
+        shared = ", ".join(list(explanations["shared_genres"][i])[:MAX_SHARED_GENRES])
+        if not by_model[r] or np.isnan(explanations["similarity"][i]):
+            out[r] = f"Shares {shared} with {name}, which you {verb}" if shared else None
+            continue
+        parts = [f"Because you {verb} {name}"]
         together = int(explanations["co_watched"][i])
         if together > 0:
             parts.append(f"{together:,} {'person' if together == 1 else 'people'} watched both")
-        shared = list(explanations["shared_genres"][i])[:MAX_SHARED_GENRES]
         if shared:
-            parts.append("both " + ", ".join(shared))
+            parts.append("both " + shared)
         out[r] = " · ".join(parts)
     return out
 

@@ -22,7 +22,7 @@
    ``<stem>.previous.pt`` and atomically replaced by a copy of the new one, so a reader (the app, the
    service) sees either the old or the new checkpoint, never half of one, and picks it up by its hash.
    With ``--out`` the accepted model goes to that file instead and the checkpoint is left as it is (the
-   app's "Retrain from my ratings" writes checkpoints/model.finetuned.pt, never a file git tracks).
+   app's "Retrain for everyone" writes checkpoints/model.finetuned.pt, never a file git tracks).
 
 The event log is only read: it is opened read-only, and a file that is not a nostrade event log (not
 SQLite, another application's database, an events table of another shape) is refused, never modified.

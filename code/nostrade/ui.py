@@ -26,12 +26,23 @@ RATING_OPTIONS = [NO_RATING, *FEEDBACK_NAMES.values()]  # the drop-down: — / D
 CODE_OF_OPTION = {NO_RATING: CLEARED, **{name: code for code, name in FEEDBACK_NAMES.items()}}
 RATING_COLUMN, SAVE_COLUMN = "Your rating", "Save for later"
 # The title drop-down's options at the width their text needs (up to the screen's), wrapped rather than cut
-# short: "Fullmetal Alchemist: Brotherhood" and "... Brotherhood Specials" must not look the same.
-PAGE_CSS = """<style>
-div:has(> [role="listbox"]) { width: max-content !important; min-width: var(--trigger-width);
-  max-width: calc(100vw - 32px) !important; }
-[role="listbox"] [role="option"], [role="listbox"] [role="option"] > div { white-space: normal !important;
-  overflow: visible !important; text-overflow: clip !important; height: auto !important; }
+# short: "Fullmetal Alchemist: Brotherhood" and "... Brotherhood Specials" must not look the same. Cards: five a row,
+# two on a phone (<= PHONE_PX), titles wrapped, never cut. On a phone nothing may scroll sideways (the page's
+# content is clipped to the screen, a wide table scrolls inside its own box) and the influence graph, unreadable
+# at that width, is left out (its links are in the "Why these?" table).
+PHONE_PX = 640
+PAGE_CSS = f"""<style>
+div:has(> [role="listbox"]) {{ width: max-content !important; min-width: var(--trigger-width);
+  max-width: calc(100vw - 32px) !important; }}
+[role="listbox"] [role="option"], [role="listbox"] [role="option"] > div {{ white-space: normal !important;
+  overflow: visible !important; text-overflow: clip !important; height: auto !important; }}
+.nostrade-cards {{ display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }}
+.nostrade-card {{ flex: 1 1 0; min-width: 0; overflow-wrap: anywhere; }}
+@media (max-width: {PHONE_PX}px) {{
+  .nostrade-card {{ flex: 0 0 calc(50% - 6px); }}
+  [data-testid="stAppViewContainer"], [data-testid="stMain"] {{ overflow-x: clip; }}
+  .st-key-influence {{ display: none; }}
+}}
 </style>"""
 
 
@@ -93,36 +104,36 @@ def genre_colour(genre: str | None) -> str:
     return "#" + "".join(f"{round(255 * c):02x}" for c in colorsys.hls_to_rgb(hue, 0.45, 0.45))  # CSS and matplotlib
 
 
-def poster_card_html(title: str, genres, type_: str | None = None, score: float | None = None,
-                     reason: str | None = None, poster_url: str | None = None, badge: str | None = None) -> str:
+def poster_card_html(title: str, genres, type_: str | None = None, reason: str | None = None,
+                     poster_url: str | None = None, badge: str | None = None) -> str:
     """An HTML card: the poster when the catalogue has one, else a placeholder in the main genre's colour; ``badge``:
-    a short label under the title (e.g. a title the model scored from its features alone)."""
+    a short label under the title (e.g. a title the model scored from its features alone). Text wraps, never cut
+    (the whole title is also the card's tooltip); an unknown type (None, NaN) is left out, never shown as "nan"."""
     genres = list(genres) if genres is not None else []
     colour = genre_colour(genres[0] if genres else None)
     esc = html.escape
     if poster_url:
         art = f'<img src="{esc(poster_url)}" alt="" style="width:100%;height:120px;object-fit:cover;border-radius:6px">'
     else:
-        art = (f'<div style="height:120px;border-radius:6px;background:linear-gradient(135deg,{colour},#1e1e28);'
-               f'display:flex;align-items:flex-end;padding:6px;color:#fff;font-weight:600;font-size:0.85rem;'
-               f'overflow:hidden">{esc(title)}</div>')
-    meta = " · ".join(esc(str(x)) for x in (type_, ", ".join(genres[:3])) if x)
+        art = (f'<div style="min-height:120px;border-radius:6px;background:linear-gradient(135deg,{colour},#1e1e28);'
+               f'display:flex;align-items:flex-end;padding:6px;color:#fff;font-weight:600;font-size:0.85rem">'
+               f'{esc(title)}</div>')
+    known_type = type_ if isinstance(type_, str) and type_.strip() and type_.strip().lower() != "nan" else None
+    meta = " · ".join(esc(x) for x in (known_type, ", ".join(genres[:3])) if x)
     lines = [f'<div class="nostrade-title" style="font-weight:600;font-size:0.9rem;margin-top:4px">{esc(title)}</div>',
              f'<div class="nostrade-meta" style="font-size:0.75rem;opacity:0.75">{meta}</div>']
     if badge:
         lines.append(f'<div class="nostrade-badge" style="display:inline-block;font-size:0.7rem;padding:0 6px;'
                      f'border-radius:8px;background:#2f7fd1;color:#fff">{esc(badge)}</div>')
-    if score is not None:
-        lines.append(f'<div style="font-size:0.75rem">score {score:.3f}</div>')
     if reason:
         lines.append(f'<div class="nostrade-reason" style="font-size:0.75rem;font-style:italic">{esc(reason)}</div>')
-    return (f'<div class="nostrade-card" style="flex:1 1 0;min-width:0;border-left:4px solid {colour};'
+    return (f'<div class="nostrade-card" title="{esc(title)}" style="border-left:4px solid {colour};'
             f'padding-left:6px">{art}{"".join(lines)}</div>')
 
 
 def card_row_html(cards: list[str]) -> str:
-    """Cards side by side in one HTML block (one page element per row, not one per card)."""
-    return f'<div class="nostrade-cards" style="display:flex;gap:12px;align-items:flex-start">{"".join(cards)}</div>'
+    """Cards side by side in one HTML block (one page element per row, not one per card; PAGE_CSS lays them out)."""
+    return f'<div class="nostrade-cards">{"".join(cards)}</div>'
 
 
 # -- influence graph -------------------------------------------------------------------------------
