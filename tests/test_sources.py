@@ -297,6 +297,21 @@ def test_the_first_problem_in_the_file_is_reported(tmp_path):
         read_anime(items, path)
 
 
+@pytest.mark.parametrize("data, expected", [
+    (b"user_id,anime_id,rating\n1,1,5\n1,2,\xff7\n", r"line 3: value '1,2,\\xff7': byte 0xff is not UTF-8"),
+    (b"user_id,anime_id,rating,rating\n1,1,5,6\n", r"line 1, column 'rating': the header names this column twice"),
+    (b"user_id,anime_id,rating\n", r"line 2: no data rows \(only a header\)"),
+    (b"user_id,anime_id,rating\n1,1,5\n1,2," + b"7" * (2 << 20) + b"\n1,3,5\n",
+     r"line 3: value '1,2,7777.*': a line of 2,097,156 bytes \(over the 1,048,576-byte limit of a line\)"),
+])
+def test_every_csv_error_names_the_file_and_line(tmp_path, data, expected):
+    items, path = anime_files(tmp_path, "")
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=rf"^{path}: {expected}") as err:
+        read_anime(items, path)
+    assert "\n" not in str(err.value)
+
+
 def test_the_year_at_the_end_of_a_movielens_title():
     from nostrade.sources import year_in_title
     years = year_in_title(pd.Series(["Heat (1995)", "City of Lost Children, The (Cité des enfants perdus) (1995) ",
