@@ -53,11 +53,14 @@ class Checkpoint:
     iid_map_sha256: str
     meta: dict
     metrics: dict
+    content_sha256: str | None = None
+    lineage: tuple[str, ...] = ()  # content_sha256 of each model it was fine-tuned from, oldest first
 
 
 def save_checkpoint(path, model: ServedModel, train_cfg, dataset_meta: dict, metrics: dict,
-                    training_state: dict | None = None) -> None:
-    """Write the model for serving; ``training_state`` (optimizer, scheduler, epoch...) makes it resumable."""
+                    training_state: dict | None = None, lineage: list[str] | None = None) -> str:
+    """Write the model for serving; returns its content_sha256. ``training_state`` (optimizer, scheduler,
+    epoch...) makes it resumable; ``lineage``: the content_sha256 of each model it was fine-tuned from."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     config = model.config()
     payload = {
@@ -74,8 +77,11 @@ def save_checkpoint(path, model: ServedModel, train_cfg, dataset_meta: dict, met
     }
     if training_state is not None:
         payload["training_state"] = training_state
+    if lineage is not None:
+        payload["lineage"] = list(lineage)
     with atomic_write(path) as f:
         torch.save(payload, f)
+    return payload["content_sha256"]
 
 
 def readable_config(model: ServedModel) -> dict:
@@ -171,4 +177,5 @@ def load_checkpoint(path: str | Path, expected_iid_map_sha256: str | None = None
     except (KeyError, TypeError, RuntimeError) as err:
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: its {kind} config and weights do not fit together ({reason})") from None
-    return Checkpoint(model, payload["train_cfg"], payload["iid_map_sha256"], payload["meta"], payload["metrics"])
+    return Checkpoint(model, payload["train_cfg"], payload["iid_map_sha256"], payload["meta"], payload["metrics"],
+                      payload.get("content_sha256"), tuple(payload.get("lineage", ())))

@@ -152,8 +152,8 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
     # process that exits soon after (a bad value: exit 2) could abort in their teardown (exit 134).
     try:
         table = pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
-                               read_options=pacsv.ReadOptions(**read_opts), parse_options=pacsv.ParseOptions(**parse_opts),
-                               convert_options=convert)
+                               read_options=pacsv.ReadOptions(**read_opts),
+                               parse_options=pacsv.ParseOptions(**parse_opts), convert_options=convert)
     except pa.ArrowInvalid as err:  # a malformed line or a value that does not convert: diagnose it below
         raise _diagnosed(path, data, columns, first_line, read_opts, parse_opts, nulls, err) from None
     except (OSError, EOFError) as err:
