@@ -54,7 +54,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from starlette.exceptions import HTTPException
 
 from nostrade.dataset import sha256_of
-from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, IdempotencyConflict, new_event_id
+from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, EventLogGone, IdempotencyConflict, new_event_id
 from nostrade.history import UserHistories
 from nostrade.sequences import LIKE
 from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code, use_threads
@@ -289,9 +289,11 @@ class BatchResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "degraded"] = Field(description="degraded: the event log is damaged (see event_log); "
-                                                           "feedback and known users get 503")
-    event_log: str = Field(description='"ok", or "damaged: " and what SQLite\'s integrity check found')
+    status: Literal["ok", "degraded"] = Field(description="degraded: the event log is damaged or its file was deleted "
+                                                           "or replaced (see event_log); feedback and known users "
+                                                           "get 503")
+    event_log: str = Field(description='"ok", "damaged: " and what SQLite\'s integrity check found, or "gone: " '
+                                       'when the file was deleted or replaced while the service ran')
     model_version: str = Field(description="sha256 of the checkpoint file")
     source: str
     catalogue_titles: int
@@ -429,6 +431,8 @@ def install_error_handlers(app: FastAPI) -> None:
         service = request.app.state.service
         if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
             service.event_log_problem = f"damaged: {exc}"
+        if isinstance(exc, EventLogGone):  # every later write would be lost too
+            service.event_log_problem = f"gone: {exc}"
         problem = EventLogUnavailable(str(exc))
         return error_response(problem.status_code, problem.detail)
 
@@ -507,7 +511,10 @@ def add_routes(app: FastAPI) -> None:
     async def health(request: Request):
         s = get_service(request)
         try:
+            s.events.check_identity()
             logged = s.events.count() if s.event_log_problem is None else None
+        except EventLogGone as err:
+            s.event_log_problem, logged = f"gone: {err}", None
         except sqlite3.DatabaseError as err:
             s.event_log_problem, logged = f"damaged: {err}", None
         return Health(status="ok" if s.event_log_problem is None else "degraded",

@@ -483,3 +483,15 @@ def test_a_sqlite_failure_during_a_request_is_503_not_500(client, rec, monkeypat
     monkeypatch.setattr(EventLog, "append", full)
     r = client.post("/feedback", json={"user_id": 1, "anime_id": vocab(rec, 1)[0], "feedback": 2})
     assert_json_error(r, 503, "database or disk is full")
+
+
+def test_feedback_to_a_deleted_event_log_is_503_and_health_says_so(client, rec, events_path):
+    """Defect: with events.db deleted under the service, POST /feedback said 201 stored and /health ok; all lost."""
+    from test_events import remove_log
+    anime = vocab(rec, 1)[0]
+    assert client.post("/feedback", json={"user_id": 1, "anime_id": anime, "feedback": 2}).status_code == 201
+    remove_log(events_path)
+    r = client.post("/feedback", json={"user_id": 1, "anime_id": anime, "feedback": 3})
+    assert_json_error(r, 503, "deleted while this process had it open", "nothing was stored")
+    body = client.get("/health").json()
+    assert body["status"] == "degraded" and "deleted while this process had it open" in body["event_log"]

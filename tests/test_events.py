@@ -222,3 +222,35 @@ def test_quick_check_finds_a_damaged_index(tmp_path):
     damage_index(path)
     problems = EventLog(path).quick_check()
     assert problems and all(isinstance(p, str) for p in problems)
+
+
+def remove_log(path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{path}{suffix}"):
+            os.unlink(f"{path}{suffix}")
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_log_deleted_or_replaced_under_a_writer_refuses_to_store(tmp_path, how):
+    """Defect: after events.db (and -wal, -shm) were deleted under the service, 30 appends said stored and were lost
+    (written to the deleted inode)."""
+    path = tmp_path / "events.db"
+    log = EventLog(path)
+    assert log.append(1, 100, LIKE)
+    if how == "deleted":
+        remove_log(path)
+    else:
+        other = EventLog(tmp_path / "other.db")
+        other.close()
+        remove_log(path)
+        os.replace(tmp_path / "other.db", path)
+    with pytest.raises(sqlite3.DatabaseError, match=rf"^{path}: {how} while this process had it open"):
+        log.append(1, 200, LOVE)
+    with pytest.raises(sqlite3.DatabaseError, match=how):
+        log.check_identity()
+    threads = []
+    thread = threading.Thread(target=lambda: threads.append(pytest.raises(sqlite3.DatabaseError, log.append, 1, 300,
+                                                                           LIKE)))
+    thread.start()
+    thread.join()  # a new thread's new connection is refused too
+    assert threads and (not path.exists() or EventLog(path).count() == 0)

@@ -17,6 +17,11 @@ Ownership: the schema is only ever created in a new or empty database; a file th
 ``quick_check()`` runs SQLite's structural check (the service does at start-up: a damaged page otherwise
 shows only when a write hits it).
 
+Identity: a writer remembers the file it opened (device, inode). Each ``append`` checks, before and after
+its commit, that the file at the path is still that one, and raises EventLogGone if it was deleted or
+replaced (SQLite would otherwise go on writing to the unlinked file and lose every event at the next start);
+a new thread's connection is refused the same way, so it never creates an empty file where the log was.
+
 Feedback codes (``feedback_type``): 1 Dislike, 2 Like, 3 Love (as in the processed data), 0 = the
 person cleared their rating of the title, 4 = saved for later, 5 = removed from "saved for later".
 The current state of a (user, title) pair is its latest event by (timestamp, seq): a rating event
@@ -64,6 +69,10 @@ class NotAnEventLog(ValueError):
     """The file is not a nostrade event log (not SQLite, or another application's database)."""
 
 
+class EventLogGone(sqlite3.DatabaseError):
+    """The log's file was deleted or replaced while this process had it open: what it wrote would be lost."""
+
+
 class IdempotencyConflict(ValueError):
     """An ``event_id`` that is already stored for a different event."""
 
@@ -82,6 +91,7 @@ class EventLog:
         self.busy_timeout_s = busy_timeout_s
         self.read_only = read_only
         self._local = threading.local()
+        self._identity = None  # the file this writer opened: (device, inode)
         if read_only:
             if not self.path.is_file():
                 raise FileNotFoundError(f"{self.path}: no such event log")
@@ -91,11 +101,14 @@ class EventLog:
             self._ensure_schema()
         except sqlite3.DatabaseError as err:  # "file is not a database", a damaged header...
             raise NotAnEventLog(f"{self.path}: not an SQLite event log ({err})") from None
+        if not read_only:
+            self._identity = _file_identity(self.path)
 
     # -- connections -------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
+            self.check_identity()  # a new connection must not create a new file where the log was
             # isolation_level=None: no implicit transactions, each write below opens its own.
             if self.read_only:
                 conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
@@ -116,6 +129,13 @@ class EventLog:
                 "SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise NotAnEventLog(f"{self.path}: an SQLite database of another application (tables but no event log "
                                 "schema); left as it was")
+
+    def check_identity(self) -> None:
+        """Raise EventLogGone when the file at ``path`` is no longer the one this writer opened (deleted, or
+        replaced by another): SQLite would go on writing to the open, unlinked file, lost at the next start."""
+        if self._identity is not None and (now := _file_identity(self.path)) != self._identity:
+            raise EventLogGone(f"{self.path}: {'deleted' if now is None else 'replaced'} while this process had it "
+                               "open; restart it to use the file now there")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread's objects are collected)."""
@@ -171,6 +191,7 @@ class EventLog:
         """Store one event durably; True if stored, False if an event with this ``event_id`` already was."""
         row = _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp)
         conn = self._connection()
+        self.check_identity()
         conn.execute("BEGIN IMMEDIATE")
         try:
             cursor = conn.execute(
@@ -183,6 +204,7 @@ class EventLog:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self.check_identity()  # gone during the commit: the event went to the unlinked file
         return stored
 
     # -- reading -----------------------------------------------------------------------------------
@@ -206,6 +228,14 @@ class EventLog:
 
     def schema_version(self) -> int:
         return self._connection().execute("PRAGMA user_version").fetchone()[0]
+
+
+def _file_identity(path: Path) -> tuple | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
 
 
 def _check_same_event(conn: sqlite3.Connection, row: tuple, timestamp_given: bool) -> None:
