@@ -57,6 +57,7 @@ from nostrade.dataset import sha256_of
 from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, EventLogGone, IdempotencyConflict, new_event_id
 from nostrade.history import UserHistories
 from nostrade.sequences import LIKE
+from nostrade.sources import MAX_TIMESTAMP
 from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code, use_threads
 
 log = logging.getLogger("nostrade.api")
@@ -66,7 +67,6 @@ API_MAX_K = 100  # k and limit of a request (predict.MAX_K, the library's own ca
 MAX_HISTORY = 1000
 MAX_BATCH = 256
 MAX_FILTER_VALUES = 50
-MAX_TIMESTAMP = 32_503_680_000.0  # year 3000, in unix seconds
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 TITLE_FIELDS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members", "in_model"]
 
@@ -116,7 +116,8 @@ def json_int(ge: int, le: int, description: str | None = None):
 Id = json_int(0, MAX_ID)
 K = json_int(1, API_MAX_K, f"number of recommendations, 1..{API_MAX_K}")
 Alpha = Annotated[float, Field(ge=0.0, le=1.0, description="genre share of the blended score")]
-Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False, description="unix seconds")]
+Timestamp = Annotated[float, Field(ge=0, lt=MAX_TIMESTAMP, allow_inf_nan=False,
+                                   description="unix seconds, 1970..2099 (prep's range)")]
 FeedbackValue = Literal[1, 2, 3, "Dislike", "Like", "Love"]
 FilterValue = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 EventId = Annotated[str, StringConstraints(pattern=rf"^[A-Za-z0-9._:-]{{1,{MAX_EVENT_ID_LENGTH}}}$")]

@@ -495,3 +495,17 @@ def test_feedback_to_a_deleted_event_log_is_503_and_health_says_so(client, rec, 
     assert_json_error(r, 503, "deleted while this process had it open", "nothing was stored")
     body = client.get("/health").json()
     assert body["status"] == "degraded" and "deleted while this process had it open" in body["event_log"]
+
+
+def test_a_future_rating_can_be_corrected_and_the_range_is_prep_s(client, rec, events_path):
+    """Defect: Love stamped 4.0e9, then Dislike without a timestamp: both 201, and the Love stayed."""
+    from nostrade.history import UserHistories
+    from nostrade.sources import MAX_TIMESTAMP
+    anime = vocab(rec, 1)[0]
+    for body in ({"feedback": "Love", "timestamp": 4.0e9}, {"feedback": "Dislike"}):
+        assert client.post("/feedback", json={"user_id": 3_000_000_000, "anime_id": anime, **body}).status_code == 201
+    assert UserHistories(rec.dataset, EventLog(events_path)).frame(3_000_000_000)["feedback"].tolist() == [1]
+    r = client.post("/feedback", json={"user_id": 7, "anime_id": anime, "feedback": 2, "timestamp": MAX_TIMESTAMP})
+    assert_json_error(r, 422, "body.timestamp")
+    r = client.post("/recommend", json={"history": [{"anime_id": anime, "timestamp": 3.2e10}]})
+    assert_json_error(r, 422, "body.history.0.timestamp")

@@ -254,3 +254,12 @@ def test_a_log_deleted_or_replaced_under_a_writer_refuses_to_store(tmp_path, how
     thread.start()
     thread.join()  # a new thread's new connection is refused too
     assert threads and (not path.exists() or EventLog(path).count() == 0)
+
+
+def test_one_timestamp_range_for_every_entry_point(log):
+    """Defect: the API took timestamps up to year 3000 while prep refuses anything after 2099."""
+    from nostrade.sources import MAX_TIMESTAMP
+    for bad in (MAX_TIMESTAMP, 4.2e9, -1.0):
+        with pytest.raises(ValueError, match=r"^event timestamp: .* is outside 1970\.\.2099"):
+            log.append(1, 100, LIKE, timestamp=bad)
+    assert log.append(1, 100, LIKE, timestamp=MAX_TIMESTAMP - 1) and log.count() == 1

@@ -24,8 +24,10 @@ a new thread's connection is refused the same way, so it never creates an empty 
 
 Feedback codes (``feedback_type``): 1 Dislike, 2 Like, 3 Love (as in the processed data), 0 = the
 person cleared their rating of the title, 4 = saved for later, 5 = removed from "saved for later".
-The current state of a (user, title) pair is its latest event by (timestamp, seq): a rating event
-(0–3) sets or clears the rating, a save event (4, 5) the watch-list flag; the two are independent.
+The current state of a (user, title) pair is its last stored event (by seq, whatever its timestamp: a
+correction always wins, also over an event stamped in the future): a rating event (0–3) sets or clears the
+rating, a save event (4, 5) the watch-list flag; the two are independent. Timestamps lie in prep's range,
+1970..2099 (nostrade.sources.MAX_TIMESTAMP), as everywhere else.
 
 Thread-safe: each thread (and each process after a fork) uses its own connection.
 """
@@ -42,6 +44,7 @@ from pathlib import Path
 import pandas as pd
 
 from nostrade.sequences import DISLIKE, LIKE, LOVE
+from nostrade.sources import MAX_TIMESTAMP
 
 CLEARED, SAVED, UNSAVED = 0, 4, 5
 RATING_TYPES = (CLEARED, DISLIKE, LIKE, LOVE)
@@ -250,9 +253,10 @@ def _check_same_event(conn: sqlite3.Connection, row: tuple, timestamp_given: boo
 
 
 def _latest(events: pd.DataFrame, types) -> pd.DataFrame:
-    """Each (user, title)'s latest event among ``types``, by (timestamp, seq), in that order."""
-    chosen = events[events["feedback_type"].isin(types)].sort_values(["timestamp", "seq"], kind="stable")
-    return chosen.drop_duplicates(["user_id", "anime_id"], keep="last")
+    """Each (user, title)'s last stored event among ``types``, in (timestamp, seq) order."""
+    chosen = events[events["feedback_type"].isin(types)]
+    chosen = chosen.sort_values("seq", kind="stable").drop_duplicates(["user_id", "anime_id"], keep="last")
+    return chosen.sort_values(["timestamp", "seq"], kind="stable")
 
 
 def current_saved(events: pd.DataFrame) -> list[int]:
@@ -283,4 +287,6 @@ def _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp
     timestamp = time.time() if timestamp is None else float(timestamp)
     if timestamp != timestamp or timestamp in (float("inf"), float("-inf")):
         raise ValueError(f"event timestamp: {timestamp} is not a finite number")
+    if not 0 <= timestamp < MAX_TIMESTAMP:  # prep's range: one for every entry point
+        raise ValueError(f"event timestamp: {timestamp} is outside 1970..2099 (Unix seconds)")
     return (event_id, user_id, None if session_id is None else str(session_id), anime_id, feedback_type, timestamp)
