@@ -14,6 +14,8 @@ repository root):
     NOSTRADE_EVENTS          SQLite event log (nostrade.events)          (default data/events.db)
     NOSTRADE_MAX_BODY_BYTES  request body cap in bytes                   (default 1048576)
     NOSTRADE_THREADS         CPU threads per worker (PyTorch and BLAS)   (default 1)
+    NOSTRADE_MAX_BATCHES     POST /recommend/batch requests a worker runs at once; more get a JSON 429
+                             with Retry-After (default 2)
 
 The model is loaded once per worker process at startup. Every score comes from predict.Recommender;
 this module only validates, looks up histories, and shapes JSON. A known user's history is
@@ -37,6 +39,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
@@ -66,6 +69,8 @@ MAX_ID = 2**53 - 1  # largest integer a JSON client (JavaScript) reads exactly
 API_MAX_K = 100  # k and limit of a request (predict.MAX_K, the library's own cap, is higher)
 MAX_HISTORY = 1000
 MAX_BATCH = 256
+MAX_BATCH_HISTORY = MAX_HISTORY  # a known user's latest events a batch scores (a logged history can be long)
+DEFAULT_MAX_BATCHES = 2  # batch requests one worker runs at once
 MAX_FILTER_VALUES = 50
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 TITLE_FIELDS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members", "in_model"]
@@ -79,6 +84,7 @@ class Settings:
     events: Path
     max_body_bytes: int
     threads: int
+    max_batches: int = DEFAULT_MAX_BATCHES
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Settings":
@@ -97,7 +103,8 @@ class Settings:
                    catalogue=path("NOSTRADE_CATALOGUE", "") if env.get("NOSTRADE_CATALOGUE") else None,
                    events=path("NOSTRADE_EVENTS", "data/events.db"),
                    max_body_bytes=integer("NOSTRADE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-                   threads=max(1, integer("NOSTRADE_THREADS", 1)))
+                   threads=max(1, integer("NOSTRADE_THREADS", 1)),
+                   max_batches=max(1, integer("NOSTRADE_MAX_BATCHES", DEFAULT_MAX_BATCHES)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -385,7 +392,8 @@ class BodySizeLimit:
 
 
 ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-               413: "body_too_large", 422: "validation_error", 500: "internal_error", 503: "event_log_unavailable"}
+               413: "body_too_large", 422: "validation_error", 429: "too_many_requests", 500: "internal_error",
+               503: "event_log_unavailable"}
 MULTI_VALUED_PARAMS = {"genres", "types"}
 
 
@@ -492,6 +500,8 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
                               "genre blend and explanations. Every error is JSON with a 4xx status.",
                   lifespan=lifespan, dependencies=[Depends(single_valued_query)])
     app.state.service = service
+    app.state.max_batches = settings.max_batches
+    app.state.batch_slots = threading.BoundedSemaphore(settings.max_batches)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     install_error_handlers(app)
     add_routes(app)
@@ -549,32 +559,21 @@ def add_routes(app: FastAPI) -> None:
         liked = [int(x) for x in query.liked.split(",")]
         return recommend_json(get_service(request).rec, [(a, LIKE, None) for a in liked], query)
 
-    @app.post("/recommend/batch", response_model=BatchResponse, responses=errors(400, 404, 413, 422, 503),
+    @app.post("/recommend/batch", response_model=BatchResponse, responses=errors(400, 404, 413, 422, 429, 503),
               tags=["recommend"])
     def recommend_batch(body: BatchRequest, request: Request):
-        """Top-k for many users at once (known users and/or anonymous histories), without explanations."""
-        s = get_service(request)
-        if body.user_ids:
-            usable_log(s)
-        histories = [s.users.of(u)[0] for u in body.user_ids]
-        strangers = [u for u, h in zip(body.user_ids, histories) if not h]
-        if strangers:
-            raise HTTPException(404, f"user_ids {strangers[:10]}: unknown (no training history, no logged feedback)")
-        histories += [[(e.anime_id, e.feedback, e.timestamp) for e in h] for h in body.histories]
-        ranked = s.rec.recommend_batch(histories, k=body.k, alpha=body.alpha)
-        starts = np.searchsorted(ranked["user"].to_numpy(), np.arange(len(histories) + 1))
-        anime_ids, scores, paths = (ranked[c].tolist() for c in ("anime_id", "score", "path"))
-        results = []
-        for n, history in enumerate(histories):
-            ids = np.fromiter((e[0] for e in history), dtype=np.int64, count=len(history))
-            a, b = starts[n], starts[n + 1]
-            known_user = n < len(body.user_ids)
-            results.append({"user_id": body.user_ids[n] if known_user else None,
-                            "index": None if known_user else n - len(body.user_ids),
-                            "path": paths[a] if b > a else "popularity",
-                            "unknown_ids": ids[s.rec.rows_of(ids) < 0].tolist(),
-                            "anime_ids": anime_ids[a:b], "scores": scores[a:b]})
-        return JSONResponse({"k": body.k, "alpha": body.alpha, "results": results})
+        """Top-k for many users at once (known users and/or anonymous histories), without explanations. A known
+        user's latest MAX_BATCH_HISTORY events count; a user listed twice is read and scored once."""
+        slots = request.app.state.batch_slots
+        if not slots.acquire(blocking=False):
+            running = request.app.state.max_batches
+            raise HTTPException(429, f"{running} batch request{' is' if running == 1 else 's are'} already running in "
+                                     "this worker; retry shortly", headers={"Retry-After": "1"})
+        try:
+            results = batch_results(get_service(request), body)
+            return JSONResponse({"k": body.k, "alpha": body.alpha, "results": results})
+        finally:
+            slots.release()
 
     @app.post("/feedback", status_code=201, response_model=FeedbackResponse,
               responses={200: {"model": FeedbackResponse, "description": "already stored (a retried event_id)"},
@@ -605,6 +604,30 @@ def add_routes(app: FastAPI) -> None:
         table = get_service(request).rec.search(q, limit=limit)[[*TITLE_FIELDS, "match"]]
         return Response(f'{{"query":{json.dumps(q)},"items":{table.to_json(orient="records")}}}',
                         media_type="application/json")
+
+
+def batch_results(s: Service, body: BatchRequest) -> list[dict]:
+    """One result per entry of ``user_ids`` (in order, repeats included), then one per anonymous history."""
+    users = list(dict.fromkeys(body.user_ids))  # distinct, first-seen order
+    if users:
+        usable_log(s)
+    histories = [s.users.of(u)[0][-MAX_BATCH_HISTORY:] for u in users]
+    strangers = [u for u, h in zip(users, histories) if not h]
+    if strangers:
+        raise HTTPException(404, f"user_ids {strangers[:10]}: unknown (no training history, no logged feedback)")
+    histories += [[(e.anime_id, e.feedback, e.timestamp) for e in h] for h in body.histories]
+    ranked = s.rec.recommend_batch(histories, k=body.k, alpha=body.alpha)
+    starts = np.searchsorted(ranked["user"].to_numpy(), np.arange(len(histories) + 1))
+    anime_ids, scores, paths = (ranked[c].tolist() for c in ("anime_id", "score", "path"))
+    scored = []
+    for n, history in enumerate(histories):
+        ids = np.fromiter((e[0] for e in history), dtype=np.int64, count=len(history))
+        a, b = starts[n], starts[n + 1]
+        scored.append({"path": paths[a] if b > a else "popularity", "unknown_ids": ids[s.rec.rows_of(ids) < 0].tolist(),
+                       "anime_ids": anime_ids[a:b], "scores": scores[a:b]})
+    row_of_user = {u: n for n, u in enumerate(users)}
+    return ([{"user_id": u, "index": None, **scored[row_of_user[u]]} for u in body.user_ids]
+            + [{"user_id": None, "index": i, **scored[len(users) + i]} for i in range(len(body.histories))])
 
 
 def recommend_json(rec: Recommender, events: Sequence, query: Options, **extra) -> JSONResponse:

@@ -93,6 +93,7 @@ def test_settings_from_environment(tmp_path):
                                "NOSTRADE_MAX_BODY_BYTES": "1000"})
     assert s.checkpoint == predict.REPO_ROOT / "x" / "y.pt" and s.events == tmp_path / "e.db"
     assert s.data == predict.REPO_ROOT / "data" / "processed" and s.catalogue is None and s.max_body_bytes == 1000
+    assert s.max_batches == 2 and api.Settings.from_env({"NOSTRADE_MAX_BATCHES": "5"}).max_batches == 5
     with pytest.raises(ValueError, match="NOSTRADE_MAX_BODY_BYTES='lots' is not a non-negative integer"):
         api.Settings.from_env({"NOSTRADE_MAX_BODY_BYTES": "lots"})
 
@@ -323,6 +324,39 @@ def test_batch_limits_and_unknown_users(client):
     assert_json_error(client.post("/recommend/batch", json={"user_ids": [10**12]}), 404, str(10**12))
     assert_json_error(client.post("/recommend/batch", json={"histories": [[]] * (api.MAX_BATCH + 1)}), 422, "histories")
     assert client.post("/recommend/batch", json={}).json()["results"] == []
+
+
+def test_a_batch_reads_and_scores_each_distinct_user_once_and_caps_each_history(client, rec, monkeypatch):
+    """Defect: [888] * 256 re-read a 10,000-event log 256 times (16.8 s) and scored it 256 times."""
+    from nostrade.history import UserHistories
+    user = int(rec.dataset.user_ids[0])
+    reads, scored = [], []
+    real_of, real_batch = UserHistories.of, Recommender.recommend_batch
+    monkeypatch.setattr(UserHistories, "of", lambda self, u: reads.append(u) or real_of(self, u))
+    monkeypatch.setattr(Recommender, "recommend_batch",
+                        lambda self, histories, **kw: scored.extend(map(len, histories)) or real_batch(self, histories,
+                                                                                                         **kw))
+    monkeypatch.setattr(api, "MAX_BATCH_HISTORY", 2)
+    r = client.post("/recommend/batch", json={"user_ids": [user] * api.MAX_BATCH, "histories": [history(vocab(rec, 3))],
+                                              "k": 5})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert reads == [user] and scored == [2, 3]  # the user read and scored once (their last 2 events), the history
+    assert len(results) == api.MAX_BATCH + 1 and all(x == results[0] for x in results[:api.MAX_BATCH])
+    assert results[-1]["index"] == 0 and results[0]["user_id"] == user
+
+
+def test_concurrent_batches_are_capped_with_a_json_429(rec, events_path):
+    settings = api.Settings(checkpoint=None, data=None, catalogue=None, events=events_path, max_body_bytes=1 << 20,
+                            threads=1, max_batches=1)
+    app = api.create_app(rec, events_path, settings=settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert app.state.batch_slots.acquire(blocking=False)  # a batch is running
+        r = c.post("/recommend/batch", json={"histories": [[]]})
+        assert_json_error(r, 429, "1 batch request is already running")["error"] == "too_many_requests"
+        assert r.headers["retry-after"] == "1"
+        app.state.batch_slots.release()
+        assert c.post("/recommend/batch", json={"histories": [[]]}).status_code == 200
 
 
 # ------------------------------------------------------------------------------------------------ safety

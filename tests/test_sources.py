@@ -320,7 +320,8 @@ def test_the_year_at_the_end_of_a_movielens_title():
 
 
 @pytest.mark.parametrize("ratings", ["user_id,anime_id,rating\n1,1,5\n1,2,nan\n", "user_id,anime_id,rating\n1,1,5\n1,2\n",
-                                     "user_id,anime_id,rating\n1,1,5\n1,2,x\n1,3\n", "user_id,anime_id,rating\n1,1,11\n"])
+                                     "user_id,anime_id,rating\n1,1,5\n1,2,x\n1,3\n",
+                                     "user_id,anime_id,rating\n1,1,11\n"])
 def test_no_python_row_handler_runs_on_pyarrows_threads(tmp_path, ratings, monkeypatch):
     """Defect: prep printed the right error, then aborted with exit 134 in about 1 run of 4 (a multi-threaded read
     calling a Python row handler, torn down at exit): a handler only ever goes with a single-threaded read."""
