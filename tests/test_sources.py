@@ -319,7 +319,8 @@ def test_the_year_at_the_end_of_a_movielens_title():
     assert years[[0, 1, 3]].tolist() == ["1995", "1995", "1984"] and years[[2, 4]].isna().all()
 
 
-@pytest.mark.parametrize("ratings", ["user_id,anime_id,rating\n1,1,5\n1,2,nan\n", "user_id,anime_id,rating\n1,1,5\n1,2\n",
+@pytest.mark.parametrize("ratings", ["user_id,anime_id,rating\n1,1,5\n1,2,nan\n",
+                                     "user_id,anime_id,rating\n1,1,5\n1,2\n",
                                      "user_id,anime_id,rating\n1,1,5\n1,2,x\n1,3\n",
                                      "user_id,anime_id,rating\n1,1,11\n"])
 def test_no_python_row_handler_runs_on_pyarrows_threads(tmp_path, ratings, monkeypatch):
