@@ -476,12 +476,40 @@ def usable_log(service: Service) -> EventLog:
     return service.events
 
 
+STARTUP_REFUSALS = (FileNotFoundError, ValueError, OSError, RuntimeError, sqlite3.Error)  # not a bug: bad input
+
+
+class OneLineStartupErrors:
+    """A start-up refusal (a missing or damaged checkpoint, a file that is not an event log, a bad setting) goes
+    to the server as its one line ``error: ...`` rather than Starlette's traceback, which uvicorn would print."""
+
+    def __init__(self, app, state):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+
+        async def one_line(message):
+            refusal = getattr(self.state, "refusal", None)
+            if message["type"] == "lifespan.startup.failed" and refusal is not None:
+                message = {**message, "message": f"error: {refusal}"}
+            await send(message)
+
+        await self.app(scope, receive, one_line)
+
+
 def create_app(recommender: Recommender | None = None, events_path: str | Path | None = None,
                model_version: str | None = None, settings: Settings | None = None) -> FastAPI:
     """The service. With no arguments everything comes from the environment (see the module docstring)
     and the model is loaded at startup; tests pass a ready ``recommender`` (and ``events_path``), which
-    serve at once."""
-    settings = settings or Settings.from_env()
+    serve at once. A bad setting in the environment is refused at start-up, in one line."""
+    refusal = None
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except ValueError as err:
+            settings, refusal = Settings.from_env({}), err
     if recommender is not None:
         service = checked_service(recommender, EventLog(events_path or settings.events), model_version or "in-memory")
     else:
@@ -490,8 +518,14 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if app.state.service is None:
-            use_threads(settings.threads)
-            app.state.service = load_service(settings)
+            try:
+                if refusal is not None:
+                    raise refusal
+                use_threads(settings.threads)
+                app.state.service = load_service(settings)
+            except STARTUP_REFUSALS as err:
+                app.state.refusal = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise
             log.info("serving %s (sha256 %s)", settings.checkpoint, app.state.service.model_version[:12])
         yield
 
@@ -503,6 +537,7 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
     app.state.max_batches = settings.max_batches
     app.state.batch_slots = threading.BoundedSemaphore(settings.max_batches)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(OneLineStartupErrors, state=app.state)
     install_error_handlers(app)
     add_routes(app)
     return app

@@ -88,6 +88,40 @@ def test_startup_loads_the_checkpoint_from_the_environment(tiny_checkpoint, proc
     assert (tmp_path / "log.db").exists()
 
 
+def lifespan_messages(app) -> list[dict]:
+    """What the app tells the server at start-up (uvicorn prints a startup.failed message as it is)."""
+    import asyncio
+    sent = []
+
+    async def receive():
+        return {"type": "lifespan.startup"}
+
+    async def send(message):
+        sent.append(message)
+
+    with pytest.raises(Exception):
+        asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}, receive,
+                        send))
+    return sent
+
+
+@pytest.mark.parametrize("setting, value, says", [
+    ("NOSTRADE_CHECKPOINT", "{tmp}/nope.pt", "{tmp}/nope.pt: no such checkpoint"),
+    ("NOSTRADE_EVENTS", "{tmp}/text.db", "{tmp}/text.db: not an SQLite event log"),
+    ("NOSTRADE_MAX_BODY_BYTES", "lots", "NOSTRADE_MAX_BODY_BYTES='lots' is not a non-negative integer"),
+])
+def test_start_up_refusals_are_one_line(tiny_checkpoint, processed_sample, tmp_path, monkeypatch, setting, value, says):
+    """Defect: every start-up refusal printed a 19-47-line traceback before the right last line."""
+    (tmp_path / "text.db").write_bytes(b"this is no database " * 50)
+    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tiny_checkpoint))
+    monkeypatch.setenv("NOSTRADE_DATA", str(processed_sample))
+    monkeypatch.setenv("NOSTRADE_EVENTS", str(tmp_path / "log.db"))
+    monkeypatch.setenv(setting, value.format(tmp=tmp_path))
+    sent = lifespan_messages(api.create_app())
+    assert sent[-1]["type"] == "lifespan.startup.failed"
+    assert sent[-1]["message"].startswith(f"error: {says.format(tmp=tmp_path)}") and "\n" not in sent[-1]["message"]
+
+
 def test_settings_from_environment(tmp_path):
     s = api.Settings.from_env({"NOSTRADE_CHECKPOINT": "x/y.pt", "NOSTRADE_EVENTS": str(tmp_path / "e.db"),
                                "NOSTRADE_MAX_BODY_BYTES": "1000"})
