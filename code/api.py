@@ -2,7 +2,10 @@
 
 Start (from the repository root, after `make train`):
 
-    uvicorn api:app --app-dir code --host 127.0.0.1 --port 8000      # docs at http://127.0.0.1:8000/docs
+    uvicorn api:app --app-dir code --http api:JSONErrorsHTTP --host 127.0.0.1 --port 8000   # docs at /docs
+
+(``--http api:JSONErrorsHTTP``: a request the HTTP parser itself rejects, e.g. a bad Content-Length, gets a
+JSON 400 too, not uvicorn's plain text.)
 
 Configuration (environment variables, the same as code/app.py's; relative paths are taken from the
 repository root):
@@ -55,6 +58,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nostrade.dataset import sha256_of
 from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, EventLogGone, IdempotencyConflict, new_event_id
@@ -389,6 +393,21 @@ class BodySizeLimit:
             return message
 
         await self.app(scope, limited_receive, send)
+
+
+class JSONErrorsHTTP(HttpToolsProtocol):
+    """uvicorn's httptools protocol (what it picks by default), whose own 400 for a request it cannot parse (a bad
+    Content-Length, a malformed header line: the app never sees those) is JSON like every other error. Started
+    with ``uvicorn --http api:JSONErrorsHTTP``."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": "bad_request", "detail": "invalid HTTP request (e.g. a bad Content-Length or a "
+                                                             "malformed header line)"}).encode()
+        head = [b"HTTP/1.1 400 Bad Request\r\n", *(name + b": " + value + b"\r\n"
+                                                  for name, value in self.server_state.default_headers),
+                b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
 
 
 ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",

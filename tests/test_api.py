@@ -403,6 +403,37 @@ def small_cap_client(rec, events_path):
         yield c
 
 
+@pytest.mark.parametrize("content_length", [b"abc", b"-1", b"1, 2"])
+def test_a_bad_content_length_gets_json_from_the_server_itself(rec, events_path, content_length):
+    """Defect: a Content-Length the HTTP parser rejects (before the app sees the request) got uvicorn's plain text."""
+    import socket
+    import threading
+    import uvicorn
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(api.create_app(rec, events_path), host="127.0.0.1", port=port,
+                                           http=api.JSONErrorsHTTP, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.02)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + content_length + b"\r\n\r\n{}")
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": "bad_request", "detail": "invalid HTTP request (e.g. a bad Content-Length "
+                                                                  "or a malformed header line)"}
+
+
 def test_a_declared_oversized_body_is_413(small_cap_client):
     body = json.dumps({"history": [{"anime_id": 1}] * 200}).encode()
     assert len(body) > 2000
