@@ -629,6 +629,10 @@ def add_routes(app: FastAPI) -> None:
         finally:
             slots.release()
 
+    add_feedback_and_title_routes(app)
+
+
+def add_feedback_and_title_routes(app: FastAPI) -> None:
     @app.post("/feedback", status_code=201, response_model=FeedbackResponse,
               responses={200: {"model": FeedbackResponse, "description": "already stored (a retried event_id)"},
                          **errors(400, 404, 409, 413, 422, 503)}, tags=["feedback"])
