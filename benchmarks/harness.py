@@ -95,8 +95,8 @@ class ServerProcess:
             return len(pids) >= self.workers
 
         command = [sys.executable, "-m", "uvicorn", "api:app", "--app-dir", str(REPO_ROOT / "code"),
-                   "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers),
-                   "--log-level", "warning", "--no-access-log"]
+                   "--http", "api:JSONErrorsHTTP", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--workers", str(self.workers), "--log-level", "warning", "--no-access-log"]
         self.process = start(command, self.env, every_worker_answers, timeout_s)
         return self
 

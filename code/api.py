@@ -2,7 +2,10 @@
 
 Start (from the repository root, after `make train`):
 
-    uvicorn api:app --app-dir code --host 127.0.0.1 --port 8000      # docs at http://127.0.0.1:8000/docs
+    uvicorn api:app --app-dir code --http api:JSONErrorsHTTP --host 127.0.0.1 --port 8000   # docs at /docs
+
+(``--http api:JSONErrorsHTTP``: a request the HTTP parser itself rejects, e.g. a bad Content-Length, gets a
+JSON 400 too, not uvicorn's plain text.)
 
 Configuration (environment variables, the same as code/app.py's; relative paths are taken from the
 repository root):
@@ -14,6 +17,8 @@ repository root):
     NOSTRADE_EVENTS          SQLite event log (nostrade.events)          (default data/events.db)
     NOSTRADE_MAX_BODY_BYTES  request body cap in bytes                   (default 1048576)
     NOSTRADE_THREADS         CPU threads per worker (PyTorch and BLAS)   (default 1)
+    NOSTRADE_MAX_BATCHES     POST /recommend/batch requests a worker runs at once; more get a JSON 429
+                             with Retry-After (default 2)
 
 The model is loaded once per worker process at startup. Every score comes from predict.Recommender;
 this module only validates, looks up histories, and shapes JSON. A known user's history is
@@ -37,6 +42,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from contextlib import asynccontextmanager
@@ -52,11 +58,13 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from nostrade.dataset import sha256_of
-from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, IdempotencyConflict, new_event_id
+from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, EventLogGone, IdempotencyConflict, new_event_id
 from nostrade.history import UserHistories
 from nostrade.sequences import LIKE
+from nostrade.sources import MAX_TIMESTAMP
 from predict import REPO_ROOT, Recommender, UnknownTitle, feedback_code, use_threads
 
 log = logging.getLogger("nostrade.api")
@@ -65,8 +73,9 @@ MAX_ID = 2**53 - 1  # largest integer a JSON client (JavaScript) reads exactly
 API_MAX_K = 100  # k and limit of a request (predict.MAX_K, the library's own cap, is higher)
 MAX_HISTORY = 1000
 MAX_BATCH = 256
+MAX_BATCH_HISTORY = MAX_HISTORY  # a known user's latest events a batch scores (a logged history can be long)
+DEFAULT_MAX_BATCHES = 2  # batch requests one worker runs at once
 MAX_FILTER_VALUES = 50
-MAX_TIMESTAMP = 32_503_680_000.0  # year 3000, in unix seconds
 DEFAULT_MAX_BODY_BYTES = 1 << 20
 TITLE_FIELDS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members", "in_model"]
 
@@ -79,6 +88,7 @@ class Settings:
     events: Path
     max_body_bytes: int
     threads: int
+    max_batches: int = DEFAULT_MAX_BATCHES
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Settings":
@@ -97,7 +107,8 @@ class Settings:
                    catalogue=path("NOSTRADE_CATALOGUE", "") if env.get("NOSTRADE_CATALOGUE") else None,
                    events=path("NOSTRADE_EVENTS", "data/events.db"),
                    max_body_bytes=integer("NOSTRADE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
-                   threads=max(1, integer("NOSTRADE_THREADS", 1)))
+                   threads=max(1, integer("NOSTRADE_THREADS", 1)),
+                   max_batches=max(1, integer("NOSTRADE_MAX_BATCHES", DEFAULT_MAX_BATCHES)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -116,7 +127,8 @@ def json_int(ge: int, le: int, description: str | None = None):
 Id = json_int(0, MAX_ID)
 K = json_int(1, API_MAX_K, f"number of recommendations, 1..{API_MAX_K}")
 Alpha = Annotated[float, Field(ge=0.0, le=1.0, description="genre share of the blended score")]
-Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False, description="unix seconds")]
+Timestamp = Annotated[float, Field(ge=0, lt=MAX_TIMESTAMP, allow_inf_nan=False,
+                                   description="unix seconds, 1970..2099 (prep's range)")]
 FeedbackValue = Literal[1, 2, 3, "Dislike", "Like", "Love"]
 FilterValue = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 EventId = Annotated[str, StringConstraints(pattern=rf"^[A-Za-z0-9._:-]{{1,{MAX_EVENT_ID_LENGTH}}}$")]
@@ -289,9 +301,11 @@ class BatchResponse(BaseModel):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "degraded"] = Field(description="degraded: the event log is damaged (see event_log); "
-                                                           "feedback and known users get 503")
-    event_log: str = Field(description='"ok", or "damaged: " and what SQLite\'s integrity check found')
+    status: Literal["ok", "degraded"] = Field(description="degraded: the event log is damaged or its file was deleted "
+                                                           "or replaced (see event_log); feedback and known users "
+                                                           "get 503")
+    event_log: str = Field(description='"ok", "damaged: " and what SQLite\'s integrity check found, or "gone: " '
+                                       'when the file was deleted or replaced while the service ran')
     model_version: str = Field(description="sha256 of the checkpoint file")
     source: str
     catalogue_titles: int
@@ -381,8 +395,24 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+class JSONErrorsHTTP(HttpToolsProtocol):
+    """uvicorn's httptools protocol (what it picks by default), whose own 400 for a request it cannot parse (a bad
+    Content-Length, a malformed header line: the app never sees those) is JSON like every other error. Started
+    with ``uvicorn --http api:JSONErrorsHTTP``."""
+
+    def send_400_response(self, msg: str) -> None:
+        body = json.dumps({"error": "bad_request", "detail": "invalid HTTP request (e.g. a bad Content-Length or a "
+                                                             "malformed header line)"}).encode()
+        head = [b"HTTP/1.1 400 Bad Request\r\n", *(name + b": " + value + b"\r\n"
+                                                  for name, value in self.server_state.default_headers),
+                b"content-type: application/json\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body)]
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
 ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict",
-               413: "body_too_large", 422: "validation_error", 500: "internal_error", 503: "event_log_unavailable"}
+               413: "body_too_large", 422: "validation_error", 429: "too_many_requests", 500: "internal_error",
+               503: "event_log_unavailable"}
 MULTI_VALUED_PARAMS = {"genres", "types"}
 
 
@@ -429,6 +459,8 @@ def install_error_handlers(app: FastAPI) -> None:
         service = request.app.state.service
         if isinstance(exc, sqlite3.DatabaseError) and "malformed" in str(exc):
             service.event_log_problem = f"damaged: {exc}"
+        if isinstance(exc, EventLogGone):  # every later write would be lost too
+            service.event_log_problem = f"gone: {exc}"
         problem = EventLogUnavailable(str(exc))
         return error_response(problem.status_code, problem.detail)
 
@@ -463,12 +495,40 @@ def usable_log(service: Service) -> EventLog:
     return service.events
 
 
+STARTUP_REFUSALS = (FileNotFoundError, ValueError, OSError, RuntimeError, sqlite3.Error)  # not a bug: bad input
+
+
+class OneLineStartupErrors:
+    """A start-up refusal (a missing or damaged checkpoint, a file that is not an event log, a bad setting) goes
+    to the server as its one line ``error: ...`` rather than Starlette's traceback, which uvicorn would print."""
+
+    def __init__(self, app, state):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "lifespan":
+            return await self.app(scope, receive, send)
+
+        async def one_line(message):
+            refusal = getattr(self.state, "refusal", None)
+            if message["type"] == "lifespan.startup.failed" and refusal is not None:
+                message = {**message, "message": f"error: {refusal}"}
+            await send(message)
+
+        await self.app(scope, receive, one_line)
+
+
 def create_app(recommender: Recommender | None = None, events_path: str | Path | None = None,
                model_version: str | None = None, settings: Settings | None = None) -> FastAPI:
     """The service. With no arguments everything comes from the environment (see the module docstring)
     and the model is loaded at startup; tests pass a ready ``recommender`` (and ``events_path``), which
-    serve at once."""
-    settings = settings or Settings.from_env()
+    serve at once. A bad setting in the environment is refused at start-up, in one line."""
+    refusal = None
+    if settings is None:
+        try:
+            settings = Settings.from_env()
+        except ValueError as err:
+            settings, refusal = Settings.from_env({}), err
     if recommender is not None:
         service = checked_service(recommender, EventLog(events_path or settings.events), model_version or "in-memory")
     else:
@@ -477,8 +537,14 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if app.state.service is None:
-            use_threads(settings.threads)
-            app.state.service = load_service(settings)
+            try:
+                if refusal is not None:
+                    raise refusal
+                use_threads(settings.threads)
+                app.state.service = load_service(settings)
+            except STARTUP_REFUSALS as err:
+                app.state.refusal = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise
             log.info("serving %s (sha256 %s)", settings.checkpoint, app.state.service.model_version[:12])
         yield
 
@@ -487,7 +553,10 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
                               "genre blend and explanations. Every error is JSON with a 4xx status.",
                   lifespan=lifespan, dependencies=[Depends(single_valued_query)])
     app.state.service = service
+    app.state.max_batches = settings.max_batches
+    app.state.batch_slots = threading.BoundedSemaphore(settings.max_batches)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(OneLineStartupErrors, state=app.state)
     install_error_handlers(app)
     add_routes(app)
     return app
@@ -507,7 +576,10 @@ def add_routes(app: FastAPI) -> None:
     async def health(request: Request):
         s = get_service(request)
         try:
+            s.events.check_identity()
             logged = s.events.count() if s.event_log_problem is None else None
+        except EventLogGone as err:
+            s.event_log_problem, logged = f"gone: {err}", None
         except sqlite3.DatabaseError as err:
             s.event_log_problem, logged = f"damaged: {err}", None
         return Health(status="ok" if s.event_log_problem is None else "degraded",
@@ -541,33 +613,26 @@ def add_routes(app: FastAPI) -> None:
         liked = [int(x) for x in query.liked.split(",")]
         return recommend_json(get_service(request).rec, [(a, LIKE, None) for a in liked], query)
 
-    @app.post("/recommend/batch", response_model=BatchResponse, responses=errors(400, 404, 413, 422, 503),
+    @app.post("/recommend/batch", response_model=BatchResponse, responses=errors(400, 404, 413, 422, 429, 503),
               tags=["recommend"])
     def recommend_batch(body: BatchRequest, request: Request):
-        """Top-k for many users at once (known users and/or anonymous histories), without explanations."""
-        s = get_service(request)
-        if body.user_ids:
-            usable_log(s)
-        histories = [s.users.of(u)[0] for u in body.user_ids]
-        strangers = [u for u, h in zip(body.user_ids, histories) if not h]
-        if strangers:
-            raise HTTPException(404, f"user_ids {strangers[:10]}: unknown (no training history, no logged feedback)")
-        histories += [[(e.anime_id, e.feedback, e.timestamp) for e in h] for h in body.histories]
-        ranked = s.rec.recommend_batch(histories, k=body.k, alpha=body.alpha)
-        starts = np.searchsorted(ranked["user"].to_numpy(), np.arange(len(histories) + 1))
-        anime_ids, scores, paths = (ranked[c].tolist() for c in ("anime_id", "score", "path"))
-        results = []
-        for n, history in enumerate(histories):
-            ids = np.fromiter((e[0] for e in history), dtype=np.int64, count=len(history))
-            a, b = starts[n], starts[n + 1]
-            known_user = n < len(body.user_ids)
-            results.append({"user_id": body.user_ids[n] if known_user else None,
-                            "index": None if known_user else n - len(body.user_ids),
-                            "path": paths[a] if b > a else "popularity",
-                            "unknown_ids": ids[s.rec.rows_of(ids) < 0].tolist(),
-                            "anime_ids": anime_ids[a:b], "scores": scores[a:b]})
-        return JSONResponse({"k": body.k, "alpha": body.alpha, "results": results})
+        """Top-k for many users at once (known users and/or anonymous histories), without explanations. A known
+        user's latest MAX_BATCH_HISTORY events count; a user listed twice is read and scored once."""
+        slots = request.app.state.batch_slots
+        if not slots.acquire(blocking=False):
+            running = request.app.state.max_batches
+            raise HTTPException(429, f"{running} batch request{' is' if running == 1 else 's are'} already running in "
+                                     "this worker; retry shortly", headers={"Retry-After": "1"})
+        try:
+            results = batch_results(get_service(request), body)
+            return JSONResponse({"k": body.k, "alpha": body.alpha, "results": results})
+        finally:
+            slots.release()
 
+    add_feedback_and_title_routes(app)
+
+
+def add_feedback_and_title_routes(app: FastAPI) -> None:
     @app.post("/feedback", status_code=201, response_model=FeedbackResponse,
               responses={200: {"model": FeedbackResponse, "description": "already stored (a retried event_id)"},
                          **errors(400, 404, 409, 413, 422, 503)}, tags=["feedback"])
@@ -597,6 +662,30 @@ def add_routes(app: FastAPI) -> None:
         table = get_service(request).rec.search(q, limit=limit)[[*TITLE_FIELDS, "match"]]
         return Response(f'{{"query":{json.dumps(q)},"items":{table.to_json(orient="records")}}}',
                         media_type="application/json")
+
+
+def batch_results(s: Service, body: BatchRequest) -> list[dict]:
+    """One result per entry of ``user_ids`` (in order, repeats included), then one per anonymous history."""
+    users = list(dict.fromkeys(body.user_ids))  # distinct, first-seen order
+    if users:
+        usable_log(s)
+    histories = [s.users.of(u)[0][-MAX_BATCH_HISTORY:] for u in users]
+    strangers = [u for u, h in zip(users, histories) if not h]
+    if strangers:
+        raise HTTPException(404, f"user_ids {strangers[:10]}: unknown (no training history, no logged feedback)")
+    histories += [[(e.anime_id, e.feedback, e.timestamp) for e in h] for h in body.histories]
+    ranked = s.rec.recommend_batch(histories, k=body.k, alpha=body.alpha)
+    starts = np.searchsorted(ranked["user"].to_numpy(), np.arange(len(histories) + 1))
+    anime_ids, scores, paths = (ranked[c].tolist() for c in ("anime_id", "score", "path"))
+    scored = []
+    for n, history in enumerate(histories):
+        ids = np.fromiter((e[0] for e in history), dtype=np.int64, count=len(history))
+        a, b = starts[n], starts[n + 1]
+        scored.append({"path": paths[a] if b > a else "popularity", "unknown_ids": ids[s.rec.rows_of(ids) < 0].tolist(),
+                       "anime_ids": anime_ids[a:b], "scores": scores[a:b]})
+    row_of_user = {u: n for n, u in enumerate(users)}
+    return ([{"user_id": u, "index": None, **scored[row_of_user[u]]} for u in body.user_ids]
+            + [{"user_id": None, "index": i, **scored[len(users) + i]} for i in range(len(body.histories))])
 
 
 def recommend_json(rec: Recommender, events: Sequence, query: Options, **extra) -> JSONResponse:

@@ -18,7 +18,7 @@ up once it is stored.
 "Retrain for everyone" fine-tunes the served model on the event log (nostrade.finetune: EASE is
 refitted, SASRec trains a few epochs) and writes the result to NOSTRADE_FINETUNED only if its validation
 NDCG@10 is not worse; the checkpoint itself (which git may track) is never overwritten. The page serves
-the fine-tuned file while it exists and is newer than the checkpoint (a later `make train` wins again).
+the fine-tuned file while it descends from the checkpoint (a later `make train` wins again) and loads.
 """
 from __future__ import annotations
 
@@ -79,9 +79,12 @@ def file_version(path: Path) -> tuple | None:
 
 
 def served_checkpoint() -> Path:
-    """The fine-tuned checkpoint while it exists and is not older than the checkpoint, else the checkpoint."""
-    base, tuned = file_version(CHECKPOINT), file_version(FINETUNED)
-    return FINETUNED if base is not None and tuned is not None and tuned[2] >= base[2] else CHECKPOINT
+    """The fine-tuned checkpoint while it descends from the checkpoint and loads, else the checkpoint and why
+    (nostrade.finetune.served_checkpoint)."""
+    choice = finetune.served_checkpoint(CHECKPOINT, FINETUNED, DATA_DIR)
+    if choice.reason:
+        st.warning(choice.reason)
+    return choice.path
 
 
 @st.cache_resource(max_entries=2, show_spinner="Loading the model…")

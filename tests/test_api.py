@@ -88,11 +88,46 @@ def test_startup_loads_the_checkpoint_from_the_environment(tiny_checkpoint, proc
     assert (tmp_path / "log.db").exists()
 
 
+def lifespan_messages(app) -> list[dict]:
+    """What the app tells the server at start-up (uvicorn prints a startup.failed message as it is)."""
+    import asyncio
+    sent = []
+
+    async def receive():
+        return {"type": "lifespan.startup"}
+
+    async def send(message):
+        sent.append(message)
+
+    with pytest.raises(Exception):
+        asyncio.run(app({"type": "lifespan", "asgi": {"version": "3.0", "spec_version": "2.0"}, "state": {}}, receive,
+                        send))
+    return sent
+
+
+@pytest.mark.parametrize("setting, value, says", [
+    ("NOSTRADE_CHECKPOINT", "{tmp}/nope.pt", "{tmp}/nope.pt: no such checkpoint"),
+    ("NOSTRADE_EVENTS", "{tmp}/text.db", "{tmp}/text.db: not an SQLite event log"),
+    ("NOSTRADE_MAX_BODY_BYTES", "lots", "NOSTRADE_MAX_BODY_BYTES='lots' is not a non-negative integer"),
+])
+def test_start_up_refusals_are_one_line(tiny_checkpoint, processed_sample, tmp_path, monkeypatch, setting, value, says):
+    """Defect: every start-up refusal printed a 19-47-line traceback before the right last line."""
+    (tmp_path / "text.db").write_bytes(b"this is no database " * 50)
+    monkeypatch.setenv("NOSTRADE_CHECKPOINT", str(tiny_checkpoint))
+    monkeypatch.setenv("NOSTRADE_DATA", str(processed_sample))
+    monkeypatch.setenv("NOSTRADE_EVENTS", str(tmp_path / "log.db"))
+    monkeypatch.setenv(setting, value.format(tmp=tmp_path))
+    sent = lifespan_messages(api.create_app())
+    assert sent[-1]["type"] == "lifespan.startup.failed"
+    assert sent[-1]["message"].startswith(f"error: {says.format(tmp=tmp_path)}") and "\n" not in sent[-1]["message"]
+
+
 def test_settings_from_environment(tmp_path):
     s = api.Settings.from_env({"NOSTRADE_CHECKPOINT": "x/y.pt", "NOSTRADE_EVENTS": str(tmp_path / "e.db"),
                                "NOSTRADE_MAX_BODY_BYTES": "1000"})
     assert s.checkpoint == predict.REPO_ROOT / "x" / "y.pt" and s.events == tmp_path / "e.db"
     assert s.data == predict.REPO_ROOT / "data" / "processed" and s.catalogue is None and s.max_body_bytes == 1000
+    assert s.max_batches == 2 and api.Settings.from_env({"NOSTRADE_MAX_BATCHES": "5"}).max_batches == 5
     with pytest.raises(ValueError, match="NOSTRADE_MAX_BODY_BYTES='lots' is not a non-negative integer"):
         api.Settings.from_env({"NOSTRADE_MAX_BODY_BYTES": "lots"})
 
@@ -325,6 +360,39 @@ def test_batch_limits_and_unknown_users(client):
     assert client.post("/recommend/batch", json={}).json()["results"] == []
 
 
+def test_a_batch_reads_and_scores_each_distinct_user_once_and_caps_each_history(client, rec, monkeypatch):
+    """Defect: [888] * 256 re-read a 10,000-event log 256 times (16.8 s) and scored it 256 times."""
+    from nostrade.history import UserHistories
+    user = int(rec.dataset.user_ids[0])
+    reads, scored = [], []
+    real_of, real_batch = UserHistories.of, Recommender.recommend_batch
+    monkeypatch.setattr(UserHistories, "of", lambda self, u: reads.append(u) or real_of(self, u))
+    monkeypatch.setattr(Recommender, "recommend_batch",
+                        lambda self, histories, **kw: scored.extend(map(len, histories)) or real_batch(self, histories,
+                                                                                                         **kw))
+    monkeypatch.setattr(api, "MAX_BATCH_HISTORY", 2)
+    r = client.post("/recommend/batch", json={"user_ids": [user] * api.MAX_BATCH, "histories": [history(vocab(rec, 3))],
+                                              "k": 5})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert reads == [user] and scored == [2, 3]  # the user read and scored once (their last 2 events), the history
+    assert len(results) == api.MAX_BATCH + 1 and all(x == results[0] for x in results[:api.MAX_BATCH])
+    assert results[-1]["index"] == 0 and results[0]["user_id"] == user
+
+
+def test_concurrent_batches_are_capped_with_a_json_429(rec, events_path):
+    settings = api.Settings(checkpoint=None, data=None, catalogue=None, events=events_path, max_body_bytes=1 << 20,
+                            threads=1, max_batches=1)
+    app = api.create_app(rec, events_path, settings=settings)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        assert app.state.batch_slots.acquire(blocking=False)  # a batch is running
+        r = c.post("/recommend/batch", json={"histories": [[]]})
+        assert_json_error(r, 429, "1 batch request is already running")["error"] == "too_many_requests"
+        assert r.headers["retry-after"] == "1"
+        app.state.batch_slots.release()
+        assert c.post("/recommend/batch", json={"histories": [[]]}).status_code == 200
+
+
 # ------------------------------------------------------------------------------------------------ safety
 
 @pytest.fixture
@@ -333,6 +401,37 @@ def small_cap_client(rec, events_path):
                             threads=1)
     with TestClient(api.create_app(rec, events_path, settings=settings), raise_server_exceptions=False) as c:
         yield c
+
+
+@pytest.mark.parametrize("content_length", [b"abc", b"-1", b"1, 2"])
+def test_a_bad_content_length_gets_json_from_the_server_itself(rec, events_path, content_length):
+    """Defect: a Content-Length the HTTP parser rejects (before the app sees the request) got uvicorn's plain text."""
+    import socket
+    import threading
+    import uvicorn
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(api.create_app(rec, events_path), host="127.0.0.1", port=port,
+                                           http=api.JSONErrorsHTTP, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.02)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"POST /recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: " + content_length + b"\r\n\r\n{}")
+            reply = b""
+            while chunk := conn.recv(65536):
+                reply += chunk
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ") and b"content-type: application/json" in head.lower()
+    assert json.loads(body) == {"error": "bad_request", "detail": "invalid HTTP request (e.g. a bad Content-Length "
+                                                                  "or a malformed header line)"}
 
 
 def test_a_declared_oversized_body_is_413(small_cap_client):
@@ -483,3 +582,29 @@ def test_a_sqlite_failure_during_a_request_is_503_not_500(client, rec, monkeypat
     monkeypatch.setattr(EventLog, "append", full)
     r = client.post("/feedback", json={"user_id": 1, "anime_id": vocab(rec, 1)[0], "feedback": 2})
     assert_json_error(r, 503, "database or disk is full")
+
+
+def test_feedback_to_a_deleted_event_log_is_503_and_health_says_so(client, rec, events_path):
+    """Defect: with events.db deleted under the service, POST /feedback said 201 stored and /health ok; all lost."""
+    from test_events import remove_log
+    anime = vocab(rec, 1)[0]
+    assert client.post("/feedback", json={"user_id": 1, "anime_id": anime, "feedback": 2}).status_code == 201
+    remove_log(events_path)
+    r = client.post("/feedback", json={"user_id": 1, "anime_id": anime, "feedback": 3})
+    assert_json_error(r, 503, "deleted while this process had it open", "nothing was stored")
+    body = client.get("/health").json()
+    assert body["status"] == "degraded" and "deleted while this process had it open" in body["event_log"]
+
+
+def test_a_future_rating_can_be_corrected_and_the_range_is_prep_s(client, rec, events_path):
+    """Defect: Love stamped 4.0e9, then Dislike without a timestamp: both 201, and the Love stayed."""
+    from nostrade.history import UserHistories
+    from nostrade.sources import MAX_TIMESTAMP
+    anime = vocab(rec, 1)[0]
+    for body in ({"feedback": "Love", "timestamp": 4.0e9}, {"feedback": "Dislike"}):
+        assert client.post("/feedback", json={"user_id": 3_000_000_000, "anime_id": anime, **body}).status_code == 201
+    assert UserHistories(rec.dataset, EventLog(events_path)).frame(3_000_000_000)["feedback"].tolist() == [1]
+    r = client.post("/feedback", json={"user_id": 7, "anime_id": anime, "feedback": 2, "timestamp": MAX_TIMESTAMP})
+    assert_json_error(r, 422, "body.timestamp")
+    r = client.post("/recommend", json={"history": [{"anime_id": anime, "timestamp": 3.2e10}]})
+    assert_json_error(r, 422, "body.history.0.timestamp")

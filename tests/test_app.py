@@ -449,3 +449,14 @@ def test_a_bad_clusters_file_is_a_one_line_note_and_the_rest_of_the_page_is_draw
     no_errors(at)
     assert "clusters[0].size: inf is not a whole number" in caption_with(at, "No taste rows")
     assert "Catalogue" in subheaders(at)  # what comes after the taste rows is drawn
+
+
+def test_a_damaged_fine_tuned_file_falls_back_to_the_checkpoint_with_the_reason(paths):
+    """Defect: a damaged model.finetuned.pt newer than the checkpoint took the whole page down."""
+    tuned = paths["checkpoint"].with_name("sasrec.finetuned.pt")
+    tuned.write_bytes(paths["checkpoint"].read_bytes()[:5000])
+    at = start()
+    assert not at.exception and not at.error
+    said = at.warning[0].value
+    assert said.startswith(f"sasrec.finetuned.pt is not served ({tuned}: ") and said.endswith("the last good model")
+    assert sha256_of(paths["checkpoint"])[:12] in caption_with(at, "sha256")

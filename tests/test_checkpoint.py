@@ -129,7 +129,31 @@ def test_non_finite_weights_are_refused_also_without_a_checksum(tmp_path, kind):
     payload["model_state"][name].view(-1)[3] = float("nan")
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match=rf"^{path}: weight '{name}' holds 1 non-finite values"):
+        load_checkpoint(path, allow_unchecked=True)
+
+
+def rename_key_by_one_bit(path, key: bytes) -> None:
+    """Flip one bit of ``key`` where the pickle names it, as a bad disk could."""
+    data = bytearray(path.read_bytes())
+    at = data.find(key)
+    assert at > 0
+    data[at] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["sasrec", "ease"])
+def test_a_renamed_checksum_key_does_not_make_damaged_weights_load(tmp_path, kind, monkeypatch):
+    path, model = (saved(tmp_path)[:2]) if kind == "sasrec" else ease_saved(tmp_path)
+    rename_key_by_one_bit(path, b"content_sha256")
+    largest = max(model.state_dict().values(), key=lambda t: t.numel())
+    data = bytearray(path.read_bytes())
+    at = data.find(largest.contiguous().numpy().tobytes()[:64])
+    data[at + 8:at + 12] = (np.frombuffer(bytes(data[at + 8:at + 12]), np.float32) * 3).tobytes()  # finite, wrong
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=rf"^{path}: no checksum \(content_sha256\): damaged, or written before"):
         load_checkpoint(path)
+    monkeypatch.setenv(checkpoint.ALLOW_UNCHECKED_ENV, "1")  # the explicit flag for an old file one trusts
+    assert load_checkpoint(path).model.config() == model.config()
 
 
 def test_files_that_are_not_checkpoints_get_one_line_naming_them(tmp_path):
@@ -206,7 +230,7 @@ def test_a_ranker_checkpoint_is_checked_like_the_others(tmp_path):
     payload["model_state"]["als.item_factors"].view(-1)[0] = float("inf")
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="weight 'als.item_factors' holds 1 non-finite values"):
-        load_checkpoint(path)
+        load_checkpoint(path, allow_unchecked=True)
 
 
 def test_a_features_checkpoint_round_trip_scores_catalogue_titles_alike(tmp_path):

@@ -222,3 +222,44 @@ def test_quick_check_finds_a_damaged_index(tmp_path):
     damage_index(path)
     problems = EventLog(path).quick_check()
     assert problems and all(isinstance(p, str) for p in problems)
+
+
+def remove_log(path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(f"{path}{suffix}"):
+            os.unlink(f"{path}{suffix}")
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_log_deleted_or_replaced_under_a_writer_refuses_to_store(tmp_path, how):
+    """Defect: after events.db (and -wal, -shm) were deleted under the service, 30 appends said stored and were lost
+    (written to the deleted inode)."""
+    path = tmp_path / "events.db"
+    log = EventLog(path)
+    assert log.append(1, 100, LIKE)
+    if how == "deleted":
+        remove_log(path)
+    else:
+        other = EventLog(tmp_path / "other.db")
+        other.close()
+        remove_log(path)
+        os.replace(tmp_path / "other.db", path)
+    with pytest.raises(sqlite3.DatabaseError, match=rf"^{path}: {how} while this process had it open"):
+        log.append(1, 200, LOVE)
+    with pytest.raises(sqlite3.DatabaseError, match=how):
+        log.check_identity()
+    threads = []
+    thread = threading.Thread(target=lambda: threads.append(pytest.raises(sqlite3.DatabaseError, log.append, 1, 300,
+                                                                           LIKE)))
+    thread.start()
+    thread.join()  # a new thread's new connection is refused too
+    assert threads and (not path.exists() or EventLog(path).count() == 0)
+
+
+def test_one_timestamp_range_for_every_entry_point(log):
+    """Defect: the API took timestamps up to year 3000 while prep refuses anything after 2099."""
+    from nostrade.sources import MAX_TIMESTAMP
+    for bad in (MAX_TIMESTAMP, 4.2e9, -1.0):
+        with pytest.raises(ValueError, match=r"^event timestamp: .* is outside 1970\.\.2099"):
+            log.append(1, 100, LIKE, timestamp=bad)
+    assert log.append(1, 100, LIKE, timestamp=MAX_TIMESTAMP - 1) and log.count() == 1

@@ -333,3 +333,97 @@ def test_data_with_timestamps_end_to_end(tmp_path, tiny_checkpoint, processed_sa
                          ft.FinetuneConfig(epochs=1, tolerance=1.0, progress=False))
     assert report["accepted"] and report["log"]["log_interactions_added"] == 5
     assert load_checkpoint(checkpoint).meta["finetune_log"]["new_users"] == 1
+
+
+# ------------------------------------------------------------------------------ concurrent runs and lineage
+
+ALWAYS = ft.FinetuneConfig(tolerance=1.0, progress=False)  # tolerance 1: always accepted
+
+
+@pytest.fixture
+def ease_workspace(workspace, ease_checkpoint, tmp_path):
+    _, events, data = workspace
+    checkpoint = tmp_path / "model.pt"
+    shutil.copyfile(ease_checkpoint, checkpoint)
+    other = EventLog(tmp_path / "other.db")
+    for n, anime_id in enumerate(load_dataset(data).items["anime_id"].to_numpy()[:8]):
+        other.append(2_100_000_000, int(anime_id), LOVE, timestamp=1e9 + n)
+    return checkpoint, events, tmp_path / "other.db", data
+
+
+def test_two_parallel_finetunes_keep_the_original_and_each_names_what_it_installed(ease_workspace, tmp_path, capsys):
+    """Defect: two fine-tunes of one model.pt both said "accepted (previous kept at model.previous.pt)"; the original
+    was in no file afterwards, and both wrote the same candidate name."""
+    checkpoint, events, other, data = ease_workspace
+    original = sha256_of(checkpoint)
+    second = {}
+
+    def run_the_second(fraction, text):  # while the first one trains
+        if fraction == 0.3 and not second:
+            second["code"] = ft.main(["--events", str(other), "--checkpoint", str(checkpoint), "--data", str(data),
+                                      "--report", str(tmp_path / "second.json"), "--tolerance", "1"])
+            second["err"] = capsys.readouterr().err
+
+    report = ft.finetune(events, checkpoint, data, ALWAYS, on_step=run_the_second)
+    assert second["code"] == ft.EXIT_BUSY == 8 and second["err"].count("\n") == 1
+    assert second["err"].startswith(f"error: {tmp_path}: another fine-tune is writing checkpoints here; nothing was")
+    assert not (tmp_path / "second.json").exists()
+    assert report["installed"] == str(checkpoint) and sha256_of(tmp_path / "model.previous.pt") == original
+    assert load_checkpoint(checkpoint).content_sha256 == report["finetuned_content_sha256"]
+    again = ft.finetune(other, checkpoint, data, ALWAYS)  # once the first has finished: a run of its own
+    assert again["installed"] == str(checkpoint) and again["finetuned_checkpoint"] != report["finetuned_checkpoint"]
+    assert load_checkpoint(checkpoint).content_sha256 == again["finetuned_content_sha256"]
+    assert Path(report["finetuned_checkpoint"]).exists() and Path(again["finetuned_checkpoint"]).exists()
+
+
+def test_a_checkpoint_replaced_while_fine_tuning_is_not_overwritten(ease_workspace, anime_checkpoint, tmp_path):
+    checkpoint, events, _, data = ease_workspace
+
+    def retrained_meanwhile(fraction, text):
+        if fraction == 0.3:
+            atomic.copy(anime_checkpoint, checkpoint)  # e.g. `make train` wrote a new model.pt
+
+    with pytest.raises(ft.Busy, match=rf"^{checkpoint}: changed while fine-tuning .* kept at .*model\.finetuned-"):
+        ft.finetune(events, checkpoint, data, ALWAYS, on_step=retrained_meanwhile)
+    assert sha256_of(checkpoint) == sha256_of(anime_checkpoint) and not (tmp_path / "model.previous.pt").exists()
+
+
+def test_the_fine_tuned_file_is_served_only_while_it_descends_from_the_checkpoint(ease_workspace, anime_checkpoint,
+                                                                                  tmp_path):
+    """Defect: the app served a fine-tune of a replaced model because its file was newer (mtime only)."""
+    checkpoint, events, other, data = ease_workspace
+    tuned = tmp_path / "model.finetuned.pt"
+    assert ft.served_checkpoint(checkpoint, tuned, data) == ft.ServedChoice(checkpoint)  # none yet
+    ft.finetune(events, checkpoint, data, ALWAYS, out_path=tuned)
+    assert ft.served_checkpoint(checkpoint, tuned, data) == ft.ServedChoice(tuned)
+    ft.finetune(other, tuned, data, ALWAYS, out_path=tuned)  # a fine-tune of the fine-tune: the same lineage
+    assert ft.served_checkpoint(checkpoint, tuned, data) == ft.ServedChoice(tuned)
+    atomic.copy(anime_checkpoint, checkpoint)  # a new model.pt; the fine-tuned file stays the newer one
+    os_touch_later(tuned)
+    choice = ft.served_checkpoint(checkpoint, tuned, data)
+    assert choice.path == checkpoint
+    assert choice.reason.startswith("model.finetuned.pt is not served: it was fine-tuned from ")
+    assert f"not from the current model.pt ({load_checkpoint(checkpoint).content_sha256[:12]}…)" in choice.reason
+
+
+def os_touch_later(path: Path) -> None:
+    import os
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+
+
+def test_a_damaged_or_foreign_fine_tuned_file_falls_back_to_the_checkpoint(ease_workspace, tiny_checkpoint, tmp_path):
+    checkpoint, events, _, data = ease_workspace
+    tuned = tmp_path / "model.finetuned.pt"
+    ft.finetune(events, checkpoint, data, ALWAYS, out_path=tuned)
+    good = tuned.read_bytes()
+    tuned.write_bytes(good[:len(good) // 2])
+    choice = ft.served_checkpoint(checkpoint, tuned, data)
+    assert choice.path == checkpoint and choice.reason.startswith(f"model.finetuned.pt is not served ({tuned}: not a "
+                                                                  "readable checkpoint")
+    assert choice.reason.endswith("serving model.pt, the last good model")
+    shutil.copyfile(tiny_checkpoint, tuned)  # another data set's model
+    choice = ft.served_checkpoint(checkpoint, tuned, data)
+    assert choice.path == checkpoint and "trained on iid map sha256" in choice.reason
+    tuned.write_bytes(good)
+    assert ft.served_checkpoint(checkpoint, tuned, data) == ft.ServedChoice(tuned)

@@ -69,3 +69,18 @@ def test_with_timestamps_everywhere_one_sort_by_time(data, log):
     frame, counts = merged(training_events(timed), log.events())
     assert frame.loc[frame["user_id"] == 5, "anime_id"].tolist() == [100, 200, 400, 300]
     assert as_events(frame[frame["user_id"] == 5])[2] == (400, LIKE, 40.0) and counts["replaced_events"] == 0
+
+
+def test_a_later_correction_wins_whatever_its_timestamp(data, log):
+    """Defect: a Love stamped 4.0e9 (2096) could never be corrected: a later Dislike stamped now lost to it."""
+    log.append(3, 10, LOVE, timestamp=4.0e9)
+    log.append(3, 10, DISLIKE)  # the correction, stored later, stamped now
+    assert UserHistories(data, log).frame(3)["feedback"].tolist() == [DISLIKE]
+    seqs = Sequences.from_lists([[1, 2, 3], [4, 1]], [[2, 3, 2], [1, 2]])
+    timed = Dataset(data.items, Sequences(seqs.offsets, seqs.iid, seqs.feedback, seqs.time_bin,
+                                          np.array([10.0, 30.0, 50.0, 10.0, 20.0])), data.user_ids, data.meta)
+    log.append(5, 300, DISLIKE, timestamp=40.0)  # corrects a training rating stamped later (50.0)
+    frame, counts = merged(training_events(timed), log.events())
+    user = frame[frame["user_id"] == 5]
+    assert user["anime_id"].tolist() == [100, 200, 300] and user["feedback"].tolist() == [2, 3, DISLIKE]
+    assert counts["replaced_events"] == 2

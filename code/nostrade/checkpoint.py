@@ -10,13 +10,16 @@ CheckpointMismatch instead of a silent size mismatch or, worse, scores attached 
 Integrity: ``content_sha256`` (a sha256 of the model's config and weight tensors) is written with the
 weights and checked on every read, and weights holding NaN or inf are refused: a damaged file raises
 CheckpointError naming it rather than serving NaN scores. So does a file that is not a checkpoint (empty,
-truncated, a folder, another pickle: with ``weights_only`` nothing in it runs). Checkpoints written before
-the checksum existed are read without it (the finiteness check still applies).
+truncated, a folder, another pickle: with ``weights_only`` nothing in it runs). A checkpoint without the
+checksum is refused too (one flipped bit in the key's name would otherwise make a damaged file look like one
+written before checksums existed): such an old file loads only with ``allow_unchecked=True`` or the
+environment variable NOSTRADE_ALLOW_UNCHECKED_CHECKPOINTS=1, and then the finiteness check still applies.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,6 +35,7 @@ from nostrade.scoring import ServedModel
 FORMAT_VERSION = 1
 LONG_TEXT = 1000  # characters: readable_config shows a longer config text by its sha256
 MODEL_KINDS = {"sasrec": SASRec, "ease": EASE, "ranker": TwoStage}
+ALLOW_UNCHECKED_ENV = "NOSTRADE_ALLOW_UNCHECKED_CHECKPOINTS"
 
 
 class CheckpointError(ValueError):
@@ -49,11 +53,14 @@ class Checkpoint:
     iid_map_sha256: str
     meta: dict
     metrics: dict
+    content_sha256: str | None = None
+    lineage: tuple[str, ...] = ()  # content_sha256 of each model it was fine-tuned from, oldest first
 
 
 def save_checkpoint(path, model: ServedModel, train_cfg, dataset_meta: dict, metrics: dict,
-                    training_state: dict | None = None) -> None:
-    """Write the model for serving; ``training_state`` (optimizer, scheduler, epoch...) makes it resumable."""
+                    training_state: dict | None = None, lineage: list[str] | None = None) -> str:
+    """Write the model for serving; returns its content_sha256. ``training_state`` (optimizer, scheduler,
+    epoch...) makes it resumable; ``lineage``: the content_sha256 of each model it was fine-tuned from."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     config = model.config()
     payload = {
@@ -70,8 +77,11 @@ def save_checkpoint(path, model: ServedModel, train_cfg, dataset_meta: dict, met
     }
     if training_state is not None:
         payload["training_state"] = training_state
+    if lineage is not None:
+        payload["lineage"] = list(lineage)
     with atomic_write(path) as f:
         torch.save(payload, f)
+    return payload["content_sha256"]
 
 
 def readable_config(model: ServedModel) -> dict:
@@ -96,9 +106,10 @@ def content_sha256(state: dict, config: dict) -> str:
     return digest.hexdigest()
 
 
-def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+def read_checkpoint(path: str | Path, map_location="cpu", allow_unchecked: bool | None = None) -> dict:
     """The raw payload (plain values and tensors only), checked: CheckpointError if the file is not a whole,
-    finite checkpoint."""
+    finite checkpoint with its checksum. ``allow_unchecked``: accept a file without a checksum (an old format;
+    default: the environment variable NOSTRADE_ALLOW_UNCHECKED_CHECKPOINTS=1)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such checkpoint; train one with `python -m nostrade.train`")
@@ -117,13 +128,18 @@ def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(payload, dict) or not isinstance(payload.get("model_state"), dict) \
             or "model_cfg" not in payload:
         raise CheckpointError(f"{path}: not a nostrade checkpoint (no model_state / model_cfg)")
-    check_integrity(payload, path)
+    if allow_unchecked is None:
+        allow_unchecked = os.environ.get(ALLOW_UNCHECKED_ENV) == "1"
+    check_integrity(payload, path, allow_unchecked)
     return payload
 
 
-def check_integrity(payload: dict, path) -> None:
+def check_integrity(payload: dict, path, allow_unchecked: bool = False) -> None:
     state = payload["model_state"]
     expected = payload.get("content_sha256")
+    if expected is None and not allow_unchecked:
+        raise CheckpointError(f"{path}: no checksum (content_sha256): damaged, or written before checksums existed; "
+                              f"refusing it unchecked (an old file you trust loads with {ALLOW_UNCHECKED_ENV}=1)")
     if expected is not None and content_sha256(state, payload["model_cfg"]) != expected:
         raise CheckpointError(f"{path}: damaged: its weights do not match the checksum written with them; "
                               "restore a good copy or retrain")
@@ -149,8 +165,9 @@ def check_vocabulary(payload: dict, path, expected_iid_map_sha256: str | None = 
 
 
 def load_checkpoint(path: str | Path, expected_iid_map_sha256: str | None = None,
-                    expected_n_items: int | None = None, map_location="cpu") -> Checkpoint:
-    payload = read_checkpoint(path, map_location)
+                    expected_n_items: int | None = None, map_location="cpu",
+                    allow_unchecked: bool | None = None) -> Checkpoint:
+    payload = read_checkpoint(path, map_location, allow_unchecked)
     check_vocabulary(payload, path, expected_iid_map_sha256, expected_n_items)
     kind = payload.get("model_kind", "sasrec")
     if kind not in MODEL_KINDS:
@@ -160,4 +177,5 @@ def load_checkpoint(path: str | Path, expected_iid_map_sha256: str | None = None
     except (KeyError, TypeError, RuntimeError) as err:
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: its {kind} config and weights do not fit together ({reason})") from None
-    return Checkpoint(model, payload["train_cfg"], payload["iid_map_sha256"], payload["meta"], payload["metrics"])
+    return Checkpoint(model, payload["train_cfg"], payload["iid_map_sha256"], payload["meta"], payload["metrics"],
+                      payload.get("content_sha256"), tuple(payload.get("lineage", ())))

@@ -17,10 +17,17 @@ Ownership: the schema is only ever created in a new or empty database; a file th
 ``quick_check()`` runs SQLite's structural check (the service does at start-up: a damaged page otherwise
 shows only when a write hits it).
 
+Identity: a writer remembers the file it opened (device, inode). Each ``append`` checks, before and after
+its commit, that the file at the path is still that one, and raises EventLogGone if it was deleted or
+replaced (SQLite would otherwise go on writing to the unlinked file and lose every event at the next start);
+a new thread's connection is refused the same way, so it never creates an empty file where the log was.
+
 Feedback codes (``feedback_type``): 1 Dislike, 2 Like, 3 Love (as in the processed data), 0 = the
 person cleared their rating of the title, 4 = saved for later, 5 = removed from "saved for later".
-The current state of a (user, title) pair is its latest event by (timestamp, seq): a rating event
-(0–3) sets or clears the rating, a save event (4, 5) the watch-list flag; the two are independent.
+The current state of a (user, title) pair is its last stored event (by seq, whatever its timestamp: a
+correction always wins, also over an event stamped in the future): a rating event (0–3) sets or clears the
+rating, a save event (4, 5) the watch-list flag; the two are independent. Timestamps lie in prep's range,
+1970..2099 (nostrade.sources.MAX_TIMESTAMP), as everywhere else.
 
 Thread-safe: each thread (and each process after a fork) uses its own connection.
 """
@@ -37,6 +44,7 @@ from pathlib import Path
 import pandas as pd
 
 from nostrade.sequences import DISLIKE, LIKE, LOVE
+from nostrade.sources import MAX_TIMESTAMP
 
 CLEARED, SAVED, UNSAVED = 0, 4, 5
 RATING_TYPES = (CLEARED, DISLIKE, LIKE, LOVE)
@@ -64,6 +72,10 @@ class NotAnEventLog(ValueError):
     """The file is not a nostrade event log (not SQLite, or another application's database)."""
 
 
+class EventLogGone(sqlite3.DatabaseError):
+    """The log's file was deleted or replaced while this process had it open: what it wrote would be lost."""
+
+
 class IdempotencyConflict(ValueError):
     """An ``event_id`` that is already stored for a different event."""
 
@@ -82,6 +94,7 @@ class EventLog:
         self.busy_timeout_s = busy_timeout_s
         self.read_only = read_only
         self._local = threading.local()
+        self._identity = None  # the file this writer opened: (device, inode)
         if read_only:
             if not self.path.is_file():
                 raise FileNotFoundError(f"{self.path}: no such event log")
@@ -91,11 +104,14 @@ class EventLog:
             self._ensure_schema()
         except sqlite3.DatabaseError as err:  # "file is not a database", a damaged header...
             raise NotAnEventLog(f"{self.path}: not an SQLite event log ({err})") from None
+        if not read_only:
+            self._identity = _file_identity(self.path)
 
     # -- connections -------------------------------------------------------------------------------
     def _connection(self) -> sqlite3.Connection:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
+            self.check_identity()  # a new connection must not create a new file where the log was
             # isolation_level=None: no implicit transactions, each write below opens its own.
             if self.read_only:
                 conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
@@ -116,6 +132,13 @@ class EventLog:
                 "SELECT count(*) FROM sqlite_master").fetchone()[0]:
             raise NotAnEventLog(f"{self.path}: an SQLite database of another application (tables but no event log "
                                 "schema); left as it was")
+
+    def check_identity(self) -> None:
+        """Raise EventLogGone when the file at ``path`` is no longer the one this writer opened (deleted, or
+        replaced by another): SQLite would go on writing to the open, unlinked file, lost at the next start."""
+        if self._identity is not None and (now := _file_identity(self.path)) != self._identity:
+            raise EventLogGone(f"{self.path}: {'deleted' if now is None else 'replaced'} while this process had it "
+                               "open; restart it to use the file now there")
 
     def close(self) -> None:
         """Close this thread's connection (others close when their thread's objects are collected)."""
@@ -171,6 +194,7 @@ class EventLog:
         """Store one event durably; True if stored, False if an event with this ``event_id`` already was."""
         row = _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp)
         conn = self._connection()
+        self.check_identity()
         conn.execute("BEGIN IMMEDIATE")
         try:
             cursor = conn.execute(
@@ -183,6 +207,7 @@ class EventLog:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        self.check_identity()  # gone during the commit: the event went to the unlinked file
         return stored
 
     # -- reading -----------------------------------------------------------------------------------
@@ -208,6 +233,14 @@ class EventLog:
         return self._connection().execute("PRAGMA user_version").fetchone()[0]
 
 
+def _file_identity(path: Path) -> tuple | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino
+
+
 def _check_same_event(conn: sqlite3.Connection, row: tuple, timestamp_given: bool) -> None:
     """A retried event_id must carry the event it was first stored with (timestamp: only when the client set it)."""
     event_id, user_id, session_id, anime_id, feedback_type, timestamp = row
@@ -220,9 +253,10 @@ def _check_same_event(conn: sqlite3.Connection, row: tuple, timestamp_given: boo
 
 
 def _latest(events: pd.DataFrame, types) -> pd.DataFrame:
-    """Each (user, title)'s latest event among ``types``, by (timestamp, seq), in that order."""
-    chosen = events[events["feedback_type"].isin(types)].sort_values(["timestamp", "seq"], kind="stable")
-    return chosen.drop_duplicates(["user_id", "anime_id"], keep="last")
+    """Each (user, title)'s last stored event among ``types``, in (timestamp, seq) order."""
+    chosen = events[events["feedback_type"].isin(types)]
+    chosen = chosen.sort_values("seq", kind="stable").drop_duplicates(["user_id", "anime_id"], keep="last")
+    return chosen.sort_values(["timestamp", "seq"], kind="stable")
 
 
 def current_saved(events: pd.DataFrame) -> list[int]:
@@ -253,4 +287,6 @@ def _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp
     timestamp = time.time() if timestamp is None else float(timestamp)
     if timestamp != timestamp or timestamp in (float("inf"), float("-inf")):
         raise ValueError(f"event timestamp: {timestamp} is not a finite number")
+    if not 0 <= timestamp < MAX_TIMESTAMP:  # prep's range: one for every entry point
+        raise ValueError(f"event timestamp: {timestamp} is outside 1970..2099 (Unix seconds)")
     return (event_id, user_id, None if session_id is None else str(session_id), anime_id, feedback_type, timestamp)

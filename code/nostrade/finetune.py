@@ -17,10 +17,16 @@
 3. Evaluate the fine-tuned model and the previous one on the same validation cases (that split's
    validation targets: neither model trained on them). Acceptance rule: the fine-tuned model becomes
    current only if its validation NDCG@10 >= the previous one's - tolerance (default 0: not worse).
-4. The new checkpoint is always written first, atomically, beside the current one
-   (``<stem>.finetuned-<UTC time>.pt``); only if accepted, the current file is backed up to
-   ``<stem>.previous.pt`` and atomically replaced by a copy of the new one, so a reader (the app, the
-   service) sees either the old or the new checkpoint, never half of one, and picks it up by its hash.
+4. The new checkpoint is always written first, atomically, beside the current one, under a name no other run
+   uses (``<stem>.finetuned-<UTC time to the microsecond>-<pid>.pt``); it records its lineage (the
+   content_sha256 of the model it was fine-tuned from, and of that model's own parents), which is how the app
+   tells a fine-tune of the current checkpoint from a stale one (served_checkpoint). Only if accepted, the
+   current file is backed up to ``<stem>.previous.pt`` and atomically replaced by a copy of the new one, so a
+   reader (the app, the service) sees either the old or the new checkpoint, never half of one, and picks it
+   up by its hash. One run at a time: a run holds a lock on the folder of the file it replaces (a second run
+   stops at once, exit 8), and installs only if neither the checkpoint it read nor the file it replaces
+   changed while it trained (e.g. a `make train` meanwhile: exit 8, the candidate kept), so a backup is
+   always of the model the candidate was compared with, and the original is never lost.
    With ``--out`` the accepted model goes to that file instead and the checkpoint is left as it is (the
    app's "Retrain for everyone" writes checkpoints/model.finetuned.pt, never a file git tracks).
 
@@ -38,11 +44,18 @@ touched unless the status is 0):
      run), damaged (checksum) or holding NaN / inf weights
   6  unusable event log: not SQLite, not a nostrade event log, damaged
   7  cannot write: the checkpoint's folder is read-only, the disk is full...
+  8  busy: another fine-tune is writing to that folder, or the checkpoint was replaced meanwhile (nothing installed)
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import datetime
+import fcntl
+import functools
+import json
+import os
 import sqlite3
 import sys
 import time
@@ -54,7 +67,8 @@ import numpy as np
 import pandas as pd
 
 from nostrade.atomic import WriteError, copy, write_json
-from nostrade.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from nostrade.checkpoint import (Checkpoint, CheckpointError, check_vocabulary, load_checkpoint, read_checkpoint,
+                                 save_checkpoint)
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate
 from nostrade.events import RATING_TYPES, EventLog, NotAnEventLog
@@ -66,7 +80,7 @@ from nostrade.train import TrainConfig, fit_ease, train_sasrec
 
 METRIC = "ndcg@10"
 EXIT_ACCEPTED, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_REJECTED, EXIT_NO_EVENTS, EXIT_BAD_CHECKPOINT, EXIT_BAD_LOG, \
-    EXIT_CANNOT_WRITE = range(8)
+    EXIT_CANNOT_WRITE, EXIT_BUSY = range(9)
 
 
 @dataclass
@@ -133,72 +147,170 @@ def read_log(path: Path) -> pd.DataFrame:
 StepCallback = Callable[[float, str], None]  # (fraction done, what is happening)
 
 
+class Busy(RuntimeError):
+    """Another fine-tune holds the lock on the folder the accepted model goes to, or a file changed under this one."""
+
+
+def file_identity(path: Path) -> tuple | None:
+    """(device, inode, size, mtime): an atomic replacement (os.replace) always changes it; None when absent."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+@contextlib.contextmanager
+def exclusive(folder: Path):
+    """Hold the fine-tune lock of ``folder`` (an flock on the folder itself: no lock file to leave behind, freed
+    when the process dies); Busy at once if another run holds it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError as err:
+        raise WriteError(f"cannot write {folder}: {err.strerror or err}") from err
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Busy(f"{folder}: another fine-tune is writing checkpoints here; nothing was done (run again "
+                       "when it has finished)") from None
+        yield
+    finally:
+        os.close(fd)
+
+
 def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = FinetuneConfig(),
              report_path=None, out_path=None, on_step: StepCallback | None = None) -> dict:
     """Fine-tune, compare, and make the new checkpoint current if it is not worse. Returns the report.
 
     ``out_path``: the file an accepted model becomes (default: ``checkpoint_path`` itself, replaced);
-    ``on_step(fraction, text)``: called as the run goes (the app's progress bar)."""
+    ``on_step(fraction, text)``: called as the run goes (the app's progress bar). One run at a time per folder
+    of ``out_path`` (Busy otherwise), and an accepted model is installed only if neither ``checkpoint_path``
+    nor ``out_path`` changed while it trained (else Busy, the candidate kept)."""
     checkpoint_path, data_dir, events_path = Path(checkpoint_path), Path(data_dir), Path(events_path)
     out_path = checkpoint_path if out_path is None else Path(out_path)
     step = on_step or (lambda fraction, text: None)
     if not events_path.exists():
         raise FileNotFoundError(f"{events_path}: no such event log")
-    step(0.0, "Reading the event log…")
-    dataset = load_dataset(data_dir)
-    previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.iid_map_hash,
-                               expected_n_items=dataset.n_items)
-    if previous.model.kind not in ("ease", "sasrec"):
-        raise ValueError(f"{checkpoint_path}: a {previous.model.kind} checkpoint is not fine-tuned here (SASRec and "
-                         "EASE are); retrain it with `python -m nostrade.train --model ranker`")
-    merged = merge_log(dataset, read_log(events_path))
-    report = {"events": str(events_path), "checkpoint": str(checkpoint_path), "data": str(data_dir),
-              "log": merged.counts, "config": dataclasses.asdict(cfg), "accepted": False}
-    if merged.counts["log_interactions_added"] == 0:
-        report["reason"] = "no usable rating events in the log"
+    with exclusive(out_path.parent):
+        started_as = {path: file_identity(path) for path in (checkpoint_path, out_path)}
+        step(0.0, "Reading the event log…")
+        dataset = load_dataset(data_dir)
+        previous = load_checkpoint(checkpoint_path, expected_iid_map_sha256=dataset.iid_map_hash,
+                                   expected_n_items=dataset.n_items)
+        if file_identity(checkpoint_path) != started_as[checkpoint_path]:
+            raise Busy(f"{checkpoint_path}: replaced while it was being read; nothing was done (run again)")
+        if previous.model.kind not in ("ease", "sasrec"):
+            raise ValueError(f"{checkpoint_path}: a {previous.model.kind} checkpoint is not fine-tuned here (SASRec "
+                             "and EASE are); retrain it with `python -m nostrade.train --model ranker`")
+        merged = merge_log(dataset, read_log(events_path))
+        report = {"events": str(events_path), "checkpoint": str(checkpoint_path), "data": str(data_dir),
+                  "log": merged.counts, "config": dataclasses.asdict(cfg), "accepted": False, "installed": None}
+        if merged.counts["log_interactions_added"] == 0:
+            report["reason"] = "no usable rating events in the log"
+            return _finish(report, report_path)
+        report.update(_train_and_compare(previous, merged.dataset, cfg, checkpoint_path, step))
+        if report["accepted"]:
+            _install(report, out_path, started_as)
+        else:
+            report["reason"] = (f"valid {METRIC} {report['valid_finetuned'][METRIC]:.4f} < previous "
+                                f"{report['valid_previous'][METRIC]:.4f}")
+        step(1.0, "Done.")
         return _finish(report, report_path)
 
-    split = split_of(merged.dataset)
-    n_items = dataset.n_items
+
+def _train_and_compare(previous: Checkpoint, dataset: Dataset, cfg: FinetuneConfig, checkpoint_path: Path,
+                       step: StepCallback) -> dict:
+    """Fine-tune ``previous`` on ``dataset``, validate both, write the candidate beside the checkpoint under a
+    name no other run uses; the report's fields."""
+    split = split_of(dataset)
     step(0.1, "Validating the current model…")
-    before = evaluate(previous.model.score, split.valid, n_items)
+    before = evaluate(previous.model.score, split.valid, dataset.n_items)
     started = time.perf_counter()
     if previous.model.kind == "ease":
         step(0.3, "Refitting EASE on the training data and the log…")
-        train_cfg, result = previous.train_cfg, fit_ease(merged.dataset, split, previous.model.l2)
+        train_cfg, result = previous.train_cfg, fit_ease(dataset, split, previous.model.l2)
     else:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         train_cfg = TrainConfig(**{**{k: v for k, v in previous.train_cfg.items() if k in known},
                                    "epochs": cfg.epochs, "lr": cfg.lr, "warmup": cfg.warmup, "patience": cfg.epochs,
                                    "eval_every": 1, "seed": cfg.seed, "resume": False, "progress": cfg.progress})
-        result = train_sasrec(merged.dataset, previous.model.cfg, train_cfg, split=split,
+        result = train_sasrec(dataset, previous.model.cfg, train_cfg, split=split,
                               init_state=previous.model.state_dict(),
                               on_epoch=lambda record, epochs: step(0.2 + 0.6 * record["epoch"] / epochs,
                                                                    f"Fine-tuning SASRec: epoch {record['epoch']} "
                                                                    f"of {epochs}…"))
     step(0.85, "Validating the retrained model…")
-    after = evaluate(result.model.score, split.valid, n_items)
+    after = evaluate(result.model.score, split.valid, dataset.n_items)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    new_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.finetuned-{stamp}-{os.getpid()}"
+                                         f"{checkpoint_path.suffix}")
+    lineage = [*previous.lineage, previous.content_sha256]
+    content = save_checkpoint(new_path, result.model, train_cfg, dataset.meta,
+                              {"valid": after, "previous_valid": before, "best_epoch": result.best_epoch,
+                               "finetuned_from": previous.metrics}, lineage=lineage)
     accepted = after[METRIC] >= before[METRIC] - cfg.tolerance
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    new_path = checkpoint_path.with_name(f"{checkpoint_path.stem}.finetuned-{stamp}{checkpoint_path.suffix}")
-    save_checkpoint(new_path, result.model, train_cfg, merged.dataset.meta,
-                    {"valid": after, "previous_valid": before, "best_epoch": result.best_epoch,
-                     "finetuned_from": previous.metrics})
-    report.update({"valid_previous": before, "valid_finetuned": after, "accepted": accepted,
-                   "rule": f"accept if valid {METRIC} of the fine-tuned model >= previous - {cfg.tolerance}",
-                   "finetuned_checkpoint": str(new_path), "best_epoch": result.best_epoch,
-                   "seconds": time.perf_counter() - started})
-    if accepted:
-        if out_path.exists():
-            backup = out_path.with_name(f"{out_path.stem}.previous{out_path.suffix}")
-            copy(out_path, backup)
-            report["previous_checkpoint"] = str(backup)
-        copy(new_path, out_path)
-        report["current_checkpoint"] = str(out_path)
-    else:
-        report["reason"] = f"valid {METRIC} {after[METRIC]:.4f} < previous {before[METRIC]:.4f}"
-    step(1.0, "Done.")
-    return _finish(report, report_path)
+    return {"valid_previous": before, "valid_finetuned": after, "accepted": accepted,
+            "rule": f"accept if valid {METRIC} of the fine-tuned model >= previous - {cfg.tolerance}",
+            "finetuned_checkpoint": str(new_path), "finetuned_content_sha256": content, "parent_content_sha256":
+            previous.content_sha256, "best_epoch": result.best_epoch, "seconds": time.perf_counter() - started}
+
+
+def _install(report: dict, out_path: Path, started_as: dict) -> None:
+    """The accepted candidate becomes ``out_path`` (the old one backed up to ``<stem>.previous``), unless a file
+    this run read or replaces changed since it started: then nothing is installed and Busy is raised."""
+    changed = [str(path) for path, identity in started_as.items() if file_identity(path) != identity]
+    if changed:
+        raise Busy(f"{changed[0]}: changed while fine-tuning (another writer replaced it); the not-worse candidate "
+                   f"is not installed, kept at {report['finetuned_checkpoint']}")
+    if out_path.exists():
+        backup = out_path.with_name(f"{out_path.stem}.previous{out_path.suffix}")
+        copy(out_path, backup)
+        report["previous_checkpoint"] = str(backup)
+    copy(report["finetuned_checkpoint"], out_path)
+    report["current_checkpoint"] = report["installed"] = str(out_path)
+
+
+@dataclass(frozen=True)
+class ServedChoice:
+    path: Path
+    reason: str | None = None  # why the fine-tuned file is not served; None when nothing is amiss
+
+
+def served_checkpoint(checkpoint, finetuned, data_dir=None) -> ServedChoice:
+    """The checkpoint to serve: ``finetuned`` when it descends from ``checkpoint`` (its lineage holds the
+    checkpoint's content_sha256: a fine-tune of a model since replaced is stale, however new the file) and is
+    whole and of the data's vocabulary (``data_dir``'s meta.json); else ``checkpoint``, with the reason. A
+    checkpoint that cannot be read itself is returned as it is (loading it shows its own error). Cached per
+    version (inode, size, mtime) of the files."""
+    checkpoint, finetuned = Path(checkpoint), Path(finetuned)
+    meta = None if data_dir is None else Path(data_dir) / "meta.json"
+    if file_identity(finetuned) is None:
+        return ServedChoice(checkpoint)
+    return _served(checkpoint, finetuned, meta, file_identity(checkpoint), file_identity(finetuned),
+                   file_identity(meta) if meta is not None else None)
+
+
+@functools.lru_cache(maxsize=8)
+def _served(checkpoint: Path, finetuned: Path, meta: Path | None, *versions) -> ServedChoice:
+    try:
+        parent = read_checkpoint(checkpoint).get("content_sha256")
+    except (FileNotFoundError, CheckpointError):
+        return ServedChoice(checkpoint)
+    try:
+        expected = json.loads(meta.read_text(encoding="utf-8")) if meta is not None and meta.exists() else {}
+        payload = read_checkpoint(finetuned)
+        check_vocabulary(payload, finetuned, expected.get("iid_map_sha256"), expected.get("n_items"))
+    except (OSError, ValueError) as err:  # CheckpointError and CheckpointMismatch are ValueErrors
+        return ServedChoice(checkpoint, f"{finetuned.name} is not served ({str(err).splitlines()[0]}); serving "
+                                        f"{checkpoint.name}, the last good model")
+    lineage = payload.get("lineage") or []
+    if parent is None or parent not in lineage:
+        made_from = f"it was fine-tuned from {str(lineage[-1])[:12]}…" if lineage else "it records no parent model"
+        return ServedChoice(checkpoint, f"{finetuned.name} is not served: {made_from}, not from the current "
+                                        f"{checkpoint.name} ({str(parent)[:12]}…); serving {checkpoint.name}")
+    return ServedChoice(finetuned)
 
 
 def _finish(report: dict, report_path) -> dict:
@@ -237,6 +349,8 @@ def main(argv=None) -> int:
         return fail(e, EXIT_BAD_LOG)
     except WriteError as e:
         return fail(e, EXIT_CANNOT_WRITE)
+    except Busy as e:
+        return fail(e, EXIT_BUSY)
     except (FileNotFoundError, ValueError) as e:
         return fail(e, EXIT_BAD_INPUT)
     log = report["log"]
@@ -246,7 +360,8 @@ def main(argv=None) -> int:
     if "valid_finetuned" in report:
         print(f"valid {METRIC}: previous {report['valid_previous'][METRIC]:.4f}, fine-tuned "
               f"{report['valid_finetuned'][METRIC]:.4f} -> "
-              + (f"accepted: {report['current_checkpoint']} is the fine-tuned model"
+              + (f"accepted: installed {report['installed']} (the fine-tuned model "
+                 f"{report['finetuned_content_sha256'][:12]}…)"
                  + (f" (previous kept at {report['previous_checkpoint']})" if "previous_checkpoint" in report else "")
                  if report["accepted"] else f"rejected: {args.out or args.checkpoint} unchanged; "
                                             f"candidate kept at {report['finetuned_checkpoint']}"))

@@ -3,8 +3,10 @@
 A user's events are their training events (the processed data set, in its order) followed by their logged
 ratings (nostrade.events: Dislike / Like / Love, or 0 = rating cleared; "save for later" is not a rating) in
 (timestamp, storage) order. When every one of these events has a timestamp, one stable sort by timestamp
-orders them instead (prep's rule 2). Then, per title, the latest event wins (its feedback and its place in the
-order), and a title whose latest event clears its rating is gone, also when it came from the training data.
+orders them instead (prep's rule 2). Then, per title, the last one stored wins (its feedback and its place in
+the order): a logged event over a training one, a later logged event over an earlier one whatever their
+timestamps (a correction always wins); a title whose winning event clears its rating is gone, also when it
+came from the training data.
 """
 from __future__ import annotations
 
@@ -41,9 +43,11 @@ def merged(training: pd.DataFrame, log: pd.DataFrame) -> tuple[pd.DataFrame, dic
         "user_id": rating["user_id"].to_numpy(np.int64), "anime_id": rating["anime_id"].to_numpy(np.int64),
         "feedback": rating["feedback_type"].to_numpy(np.int64), "timestamp": rating["timestamp"].to_numpy(np.float64),
         "logged": np.ones(len(rating), dtype=bool)})], ignore_index=True)
+    stored = pd.Series(np.concatenate([np.arange(len(training)), len(training) + rating["seq"].to_numpy(np.int64)]))
     keys = ["user_id", "timestamp"] if frame["timestamp"].notna().all() else ["user_id"]
-    frame = frame.sort_values(keys, kind="stable", ignore_index=True)
-    latest = ~frame.duplicated(["user_id", "anime_id"], keep="last")
+    order = frame.sort_values(keys, kind="stable").index.to_numpy()
+    frame, stored = frame.iloc[order].reset_index(drop=True), stored.iloc[order].reset_index(drop=True)
+    latest = stored == stored.groupby([frame["user_id"], frame["anime_id"]]).transform("max")
     cleared = latest & (frame["feedback"] == CLEARED)
     counts = {"replaced_events": int((~latest).sum()), "cleared_titles": int(cleared.sum())}
     return frame[latest & ~cleared].reset_index(drop=True), counts

@@ -135,6 +135,9 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
         missing = [c for c in required if c not in header]
         if missing:
             raise DataError(path, f"missing column '{missing[0]}' (the header has: {', '.join(header)})", line=1)
+        repeated = [c for n, c in enumerate(header) if c in header[:n] and c in columns]
+        if repeated:
+            raise DataError(path, "the header names this column twice", line=1, column=repeated[0])
         columns = {c: kind for c, kind in columns.items() if c in header}
         first_line = 2
     else:
@@ -145,52 +148,77 @@ def read_csv(path, columns: dict[str, str], *, delimiter: str = ",", encoding: s
     nulls = {} if null_values is None else {"null_values": null_values}
     convert = pacsv.ConvertOptions(column_types={c: arrow_types[k] for c, k in columns.items()},
                                    include_columns=list(columns), strings_can_be_null=True, **nulls)
-    source = pa.BufferReader(data) if data is not None else path
-    bad_rows = []
-
-    def on_bad_row(row):
-        bad_rows.append(row)
-        return "skip"
-
+    # No invalid_row_handler on a multi-threaded read: pyarrow then calls Python from its own threads, and a
+    # process that exits soon after (a bad value: exit 2) could abort in their teardown (exit 134).
     try:
-        table = pacsv.read_csv(source, read_options=pacsv.ReadOptions(**read_opts),
-                               parse_options=pacsv.ParseOptions(**parse_opts, invalid_row_handler=on_bad_row),
-                               convert_options=convert)
-    except pa.ArrowInvalid as err:  # a value that does not convert: read again as text to find it
-        table, conversion_error = None, err
+        table = pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
+                               read_options=pacsv.ReadOptions(**read_opts),
+                               parse_options=pacsv.ParseOptions(**parse_opts), convert_options=convert)
+    except pa.ArrowInvalid as err:  # a malformed line or a value that does not convert: diagnose it below
+        raise _diagnosed(path, data, columns, first_line, read_opts, parse_opts, nulls, err) from None
     except (OSError, EOFError) as err:
         raise DataError(path, f"cannot read: {err}") from None
-    if table is None and "UTF8" in str(conversion_error):
-        raise _first_invalid_utf8(path, data)
-    malformed = _first_bad_row(path, data, read_opts, parse_opts) if bad_rows else None
-
-    def as_text(null_values: dict) -> pd.DataFrame:
-        return pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
-                              read_options=pacsv.ReadOptions(**read_opts),
-                              parse_options=pacsv.ParseOptions(**parse_opts, invalid_row_handler=lambda _: "skip"),
-                              convert_options=pacsv.ConvertOptions(
-                                  column_types={c: pa.string() for c in columns}, include_columns=list(columns),
-                                  strings_can_be_null=True, **null_values)).to_pandas()
-
-    if table is None:
-        text = as_text(nulls)
-        if malformed is not None and malformed.number is not None:  # rows after it are shifted: look above it
-            text = text.iloc[:malformed.number - first_line]
-        for name, kind in columns.items():
-            if kind != "str":
-                _check_numeric(path, text[name], kind, name, first_line)
-        if malformed is None:
-            raise DataError(path, f"unreadable value ({conversion_error})")
-    if malformed is not None:
-        raise DataError(path, f"expected {malformed.expected_columns} columns, found {malformed.actual_columns} "
-                              "(truncated or malformed line)", line=malformed.number, value=malformed.text)
+    if table.num_rows == 0:
+        raise DataError(path, "no data rows (only a header)" if names is None else "no data rows", line=first_line)
     frame = table.to_pandas()
     numeric = [name for name, kind in columns.items() if kind != "str"]
     if frame[numeric].isna().to_numpy().any():  # show what the file holds there ('nan', 'NA', '')
-        text = as_text({"null_values": []})
+        text = _as_text(path, data, columns, read_opts, parse_opts, {"null_values": []})
         for name in numeric:
             check_present(path, frame[name], name, first_line, text[name])
     return frame, first_line
+
+
+def _as_text(path, data: bytes | None, columns: dict, read_opts: dict, parse_opts: dict, nulls: dict,
+             skip_bad_rows: bool = False) -> pd.DataFrame:
+    """``columns`` read as strings (to show a value as the file wrote it); ``skip_bad_rows``: single-threaded,
+    skipping malformed lines (see read_csv on threads and row handlers)."""
+    handler = {"invalid_row_handler": lambda _: "skip"} if skip_bad_rows else {}
+    try:
+        return pacsv.read_csv(pa.BufferReader(data) if data is not None else path,
+                              read_options=pacsv.ReadOptions(**read_opts, use_threads=not skip_bad_rows),
+                              parse_options=pacsv.ParseOptions(**parse_opts, **handler),
+                              convert_options=pacsv.ConvertOptions(
+                                  column_types={c: pa.string() for c in columns}, include_columns=list(columns),
+                                  strings_can_be_null=True, **nulls)).to_pandas()
+    except pa.ArrowInvalid as err:
+        if "UTF8" in str(err):
+            raise _first_invalid_utf8(path, data) from None
+        raise DataError(path, f"unreadable ({_first_line_of(err)})") from None
+
+
+def _diagnosed(path, data: bytes | None, columns: dict, first_line: int, read_opts: dict, parse_opts: dict,
+               nulls: dict, error: pa.ArrowInvalid) -> DataError:
+    """The DataError naming the first line behind pyarrow's ``error`` (which names no file, often no line)."""
+    if "UTF8" in str(error):
+        return _first_invalid_utf8(path, data)
+    if "straddl" in str(error):  # a line longer than pyarrow's block
+        return _first_long_line(path, data, pacsv.ReadOptions().block_size)
+    malformed = _first_bad_row(path, data, read_opts, parse_opts)
+    text = _as_text(path, data, columns, read_opts, parse_opts, nulls, skip_bad_rows=malformed is not None)
+    if malformed is not None and malformed.number is not None:  # rows after it are shifted: look above it
+        text = text.iloc[:malformed.number - first_line]
+    for name, kind in columns.items():
+        if kind != "str":
+            _check_numeric(path, text[name], kind, name, first_line)
+    if malformed is None:
+        return DataError(path, f"unreadable value ({_first_line_of(error)})")
+    return DataError(path, f"expected {malformed.expected_columns} columns, found {malformed.actual_columns} "
+                           "(truncated or malformed line)", line=malformed.number, value=malformed.text)
+
+
+def _first_line_of(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _first_long_line(path, data: bytes | None, limit: int) -> DataError:
+    raw = np.frombuffer(data if data is not None else _read_bytes(Path(path)), dtype=np.uint8)
+    ends = np.concatenate([np.flatnonzero(raw == ord("\n")), [len(raw)]])
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    row = int(np.flatnonzero(ends - starts > limit)[0])
+    value = raw[starts[row]:starts[row] + 80].tobytes().decode("utf-8", errors="backslashreplace")
+    return DataError(path, f"a line of {ends[row] - starts[row]:,} bytes (over the {limit:,}-byte limit of a line)",
+                     line=row + 1, value=value)
 
 
 def check_present(path, values: pd.Series, column: str, first_line: int, text: pd.Series | None = None) -> None:
@@ -232,7 +260,7 @@ def _first_bad_row(path: Path, data: bytes | None, read_opts: dict, parse_opts: 
                        convert_options=pacsv.ConvertOptions(column_types={}, strings_can_be_null=True))
     except pa.ArrowInvalid:
         pass
-    return found[0]
+    return found[0] if found else None
 
 
 def _check_numeric(path: Path, strings: pd.Series, kind: str, name: str, first_line: int) -> None:
