@@ -54,6 +54,23 @@ def test_new_users_become_new_sequences_in_time_order(small):
     assert merged.counts["new_users"] == 1 and merged.counts["log_interactions_added"] == 3
 
 
+def test_new_users_under_ordinary_ids_move_nobody_elses_held_out_events(processed_anime):
+    """Issue: one new user inserted among the ids moved 870 of 890 users' validation targets (a random key per
+    event position over the whole file), so a fine-tune was judged on answers the old model had trained on."""
+    data = load_dataset(processed_anime)
+    assert not set(range(5001, 5005)) & set(data.user_ids.tolist())  # ordinary ids, before every training user's
+    titles = data.items["anime_id"].to_numpy()[:6]
+    events = log_frame([(5001 + u, int(a), LIKE, 1.0e9 + i) for u in range(4) for i, a in enumerate(titles)])
+    merged = ft.merge_log(data, events).dataset
+    before, after = split_of(data), split_of(merged)
+    row_after = {int(u): r for r, u in enumerate(merged.user_ids)}
+    for name in ("valid", "test", "test_disliked"):
+        old, new = getattr(before, name), getattr(after, name)
+        target_of = dict(zip(new.users.tolist(), new.target.tolist()))
+        assert [target_of[row_after[int(data.user_ids[u])]] for u in old.users] == old.target.tolist()
+    assert len(after.valid) == len(before.valid) + 4
+
+
 def test_a_training_user_continues_and_the_latest_duplicate_wins(small):
     events = log_frame([(5, 100, LOVE, 1.0), (5, 400, LIKE, 2.0)])
     merged = ft.merge_log(small, events)
