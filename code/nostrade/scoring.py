@@ -51,7 +51,7 @@ COLD_START_MIN_EVENTS = 1
 SERVED_ALPHAS = (0.0, 0.1, 0.2, 0.3)  # the genre blend's candidates (choose_settings picks on validation)
 SERVED_DISLIKE_WEIGHTS = (0.0, 0.05)  # the dislike penalty's candidates (choose_settings picks on validation)
 POPULARITY_WEIGHT = 0.3
-DISLIKE_WEIGHT = 0.05  # 0.5 cost 28-41% of NDCG@10 on ML-100K (artifacts/results/movielens-100k-dislike-0.5.md)
+DISLIKE_WEIGHT = 0.05  # 0.5 cost 28-41% of NDCG@10 on ML-100K (artifacts/results/v1/movielens-100k-dislike-0.5.md)
 PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
 
 
