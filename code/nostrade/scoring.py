@@ -46,6 +46,7 @@ from nostrade.sequences import DISLIKE, Sequences
 
 COLD_START_MIN_EVENTS = 2
 POPULARITY_WEIGHT = 0.3
+SERVED_ALPHA = 0.2  # the genre blend's weight that predict.Recommender.recommend serves by default
 DISLIKE_WEIGHT = 0.05  # 0.5 cost 28-41% of NDCG@10 on ML-100K (artifacts/results/movielens-100k-dislike-0.5.md)
 PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
 
