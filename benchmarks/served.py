@@ -24,11 +24,17 @@ DEFAULT = REPO / "checkpoints" / "model.pt"
 RANKER = REPO / "checkpoints" / "ranker.pt"
 
 
+def processed(data: Path = DATA) -> Path:
+    """The embedded sample prepared into ``data`` (as make_processed_data.py) where it is not yet."""
+    if not (data / "meta.json").exists():
+        prep.run(prep.PrepConfig(out=data, artifacts=REPO / "artifacts"))
+    return data
+
+
 def trained(checkpoint: Path, data: Path, metrics: Path, *flags: str) -> tuple[Path, Path]:
     """``checkpoint`` on ``data`` (the embedded sample, prepared first where missing), trained with ``flags``
     where it is missing (its run record to ``metrics``)."""
-    if not (data / "meta.json").exists():
-        prep.run(prep.PrepConfig(out=data, artifacts=REPO / "artifacts"))
+    processed(data)
     if not checkpoint.exists():
         argv = ["--data", str(data), "--out", str(checkpoint), "--metrics", str(metrics), "--no-progress", *flags]
         if train.main(argv) != 0:
