@@ -18,6 +18,7 @@ which other processes on a shared machine inflate less):
 - ``recommend+to_dict``: plus the JSON-ready answer the HTTP service sends (the headline p50_ms / p99_ms);
 - ``recommend+frames+graph``: plus the pandas DataFrames and the networkx graph the Streamlit app shows.
 Then offline batch scoring (recommend_batch, no explanations) of many histories, in users per second.
+"""
 from __future__ import annotations
 
 import argparse
