@@ -220,11 +220,12 @@ def test_cli_auto_serves_the_best_candidate_by_served_validation(processed_sampl
     assert not train.last_checkpoint_path(out).exists()  # a candidate that may lose writes no resumable state
 
 
-def test_auto_generators_leave_the_sequence_models_out_where_the_order_is_not_time(processed_anime):
+def test_auto_leaves_the_sequence_models_out_where_the_order_is_not_time(processed_anime):
     dataset = load_dataset(processed_anime)
     assert train.auto_generators(dataset) == ("als", "itemknn", "ease", "content", "popularity")
     timed = dataclasses.replace(dataset, meta={**dataset.meta, "order_is_time": True})
     assert train.auto_generators(timed) == train.GENERATORS
+    assert train.auto_candidates(dataset) == ("ease", "ranker") and train.auto_candidates(timed) == train.AUTO_KINDS
 
 
 def test_cli_model_ranker_fits_the_two_stage_ranker_on_the_training_part(ranker_checkpoint, processed_anime):
