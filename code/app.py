@@ -195,7 +195,8 @@ def on_undo_clear() -> None:
 # ---------------------------------------------------------------------------------------------------
 def train_default_model(progress) -> str | None:
     """Prepare the embedded sample if needed, then run `python -m nostrade.train` in this process (the default
-    model: EASE on the order-free sample, seconds; SASRec on time-ordered data, the page following its epochs);
+    model: --model auto's choice by validation, under a minute on the order-free sample; the page follows
+    SASRec's epochs where it is a candidate);
     None when done, else what went wrong. Leaving or re-running the page stops SASRec at the next epoch."""
     if not (DATA_DIR / "meta.json").exists():
         progress.progress(0.0, text="Preparing the embedded anime sample…")
@@ -540,8 +541,8 @@ def main() -> None:
     st.html(PAGE_CSS)
     st.title("Nostrade Engine")
     st.caption("Rate anime you know — Dislike, Like or Love — and the recommendations follow, with the reasons. "
-               "EASE (data whose order is not time, like this sample) or SASRec with feedback embeddings, genre "
-               "blend, explanations.")
+               "The model `make train` chose by validation (EASE, the two-stage ranker or SASRec with feedback "
+               "embeddings), genre blend, explanations.")
     checkpoint = served_checkpoint()
     version = file_version(checkpoint)
     if version is None or not (DATA_DIR / "meta.json").exists():
