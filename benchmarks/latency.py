@@ -1,12 +1,15 @@
 """Serving latency of predict.Recommender.recommend on the full anime catalogue, on one CPU thread.
 
-    python benchmarks/latency.py --out artifacts/bench/latency.json [--calls 2000] [--quick]
+    python benchmarks/latency.py --out artifacts/bench/latency.json [--calls 2000] [--rows served ranker ...]
+    python benchmarks/latency.py --checkpoint PT --data DIR --out FILE.json      (one trained model)
 
-Runs on a fresh checkout: no processed data or trained model needed. Latency does not depend on the
-weights, so the model is a randomly initialised SASRec with the default config for this data (the anime
-ratings' order is not time: the set model, which averages 8 canonical orderings of the history per call) and
-every one of the 12,294 catalogue titles in its vocabulary; the co-watch statistics come from the shipped real ratings slice
-(data/sample/rating_sample.csv.gz). Each call scores a different 50-event history (titles drawn by
+With no --checkpoint it times what is served: the default model of the embedded sample (checkpoints/model.pt on
+data/processed, prepared and trained first where absent, as `make train`: --model auto's choice, its kind in the
+JSON), the headline; then labelled extra rows (``--rows``): ``ranker`` (checkpoints/ranker.pt, `--model ranker`
+with auto's generators, trained where absent), ``sasrec-set`` and ``sasrec-time`` (a random-weight SASRec of the
+default config with every one of the 12,294 catalogue titles in its vocabulary, as for data whose order is not
+time, the set model that averages canonical orderings, and is; latency does not depend on the weights; co-watch
+statistics from the shipped ratings slice). Each call scores a different 50-event history (titles drawn by
 popularity, feedback 10% Dislike / 45% Like / 45% Love) with k=20 and explanations.
 
 Three timings per call, each with its own p50/p99 of wall time (and of the calling thread's CPU time,
@@ -30,6 +33,7 @@ import pandas as pd
 import torch
 
 import predict
+import served
 from nostrade.atomic import write_json
 from nostrade.dataset import Dataset
 from nostrade.model import SASRec, SASRecConfig
@@ -39,6 +43,7 @@ from nostrade.sources import read_anime
 
 REPO = Path(__file__).resolve().parents[1]
 
+ROWS = ("served", "ranker", "sasrec-set", "sasrec-time")
 ITEMS = REPO / "data" / "sample" / "anime.csv.gz"
 RATINGS = REPO / "data" / "sample" / "rating_sample.csv.gz"
 
@@ -83,6 +88,55 @@ def percentiles(seconds: list[float], cpu_seconds: list[float]) -> dict:
             "cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_p99_ms": float(np.percentile(cpu, 99))}
 
 
+def recommender(row: str, seed: int) -> predict.Recommender:
+    """The model of a row: a trained checkpoint (made where absent) or a random-weight full-catalogue SASRec."""
+    if row.startswith("sasrec-"):
+        return full_catalogue_recommender(seed, order_is_time=row == "sasrec-time")
+    return predict.Recommender.load(*(served.default_model() if row == "served" else served.ranker_model()))
+
+
+def time_calls(rec: predict.Recommender, args: argparse.Namespace) -> dict:
+    """p50/p99 of each variant over --calls calls, and the batch throughput."""
+    pool = histories(rec, 200, args.history, args.seed)
+    variants = {
+        "recommend": lambda h: rec.recommend(h, k=args.k),
+        "recommend+to_dict": lambda h: rec.recommend(h, k=args.k).to_dict(),
+        "recommend+frames+graph": lambda h: (lambda r: (r.items, r.explanations, r.graph))(rec.recommend(h, k=args.k)),
+    }
+    for h in pool[:min(50, args.calls)]:  # warm-up: allocator, lazy imports
+        for call in variants.values():
+            call(h)
+    timings, load_before = {}, os.getloadavg()
+    for name, call in variants.items():
+        seconds, cpu_seconds = [], []
+        for i in range(args.calls):
+            h = pool[i % len(pool)]
+            t, c = time.perf_counter(), time.thread_time()
+            call(h)
+            seconds.append(time.perf_counter() - t)
+            cpu_seconds.append(time.thread_time() - c)
+        timings[name] = percentiles(seconds, cpu_seconds)
+        print(f"  {name:24s} p50 {timings[name]['p50_ms']:6.2f} ms   p99 {timings[name]['p99_ms']:6.2f} ms   "
+              f"mean {timings[name]['mean_ms']:6.2f} ms   (CPU time p50 {timings[name]['cpu_p50_ms']:.2f} ms, "
+              f"p99 {timings[name]['cpu_p99_ms']:.2f} ms; {args.calls} calls)")
+    load_after = os.getloadavg()
+    batch = histories(rec, args.batch_users, args.history, args.seed + 1)
+    t = time.perf_counter()
+    scored = rec.recommend_batch(batch, k=args.k, batch_size=args.batch_size)
+    batch_seconds = time.perf_counter() - t
+    assert scored["user"].nunique() == len(batch)
+    print(f"  batch: {len(batch)} users x {args.history} events, k={args.k}, batch size {args.batch_size}: "
+          f"{batch_seconds:.2f} s = {len(batch) / batch_seconds:,.0f} users/s (no explanations); load average "
+          f"(1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} CPUs")
+    headline = timings["recommend+to_dict"]
+    return {"p50_ms": headline["p50_ms"], "p99_ms": headline["p99_ms"], "cpu_p50_ms": headline["cpu_p50_ms"],
+            "cpu_p99_ms": headline["cpu_p99_ms"], "catalogue_items": len(rec.catalogue),
+            "vocabulary_items": int(rec.dataset.n_items), "variants": timings,
+            "batch": {"users": len(batch), "batch_size": args.batch_size, "seconds": batch_seconds,
+                      "users_per_s": len(batch) / batch_seconds},
+            "model": rec.describe()["model"], "load_average_before": load_before, "load_average_after": load_after}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench" / "latency.json")
@@ -93,70 +147,34 @@ def main(argv=None) -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 20 calls, 50 batch users")
-    parser.add_argument("--order-is-time", action="store_true",
-                        help="a SASRec for data whose order is time (a sequence model: one ordering of the history) "
-                             "instead of the set model (4 canonical orderings)")
-    parser.add_argument("--checkpoint", type=Path,
-                        help="time a trained model instead (e.g. the served default, checkpoints/model.pt); with --data")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
+                        help="models to time without --checkpoint; the first is the headline (default: all)")
+    parser.add_argument("--checkpoint", type=Path, help="time this trained model alone instead; with --data")
     parser.add_argument("--data", type=Path, help="the processed folder the checkpoint was trained on")
     args = parser.parse_args(argv)
+    if (args.checkpoint is None) != (args.data is None):
+        parser.error("--checkpoint and --data go together")
     if args.quick:
         args.calls, args.batch_users = 20, 50
 
     predict.use_threads(1)  # PyTorch and the BLAS under NumPy
-    started = time.perf_counter()
-    rec = (full_catalogue_recommender(args.seed, args.order_is_time) if args.checkpoint is None else
-           predict.Recommender.load(args.checkpoint, args.data))
-    load_seconds = time.perf_counter() - started
-    pool = histories(rec, 200, args.history, args.seed)
-    variants = {
-        "recommend": lambda h: rec.recommend(h, k=args.k),
-        "recommend+to_dict": lambda h: rec.recommend(h, k=args.k).to_dict(),
-        "recommend+frames+graph": lambda h: (lambda r: (r.items, r.explanations, r.graph))(rec.recommend(h, k=args.k)),
-    }
-    for h in pool[:min(50, args.calls)]:  # warm-up: allocator, lazy imports
-        for call in variants.values():
-            call(h)
-    timings = {}
-    load_before = os.getloadavg()
-    for name, call in variants.items():
-        seconds, cpu_seconds = [], []
-        for i in range(args.calls):
-            h = pool[i % len(pool)]
-            t, c = time.perf_counter(), time.thread_time()
-            call(h)
-            seconds.append(time.perf_counter() - t)
-            cpu_seconds.append(time.thread_time() - c)
-        timings[name] = percentiles(seconds, cpu_seconds)
-        print(f"{name:24s} p50 {timings[name]['p50_ms']:6.2f} ms   p99 {timings[name]['p99_ms']:6.2f} ms   "
-              f"mean {timings[name]['mean_ms']:6.2f} ms   (CPU time p50 {timings[name]['cpu_p50_ms']:.2f} ms, "
-              f"p99 {timings[name]['cpu_p99_ms']:.2f} ms; {args.calls} calls)")
-    load_after = os.getloadavg()
-    print(f"load average (1 min) {load_before[0]:.2f} before, {load_after[0]:.2f} after, on {os.cpu_count()} CPUs: "
-          "wall times above the CPU times mean other processes competed for the cores")
-
-    batch = histories(rec, args.batch_users, args.history, args.seed + 1)
-    t = time.perf_counter()
-    scored = rec.recommend_batch(batch, k=args.k, batch_size=args.batch_size)
-    batch_seconds = time.perf_counter() - t
-    assert scored["user"].nunique() == len(batch)
-    print(f"batch: {len(batch)} users x {args.history} events, k={args.k}, batch size {args.batch_size}: "
-          f"{batch_seconds:.2f} s = {len(batch) / batch_seconds:,.0f} users/s (no explanations)")
-
-    headline = timings["recommend+to_dict"]
+    rows = {}
+    for row in ([str(args.checkpoint)] if args.checkpoint else args.rows):
+        print(f"{row}:", flush=True)
+        started = time.perf_counter()
+        rec = predict.Recommender.load(args.checkpoint, args.data) if args.checkpoint else recommender(row, args.seed)
+        load_seconds = time.perf_counter() - started
+        rows[row] = {**time_calls(rec, args), "load_seconds": load_seconds}
+        if row.startswith("sasrec-"):
+            rows[row]["model"]["weights"] = "random (latency does not depend on them)"
+    headline = next(iter(rows))
     result = {
-        "p50_ms": headline["p50_ms"], "p99_ms": headline["p99_ms"], "headline": "recommend+to_dict",
-        "targets": {"p50_ms": 5.0, "p99_ms": 20.0},
-        "catalogue_items": len(rec.catalogue), "vocabulary_items": int(rec.dataset.n_items),
+        "p50_ms": rows[headline]["p50_ms"], "p99_ms": rows[headline]["p99_ms"], "kind": rows[headline]["model"]["kind"],
+        "headline": f"{headline}: recommend+to_dict", "targets": {"p50_ms": 3.0, "p99_ms": 10.0},
         "history_length": args.history, "k": args.k, "explanations": True, "calls": args.calls,
-        "threads": torch.get_num_threads(), "variants": timings,
-        "batch": {"users": len(batch), "batch_size": args.batch_size, "seconds": batch_seconds,
-                  "users_per_s": len(batch) / batch_seconds},
-        "model": {**rec.describe()["model"], "weights": "random (latency does not depend on them)" if
-                  args.checkpoint is None else str(args.checkpoint)},
-        "load_seconds": load_seconds,
+        "threads": torch.get_num_threads(), "rows": rows,
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "load_average_before": load_before, "load_average_after": load_after, "torch": torch.__version__},
+                    "torch": torch.__version__},
         "quick": args.quick,
     }
     write_json(args.out, result)

@@ -1,13 +1,14 @@
 """Load test of the HTTP service: POST /recommend with 50-event histories, 1 and then 2 uvicorn workers.
 
-    python benchmarks/load.py --out artifacts/bench/api_load.json [--requests 2000] [--concurrency 4 8]
+    python benchmarks/load.py --out artifacts/bench/api_load.json [--requests 2000] [--concurrency 4 8] [--rows ...]
     python benchmarks/load.py --out FILE.json --checkpoint checkpoints/model.pt --data data/processed
 
-Runs on a fresh checkout. Without --checkpoint it prepares the embedded real anime sample
-(data/sample/, with nostrade.prep, as make_processed_data.py does) into a temporary folder and serves a
-randomly initialised SASRec of the default configuration saved with nostrade.checkpoint: latency does not
-depend on the weights, so the figures hold for a trained default model (the recommendations do not).
-The full 12,294-title catalogue is served (the file recorded in the processed folder's meta.json).
+Without --checkpoint it serves what is served: the default model of the embedded sample (checkpoints/model.pt on
+data/processed, prepared and trained first where absent, as `make train`: --model auto's choice, its kind in the
+JSON), the headline; then labelled extra rows (``--rows``): ``ranker`` (checkpoints/ranker.pt, trained where
+absent) and ``sasrec-set`` / ``sasrec-time`` (random-weight SASRecs of the default config for the sample, as for
+data whose order is not / is time, saved with nostrade.checkpoint: latency does not depend on the weights). The
+full 12,294-title catalogue is served (the file recorded in the processed folder's meta.json).
 
 For each worker count it starts `uvicorn api:app` on a free 127.0.0.1 port (harness.ServerProcess), waits
 until every worker answers, sends --warmup unmeasured requests, then --requests POST /recommend
@@ -36,28 +37,16 @@ import numpy as np
 import psutil
 import torch
 
+import served
 from harness import ServerProcess
-from nostrade import prep
 from nostrade.atomic import write_json
-from nostrade.checkpoint import save_checkpoint
+from nostrade.checkpoint import read_checkpoint
 from nostrade.dataset import load_dataset
-from nostrade.model import SASRec, SASRecConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
 HISTORY_LENGTH = 50
-
-
-def prepare_random_model(folder: Path) -> tuple[Path, Path]:
-    """The embedded sample processed into folder/processed, and a random-weight default SASRec for it."""
-    data_dir = folder / "processed"
-    prep.run(prep.PrepConfig(source="anime", out=data_dir, artifacts=data_dir))
-    data = load_dataset(data_dir)
-    torch.manual_seed(0)
-    cfg = SASRecConfig(n_items=data.n_items, n_time_bins=data.n_time_bins)
-    checkpoint = folder / "model.pt"
-    save_checkpoint(checkpoint, SASRec(cfg), {"note": "random weights (load benchmark)"}, data.meta, {})
-    return checkpoint, data_dir
+ROWS = ("served", "ranker", "sasrec-set", "sasrec-time")
 
 
 def request_bodies(data_dir: Path, n: int, seed: int) -> list[bytes]:
@@ -137,6 +126,36 @@ def measure(env: dict, workers: int, bodies: list[bytes], warmup: list[bytes], c
             "client_cpu_ms_per_request": round(1000 * client_cpu / answered, 2)}
 
 
+def row_model(row: str, args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
+    """(checkpoint, processed folder) of a row."""
+    if args.checkpoint is not None:
+        return args.checkpoint.resolve(), args.data.resolve()
+    if row == "served":
+        return served.default_model()
+    if row == "ranker":
+        return served.ranker_model()
+    data = served.processed()
+    return served.random_sasrec(tmp / f"{row}.pt", data, row == "sasrec-time"), data
+
+
+def load_runs(checkpoint: Path, data_dir: Path, tmp: Path, args: argparse.Namespace) -> dict:
+    """Every (worker count, concurrency) run serving one checkpoint."""
+    env = {"NOSTRADE_CHECKPOINT": str(checkpoint), "NOSTRADE_DATA": str(data_dir),
+           "NOSTRADE_EVENTS": str(tmp / "events.db"), "NOSTRADE_THREADS": "1"}
+    bodies = request_bodies(data_dir, args.requests + args.warmup, args.seed)
+    warmup, bodies = bodies[:args.warmup], bodies[args.warmup:]
+    runs = []
+    for workers in args.workers:
+        for concurrency in args.concurrency:
+            print(f"  {workers} worker(s): {len(bodies)} requests, concurrency {concurrency}…", flush=True)
+            r = {"workers": workers, **measure(env, workers, bodies, warmup, concurrency, args.time_cap)}
+            runs.append(r)
+            print(f"    {r['rps']:.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
+                  f"(CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
+                  f"{r['client_cpu_ms_per_request']} ms; 1-min load average {r['load_avg_1min_before']})", flush=True)
+    return {"checkpoint": str(checkpoint), "runs": runs}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="JSON results file (written atomically)")
@@ -146,8 +165,10 @@ def main(argv=None) -> int:
                    help="requests in flight at most; each value is a run (default 4 8)")
     p.add_argument("--time-cap", type=float, default=60.0, help="seconds per worker count (default 60)")
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="worker counts (default 1 2)")
-    p.add_argument("--checkpoint", type=Path, help="serve this checkpoint (with --data) instead of a random one")
+    p.add_argument("--checkpoint", type=Path, help="serve this checkpoint alone (with --data)")
     p.add_argument("--data", type=Path, help="the processed folder the checkpoint was trained on")
+    p.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
+                   help="models to serve without --checkpoint; the first is the headline (default: all)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if (args.checkpoint is None) != (args.data is None):
@@ -156,33 +177,19 @@ def main(argv=None) -> int:
         p.error("--requests, --concurrency and --workers must be at least 1")
 
     with tempfile.TemporaryDirectory(prefix="nostrade-load-") as tmp:
-        tmp = Path(tmp)
-        if args.checkpoint is None:
-            print("preparing the embedded sample and a random-weight default SASRec…", flush=True)
-            checkpoint, data_dir = prepare_random_model(tmp)
-            model = "random-weight SASRec, default config (nostrade.model.SASRecConfig)"
-        else:
-            checkpoint, data_dir, model = args.checkpoint.resolve(), args.data.resolve(), str(args.checkpoint)
-        env = {"NOSTRADE_CHECKPOINT": str(checkpoint), "NOSTRADE_DATA": str(data_dir),
-               "NOSTRADE_EVENTS": str(tmp / "events.db"), "NOSTRADE_THREADS": "1"}
-        bodies = request_bodies(data_dir, args.requests + args.warmup, args.seed)
-        warmup, bodies = bodies[:args.warmup], bodies[args.warmup:]
-        runs = []
-        for workers in args.workers:
-            for concurrency in args.concurrency:
-                print(f"{workers} worker(s): {len(bodies)} requests, concurrency {concurrency}…", flush=True)
-                r = {"workers": workers, **measure(env, workers, bodies, warmup, concurrency, args.time_cap)}
-                runs.append(r)
-                print(f"  {r['rps']:.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
-                      f"(CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
-                      f"{r['client_cpu_ms_per_request']} ms; 1-min load average {r['load_avg_1min_before']})",
-                      flush=True)
-
-    headline = min(runs, key=lambda r: (-r["workers"], r["concurrency"]))
+        tmp, rows = Path(tmp), {}
+        for row in [str(args.checkpoint)] if args.checkpoint else args.rows:
+            checkpoint, data_dir = row_model(row, args, tmp)
+            print(f"{row} ({checkpoint}):", flush=True)
+            rows[row] = load_runs(checkpoint, data_dir, tmp, args)
+            rows[row]["kind"] = read_checkpoint(checkpoint)["model_kind"]
+    headline_row = next(iter(rows))
+    headline = min(rows[headline_row]["runs"], key=lambda r: (-r["workers"], r["concurrency"]))
     record = {**{k: headline[k] for k in ("rps", "p50_ms", "p99_ms", "errors", "workers", "concurrency")},
-              "targets": {"rps": 200, "p99_ms": 50, "errors": 0},
+              "kind": rows[headline_row]["kind"], "headline": headline_row,
+              "targets": {"rps": 300, "p99_ms": 50, "errors": 0},
               "endpoint": "POST /recommend", "history_length": HISTORY_LENGTH, "k": 20, "explain": True,
-              "model": model, "runs": runs,
+              "rows": rows,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                           "torch": torch.__version__},
               "command": " ".join([Path(sys.executable).name, *sys.argv])}

@@ -1,9 +1,13 @@
-"""Does the served model answer to taste or to click order? Order invariance and neighbour quality.
+"""Does each servable model answer to taste or to click order? Order invariance and neighbour quality.
 
-    python benchmarks/order_invariance.py --out artifacts/bench/order_invariance.json [--checkpoint PT --data DIR]
+    python benchmarks/order_invariance.py --out artifacts/bench/order_invariance.json [--rows ease ranker sasrec]
+    python benchmarks/order_invariance.py --checkpoint PT --data DIR --out FILE.json       (one model)
 
-No arguments: the default model on the embedded sample (checkpoints/model.pt on data/processed, prepared and
-trained first if absent, as `make train` does).
+No --checkpoint: every servable model of the embedded sample, each reported separately under "rows" with its own
+``top10_overlap`` (target >= 0.9 each): ``ease`` (checkpoints/ease.pt), ``ranker`` (checkpoints/ranker.pt, auto's
+generators) and ``sasrec`` (checkpoints/sasrec.pt, the set model where the order is not time), each trained on
+data/processed (prepared first) where its file is absent; "served" names the kind --model auto chose there
+(artifacts/metrics.json), when it was trained.
 
 - ``top10_overlap``: for --users test users (the data set's own split, nostrade.split), their history in
   --orders random orders (seeded), each served by predict.Recommender.recommend (k=10, the default α); the mean
@@ -18,6 +22,7 @@ trained first if absent, as `make train` does).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import predict
-from nostrade import prep, train
+import served
 from nostrade.baselines import ItemKNN
 from nostrade.atomic import write_json as write_json_atomic
 from nostrade.history import as_events, training_events
@@ -33,16 +38,7 @@ from nostrade.split import split_of
 
 REPO = Path(__file__).resolve().parents[1]
 NEIGHBOURS = 10
-
-
-def default_model(checkpoint: Path, data: Path) -> None:
-    """Prepare the embedded sample and train the default model where they are missing (as `make train`)."""
-    if not (data / "meta.json").exists():
-        prep.run(prep.PrepConfig(out=data, artifacts=REPO / "artifacts"))
-    if not checkpoint.exists():
-        if train.main(["--data", str(data), "--out", str(checkpoint), "--metrics", str(REPO / "artifacts" /
-                                                                                            "metrics.json")]) != 0:
-            raise SystemExit(f"error: training {checkpoint} failed")
+ROWS = ("ease", "ranker", "sasrec")
 
 
 def nearest(unit: np.ndarray, k: int) -> np.ndarray:
@@ -79,46 +75,59 @@ def top10_overlap(rec: predict.Recommender, users: int, orders: int, seed: int) 
     return float(np.mean(overlaps)), len(chosen)
 
 
+def measure(checkpoint: Path, data: Path, args: argparse.Namespace) -> dict:
+    rec = predict.Recommender.load(checkpoint, data)
+    overlap, n_users = top10_overlap(rec, args.users, args.orders, args.seed)
+    dataset = rec.dataset
+    genres = [set(g) for g in dataset.items["genres"].map(lambda g: [] if g is None else list(g))]
+    quality = neighbour_quality(nearest(rec.scoring.item_unit[1:], NEIGHBOURS), genres, args.seed)
+    knn = ItemKNN(neighbours=50).fit(dataset, split_of(dataset).train).similarity[1:, 1:].toarray()
+    knn_quality = neighbour_quality(predict.top_k(knn + np.diag(np.full(len(knn), -np.inf)), NEIGHBOURS), genres,
+                                    args.seed)
+    print(f"{rec.model.kind}: top-10 overlap across {args.orders} click orders of {n_users} histories: {overlap:.3f} "
+          f"(target >= 0.9); neighbours (its item space): id-distance ratio "
+          f"{quality['neighbour_id_distance_ratio']:.3f} (target >= 0.5), genre Jaccard "
+          f"{quality['neighbour_genre_jaccard']:.3f} (item-kNN {knn_quality['neighbour_genre_jaccard']:.3f})",
+          flush=True)
+    return {"top10_overlap": overlap, **quality, "itemknn": knn_quality, "users": n_users,
+            "checkpoint": str(checkpoint), "data": str(data), "order_is_time": dataset.order_is_time,
+            "model": rec.describe()["model"]}
+
+
+def row_model(row: str) -> tuple[Path, Path]:
+    if row == "ranker":
+        return served.ranker_model()
+    path = served.REPO / "checkpoints" / f"{row}.pt"
+    return served.trained(path, served.DATA, served.REPO / "artifacts" / f"metrics-{row}.json", "--model", row)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench" / "order_invariance.json")
-    parser.add_argument("--checkpoint", type=Path, help="a checkpoint (default: checkpoints/model.pt, trained if absent)")
-    parser.add_argument("--data", type=Path, help="the processed folder it was trained on (default data/processed)")
+    parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS), help="models without --checkpoint")
+    parser.add_argument("--checkpoint", type=Path, help="measure this checkpoint alone (with --data)")
+    parser.add_argument("--data", type=Path, help="the processed folder it was trained on")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--orders", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if (args.checkpoint is None) != (args.data is None):
-        print("error: give both --checkpoint and --data, or neither (the default model)", file=sys.stderr)
+        print("error: give both --checkpoint and --data, or neither (every servable model)", file=sys.stderr)
         return 2
     started = time.perf_counter()
-    checkpoint, data = args.checkpoint or REPO / "checkpoints" / "model.pt", args.data or REPO / "data" / "processed"
+    predict.use_threads(1)
+    rows = {}
     try:
-        if args.checkpoint is None:
-            default_model(checkpoint, data)
-        rec = predict.Recommender.load(checkpoint, data)
+        for row in [str(args.checkpoint)] if args.checkpoint else args.rows:
+            rows[row] = measure(*((args.checkpoint, args.data) if args.checkpoint else row_model(row)), args)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    predict.use_threads(1)
-    overlap, n_users = top10_overlap(rec, args.users, args.orders, args.seed)
-    dataset = rec.dataset
-    genres = [set(g) for g in dataset.items["genres"].map(lambda g: [] if g is None else list(g))]
-    served = neighbour_quality(nearest(rec.scoring.item_unit[1:], NEIGHBOURS), genres, args.seed)
-    knn = ItemKNN(neighbours=50).fit(dataset, split_of(dataset).train).similarity[1:, 1:].toarray()
-    knn_quality = neighbour_quality(predict.top_k(knn + np.diag(np.full(len(knn), -np.inf)), NEIGHBOURS), genres,
-                                    args.seed)
-    result = {"top10_overlap": overlap, **served, "itemknn": knn_quality,
+    default_run = REPO / "artifacts" / "metrics.json"
+    result = {"rows": rows, "served": json.loads(default_run.read_text())["model"] if default_run.exists() else None,
               "targets": {"top10_overlap": 0.9, "neighbour_id_distance_ratio": 0.5,
                           "neighbour_genre_jaccard": "at least item-kNN's"},
-              "users": n_users, "orders": args.orders, "seed": args.seed, "checkpoint": str(checkpoint),
-              "data": str(data), "order_is_time": dataset.order_is_time, "model": rec.describe()["model"],
-              "seconds": time.perf_counter() - started}
-    print(f"top-10 overlap across {args.orders} click orders of {n_users} histories: {overlap:.3f} (target >= 0.9)\n"
-          f"neighbours (the served item space): id-distance ratio {served['neighbour_id_distance_ratio']:.3f} "
-          f"(target >= 0.5), genre Jaccard {served['neighbour_genre_jaccard']:.3f} "
-          f"(item-kNN {knn_quality['neighbour_genre_jaccard']:.3f}, id-distance ratio "
-          f"{knn_quality['neighbour_id_distance_ratio']:.3f})")
+              "orders": args.orders, "seed": args.seed, "seconds": time.perf_counter() - started}
     write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
     return 0

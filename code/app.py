@@ -200,7 +200,8 @@ def on_undo_clear() -> None:
 # ---------------------------------------------------------------------------------------------------
 def train_default_model(progress) -> str | None:
     """Prepare the embedded sample if needed, then run `python -m nostrade.train` in this process (the default
-    model: EASE on the order-free sample, seconds; SASRec on time-ordered data, the page following its epochs);
+    model: --model auto's choice by validation, under a minute on the order-free sample; the page follows
+    SASRec's epochs where it is a candidate);
     None when done, else what went wrong. Leaving or re-running the page stops SASRec at the next epoch."""
     if not (DATA_DIR / "meta.json").exists():
         progress.progress(0.0, text="Preparing the embedded anime sample…")

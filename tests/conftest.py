@@ -71,13 +71,13 @@ def anime_checkpoint(processed_anime, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def ease_checkpoint(processed_anime, tmp_path_factory) -> Path:
-    """The default model of the order-free anime sample: `python -m nostrade.train` with --model auto (EASE)."""
+    """EASE on the order-free anime sample: `python -m nostrade.train --model ease`."""
     from nostrade import train
 
     folder = tmp_path_factory.mktemp("ease_checkpoint")
     path = folder / "model.pt"
     assert train.main(["--data", str(processed_anime), "--out", str(path), "--metrics",
-                       str(folder / "metrics.json")]) == 0
+                       str(folder / "metrics.json"), "--model", "ease"]) == 0
     return path
 
 

@@ -571,12 +571,18 @@ def test_latency_benchmark_quick_smoke(tmp_path, capsys):
     spec.loader.exec_module(latency)
     threads = torch.get_num_threads()
     try:
-        assert latency.main(["--quick", "--out", str(tmp_path / "latency.json")]) == 0
+        assert latency.main(["--quick", "--out", str(tmp_path / "latency.json"), "--rows", "sasrec-set",
+                             "sasrec-time"]) == 0
     finally:
         torch.set_num_threads(threads)
     result = json.loads((tmp_path / "latency.json").read_text())
-    assert result["catalogue_items"] == 12_294 and result["vocabulary_items"] == 12_294
-    assert result["p50_ms"] > 0 and result["p99_ms"] >= result["p50_ms"] and result["batch"]["users_per_s"] > 0
+    rows = result["rows"]
+    assert list(rows) == ["sasrec-set", "sasrec-time"] and result["headline"].startswith("sasrec-set")
+    assert rows["sasrec-set"]["model"]["permutations"] > 0 == rows["sasrec-time"]["model"]["permutations"]
+    assert result["kind"] == "sasrec" and result["p50_ms"] == rows["sasrec-set"]["p50_ms"]
+    for row in rows.values():
+        assert row["catalogue_items"] == 12_294 and row["vocabulary_items"] == 12_294
+        assert row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"] and row["batch"]["users_per_s"] > 0
     assert "users/s" in capsys.readouterr().out
 
 

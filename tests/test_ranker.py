@@ -28,11 +28,30 @@ def test_descending_order_is_a_stable_argsort_of_the_negated_scores():
     np.testing.assert_array_equal(descending_order(scores), np.argsort(-scores, axis=1, kind="stable"))
 
 
-def test_standardised_is_over_the_candidates_only():
-    scores = np.array([[1.0, 2.0, 3.0, 100.0]])
-    candidates = np.array([[True, True, True, False]])
-    out = standardised(scores, candidates)
-    np.testing.assert_allclose(out[0, :3], [-1.2247449, 0.0, 1.2247449], rtol=1e-6)
+def test_standardised_is_over_each_owners_candidates():
+    out = standardised(np.array([1.0, 2.0, 3.0, 100.0, 100.0]), np.array([0, 0, 0, 2, 2]), 3)
+    np.testing.assert_allclose(out, [-1.2247449, 0.0, 1.2247449, 0.0, 0.0], rtol=1e-6)
+
+
+def test_a_dislike_only_lowers_scores_and_is_never_a_candidate():
+    """The ranker's one-pass dislike guarantee: the same liked events with a Dislike added score every other
+    candidate no higher, and the disliked title is off the candidates."""
+    model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    assert model.dislikes_only_lower
+    decreasing = ",".join("-1" if n in ("dislike_share", "taste_disliked_max") else "0" for n in model.feature_names())
+    assert f"[monotone_constraints: {decreasing}]" in model.booster.model_to_string()
+    liked = [1, 2, 3, 7]
+    for disliked in range(4, 25):
+        if disliked in liked:
+            continue
+        history = Sequences.from_lists([liked, liked + [disliked]], [[LIKE] * 4, [LIKE] * 4 + [DISLIKE]])
+        candidates, x, _, _ = model._stage_one(history)
+        predicted = model.booster.predict(x)
+        both = candidates[0] & candidates[1]
+        assert not candidates[1, disliked] and (candidates[0] & ~candidates[1]).sum() <= 1
+        scored = np.zeros(candidates.shape)
+        scored[candidates] = predicted
+        assert (scored[1][both] <= scored[0][both] + 1e-12).all()
 
 
 def test_taste_cosines_take_the_liked_profile_and_the_nearest_dislike():

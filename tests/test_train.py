@@ -17,6 +17,7 @@ from nostrade.dataset import load_dataset
 from nostrade.model import SASRec, SASRecConfig
 from nostrade.ranker import TwoStage
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
+from nostrade.split import split_of
 from nostrade.train import TrainConfig, last_checkpoint_path, sampling_distribution, sequence_loss, train_sasrec
 
 TINY_MODEL = dict(max_len=20, d_model=16, n_heads=2, n_layers=1, dropout=0.1)
@@ -174,7 +175,7 @@ def test_resume_after_a_kill_continues_exactly(dataset, tmp_path, monkeypatch):
 def test_cli_writes_checkpoint_and_run_record(processed_sample, tmp_path, capsys):
     out, metrics = tmp_path / "sasrec.pt", tmp_path / "metrics.json"
     code = train.main(["--data", str(processed_sample), "--out", str(out), "--metrics", str(metrics),
-                       "--epochs", "2", "--seed", "5", *TINY_FLAGS])
+                       "--model", "sasrec", "--epochs", "2", "--seed", "5", *TINY_FLAGS])
     assert code == 0
     record = json.loads(metrics.read_text())
     printed = capsys.readouterr().out
@@ -188,10 +189,10 @@ def test_cli_writes_checkpoint_and_run_record(processed_sample, tmp_path, capsys
     assert set(record["test"]) == {"next_item", "next_liked", "next_disliked", "delta_ndcg@10"}
     loaded = load_checkpoint(out, expected_iid_map_sha256=meta["iid_map_sha256"])
     assert loaded.metrics["test"]["next_item"]["ndcg@10"] == record["test"]["next_item"]["ndcg@10"]
-    assert meta["order_is_time"] and record["model"] == "sasrec" and isinstance(loaded.model, SASRec)  # --model auto
+    assert record["model"] == "sasrec" and isinstance(loaded.model, SASRec) and record["auto"] is None
 
 
-def test_cli_auto_fits_ease_where_the_order_is_not_time(ease_checkpoint, processed_anime):
+def test_cli_ease_fits_in_closed_form(ease_checkpoint, processed_anime):
     record = json.loads((ease_checkpoint.parent / "metrics.json").read_text())
     assert not load_dataset(processed_anime).order_is_time
     assert record["model"] == "ease" and record["model_config"]["l2"] == 150.0 and record["epochs"] == 0
@@ -199,6 +200,32 @@ def test_cli_auto_fits_ease_where_the_order_is_not_time(ease_checkpoint, process
     loaded = load_checkpoint(ease_checkpoint)
     assert isinstance(loaded.model, EASE) and loaded.metrics["valid"] == record["valid"]
     assert loaded.metrics["test"]["next_item"]["ndcg@10"] == record["test"]["next_item"]["ndcg@10"] > 0.1
+
+
+def test_cli_auto_serves_the_best_candidate_by_served_validation(processed_sample, tmp_path, capsys):
+    out, metrics = tmp_path / "auto.pt", tmp_path / "metrics.json"
+    assert train.main(["--data", str(processed_sample), "--out", str(out), "--metrics", str(metrics),
+                       "--candidates", "sasrec,ease", "--epochs", "2", *TINY_FLAGS]) == 0
+    record = json.loads(metrics.read_text())
+    auto = record["auto"]
+    table = auto["candidates"]
+    assert set(table) == {"sasrec", "ease"} and auto["alpha"] == 0.2
+    assert auto["chosen"] == max(table, key=lambda kind: table[kind]["ndcg@10"]) == record["model"]
+    dataset = load_dataset(processed_sample)
+    loaded = load_checkpoint(out, expected_iid_map_sha256=dataset.iid_map_hash)
+    assert loaded.model.kind == auto["chosen"] and loaded.metrics["auto"] == auto
+    served = train.served_validation(loaded.model, dataset, split_of(dataset))
+    assert served["ndcg@10"] == pytest.approx(table[auto["chosen"]]["ndcg@10"])
+    assert f"auto chose {auto['chosen']}" in capsys.readouterr().out
+    assert not train.last_checkpoint_path(out).exists()  # a candidate that may lose writes no resumable state
+
+
+def test_auto_leaves_the_sequence_models_out_where_the_order_is_not_time(processed_anime):
+    dataset = load_dataset(processed_anime)
+    assert train.auto_generators(dataset) == ("als", "itemknn", "ease", "content", "popularity")
+    timed = dataclasses.replace(dataset, meta={**dataset.meta, "order_is_time": True})
+    assert train.auto_generators(timed) == train.GENERATORS
+    assert train.auto_candidates(dataset) == ("ease", "ranker") and train.auto_candidates(timed) == train.AUTO_KINDS
 
 
 def test_cli_model_ranker_fits_the_two_stage_ranker_on_the_training_part(ranker_checkpoint, processed_anime):
@@ -214,7 +241,8 @@ def test_cli_model_ranker_fits_the_two_stage_ranker_on_the_training_part(ranker_
 
 def test_cli_ranker_options_are_checked_before_any_fitting(processed_anime, tmp_path, capsys):
     out = tmp_path / "ranker.pt"
-    for flags, fragment in ((["--generators", "ease,nope"], "generators"), (["--n-candidates", "0"], "n_candidates")):
+    for flags, fragment in ((["--generators", "ease,nope"], "generators"), (["--n-candidates", "0"], "n_candidates"),
+                            (["--model", "auto", "--candidates", "ease,nope"], "--candidates")):
         assert train.main(["--data", str(processed_anime), "--out", str(out), "--model", "ranker", *flags]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and fragment in err and err.count("\n") == 1
@@ -233,7 +261,8 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 def test_cli_unwritable_out_exits_7_and_a_damaged_resume_checkpoint_exits_5(processed_anime, tmp_path, capsys):
     (tmp_path / "file").write_text("")
     out = tmp_path / "file" / "model.pt"
-    assert train.main(["--data", str(processed_anime), "--out", str(out), "--metrics", str(tmp_path / "m.json")]) == 7
+    assert train.main(["--data", str(processed_anime), "--out", str(out), "--metrics", str(tmp_path / "m.json"),
+                       "--model", "ease"]) == 7
     assert capsys.readouterr().err == f"error: cannot write {out}: File exists\n"
     out = tmp_path / "sasrec.pt"
     last_checkpoint_path(out).write_bytes(b"")  # emptied by a failing disk

@@ -49,13 +49,13 @@ from nostrade import similarity
 from nostrade.baselines.interactions import known_events
 from nostrade.dataset import Dataset
 from nostrade.diversity import mmr
-from nostrade.evaluate import history_mask
 from nostrade.sequences import DISLIKE, LOVE, Sequences
 from nostrade.split import EvalCases, leave_one_out
 
 GENERATORS = ("sasrec", "als", "itemknn", "ease", "gru4rec", "content", "popularity")
 ORDER_READERS = ("gru4rec",)  # left out where the order is not time (SASRec is then a set model)
 ITEM_COLUMNS = ("members", "episodes", "rating_mean", "year")  # used where the catalogue has them
+DISLIKE_FEATURES = ("dislike_share", "taste_disliked_max")  # the only ones a Dislike moves; monotone decreasing
 
 
 def registry():
@@ -91,6 +91,7 @@ class FittedGenerators:
 class TwoStage:
     kind = "ranker"
     window = None
+    dislikes_only_lower = True  # by construction (_stage_one): nostrade.scoring needs no pass without them
 
     def __init__(self, generators: Sequence[str] = GENERATORS, n_candidates: int = 100, seed: int = 0,
                  refit: bool = True, n_estimators: int = 100, learning_rate: float = 0.05, num_leaves: int = 7,
@@ -129,7 +130,8 @@ class TwoStage:
         if not len(groups):
             raise ValueError("ranker: no held-out target of the training part is among the candidates; "
                              "raise n_candidates or give more data")
-        self.ranker = lightgbm.LGBMRanker(objective="lambdarank", **self.lgbm)
+        decreasing = [-1 if name in DISLIKE_FEATURES else 0 for name in self.feature_names()]
+        self.ranker = lightgbm.LGBMRanker(objective="lambdarank", monotone_constraints=decreasing, **self.lgbm)
         self.ranker.fit(features, labels, group=groups)
         self.booster = self.ranker.booster_  # what scores (a checkpoint keeps only it, as its text dump)
         if self.refit:
@@ -162,28 +164,35 @@ class TwoStage:
 
     def _stage_one(self, history: Sequences) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(B, n_items + 1) candidate mask, one feature row per candidate (row-major: history, then iid), every
-        title's mean rank over the generators, and which generators retrieved it (``retrieved_by``)."""
+        title's mean rank over the generators, and which generators retrieved it (``retrieved_by``).
+
+        The generators read the liked events only (Like / Love), and ranks and standardised scores are over the
+        titles not liked already: a Dislike changes no generator feature. It reaches the features only as the
+        dislike share and the nearest-dislike cosine, which the ranker is monotone decreasing in
+        (``DISLIKE_FEATURES``), and it takes its title off the candidates: so a Dislike can only lower a title's
+        score (``dislikes_only_lower``)."""
         history = history.select(known_events(history, self.n_items))
-        seen = history_mask(history, self.n_items).numpy()
-        seen[:, 0] = True
-        scores = [generator_scores(g, history, seen) for g in self.generators.values()]
+        liked = history.select(history.feedback != DISLIKE)
+        seen_liked = seen_mask(liked, self.n_items)
+        scores = [generator_scores(g, liked, seen_liked) for g in self.generators.values()]
         ranks = [unseen_ranks(s) for s in scores]
-        retrieved = np.zeros(seen.shape, np.uint16)
+        retrieved = np.zeros(seen_liked.shape, np.uint16)
         for bit, r in enumerate(ranks):
             retrieved |= (r <= self.n_candidates).astype(np.uint16) << bit
-        retrieved[seen] = 0  # fewer unseen titles than n_candidates: the seen ones are never candidates
-        candidates = retrieved > 0
-        user, item = np.nonzero(candidates)
+        retrieved[seen_liked] = 0  # fewer unseen titles than n_candidates: the seen ones are never candidates
+        user, item = np.nonzero(retrieved)
         columns = []
         for s, r in zip(scores, ranks):
-            columns += [standardised(s, candidates)[user, item], r[user, item]]
+            columns += [standardised(s[user, item], user, len(retrieved)), r[user, item]]
         history_columns = history_features(history, self.n_items)
         taste_liked, taste_disliked = taste_cosines(self.taste, self.taste_t, history)
         x = np.column_stack([*columns, self.item_features[item], history_columns[user],
                              taste_liked[user, item], taste_disliked[user, item]])
         # rounded: float noise (a batch vs one history: 1e-9 either side of 0) must not cross a split threshold
         x = np.round(x, 6).astype(np.float32)
-        return candidates, x, np.mean(ranks, axis=0), retrieved
+        disliked = seen_mask(history, self.n_items)[user, item]  # seen, hence never recommended
+        retrieved[user[disliked], item[disliked]] = 0
+        return retrieved > 0, x[~disliked], np.mean(ranks, axis=0), retrieved
 
     def score(self, history: Sequences) -> torch.Tensor:
         return self.score_and_retrieval(history)[0]
@@ -192,14 +201,14 @@ class TwoStage:
         """``score``, and per (history, title) the generators that retrieved it: (B, n_items + 1) uint16, bit g
         set where ``generator_names[g]`` has the title among its ``n_candidates`` best unseen ones (0: none)."""
         candidates, x, mean_rank, retrieved = self._stage_one(history)
-        out = (-1.0 - mean_rank / (self.n_items + 1)).astype(np.float32)  # the rest: below, by mean rank
+        out = (-1.0 - mean_rank / (self.n_items + 1)).astype(np.float32)  # the rest: by mean rank, in (-2, -1)
         if len(x):
             predicted = self.booster.predict(x, num_threads=self.lgbm["n_jobs"]).astype(np.float32)
-            # candidates above the rest: shift each history's predictions above 0
+            # candidates keep their raw prediction (monotone in the dislikes); the rest go below their lowest
             low = np.full(len(candidates), np.inf, np.float32)
-            user = np.nonzero(candidates)[0]
-            np.minimum.at(low, user, predicted)
-            out[candidates] = predicted - low[user]
+            np.minimum.at(low, np.nonzero(candidates)[0], predicted)
+            out += np.where(np.isfinite(low), low, 0.0)[:, None]
+            out[candidates] = predicted
         if self.mmr_lambda < 1.0:
             out = mmr(out, self.genre_unit, self.mmr_lambda, self.mmr_depth)
         return torch.from_numpy(out), retrieved
@@ -215,7 +224,7 @@ class TwoStage:
 
     def feature_names(self) -> list[str]:
         names = [f"{g}_{kind}" for g in self.generator_names for kind in ("score", "rank")]
-        return names + self.item_feature_names + ["history_length", "dislike_share", "love_share", "taste_liked",
+        return names + self.item_feature_names + ["liked_events", "dislike_share", "love_share", "taste_liked",
                                                   "taste_disliked_max"]
 
     def feature_gain(self) -> dict[str, float]:
@@ -232,7 +241,7 @@ class TwoStage:
         """Options, each generator's config, and the LightGBM model as its text dump (inside the checksum)."""
         return {"generators": list(self.generator_names), "n_candidates": self.n_candidates, "seed": self.seed,
                 "refit": self.refit, "liked_targets": self.liked_targets, "mmr_lambda": self.mmr_lambda,
-                "mmr_depth": self.mmr_depth,
+                "mmr_depth": self.mmr_depth, "dislikes_only_lower": True,
                 "lgbm": dict(self.lgbm), "item_feature_names": list(self.item_feature_names),
                 "generator_configs": {name: g.config() for name, g in self.generators.items()},
                 "booster": self.booster.model_to_string(), "n_items": self.n_items}
@@ -250,6 +259,9 @@ class TwoStage:
 
     @classmethod
     def from_state(cls, config: dict, state: dict) -> "TwoStage":
+        if not config.get("dislikes_only_lower"):
+            raise ValueError("ranker checkpoint: trained before its generators read the liked events only (its "
+                             "features mean something else now); retrain it: python -m nostrade.train --model ranker")
         model = cls(config["generators"], config["n_candidates"], config["seed"], config["refit"],
                     mmr_lambda=config["mmr_lambda"], mmr_depth=config["mmr_depth"],
                     liked_targets=config.get("liked_targets", False))
@@ -265,6 +277,14 @@ class TwoStage:
             for name in model.generator_names}
         model.booster = lightgbm.Booster(model_str=config["booster"])
         return model
+
+
+def seen_mask(history: Sequences, n_items: int) -> np.ndarray:
+    """(B, n_items + 1) bool: True where the row's history has the title, and at column 0 (padding)."""
+    seen = np.zeros((history.n_users, n_items + 1), bool)
+    seen[history.row_of_event(), history.iid] = True
+    seen[:, 0] = True
+    return seen
 
 
 def generator_scores(model, history: Sequences, seen: np.ndarray) -> np.ndarray:
@@ -292,12 +312,12 @@ def descending_order(scores: np.ndarray) -> np.ndarray:
     return (np.sort(keys, axis=1) & 0xFFFFFFFF).astype(np.intp)
 
 
-def standardised(scores: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """Scores minus the mean over the row's candidates, over their std (0 where undefined)."""
-    count = np.maximum(candidates.sum(axis=1, keepdims=True), 1)
-    mean = np.where(candidates, scores, 0.0).sum(axis=1, keepdims=True) / count
-    centred = np.where(candidates, scores - np.where(candidates, mean, 0.0), 0.0)  # no inf - inf off the candidates
-    std = np.sqrt((centred ** 2).sum(axis=1, keepdims=True) / count)
+def standardised(values: np.ndarray, owner: np.ndarray, n_owners: int) -> np.ndarray:
+    """Candidates' scores minus the mean over their owner's candidates, over their std (0 where undefined)."""
+    count = np.maximum(np.bincount(owner, minlength=n_owners), 1)
+    values = values.astype(np.float64)
+    centred = values - (np.bincount(owner, values, n_owners) / count)[owner]
+    std = np.sqrt(np.bincount(owner, centred ** 2, n_owners) / count)[owner]
     return np.where(std > 0, centred / np.maximum(std, 1e-12), 0.0)
 
 
@@ -317,13 +337,14 @@ def item_features(dataset: Dataset, train: Sequences) -> tuple[np.ndarray, list[
 
 
 def history_features(history: Sequences, n_items: int) -> np.ndarray:
-    """(B, 3): known events, share of Dislikes, share of Loves."""
+    """(B, 3): liked events (Like / Love), share of Dislikes among the known events, share of Loves among the liked
+    (a Dislike changes only its share)."""
     known = (history.iid >= 1) & (history.iid <= n_items)
-    owner = history.row_of_event()[known]
-    length = np.bincount(owner, minlength=history.n_users).astype(np.float64)
-    feedback = history.feedback[known]
-    share = lambda kind: np.bincount(owner[feedback == kind], minlength=history.n_users) / np.maximum(length, 1)
-    return np.column_stack([length, share(DISLIKE), share(LOVE)]).astype(np.float32)
+    owner, feedback = history.row_of_event()[known], history.feedback[known]
+    count = lambda keep: np.bincount(owner[keep], minlength=history.n_users).astype(np.float64)
+    liked, dislikes = count(feedback != DISLIKE), count(feedback == DISLIKE)
+    return np.column_stack([liked, dislikes / np.maximum(liked + dislikes, 1),
+                            count(feedback == LOVE) / np.maximum(liked, 1)]).astype(np.float32)
 
 
 def taste_cosines(taste: np.ndarray, taste_t: np.ndarray, history: Sequences) -> tuple[np.ndarray, np.ndarray]:

@@ -26,7 +26,8 @@ says which generators retrieved each title (``Scores.retrieved``, from the same 
 Dislikes steer away, whatever the model learned (plain SASRec is known to rank disliked items and their
 neighbours *higher*): (1) a dislike may only lower a title's model score: where a history has dislikes and
 likes, the model part is the lower of the normalised scores with and without the dislikes (one batch of
-model calls); (2) the dislike penalty ``dislike_weight · max(0, max cosine to a disliked title)`` in the
+model calls), except for a model that says ``dislikes_only_lower`` (the ranker: its dislikes reach its score
+only through features it is monotone decreasing in, so one pass suffices); (2) the dislike penalty ``dislike_weight · max(0, max cosine to a disliked title)`` in the
 model's item space is subtracted from the final score.
 """
 from __future__ import annotations
@@ -51,6 +52,7 @@ COLD_START_MIN_EVENTS = 1
 SERVED_ALPHAS = (0.0, 0.1, 0.2, 0.3)  # the genre blend's candidates (choose_settings picks on validation)
 SERVED_DISLIKE_WEIGHTS = (0.0, 0.05)  # the dislike penalty's candidates (choose_settings picks on validation)
 POPULARITY_WEIGHT = 0.3
+SERVED_ALPHA = 0.2  # the genre blend's weight where a checkpoint records none chosen on validation
 DISLIKE_WEIGHT = 0.05  # 0.5 cost 28-41% of NDCG@10 on ML-100K (artifacts/results/v1/movielens-100k-dislike-0.5.md)
 PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
 
@@ -128,7 +130,7 @@ class Scoring:
         self.genre_unit = np.asarray(genre_unit, dtype=np.float32)
         self.popularity = np.asarray(popularity, dtype=np.float32)
         self.retrieval_names = tuple(getattr(model, "generator_names", ()))  # a ranker's generators, in bit order
-        # a model whose dislikes can only lower its scores by construction needs no second pass
+        # a model whose dislikes can only lower its scores by construction (the ranker) needs no second pass
         self.dislikes_only_lower = bool(getattr(model, "dislikes_only_lower", False))
         self.table = None  # the model's served_table, where it scores the catalogue rows after the vocabulary too
         self.n_scored = n_items  # catalogue rows with a model score: the vocabulary, or every title

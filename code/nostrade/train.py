@@ -1,26 +1,28 @@
-"""Train the served model on a processed folder: SASRec, or EASE where the data's order is not time.
+"""Train the served model on a processed folder: the best by validation of EASE, the two-stage ranker and SASRec.
 
-    python -m nostrade.train --data data/processed --out checkpoints/model.pt [--model auto --loss ce ...]
+    python -m nostrade.train --data data/processed --out checkpoints/model.pt [--model auto --candidates ...]
     python -m nostrade.train --model ranker [--generators als,itemknn,ease,content,popularity --n-candidates 100]
     torchrun --nproc_per_node 2 -m nostrade.train ...      (data parallel: gloo on CPU, NCCL on GPUs)
 
-``--model auto`` (the default) trains SASRec where meta.json's ``order_is_time`` is true and EASE where it is
-not: under the order-free protocol (EVAL.md) EASE is the best model on the anime sample (test NDCG@10 0.2067;
-the order-free SASRec 0.1089, ALS 0.1640, item-kNN 0.1391: artifacts/results/anime.md). EASE is fitted in
-closed form on the split's training part (seconds; ``--l2``), evaluated like SASRec, written to --out the same way.
+``--model auto`` (the default) fits every kind of ``--candidates`` (``auto_candidates``) on the split's training
+part, scores each on the validation events through the served function (nostrade.scoring at predict's default α:
+what predict, the app and the API serve), keeps the best by NDCG@10 there, and records every candidate's
+validation figures and the choice in the checkpoint's metrics and the metrics JSON (``"auto"``). Its ranker has
+every generator where the order is time and none that trains a network where it is not (``auto_generators``: on
+the anime sample the sequence generators added nothing and cost most of the fit).
 
-``--model ranker`` fits the two-stage ranker (nostrade.ranker.TwoStage: ``--generators``, by default every one of
-ranker.GENERATORS, each retrieving its ``--n-candidates`` best titles, then LightGBM lambdarank) on the split's
-training part, and evaluates and saves it in the same way; its SASRec generator trains with the SASRec and
-training flags given here (--epochs, --d-model, ...), and every generator with --seed. It is never the default.
+EASE is fitted in closed form (seconds; ``--l2``). ``--model ranker`` fits the two-stage ranker
+(nostrade.ranker.TwoStage: ``--generators``, each retrieving its ``--n-candidates`` best titles, then LightGBM
+lambdarank); its SASRec generator trains with the SASRec and training flags given here (--epochs, --d-model, ...),
+and every generator with --seed.
 
 SASRec: one epoch = one window of (at most max_len + 1) consecutive training events per user; position t predicts
 event t + 1. Where the data's order is not time (meta.json's ``order_is_time``), every training history is
 first put in a fresh seeded random order each epoch (``permute``), and the model has no position embedding
 (nostrade.model): it learns which titles go together, not which come next in the file. Early stopping on
-validation NDCG@10 (full ranking, nostrade.evaluate). The best model goes to --out, the full training state
-after every evaluation to <out>.last.pt, so --resume continues a killed run exactly where its last evaluation
-left it.
+validation NDCG@10 (full ranking, nostrade.evaluate). With ``--model sasrec`` the best model goes to --out, the
+full training state after every evaluation to <out>.last.pt, so --resume continues a killed run exactly where its
+last evaluation left it.
 
 Losses (``--loss``): ``ce``, the softmax over the whole catalogue (the most accurate; its cost grows with the
 catalogue); ``sampled``, a softmax over ``--shared-negatives`` titles drawn once per batch (a ``--uniform-share``
@@ -60,11 +62,13 @@ from nostrade.evaluate import evaluate, evaluate_all_targets, history_mask, metr
 from nostrade.item_features import FeatureEncoding
 from nostrade.model import FEATURE_BUFFERS, FEATURE_MODULES, SASRec, SASRecConfig, trim_left_padding
 from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
-from nostrade.scoring import ServedModel
+from nostrade.scoring import SERVED_ALPHA, Scoring, ServedModel
 from nostrade.sequences import DISLIKE, LOVE, Sequences
 from nostrade.split import EvalCases, LeaveOneOut, permuted, split_of
 
 LOSSES = ("ce", "sampled", "bce", "bpr")
+AUTO_KINDS = ("ease", "ranker", "sasrec")  # what --model auto compares (MODEL_KINDS, in tie order)
+SEQUENCE_GENERATORS = ("sasrec", "gru4rec")  # the ranker's generators that train a network (most of its fit)
 CROPS = ("random", "last")
 EpochCallback = Callable[[dict, int], None]  # (the epoch's history record, cfg.epochs)
 SHIFT_STEP, HIGHEST_SHIFT = 0.1, 3.0  # fit_feature_shift's candidates, in standard deviations of the scores
@@ -577,13 +581,37 @@ def fit_ranker(dataset: Dataset, split: LeaveOneOut, generators: tuple[str, ...]
                        seconds_total=seconds, train_cfg=train_cfg)
 
 
-def default_kind(dataset: Dataset) -> str:
-    """The served model for a data set: SASRec where its order is time, EASE where it is not."""
-    return "sasrec" if dataset.order_is_time else "ease"
+def auto_generators(dataset: Dataset) -> tuple[str, ...]:
+    """The ranker's generators under ``--model auto``: all of them where the order is time; without the sequence
+    models where it is not (on the anime sample they added nothing and cost most of the fit: artifacts/results)."""
+    return GENERATORS if dataset.order_is_time else tuple(g for g in GENERATORS if g not in SEQUENCE_GENERATORS)
 
 
-def run_record(dataset: Dataset, data_dir, result: TrainResult, test: dict, ctx) -> dict:
-    """The metrics JSON EVAL.md asks of every run."""
+def served_validation(model: ServedModel, dataset: Dataset, split: LeaveOneOut) -> dict:
+    """Validation metrics of the model as served (nostrade.scoring: genre blend at predict's default α, dislike
+    rules), the figures ``--model auto`` compares."""
+    scorer = Scoring.over(model, dataset.items, dataset.n_items).scorer(SERVED_ALPHA)
+    return evaluate(scorer, split.valid, dataset.n_items)
+
+
+def choose_by_validation(fit: Callable[[str], TrainResult], kinds: tuple[str, ...], dataset: Dataset,
+                         split: LeaveOneOut) -> tuple[TrainResult, dict]:
+    """Fit every kind (``fit(kind)``), keep the best by served validation NDCG@10 (ties: the earlier kind), and
+    the table of every candidate: {"chosen", "metric", "candidates": {kind: valid metrics and fit seconds}}."""
+    results, table = {}, {}
+    for kind in kinds:
+        results[kind] = fit(kind)
+        table[kind] = {**served_validation(results[kind].model, dataset, split),
+                       "fit_seconds": results[kind].seconds_total}
+        print(f"auto: {kind} served validation NDCG@10 {table[kind]['ndcg@10']:.4f} "
+              f"(fitted in {results[kind].seconds_total:.0f} s)", flush=True)
+    chosen = max(kinds, key=lambda kind: (table[kind]["ndcg@10"], -kinds.index(kind)))
+    return results[chosen], {"chosen": chosen, "metric": "ndcg@10 of the validation events, as served",
+                             "alpha": SERVED_ALPHA, "candidates": table}
+
+
+def run_record(dataset: Dataset, data_dir, result: TrainResult, test: dict, ctx, auto: dict | None) -> dict:
+    """The metrics JSON EVAL.md asks of every run (``auto``: --model auto's table, else None)."""
     train_cfg = asdict(result.train_cfg) if result.train_cfg is not None else {}
     return {
         "model": result.model.kind, "data": str(data_dir), "source": dataset.meta.get("source"),
@@ -593,61 +621,104 @@ def run_record(dataset: Dataset, data_dir, result: TrainResult, test: dict, ctx)
         "device": str(ctx.device), "world_size": ctx.world_size,
         "wall_seconds": result.seconds_total, "seconds_to_best": result.seconds_to_best,
         "best_epoch": result.best_epoch, "epochs": result.epochs_run,
-        "valid": result.best_metrics, "test": test, "history": result.history,
+        "valid": result.best_metrics, "test": test, "history": result.history, "auto": auto,
     }
 
 
-def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
-    """The command line. ``on_epoch``: as train_sasrec's, for a caller that runs it in-process (code/app.py)."""
+def fit_kind(kind: str, dataset: Dataset, split: LeaveOneOut, args: argparse.Namespace, model_cfg: SASRecConfig,
+             train_cfg: TrainConfig, on_epoch: EpochCallback | None) -> tuple[TrainResult, str]:
+    """One model fitted on the split's training part, and a line saying how it went."""
+    if kind == "ease":
+        result = fit_ease(dataset, split, args.l2)
+        return result, f"ease (l2 {args.l2:g}) fitted in {result.seconds_total:.0f} s"
+    if kind == "ranker":
+        generators = args.generators or auto_generators(dataset)
+        result = fit_ranker(dataset, split, generators, args.n_candidates, model_cfg, train_cfg)
+        return result, (f"ranker ({', '.join(result.model.generator_names)}; {args.n_candidates} candidates each) "
+                        f"fitted in {result.seconds_total:.0f} s")
+    # under auto, a candidate that may lose writes no checkpoint of its own (nor a resumable state)
+    result = train_sasrec(dataset, model_cfg, train_cfg, split=split, on_epoch=on_epoch,
+                          checkpoint_path=args.out if args.model == "sasrec" else None)
+    return result, f"best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds_to_best:.0f} s to best"
+
+
+def parse_args(argv) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default="data/processed", help="processed folder (make_processed_data.py)")
     parser.add_argument("--out", default="checkpoints/model.pt", help="best checkpoint; <out>.last.pt for resuming")
     parser.add_argument("--metrics", default="artifacts/metrics.json", help="metrics JSON of the run")
     parser.add_argument("--model", choices=("auto", *MODEL_KINDS), default="auto",
-                        help="auto (default): sasrec where the data's order is time, ease where it is not; ranker: the "
-                             "two-stage ranker (nostrade.ranker)")
+                        help="auto (default): the best of --candidates by served validation NDCG@10; or one kind")
+    parser.add_argument("--candidates", default=None,
+                        help=f"--model auto: the kinds it fits and compares, some of {','.join(AUTO_KINDS)} (default: "
+                             "all where the order is time, else without sasrec)")
     parser.add_argument("--l2", type=float, default=EASE().l2, help="EASE's ridge weight (default %(default)s)")
-    parser.add_argument("--generators", default=",".join(GENERATORS),
-                        help="--model ranker: its candidate generators, comma-separated (default %(default)s)")
+    parser.add_argument("--generators", default=None,
+                        help="the ranker's candidate generators, comma-separated (default: all of "
+                             f"{','.join(GENERATORS)} where the order is time, else without "
+                             f"{','.join(SEQUENCE_GENERATORS)})")
     parser.add_argument("--n-candidates", type=int, default=TwoStage().n_candidates,
-                        help="--model ranker: titles each generator retrieves (default %(default)s)")
+                        help="the ranker: titles each generator retrieves (default %(default)s)")
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
     add_dataclass_flags(parser, TrainConfig)
     args = parser.parse_args(argv)
+    split_names = lambda text: tuple(name.strip() for name in text.split(",") if name.strip())
+    args.generators = split_names(args.generators) if args.generators else None
+    args.candidates = split_names(args.candidates) if args.candidates else None
+    return args
+
+
+def auto_candidates(dataset: Dataset) -> tuple[str, ...]:
+    """What ``--model auto`` compares by default: every kind where the order is time; EASE and the ranker where it
+    is not (the order-free SASRec trains for minutes on the sample, the demo's budget, and scored about half of
+    EASE's test NDCG@10 there: artifacts/results/anime.md; ``--candidates`` adds it)."""
+    return AUTO_KINDS if dataset.order_is_time else tuple(k for k in AUTO_KINDS if k != "sasrec")
+
+
+def check_options(args: argparse.Namespace, dataset: Dataset) -> tuple[str, ...]:
+    """The kinds to fit; bad options fail here (ValueError), before any fitting."""
+    kinds = (args.candidates or auto_candidates(dataset)) if args.model == "auto" else (args.model,)
+    if not kinds or set(kinds) - set(AUTO_KINDS):
+        raise ValueError(f"--candidates: {','.join(kinds)} must be some of {','.join(AUTO_KINDS)}")
+    if "ranker" in kinds:
+        TwoStage(args.generators or GENERATORS, args.n_candidates)
+    return kinds
+
+
+def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
+    """The command line. ``on_epoch``: as train_sasrec's, for a caller that runs it in-process (code/app.py)."""
+    args = parse_args(argv)
     try:
         dataset = load_dataset(args.data)
         model_cfg, train_cfg = configs_from_args(args, dataset)
-        kind = default_kind(dataset) if args.model == "auto" else args.model
-        generators = tuple(g.strip() for g in args.generators.split(",") if g.strip())
-        if kind == "ranker":
-            TwoStage(generators, args.n_candidates)  # bad options fail here, before any fitting
+        kinds = check_options(args, dataset)
     except (FileNotFoundError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     ctx = distributed.setup(train_cfg.device)
     try:
         split = split_of(dataset)
-        if kind == "ease":
-            result = fit_ease(dataset, split, args.l2)
-            done = f"ease (l2 {args.l2:g}) fitted in {result.seconds_total:.0f} s"
-        elif kind == "ranker":
-            result = fit_ranker(dataset, split, generators, args.n_candidates, model_cfg, train_cfg)
-            done = f"ranker ({', '.join(generators)}; {args.n_candidates} candidates each) fitted in " \
-                   f"{result.seconds_total:.0f} s"
+        done = {}  # kind -> the line saying how its fit went
+
+        def fit(kind: str) -> TrainResult:
+            result, done[kind] = fit_kind(kind, dataset, split, args, model_cfg, train_cfg, on_epoch)
+            return result
+
+        if args.model == "auto":
+            result, auto = choose_by_validation(fit, kinds, dataset, split)
         else:
-            result = train_sasrec(dataset, model_cfg, train_cfg, split=split, checkpoint_path=args.out,
-                                  on_epoch=on_epoch)
-            done = (f"best epoch {result.best_epoch} of {result.epochs_run}, {result.seconds_to_best:.0f} s to "
-                    "best")
+            result, auto = fit(args.model), None
         if ctx.is_main:
             test = evaluate_all_targets(result.model.score, split, dataset.n_items)
             save_checkpoint(args.out, result.model, result.train_cfg or {}, dataset.meta,
-                            {"valid": result.best_metrics, "best_epoch": result.best_epoch, "test": test})
-            write_json(args.metrics, run_record(dataset, args.data, result, test, ctx))
+                            {"valid": result.best_metrics, "best_epoch": result.best_epoch, "test": test,
+                             "auto": auto})
+            write_json(args.metrics, run_record(dataset, args.data, result, test, ctx, auto))
             nxt, liked = test["next_item"], test["next_liked"]
-            print(f"{done}; test NDCG@10 {nxt['ndcg@10']:.4f} HR@10 {nxt['hr@10']:.4f} (next item), NDCG@10 "
-                  f"{liked['ndcg@10']:.4f} (next liked), delta {test['delta_ndcg@10']:+.4f}; wrote {args.out} and "
-                  f"{args.metrics}")
+            chosen = f"auto chose {result.model.kind}: " if auto else ""
+            print(f"{chosen}{done[result.model.kind]}; test NDCG@10 {nxt['ndcg@10']:.4f} HR@10 {nxt['hr@10']:.4f} "
+                  f"(next item), NDCG@10 {liked['ndcg@10']:.4f} (next liked), delta {test['delta_ndcg@10']:+.4f}; "
+                  f"wrote {args.out} and {args.metrics}")
             print(DELTA_MEANING.format(n=test["next_disliked"]["n_cases"]))
         distributed.wait_for_all(ctx)
     except CheckpointError as e:

@@ -13,7 +13,7 @@ import torch
 from implicit.nearest_neighbours import BM25Recommender, CosineRecommender, TFIDFRecommender
 from implicit.utils import ParameterWarning
 
-from nostrade.baselines.interactions import csr_from_state, csr_state, interaction_matrix
+from nostrade.baselines.interactions import csr_from_state, csr_state, interaction_matrix, known_events
 from nostrade.dataset import Dataset
 from nostrade.sequences import Sequences
 
@@ -38,7 +38,11 @@ class ItemKNN:
         return self
 
     def score(self, history: Sequences) -> torch.Tensor:
-        return torch.from_numpy((interaction_matrix(history, self.n_items) @ self.similarity).toarray())
+        # S^T @ X^T with X dense: one sparse-dense product, no sparse matrix built per request (the ranker's cost)
+        seen = np.zeros((history.n_users, self.n_items + 1), np.float32)
+        keep = known_events(history, self.n_items)
+        seen[history.row_of_event()[keep], history.iid[keep]] = 1.0
+        return torch.from_numpy(np.ascontiguousarray((self.similarity.T @ seen.T).T))
 
     def config(self) -> dict:
         return {"neighbours": self.neighbours, "weighting": self.weighting, "n_items": self.n_items}
