@@ -63,7 +63,7 @@ from nostrade.scoring import DISLIKE_WEIGHT, Scoring
 from nostrade.sequences import Sequences
 from nostrade.similarity import genre_unit_vectors
 from nostrade.split import LeaveOneOut, split_of
-from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, configs_from_args
+from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, auto_generators, configs_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
@@ -534,8 +534,9 @@ def main(argv=None) -> int:
     sasrec_options = {**{k: v for k, v in dataclasses.asdict(model_cfg).items() if k not in DATA_FIELDS},
                       **dataclasses.asdict(train_cfg)}
     sasrec_options.pop("seed")
-    results = run_rows(rows, seeds, dataset, split, {**baseline_options, "sasrec": sasrec_options},
-                       args.served_dislike_weight)
+    ranker_options = {"generators": auto_generators(dataset)}  # what `python -m nostrade.train` serves
+    results = run_rows(rows, seeds, dataset, split, {**baseline_options, "sasrec": sasrec_options,
+                                                     "ranker": ranker_options}, args.served_dislike_weight)
     out = args.out or REPO / "artifacts" / "results" / f"{name}.json"
     plots = {kind: out.with_name(f"{out.stem}_{kind}.png") for kind in PLOTS}
     command = " ".join(["python benchmarks/ablation.py", *map(shlex.quote, map(str, argv or sys.argv[1:]))])
