@@ -149,7 +149,7 @@ class HistoryEvent(Strict):
 class Options(BaseModel):
     """What every recommendation request may set besides the history (body fields or query parameters)."""
     k: K = 20
-    alpha: Alpha = 0.2
+    alpha: Alpha | None = Field(None, description="the genre blend's share; default: the one chosen on validation")
     genres: list[FilterValue] | None = Field(None, max_length=MAX_FILTER_VALUES,
                                              description="keep titles with any of these genres")
     types: list[FilterValue] | None = Field(None, max_length=MAX_FILTER_VALUES, description="e.g. TV, Movie")
@@ -194,7 +194,7 @@ class BatchRequest(Strict):
     histories: list[Annotated[list[HistoryEvent], Field(max_length=MAX_HISTORY)]] = Field(
         default_factory=list, max_length=MAX_BATCH, description="anonymous histories")
     k: K = 20
-    alpha: Alpha = 0.2
+    alpha: Alpha | None = Field(None, description="the genre blend's share; default: the one chosen on validation")
 
 
 class Explanation(BaseModel):
@@ -624,8 +624,10 @@ def add_routes(app: FastAPI) -> None:
             raise HTTPException(429, f"{running} batch request{' is' if running == 1 else 's are'} already running in "
                                      "this worker; retry shortly", headers={"Retry-After": "1"})
         try:
-            results = batch_results(get_service(request), body)
-            return JSONResponse({"k": body.k, "alpha": body.alpha, "results": results})
+            service = get_service(request)
+            results = batch_results(service, body)
+            alpha = service.rec.default_alpha if body.alpha is None else body.alpha
+            return JSONResponse({"k": body.k, "alpha": alpha, "results": results})
         finally:
             slots.release()
 

@@ -318,8 +318,10 @@ def recommendation_table(items: pd.DataFrame) -> pd.DataFrame:
 def sidebar(rec: Recommender) -> dict:
     bar = st.sidebar
     bar.header("Settings")
-    blend_on = bar.toggle("Genre blend", value=True, key="blend", help="final = (1-α)·model + α·genre similarity")
-    alpha = bar.slider("α (genre share)", 0.0, 1.0, 0.2, 0.05, key="alpha", disabled=not blend_on,
+    # on by default only where the blend won on the validation events (train chose rec.default_alpha there)
+    blend_on = bar.toggle("Genre blend", value=rec.default_alpha > 0, key="blend",
+                          help="final = (1-α)·model + α·genre similarity")
+    alpha = bar.slider("α (genre share)", 0.0, 1.0, rec.default_alpha or 0.2, 0.05, key="alpha", disabled=not blend_on,
                        help="0: the model only; 1: the genre profile only")
     k = bar.slider("K (how many)", 5, 50, 10, 1, key="k")
     bar.subheader("Filters")

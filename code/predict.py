@@ -123,7 +123,7 @@ from nostrade.explain import (EXPLANATION_COLUMNS, Explainer, co_watch_matrices,
                               reasons, retrieval_note, retrieval_phrases, similarity_floor)
 from nostrade.prep import REPO_ROOT, time_bins_of
 from nostrade.scoring import (DISLIKE_WEIGHT, PATH_CONTENT, PATH_POPULARITY, PATH_SEQUENCE, POPULARITY_WEIGHT,
-                              History, Scores, Scoring, ServedModel)
+                              SERVED_ALPHA, History, Scores, Scoring, ServedModel)
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE
 from nostrade.sources import load_anime_catalogue
 
@@ -326,12 +326,13 @@ class Recommender:
     """A model, its vocabulary, the catalogue and everything precomputed for millisecond requests."""
 
     def __init__(self, model: ServedModel, dataset: Dataset, catalogue: pd.DataFrame | None = None,
-                 dislike_weight: float = DISLIKE_WEIGHT):
+                 dislike_weight: float = DISLIKE_WEIGHT, alpha: float = SERVED_ALPHA):
         self.model = model.cpu().eval() if isinstance(model, torch.nn.Module) else model
         self.max_len = model.window  # the most recent events scored (None: all)
         self.dataset = dataset
         self.meta = dataset.meta
         self.dislike_weight = float(dislike_weight)
+        self.default_alpha = check_alpha(alpha)  # what recommend() blends at unless told (chosen on validation)
         n_model_items = model.config()["n_items"]
         if n_model_items != dataset.n_items:
             raise ValueError(f"model has {n_model_items} items but the data set has {dataset.n_items}")
@@ -394,14 +395,16 @@ class Recommender:
                                      expected_n_items=dataset.n_items)
         catalogue_path = catalogue_path or default_catalogue_path(dataset.meta)
         catalogue = None if catalogue_path is None else load_catalogue(catalogue_path)
-        return cls(checkpoint.model, dataset, catalogue, **kwargs)
+        served = checkpoint.metrics.get("served") or {}  # the settings chosen on validation at training time
+        return cls(checkpoint.model, dataset, catalogue, **{**served, **kwargs})
 
     def describe(self) -> dict:
         """What is being served (JSON-ready): sizes, the model's config, the data it was trained on."""
         return {"catalogue_items": len(self.catalogue), "model_items": self.n_items, "max_len": self.max_len,
                 "max_k": MAX_K, "genres": self.genres, "types": self.types, "source": self.meta.get("source"),
                 "iid_map_sha256": self.meta.get("iid_map_sha256"), "has_timestamps": self.meta.get("has_timestamps"),
-                "model": {"kind": self.model.kind, **readable_config(self.model)}, "dislike_weight": self.dislike_weight}
+                "model": {"kind": self.model.kind, **readable_config(self.model)}, "dislike_weight": self.dislike_weight,
+                "alpha": self.default_alpha}
 
     # -- history preparation ----------------------------------------------------------------------
     def history(self, events: Iterable) -> History:
@@ -445,9 +448,9 @@ class Recommender:
         return time_bins_of(timestamps, info)
 
     # -- scoring ------------------------------------------------------------------------------------
-    def scores(self, histories: Sequence, alpha: float = 0.2) -> Scores:
+    def scores(self, histories: Sequence, alpha: float | None = None) -> Scores:
         """Scores of every catalogue title for each history (a History or a list of events): nostrade.scoring."""
-        alpha = check_alpha(alpha)
+        alpha = self.default_alpha if alpha is None else check_alpha(alpha)
         return self.scoring.scores([h if isinstance(h, History) else self.history(h) for h in histories], alpha)
 
     def filter_mask(self, genres=None, types=None, min_members=None, exclude_genres=None,
@@ -482,13 +485,13 @@ class Recommender:
         return [self.genres.index(g) for g in genres]
 
     # -- the main call --------------------------------------------------------------------------------
-    def recommend(self, events: Iterable = (), k: int = 20, alpha: float = 0.2, genres=None, types=None,
+    def recommend(self, events: Iterable = (), k: int = 20, alpha: float | None = None, genres=None, types=None,
                   min_members=None, explain: bool = True, exclude_genres=None, exclude_ids=None,
                   genre_only_min_members=None) -> Recommendations:
         """Top-k of the titles that pass the filters (``filter_mask``); ``genre_only_min_members``: the members a
         title needs when genres alone rank it (no model part in its score: α = 1, a cold start, or a title the
         model does not know), so that a genre match cannot surface a title almost nobody watched."""
-        k, alpha = check_k(k), check_alpha(alpha)
+        k, alpha = check_k(k), self.default_alpha if alpha is None else check_alpha(alpha)
         allowed = self.filter_mask(genres, types, min_members, exclude_genres, exclude_ids)
         history = self.history(events)
         s = self.scores([history], alpha)
@@ -581,13 +584,14 @@ class Recommender:
         return self.recommend((), k=k, genres=genres, types=types, min_members=min_members,
                               exclude_genres=exclude_genres, exclude_ids=exclude_ids).items
 
-    def recommend_batch(self, histories: Sequence, k: int = 20, alpha: float = 0.2, batch_size: int = 256,
+    def recommend_batch(self, histories: Sequence, k: int = 20, alpha: float | None = None, batch_size: int = 256,
                         progress: bool = False) -> pd.DataFrame:
         """Top-k for many histories at once (offline scoring, no explanations).
 
         Returns a long DataFrame: user (index into ``histories``), rank, anime_id, score, path.
         """
-        k, alpha, batch_size = check_k(k), check_alpha(alpha), check_k(batch_size, 1 << 20, "batch_size")
+        alpha = self.default_alpha if alpha is None else check_alpha(alpha)
+        k, batch_size = check_k(k), check_k(batch_size, 1 << 20, "batch_size")
         parts = []
         starts = range(0, len(histories), batch_size)
         for start in tqdm(starts, disable=not progress, desc="scoring", unit="batch"):

@@ -94,10 +94,19 @@ def test_bad_k(rec, k):
         rec.recommend([Event(NARUTO, 3)], k=k)
 
 
-@pytest.mark.parametrize("alpha", [-0.01, 1.5, float("nan"), "0.2", None])
+@pytest.mark.parametrize("alpha", [-0.01, 1.5, float("nan"), "0.2"])
 def test_bad_alpha(rec, alpha):
     with pytest.raises(ValueError, match=r"alpha: .* is not a number in \[0, 1\]"):
         rec.recommend([Event(NARUTO, 3)], alpha=alpha)
+
+
+def test_alpha_defaults_to_the_setting_chosen_on_validation(rec):
+    assert rec.recommend([Event(NARUTO, 3)]).alpha == rec.default_alpha
+    chosen = Recommender(rec.model, rec.dataset, rec.catalogue, alpha=0.3, dislike_weight=0.0)
+    out = chosen.recommend([Event(NARUTO, 3)])
+    assert out.alpha == 0.3 and chosen.describe()["alpha"] == 0.3 and chosen.scoring.dislike_weight == 0.0
+    same = chosen.recommend([Event(NARUTO, 3)], alpha=0.3)
+    assert out.items["anime_id"].tolist() == same.items["anime_id"].tolist()
 
 
 def test_bad_filters(rec):

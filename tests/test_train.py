@@ -16,6 +16,7 @@ from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.model import SASRec, SASRecConfig
 from nostrade.ranker import TwoStage
+from nostrade.scoring import SERVED_ALPHAS
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 from nostrade.split import split_of
 from nostrade.train import TrainConfig, last_checkpoint_path, sampling_distribution, sequence_loss, train_sasrec
@@ -85,9 +86,10 @@ def test_threads_default_to_nostrade_threads_else_every_core(monkeypatch):
 
 
 def scored_losses(loss, feedback):
-    """Loss of one position whose hidden state points at the target item, as the target's score grows."""
+    """Loss of one position whose hidden state points at the target item, as the target's score grows (the
+    next-item loss alone: no feedback head)."""
     torch.manual_seed(0)
-    model = SASRec(SASRecConfig(n_items=10, d_model=8))
+    model = SASRec(SASRecConfig(n_items=10, d_model=8, feedback_head=False))
     target = torch.tensor([[3]])
     cfg = TrainConfig(loss=loss, n_negatives=4, love_weight=2.0, dislike_weight=1.0)
     out = []
@@ -180,8 +182,8 @@ def test_cli_writes_checkpoint_and_run_record(processed_sample, tmp_path, capsys
     record = json.loads(metrics.read_text())
     printed = capsys.readouterr().out
     assert f"delta {record['test']['delta_ndcg@10']:+.4f}" in printed  # and what delta means, in words:
-    assert "delta = NDCG@10 of a held-out liked title minus" in printed
-    assert f"over the {record['test']['next_disliked']['n_cases']} test users with a Dislike" in printed
+    assert "delta = NDCG@10 of the held-out titles people liked minus" in printed
+    assert f"of the {record['test']['next_disliked']['n_cases']} held-out titles they disliked" in printed
     meta = json.loads((processed_sample / "meta.json").read_text())
     assert record["iid_map_sha256"] == meta["iid_map_sha256"] and record["seed"] == 5
     assert record["model_config"]["d_model"] == 16 and record["train_config"]["epochs"] == 2
@@ -209,13 +211,15 @@ def test_cli_auto_serves_the_best_candidate_by_served_validation(processed_sampl
     record = json.loads(metrics.read_text())
     auto = record["auto"]
     table = auto["candidates"]
-    assert set(table) == {"sasrec", "ease"} and auto["alpha"] == 0.2
+    assert set(table) == {"sasrec", "ease"} and all(table[kind]["alpha"] in SERVED_ALPHAS for kind in table)
     assert auto["chosen"] == max(table, key=lambda kind: table[kind]["ndcg@10"]) == record["model"]
     dataset = load_dataset(processed_sample)
     loaded = load_checkpoint(out, expected_iid_map_sha256=dataset.iid_map_hash)
     assert loaded.model.kind == auto["chosen"] and loaded.metrics["auto"] == auto
     served = train.served_validation(loaded.model, dataset, split_of(dataset))
     assert served["ndcg@10"] == pytest.approx(table[auto["chosen"]]["ndcg@10"])
+    # the settings chosen on validation are what predict serves by default
+    assert loaded.metrics["served"] == {"alpha": served["alpha"], "dislike_weight": served["dislike_weight"]}
     assert f"auto chose {auto['chosen']}" in capsys.readouterr().out
     assert not train.last_checkpoint_path(out).exists()  # a candidate that may lose writes no resumable state
 
@@ -288,7 +292,7 @@ def test_data_parallel_with_two_gloo_processes(processed_sample, tmp_path):
     """torchrun with 2 CPU processes trains the same kind of model as 1 process (not the same numbers:
     each process sees half the users per step and draws its own dropout)."""
     def args(name):
-        return ["--data", str(processed_sample), "--out", str(tmp_path / f"{name}.pt"),
+        return ["--data", str(processed_sample), "--out", str(tmp_path / f"{name}.pt"), "--model", "sasrec",
                 "--metrics", str(tmp_path / f"{name}.json"), "--epochs", "4", *TINY_FLAGS]
 
     assert train.main(args("single")) == 0

@@ -62,7 +62,7 @@ from nostrade.evaluate import evaluate, evaluate_all_targets, history_mask, metr
 from nostrade.item_features import FeatureEncoding
 from nostrade.model import FEATURE_BUFFERS, FEATURE_MODULES, SASRec, SASRecConfig, trim_left_padding
 from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
-from nostrade.scoring import SERVED_ALPHA, Scoring, ServedModel
+from nostrade.scoring import Scoring, ServedModel
 from nostrade.sequences import DISLIKE, LOVE, Sequences
 from nostrade.split import EvalCases, LeaveOneOut, permuted, split_of
 
@@ -588,10 +588,14 @@ def auto_generators(dataset: Dataset) -> tuple[str, ...]:
 
 
 def served_validation(model: ServedModel, dataset: Dataset, split: LeaveOneOut) -> dict:
-    """Validation metrics of the model as served (nostrade.scoring: genre blend at predict's default α, dislike
-    rules), the figures ``--model auto`` compares."""
-    scorer = Scoring.over(model, dataset.items, dataset.n_items).scorer(SERVED_ALPHA)
-    return evaluate(scorer, split.valid, dataset.n_items)
+    """Validation metrics of the model as served (nostrade.scoring, the catalogue as the training part knows it),
+    at the genre blend α and dislike penalty chosen on those events (Scoring.choose_settings: the best net NDCG@10):
+    the settings predict serves by default (``"alpha"``, ``"dislike_weight"``) and the figures ``--model auto``
+    compares."""
+    scoring = Scoring.over(model, dataset.training_items(split.train), dataset.n_items)
+    alpha, sweep = scoring.choose_settings(split.valid)
+    return {**evaluate(scoring.scorer(alpha), split.valid, dataset.n_items), "alpha": alpha,
+            "dislike_weight": scoring.dislike_weight, "net_ndcg@10_by_setting": sweep}
 
 
 def choose_by_validation(fit: Callable[[str], TrainResult], kinds: tuple[str, ...], dataset: Dataset,
@@ -607,7 +611,7 @@ def choose_by_validation(fit: Callable[[str], TrainResult], kinds: tuple[str, ..
               f"(fitted in {results[kind].seconds_total:.0f} s)", flush=True)
     chosen = max(kinds, key=lambda kind: (table[kind]["ndcg@10"], -kinds.index(kind)))
     return results[chosen], {"chosen": chosen, "metric": "ndcg@10 of the validation events, as served",
-                             "alpha": SERVED_ALPHA, "candidates": table}
+                             "candidates": table}
 
 
 def run_record(dataset: Dataset, data_dir, result: TrainResult, test: dict, ctx, auto: dict | None) -> dict:
@@ -706,13 +710,16 @@ def main(argv=None, on_epoch: EpochCallback | None = None) -> int:
 
         if args.model == "auto":
             result, auto = choose_by_validation(fit, kinds, dataset, split)
+            served = auto["candidates"][result.model.kind]
         else:
             result, auto = fit(args.model), None
+            served = served_validation(result.model, dataset, split) if ctx.is_main else {}
         if ctx.is_main:
             test = evaluate_all_targets(result.model.score, split, dataset.n_items)
+            settings = {"alpha": served["alpha"], "dislike_weight": served["dislike_weight"]}
             save_checkpoint(args.out, result.model, result.train_cfg or {}, dataset.meta,
                             {"valid": result.best_metrics, "best_epoch": result.best_epoch, "test": test,
-                             "auto": auto})
+                             "auto": auto, "served": settings})
             write_json(args.metrics, run_record(dataset, args.data, result, test, ctx, auto))
             nxt, liked = test["next_item"], test["next_liked"]
             chosen = f"auto chose {result.model.kind}: " if auto else ""
