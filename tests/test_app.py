@@ -115,7 +115,7 @@ def test_the_same_titles_in_another_click_order_give_the_same_top_10(rated, path
 def test_rating_three_titles_gives_explained_recommendations_and_logs_each_click(rated, paths):
     at = rated
     assert "Your picks (3)" in subheaders(at)
-    assert "SASRec model + genre blend (α = 0.20)" in caption_with(at, "How:")
+    assert "what fans of your titles watched and liked (SASRec), nudged 20% toward your genres" in caption_with(at, "How:")
     rated_titles = {"Naruto", "Shingeki no Kyojin", "Death Note"}
     picks = table(at, "In model")
     assert set(picks["Title"]) == rated_titles and set(picks["Your rating"]) == {"Love", "Like"}
@@ -168,16 +168,16 @@ def test_rate_without_a_rating_chosen_says_so(paths):
 def test_alpha_and_blend_toggle_change_the_ranking(rated):
     at = rated
     at.slider(key="alpha").set_value(0.0).run()
-    assert "SASRec model only (α = 0)" in caption_with(at, "How:")
+    assert "what fans of your titles watched and liked (SASRec)" in caption_with(at, "How:")
     model_only = table(at, "Why")["Title"].tolist()
     at.slider(key="alpha").set_value(1.0).run()
     no_errors(at)
-    assert "genre profile only (α = 1)" in caption_with(at, "How:")
+    assert "your favourite genres only" in caption_with(at, "How:")
     assert (table(at, "Why")["Type"].notna()).all()
     genre_only = table(at, "Why")["Title"].tolist()
     assert genre_only != model_only
     at.toggle(key="blend").set_value(False).run()
-    assert "model only (α = 0)" in caption_with(at, "How:")
+    assert "what fans of your titles watched and liked (" in caption_with(at, "How:")
     assert table(at, "Why")["Title"].tolist() == model_only
 
 
@@ -396,7 +396,7 @@ def test_a_served_ranker_shows_which_generators_found_each_title(tmp_path, ranke
     at = start()
     for query, feedback in (("naruto", "Love"), ("shingeki", "Love"), ("death note", "Like")):
         rate(at, query, feedback)
-    assert "two-stage ranker model + genre blend (α = 0.20)" in caption_with(at, "How:")
+    assert "what fans of your titles watched and liked (two-stage ranker), nudged 20% toward your genres" in caption_with(at, "How:")
     top = table(at, "Found by")
     assert len(top) == 10 and top["Found by"].str.len().min() > 0
     phrases = {"from people like you", "similar genres", "popular"}

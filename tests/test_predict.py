@@ -495,6 +495,12 @@ def test_search_is_typo_tolerant(rec, query, expected):
     assert expected in found["anime_id"].tolist()[:2], found[["anime_id", "name", "match"]]
 
 
+def test_a_typo_finds_the_title_before_others_that_share_letters_across_words(rec):
+    """Issue: "narto" listed Sword Art Online second ("art o" matched part of the query)."""
+    names = rec.search("narto", limit=5)["name"].str.lower().tolist()
+    assert all("naruto" in name for name in names[:2]), names
+
+
 def test_search_edge_cases(rec):
     assert len(rec.search("", limit=5)) == 0 and len(rec.search("   ", limit=5)) == 0
     assert len(rec.search("qzxqzxqzxqzx", limit=5)) == 0

@@ -38,10 +38,10 @@ def test_usual_genres_are_those_of_at_least_a_quarter_of_the_picks():
 
 
 def test_captions_say_what_was_computed():
-    assert how_computed("sequence+genre", 0.0, "ease") == "EASE model only (α = 0)"
-    assert how_computed("sequence+genre", 1.0, "sasrec") == "genre profile only (α = 1)"
-    assert how_computed("sequence+genre", 0.2, "sasrec") == "SASRec model + genre blend (α = 0.20)"
-    assert how_computed("genre+popularity", 0.2, "ease").startswith("cold start: your titles' genres + popularity")
+    assert how_computed("sequence+genre", 0.0, "ease") == "what fans of your titles watched and liked (EASE)"
+    assert how_computed("sequence+genre", 1.0, "sasrec") == "your favourite genres only"
+    assert how_computed("sequence+genre", 0.2, "sasrec") == "what fans of your titles watched and liked (SASRec), nudged 20% toward your genres"
+    assert how_computed("genre+popularity", 0.2, "ease").startswith("your titles' genres and what is popular")
     assert top_heading(10, 10) == ("Top 10 for you", None)
     assert top_heading(6, 10) == ("Top 6 for you", "Only 6 of the K = 10 asked for pass the filters.")
     assert top_heading(0, 10)[0] == "No picks pass these filters"  # never "Top 0 for you"
@@ -71,7 +71,7 @@ def test_something_different_has_none_of_the_usual_genres(rec):
     usual = set(usual_genres(rec.lookup([STEINS_GATE, NARUTO, DEATH_NOTE])["genres"].tolist()))
     assert {"Sci-Fi", "Thriller", "Shounen", "Mystery"} <= usual  # a quarter of 3 picks: each genre of one
     assert len(different.items) == 5 and not different.items["genres"].map(lambda g: bool(usual & set(g))).any()
-    assert "none of your usual genres (" in different.caption and "EASE model + genre blend (α = 0.20)" in \
+    assert "none of your usual genres (" in different.caption and "what fans of your titles watched and liked (EASE), nudged 20% toward your genres" in \
         different.caption
 
 
@@ -80,7 +80,7 @@ def test_genre_only_rows_keep_the_popularity_floor(rec):
     _, found = page(rec, PICKS, filters=Filters(genre_only_min_members=floor))
     taste = next(r for r in found if r.title == "Similar to your taste")
     assert (taste.items["members"] >= floor).all() and f"at least {floor:,} members" in taste.caption
-    assert "genre profile only (α = 1)" in taste.caption
+    assert "your favourite genres only" in taste.caption
     top, _ = page(rec, PICKS, alpha=1.0, filters=Filters(genre_only_min_members=floor), k=50)
     assert (top["members"] >= floor).all()
 
@@ -132,9 +132,9 @@ def test_taste_rows_obey_the_filters_never_repeat_and_show_what_their_name_says(
 def test_a_dislike_says_what_it_changed_and_nothing_when_it_changed_nothing(rec):
     loved = [(NARUTO, LOVE), (STEINS_GATE, LOVE)]
     for pairs in (loved, loved + [(BLEACH, DISLIKE)]):
-        top = rec.recommend([(a, f, None) for a, f in pairs], k=10).items
+        top = rec.recommend([(a, f, None) for a, f in pairs], k=10, alpha=0.2).items
         note = dislike_note(rec, history_of(pairs), top, 10, 0.2, Filters())
-        without = rec.recommend([(a, f, None) for a, f in loved], k=10, exclude_ids=[BLEACH]).items
+        without = rec.recommend([(a, f, None) for a, f in loved], k=10, alpha=0.2, exclude_ids=[BLEACH]).items
         changed = set(without["anime_id"]) - set(top["anime_id"])
         assert (note is None) == (pairs == loved)  # no Dislike: no note; Bleach's Dislike moves Soul Eater out
         if note:

@@ -56,17 +56,17 @@ class Row:
 
 
 def how_computed(path: str, alpha: float, model_kind: str) -> str:
-    """What a ranking was computed from, in words: 'EASE model only (α = 0)', 'genre profile only (α = 1)'..."""
+    """What a ranking was computed from, in a fan's words (the model's name in brackets, for the curious)."""
     model = MODEL_NAMES.get(model_kind, model_kind)
     if path == PATH_SEQUENCE:
         if alpha <= 0.0:
-            return f"{model} model only (α = 0)"
+            return f"what fans of your titles watched and liked ({model})"
         if alpha >= 1.0:
-            return "genre profile only (α = 1)"
-        return f"{model} model + genre blend (α = {alpha:.2f})"
+            return "your favourite genres only"
+        return f"what fans of your titles watched and liked ({model}), nudged {alpha:.0%} toward your genres"
     if path == PATH_CONTENT:
-        return "cold start: your titles' genres + popularity (the model does not know the titles you rated)"
-    return "cold start: most popular titles (rate a few titles)"
+        return "your titles' genres and what is popular (the titles you rated are new to the model)"
+    return "the most popular titles (rate a title you know for personal picks)"
 
 
 def top_heading(n_shown: int, k: int) -> tuple[str, str | None]:
