@@ -289,6 +289,7 @@ class TwoStage:
                 key[len(name) + 1:]: value for key, value in state.items() if key.startswith(name + ".")})
             for name in model.generator_names}
         model.booster = lightgbm.Booster(model_str=config["booster"])
+        model._compiled = compile_trees(model.booster, model.lgbm["n_jobs"])  # at load, not in a first request
         return model
 
 
