@@ -1,7 +1,7 @@
 """Serving backend: a trained model meets a person's history — score, genre-blend, filter, explain.
 
-The model is a checkpoint's (nostrade.checkpoint): the default is SASRec for data whose order is time and EASE
-for data whose order is not (nostrade.train --model auto), or the two-stage ranker (--model ranker); anything with
+The model is a checkpoint's (nostrade.checkpoint): the default is nostrade.train --model auto's choice by served
+validation (EASE, the two-stage ranker or SASRec), or one kind forced (--model ease / ranker / sasrec); anything with
 the small nostrade.scoring.ServedModel protocol serves the same way.
 
 The Streamlit app (code/app.py) and the HTTP service (code/api.py) call this module and re-implement

@@ -121,6 +121,7 @@ def test_the_booster_scores_as_the_fitted_lgbm_ranker_and_says_which_generators_
     model = TwoStage(generators=CHEAP, n_candidates=5, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
     candidates, x, _, retrieved = model._stage_one(BLOCKS.new_history)
     np.testing.assert_array_equal(model.booster.predict(x), model.ranker.predict(x))
+    np.testing.assert_allclose(model.compiled_trees()(x), model.booster.predict(x), rtol=1e-9, atol=1e-12)
     scores, found = model.score_and_retrieval(BLOCKS.new_history)
     assert torch.equal(scores, model.score(BLOCKS.new_history)) and np.array_equal(found, retrieved)
     np.testing.assert_array_equal(found > 0, candidates)
