@@ -59,7 +59,7 @@ def train_run(data: Path, work: Path, name: str, flags: list[str], processes: in
     """One epoch of `nostrade.train` (under torchrun with ``processes`` > 1): its record of the epoch."""
     metrics = work / f"{name}.json"
     args = ["-m", "nostrade.train", "--data", str(data), "--out", str(work / f"{name}.pt"), "--metrics",
-            str(metrics), "--epochs", "1", "--num-threads", str(threads), *flags]
+            str(metrics), "--model", "sasrec", "--epochs", "1", "--num-threads", str(threads), *flags]
     launcher = [sys.executable]
     if processes > 1:
         launcher += ["-m", "torch.distributed.run", "--standalone", "--local-addr", "127.0.0.1", "--nproc_per_node",

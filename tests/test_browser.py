@@ -182,7 +182,7 @@ def test_one_title_order_free_rows_filters_and_a_phone_in_chromium(tmp_path, pro
         page.settle()
         page.rate("steins gate", "Love")
         text = driver.execute_script(PAGE_TEXT_JS)
-        assert "How: EASE model + genre blend" in text and "cold start" not in text  # the first click counts
+        assert "How: what fans of your titles watched and liked (EASE)" in text and "most popular titles" not in text  # the first click counts
         expected = rec.recommend([(9253, 3, None)], k=10)
         floor = rec.explainer.min_similarity
         named = expected.explanations.groupby("anime_id")["similarity"].first()

@@ -114,7 +114,7 @@ def test_sampled_loss_is_log_q_corrected_with_negatives_shared_by_the_batch(monk
     """Two positions, 3 items, 4 negatives drawn once: the loss equals the sampled softmax computed by hand,
     each negative's logit less log(4 q), the target's kept, a drawn target masked at its own position."""
     torch.manual_seed(0)
-    model = SASRec(SASRecConfig(n_items=3, d_model=4))
+    model = SASRec(SASRecConfig(n_items=3, d_model=4, feedback_head=False))  # the next-item loss alone
     hidden = torch.randn(1, 2, 4)
     target, feedback = torch.tensor([[1, 3]]), torch.tensor([[LIKE, LIKE]])
     sampling = torch.tensor([0.0, 0.5, 0.3, 0.2], dtype=torch.float64)
