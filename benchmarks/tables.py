@@ -44,7 +44,8 @@ def peers_markdown(peers: dict) -> str:
 
 
 def file_note(name: str, record: dict) -> str:
-    return f"(`artifacts/results/{name}`, written by `{record['command']}`; seeds {record['config']['seeds']})"
+    commands = [f"`{record['command']}`"] + [f"`{u['command']}`" for u in record.get("updates", [])]
+    return f"(`artifacts/results/{name}`, written by {', then '.join(commands)}; seeds {record['config']['seeds']})"
 
 
 def blocks() -> dict[str, str]:
