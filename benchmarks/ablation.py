@@ -11,9 +11,14 @@ ml-100k.split.tsv.gz gets the peers' exact event order (as benchmarks/ml100k.py)
 ../shared/PEERS.md. Split, metrics and targets are EVAL.md's (nostrade.split, nostrade.evaluate): next item,
 next liked item, next disliked item (lower is better) and delta = NDCG@10(liked) - NDCG@10(disliked).
 
-Rows: the baselines (nostrade.baselines), SASRec with the library's default config (any model or training flag of
-`python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the feedback embedding,
-without the time embedding, with the plain loss (no feedback weighting), with the sampled softmax (--loss sampled:
+Rows: first what is served, ``served:ease``, ``served:sasrec`` and ``served:ranker`` (nostrade.scoring over that
+model, with the catalogue as the training part knows it, at the genre blend α and dislike penalty of the best
+validation net NDCG@10, as `python -m nostrade.train` chooses them); then, as ablations, the raw models: the baselines
+(nostrade.baselines), SASRec with the library's default config (any model or training flag of
+`python -m nostrade.train` overrides it for every SASRec row) and its ablations: without the feedback head
+(``sasrec-no-head``), with liked-only targets (``sasrec-liked-targets``: Dislikes in the input, not predicted), with a
+pairwise push of a disliked next title below the person's liked ones (``sasrec+dislike-margin``), without the feedback
+embedding, without the time embedding, with the plain loss (no feedback weighting), with the sampled softmax (--loss sampled:
 1,024 shared negatives half uniform and half by popularity, 128 of them, about the share of the catalogue that 1,024
 is of the full Kaggle one, and the default: every negative drawn by popularity), with item2vec-initialised item
 embeddings, with side features for every title (``sasrec+features``: use_item_features as "fallback", see
@@ -26,6 +31,9 @@ evaluate the served scoring function (nostrade.scoring: genre blend at α, cold-
 what predict.py serves) over that plain row's models: sasrec where the order is time, ease (the served default) where
 it is not; α 0 is the served model part alone. Every row is a nostrade.models model fitted on the training part, one
 loop. Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn, ease, content) run once, std 0.
+The ranker rows use the generators `python -m nostrade.train` serves (nostrade.train.auto_generators). Every row
+keeps its per-case ranks, and the file's lifts table gives the paired, user-level bootstrap 95% interval of each
+lift the README claims (nostrade.report).
 
 Writes FILE.json ({"rows": [{"model", "ndcg@10", "hr@10", "ndcg@20", "hr@20", "std": {...}, ...}], ...}),
 FILE.md (the tables) and FILE_metrics.png, FILE_alpha.png, FILE_by_length.png beside it.
