@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from nostrade.sequences import DISLIKE, Sequences
-from nostrade.split import leave_one_out, split_of
+from nostrade.split import EvalCases, LeaveOneOut, leave_one_out, split_of
 from nostrade.dataset import load_dataset
 
 
@@ -95,9 +95,9 @@ def test_no_evaluated_target_is_among_its_users_training_events(order_is_time, p
     assert len(s.test_liked) and len(s.test_disliked)
     assert _targets_in_training(s) == []
     # and the check can fail: the old rule's liked target (the last Like anywhere) was often a training event
-    old_style = s.test_liked.__class__(s.test.users, s.train.take(s.test.users), s.train.iid[
-        s.train.offsets[1:][s.test.users] - 1], s.train.feedback[s.train.offsets[1:][s.test.users] - 1])
-    assert "test_liked" in _targets_in_training(type(s)(s.train, s.valid, s.test, old_style, s.test_disliked))
+    last_trained = s.train.offsets[1:][s.test.users] - 1
+    old_liked = EvalCases(s.test.users, s.test.history, s.train.iid[last_trained], s.train.feedback[last_trained])
+    assert "test_liked" in _targets_in_training(LeaveOneOut(s.train, s.valid, s.test, old_liked, s.test_disliked))
 
 
 def test_random_split_is_stable_when_other_people_are_added(processed_sample):

@@ -328,7 +328,16 @@ class SASRec(nn.Module):
 
     @torch.inference_mode()
     def score(self, history: Sequences, batch_size: int = 128, table: torch.Tensor | None = None) -> torch.Tensor:
-        """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores of the next item, on the CPU.
+        """A Scorer (see nostrade.evaluate): Sequences -> (n, n_items + 1) scores of the next item, on the CPU:
+        ``score_parts``' next-item scores plus ``like_weight`` times its log P(like)."""
+        scores, log_like = self.score_parts(history, batch_size, table, with_like=bool(self.cfg.like_weight))
+        return scores if log_like is None else scores + self.cfg.like_weight * log_like
+
+    @torch.inference_mode()
+    def score_parts(self, history: Sequences, batch_size: int = 128, table: torch.Tensor | None = None,
+                    with_like: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(n, n_items + 1) next-item scores (with ``feature_shift``) and the feedback head's log P(like) of every
+        title (None without the head or ``with_like``), from one forward pass.
         Events outside the vocabulary (padding 0, ids above n_items) are left out, as the baselines do; a set
         model (``permutations`` > 0) averages the last hidden state over that many canonical orderings.
         ``table``: ``served_table``'s, read instead of building the item table, and its m more titles scored in m
@@ -354,8 +363,9 @@ class SASRec(nn.Module):
             self.train()
         table = table.detach().float().cpu()
         scores = hidden @ table.T
-        if self.cfg.feedback_head and self.cfg.like_weight:
-            scores += self.cfg.like_weight * F.logsigmoid(self.like_logits(hidden.to(device), table.to(device)).cpu())
         if self.cfg.feature_shift:
             scores += self.cfg.feature_shift * self.from_features_alone(scores.shape[1])
-        return scores
+        log_like = None
+        if self.cfg.feedback_head and with_like:
+            log_like = F.logsigmoid(self.like_logits(hidden.to(device), table.to(device)).cpu())
+        return scores, log_like

@@ -346,10 +346,7 @@ def fit_like_weight(model: SASRec, cases: EvalCases, n_items: int) -> float:
     ranks = {w: [] for w in LIKE_WEIGHTS}
     for start in range(0, len(cases), 1024):
         history = cases.history.take(np.arange(start, min(start + 1024, len(cases))))
-        model.cfg = dataclasses.replace(model.cfg, like_weight=0.0)
-        logits, exclude = model.score(history), history_mask(history, n_items)
-        model.cfg = dataclasses.replace(model.cfg, like_weight=1.0)
-        log_like = model.score(history) - logits  # 1.0 · log σ(like logit)
+        (logits, log_like), exclude = model.score_parts(history), history_mask(history, n_items)
         target = torch.from_numpy(cases.target[start:start + 1024])
         for w in LIKE_WEIGHTS:
             ranks[w].append(target_ranks(logits + w * log_like, target, exclude).numpy())
