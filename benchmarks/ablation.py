@@ -22,14 +22,14 @@ embedding, without the time embedding, with the plain loss (no feedback weightin
 1,024 shared negatives half uniform and half by popularity, 128 of them, about the share of the catalogue that 1,024
 is of the full Kaggle one, and the default: every negative drawn by popularity), with item2vec-initialised item
 embeddings, with side features for every title (``sasrec+features``: use_item_features as "fallback", see
-nostrade.model; ``-sum``: as "sum", id dropout 0.5, ``-sum-no-id-dropout`` without it), and trained and tested on each
+nostrade.sasrec_net; ``-sum``: as "sum", id dropout 0.5, ``-sum-no-id-dropout`` without it), and trained and tested on each
 user's history shuffled (seeded; the last two events, the validation and test targets, stay last: the control that
 shows whether the order of the history matters). Where the order is not time: with the position embedding, trained on
 one fixed order (no fresh permutation each epoch), and the control trained and tested as if the file order were time.
 ``ease-binary`` is Steck's EASE (every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows
 evaluate the served scoring function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly
 what predict.py serves) over that plain row's models: sasrec where the order is time, ease (the served default) where
-it is not; α 0 is the served model part alone. Every row is a nostrade.models model fitted on the training part, one
+it is not; α 0 is the served model part alone. Every row is a nostrade.registry model fitted on the training part, one
 loop. Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn, ease, content) run once, std 0.
 The ranker rows use the generators `python -m nostrade.train` serves (nostrade.train.auto_generators). Every row
 keeps its per-case ranks, and the file's lifts table gives the paired, user-level bootstrap 95% interval of each
@@ -61,8 +61,8 @@ from nostrade.atomic import atomic_write, write_json, write_text
 from nostrade.baselines import BASELINES
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate_all_targets, metrics_from_ranks, rank_cases
-from nostrade.model import SASRecConfig
-from nostrade.models import make_model, takes_seed
+from nostrade.sasrec_net import SASRecConfig
+from nostrade.registry import make_model, takes_seed
 from nostrade.diversity import slate_stats
 from nostrade.peers import check_targets_match, in_peer_order
 from nostrade.ranker import FittedGenerators
@@ -71,7 +71,8 @@ from nostrade.scoring import DISLIKE_WEIGHT, Scoring
 from nostrade.sequences import Sequences
 from nostrade.similarity import genre_unit_vectors
 from nostrade.split import LeaveOneOut, split_of
-from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, auto_generators, configs_from_args
+from nostrade.train import add_dataclass_flags, auto_generators, configs_from_args
+from nostrade.sasrec_training import DATA_FIELDS, TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
@@ -190,7 +191,7 @@ def measure(scorer, split: LeaveOneOut, dataset: Dataset) -> dict:
 
 
 def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: LeaveOneOut):
-    """Fit a nostrade.models model on the training part and measure it: (fitted model, per-seed result). A ranker
+    """Fit a nostrade.registry model on the training part and measure it: (fitted model, per-seed result). A ranker
     also gets its candidates' recall of the test targets (the ceiling of what it can rank) and its features' gain."""
     started = time.perf_counter()
     model = make_model(name, seed=seed, **options).fit(dataset, split.train)
@@ -212,7 +213,7 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
 # ---- the whole table ----------------------------------------------------------------------------------------
 
 def row_model(name: str) -> tuple[str, dict]:
-    """The nostrade.models model a row fits (a served row: the plain row's model) and the row's own options."""
+    """The nostrade.registry model a row fits (a served row: the plain row's model) and the row's own options."""
     if name in SERVED:
         return SERVED[name], {}
     return VARIANTS.get(name, (SERVED_ROWS.get(name, (name,))[0], {}))

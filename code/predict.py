@@ -2,7 +2,7 @@
 
 The model is a checkpoint's (nostrade.checkpoint): the default is nostrade.train --model auto's choice by served
 validation (EASE, the two-stage ranker or SASRec), or one kind forced (--model ease / ranker / sasrec); anything with
-the small nostrade.scoring.ServedModel protocol serves the same way.
+the small nostrade.checkpoint.ServedModel protocol serves the same way.
 
 The Streamlit app (code/app.py) and the HTTP service (code/api.py) call this module and re-implement
 nothing. Public API:
@@ -117,13 +117,14 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from nostrade.atomic import atomic_write
-from nostrade.checkpoint import load_checkpoint, readable_config
+from nostrade.checkpoint import ServedModel, readable_config
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.explain import (EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, pushed_down_note,
                               reasons, retrieval_note, retrieval_phrases, similarity_floor)
 from nostrade.prep import REPO_ROOT, time_bins_of
+from nostrade.registry import load_checkpoint
 from nostrade.scoring import (DISLIKE_WEIGHT, PATH_CONTENT, PATH_POPULARITY, PATH_SEQUENCE, POPULARITY_WEIGHT,
-                              SERVED_ALPHA, History, Scores, Scoring, ServedModel)
+                              SERVED_ALPHA, History, Scores, Scoring)
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE
 from nostrade.sources import load_anime_catalogue
 

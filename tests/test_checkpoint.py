@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from nostrade import checkpoint
-from nostrade.checkpoint import CheckpointError, CheckpointMismatch, load_checkpoint, read_checkpoint, save_checkpoint
+from nostrade.checkpoint import CheckpointError, CheckpointMismatch, read_checkpoint, save_checkpoint
+from nostrade.registry import load_checkpoint
 from nostrade.baselines.ease import EASE
 from nostrade.dataset import Dataset
-from nostrade.model import SASRec, SASRecConfig
+from nostrade.sasrec_net import SASRec, SASRecConfig
 from nostrade.sequences import Sequences
-from nostrade.train import TrainConfig
+from nostrade.sasrec_training import TrainConfig
 
 META = {"iid_map_sha256": "a" * 64, "source": "test", "time_bins": {"n_bins": 3}}
 

@@ -19,7 +19,7 @@ import torch
 from model_contract import one_torch_thread  # noqa: F401  (fixture)
 from nostrade import prep
 from nostrade.dataset import Dataset, load_dataset
-from nostrade.models import MODELS, make_model
+from nostrade.registry import MODELS, make_model
 from nostrade.ranker import FittedGenerators
 from nostrade.split import split_of
 

@@ -11,7 +11,7 @@
    - logged events' time bins by the data's own scheme (nostrade.prep.time_bins_of: the same first period,
      later periods share the last bin); all 1 when the data has none.
 2. On the training part of the split of those sequences (nostrade.split.split_of): a SASRec checkpoint's
-   weights train for a few more epochs (nostrade.train.train_sasrec); an EASE checkpoint is refitted (closed
+   weights train for a few more epochs (nostrade.sasrec_training.train_sasrec); an EASE checkpoint is refitted (closed
    form, the same l2; --epochs, --lr and --warmup do not apply). A two-stage ranker checkpoint is refused
    (exit 2): it is retrained from scratch with `python -m nostrade.train --model ranker`.
 3. Evaluate the fine-tuned model and the previous one on the same validation cases (that split's
@@ -67,16 +67,17 @@ import numpy as np
 import pandas as pd
 
 from nostrade.atomic import WriteError, copy, write_json
-from nostrade.checkpoint import (Checkpoint, CheckpointError, check_vocabulary, load_checkpoint, read_checkpoint,
-                                 save_checkpoint)
+from nostrade.checkpoint import Checkpoint, CheckpointError, check_vocabulary, read_checkpoint, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate
 from nostrade.events import RATING_TYPES, EventLog, NotAnEventLog
 from nostrade.history import merged, training_events
 from nostrade.prep import time_bins_of
+from nostrade.registry import load_checkpoint
+from nostrade.sasrec_training import TrainConfig, train_sasrec
 from nostrade.sequences import Sequences
 from nostrade.split import split_of
-from nostrade.train import TrainConfig, fit_ease, train_sasrec
+from nostrade.train import fit_ease
 
 METRIC = "ndcg@10"
 EXIT_ACCEPTED, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_REJECTED, EXIT_NO_EVENTS, EXIT_BAD_CHECKPOINT, EXIT_BAD_LOG, \

@@ -65,9 +65,9 @@ DISLIKE_FEATURES = ("dislike_share", "taste_disliked_max")  # the only ones a Di
 
 
 def registry():
-    """nostrade.models, imported when first needed: it lists the ranker itself."""
-    from nostrade import models
-    return models
+    """nostrade.registry, imported when first needed: it lists the ranker itself."""
+    from nostrade import registry
+    return registry
 
 
 def training_digest(train: Sequences) -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -55,23 +54,6 @@ POPULARITY_WEIGHT = 0.3
 SERVED_ALPHA = 0.2  # the genre blend's weight where a checkpoint records none chosen on validation
 DISLIKE_WEIGHT = 0.05  # 0.5 cost 28-41% of NDCG@10 on ML-100K (artifacts/results/v1/movielens-100k-dislike-0.5.md)
 PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
-
-
-class ServedModel(Protocol):
-    """What serving and checkpoints need of a model: nostrade.model.SASRec, nostrade.baselines.EASE."""
-    kind: str  # its checkpoint format: a key of nostrade.checkpoint.MODEL_KINDS
-    window: int | None  # the most recent events of a history it reads (None: all of them)
-
-    def score(self, history: Sequences) -> torch.Tensor: ...  # (batch, n_items + 1), column 0 unused
-
-    def item_vectors(self) -> np.ndarray: ...  # (n_items + 1, d): the space where titles are alike; row 0 padding
-
-    def config(self) -> dict: ...  # plain values, n_items among them; with state_dict() they rebuild it (from_state)
-
-    def state_dict(self) -> dict: ...  # name -> tensor
-
-    # Optional: ``scores_titles`` True where ``served_table(frame)`` gives its item table with any more titles'
-    # vectors after it and ``score(history, table=...)`` scores them too (SASRec with use_item_features).
 
 
 @dataclass(frozen=True)
