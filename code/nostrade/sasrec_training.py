@@ -350,6 +350,147 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
+@dataclass
+class Run:
+    """What one SASRec training run steps with (``start_run``)."""
+    model: SASRec
+    net: torch.nn.Module  # the model, wrapped for data parallel under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None  # mixed precision on CUDA
+    sampler: DistributedSampler  # this process's share of the training rows, reshuffled each epoch
+    train_rows: np.ndarray  # the users with an input and a next event
+    batch_per_rank: int
+    steps_per_epoch: int
+    steps_run: int  # per epoch: cfg.max_steps or all of them
+    sampling: torch.Tensor | None  # the "sampled" loss's distribution of negatives
+    ctx: distributed.Context
+    cfg: TrainConfig
+    split: LeaveOneOut
+
+
+@dataclass
+class Progress:
+    """Where a run stands after an epoch; all of it (but ``best_state``, ``stop``) is the resumable training state."""
+    history: list[dict] = dataclasses.field(default_factory=list)
+    best_metrics: dict = dataclasses.field(default_factory=dict)
+    best_epoch: int = 0
+    best_score: float = -1.0
+    bad_evals: int = 0
+    seconds: float = 0.0  # training seconds before this process started (a resumed run's earlier ones)
+    seconds_to_best: float = 0.0
+    epoch: int = 0  # the last epoch run
+    best_state: dict | None = None
+    stop: bool = False
+
+
+def start_run(dataset: Dataset, model_cfg: SASRecConfig, cfg: TrainConfig, split: LeaveOneOut,
+              init_state: dict | None, ctx: distributed.Context) -> Run:
+    """A fresh model (seeded; ``init_state`` loaded) and its optimizer, schedule and batching."""
+    torch.manual_seed(cfg.seed)
+    model = SASRec(model_cfg).to(ctx.device)
+    if init_state is not None:
+        model.load_state_dict(init_state)
+    if model_cfg.use_item_features:
+        model.set_titles(dataset.items, titles_in(split.train, dataset.n_items))
+    optimizer = make_optimizer(model, cfg)
+    train_rows = np.flatnonzero(split.train.lengths >= 2)  # a user needs an input and a next event
+    sampler = DistributedSampler(train_rows, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
+    batch_per_rank = max(cfg.batch_size // ctx.world_size, 1)
+    steps_per_epoch = math.ceil(len(sampler) / batch_per_rank)
+    steps_run = min(steps_per_epoch, cfg.max_steps or steps_per_epoch)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(cfg.warmup, cfg.epochs * steps_run))
+    amp_dtype = None
+    if ctx.device.type == "cuda":
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    sampling = sampling_distribution(split.train, dataset.n_items, cfg.uniform_share) if cfg.loss == "sampled" else None
+    return Run(model, DistributedDataParallel(model) if ctx.world_size > 1 else model, optimizer, scheduler,
+               torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16), amp_dtype, sampler, train_rows,
+               batch_per_rank, steps_per_epoch, steps_run, sampling, ctx, cfg, split)
+
+
+def resume_progress(run: Run, dataset: Dataset, last_path: Path, best_path: Path) -> Progress:
+    """The run's model, optimizer, schedule and progress as ``last_path`` saved them after its last evaluation."""
+    saved = read_checkpoint(last_path)
+    check_vocabulary(saved, last_path, dataset.iid_map_hash, dataset.n_items)
+    if saved["model_cfg"] != run.model.config():
+        raise ValueError(f"{last_path}: saved with model config {saved['model_cfg']}, not {run.model.config()}")
+    run.model.load_state_dict(saved["model_state"])
+    state = saved["training_state"]
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    progress = Progress(**{f.name: state[f.name] for f in dataclasses.fields(Progress)
+                           if f.name not in ("best_state", "stop")})
+    if progress.best_epoch > 0:  # (a finished "fallback" run saved its feature part there too: not this model's)
+        progress.best_state = {k: v for k, v in read_checkpoint(best_path)["model_state"].items()
+                               if k in run.model.state_dict()}
+    return progress
+
+
+def train_epoch(run: Run, epoch: int) -> dict:
+    """One epoch of optimizer steps (at most ``steps_run``); its history record (loss, steps, seconds)."""
+    cfg, ctx, started = run.cfg, run.ctx, time.perf_counter()
+    seed = epoch_seed(cfg.seed, epoch, ctx.rank)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    run.sampler.set_epoch(epoch)
+    rows = run.train_rows[np.fromiter(iter(run.sampler), dtype=np.int64)]
+    window = run.model.cfg.max_len + 1
+    run.net.train()
+    losses = []
+    train = permuted(run.split.train, seed) if cfg.permute else run.split.train
+    batches = length_batches(np.minimum(train.lengths[rows], window), run.batch_per_rank, generator)[:run.steps_run]
+    for batch in tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False,
+                      disable=not (cfg.progress and ctx.is_main)):
+        iid, feedback, time_bin, target, target_feedback = batch_tensors(
+            train, rows[batch], window, cfg.crop == "random", generator, ctx.device)
+        with torch.autocast(ctx.device.type, dtype=run.amp_dtype, enabled=run.amp_dtype is not None):
+            hidden = run.net(iid, feedback, time_bin)
+            loss = sequence_loss(run.model, hidden, target, target_feedback, cfg, generator, run.sampling)
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.unscale_(run.optimizer)
+        torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        losses.append(loss.item())
+    return {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "steps": len(batches),
+            "epoch_steps": run.steps_per_epoch, "train_seconds": time.perf_counter() - started}
+
+
+def evaluate_epoch(run: Run, progress: Progress, record: dict, dataset: Dataset, checkpoint_path,
+                   seconds_so_far: Callable[[], float]) -> None:
+    """Validation metrics into ``record``; a better NDCG@10 becomes the best (saved to ``checkpoint_path``), else
+    one more bad evaluation towards ``patience``."""
+    started = time.perf_counter()
+    metrics = evaluate(run.model.score, run.split.valid, dataset.n_items)
+    record["eval_seconds"] = time.perf_counter() - started
+    record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_cases"})
+    if metrics["ndcg@10"] > progress.best_score:
+        progress.best_score, progress.best_metrics, progress.best_epoch = metrics["ndcg@10"], metrics, record["epoch"]
+        progress.bad_evals = 0
+        progress.best_state = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
+        progress.seconds_to_best = seconds_so_far()
+        if checkpoint_path:
+            save_checkpoint(checkpoint_path, run.model, run.cfg, dataset.meta,
+                            {"valid": progress.best_metrics, "best_epoch": progress.best_epoch})
+    else:
+        progress.bad_evals += 1
+    progress.stop = progress.bad_evals >= run.cfg.patience
+
+
+def save_progress(run: Run, progress: Progress, dataset: Dataset, last_path: Path) -> None:
+    """The model and everything a resume needs (``resume_progress``) after an evaluation."""
+    state = {f.name: getattr(progress, f.name) for f in dataclasses.fields(Progress)
+             if f.name not in ("best_state", "stop")}
+    save_checkpoint(last_path, run.model, run.cfg, dataset.meta, {"valid": progress.best_metrics}, training_state={
+        **state, "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict()})
+
+
 def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConfig,
                  split: LeaveOneOut | None = None, checkpoint_path: str | Path | None = None,
                  init_state: dict | None = None, on_epoch: EpochCallback | None = None) -> TrainResult:
@@ -372,121 +513,48 @@ def train_sasrec(dataset: Dataset, model_cfg: SASRecConfig, train_cfg: TrainConf
     ctx = distributed.setup(cfg.device)
     if ctx.device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
-    n_items = dataset.n_items
-    if model_cfg.n_items != n_items:
-        raise ValueError(f"model_cfg.n_items = {model_cfg.n_items}, but the dataset has {n_items} items")
-
-    torch.manual_seed(cfg.seed)
-    model = SASRec(model_cfg).to(ctx.device)
-    if init_state is not None:
-        model.load_state_dict(init_state)
-    if model_cfg.use_item_features:
-        model.set_titles(dataset.items, titles_in(split.train, n_items))
-    net = DistributedDataParallel(model) if ctx.world_size > 1 else model
-    optimizer = make_optimizer(model, cfg)
-    sampling = sampling_distribution(split.train, n_items, cfg.uniform_share) if cfg.loss == "sampled" else None
-
-    train_rows = np.flatnonzero(split.train.lengths >= 2)  # a user needs an input and a next event
-    sampler = DistributedSampler(train_rows, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
-    batch_per_rank = max(cfg.batch_size // ctx.world_size, 1)
-    steps_per_epoch = math.ceil(len(sampler) / batch_per_rank)
-    steps_run = min(steps_per_epoch, cfg.max_steps or steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, cosine_with_warmup(cfg.warmup, cfg.epochs * steps_run))
-    amp_dtype = None
-    if ctx.device.type == "cuda":
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-
-    history, best_metrics, best_epoch, best_state = [], {}, 0, None
-    best_score, bad_evals, seconds_before, seconds_to_best, first_epoch = -1.0, 0, 0.0, 0.0, 1
+    if model_cfg.n_items != dataset.n_items:
+        raise ValueError(f"model_cfg.n_items = {model_cfg.n_items}, but the dataset has {dataset.n_items} items")
+    run = start_run(dataset, model_cfg, cfg, split, init_state, ctx)
     last_path = last_checkpoint_path(checkpoint_path) if checkpoint_path else None
-    if cfg.resume and last_path is not None and last_path.exists():
-        saved = read_checkpoint(last_path)
-        check_vocabulary(saved, last_path, dataset.iid_map_hash, n_items)
-        if saved["model_cfg"] != model.config():
-            raise ValueError(f"{last_path}: saved with model config {saved['model_cfg']}, not {model.config()}")
-        model.load_state_dict(saved["model_state"])
-        state = saved["training_state"]
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        history, best_metrics, best_epoch = state["history"], state["best_metrics"], state["best_epoch"]
-        best_score, bad_evals = state["best_score"], state["bad_evals"]
-        seconds_before, seconds_to_best, first_epoch = state["seconds"], state["seconds_to_best"], state["epoch"] + 1
-        if best_epoch > 0:  # (a finished "fallback" run saved its feature part there too: not this model's)
-            best_state = {k: v for k, v in read_checkpoint(checkpoint_path)["model_state"].items()
-                          if k in model.state_dict()}
+    resuming = cfg.resume and last_path is not None and last_path.exists()
+    progress = resume_progress(run, dataset, last_path, Path(checkpoint_path)) if resuming else Progress()
+    seconds_before, started = progress.seconds, time.perf_counter()
 
-    started = time.perf_counter()
-    stop = False
-    bar = tqdm(range(first_epoch, cfg.epochs + 1), desc="sasrec", unit="epoch", disable=not (cfg.progress and ctx.is_main))
+    def seconds_so_far() -> float:  # training seconds, a resumed run's earlier ones included
+        return seconds_before + time.perf_counter() - started
+
+    bar = tqdm(range(progress.epoch + 1, cfg.epochs + 1), desc="sasrec", unit="epoch",
+               disable=not (cfg.progress and ctx.is_main))
     for epoch in bar:
-        epoch_started = time.perf_counter()
-        seed = epoch_seed(cfg.seed, epoch, ctx.rank)
-        torch.manual_seed(seed)
-        generator = torch.Generator().manual_seed(seed)
-        sampler.set_epoch(epoch)
-        rows = train_rows[np.fromiter(iter(sampler), dtype=np.int64)]
-        window = model_cfg.max_len + 1
-        net.train()
-        losses = []
-        train = permuted(split.train, seed) if cfg.permute else split.train
-        batches = length_batches(np.minimum(train.lengths[rows], window), batch_per_rank, generator)[:steps_run]
-        for batch in tqdm(batches, desc=f"epoch {epoch}", unit="step", leave=False,
-                          disable=not (cfg.progress and ctx.is_main)):
-            iid, feedback, time_bin, target, target_feedback = batch_tensors(
-                train, rows[batch], window, cfg.crop == "random", generator, ctx.device)
-            with torch.autocast(ctx.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                hidden = net(iid, feedback, time_bin)
-                loss = sequence_loss(model, hidden, target, target_feedback, cfg, generator, sampling)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            losses.append(loss.item())
-
-        record = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "steps": len(batches),
-                  "epoch_steps": steps_per_epoch, "train_seconds": time.perf_counter() - epoch_started}
+        record = train_epoch(run, epoch)
         evaluated = epoch % cfg.eval_every == 0 or epoch == cfg.epochs
         if ctx.is_main and evaluated:
-            eval_started = time.perf_counter()
-            metrics = evaluate(model.score, split.valid, n_items)
-            record["eval_seconds"] = time.perf_counter() - eval_started
-            record.update({f"valid_{k}": v for k, v in metrics.items() if k != "n_cases"})
-            if metrics["ndcg@10"] > best_score:
-                best_score, best_metrics, best_epoch, bad_evals = metrics["ndcg@10"], metrics, epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                seconds_to_best = seconds_before + time.perf_counter() - started
-                if checkpoint_path:
-                    save_checkpoint(checkpoint_path, model, cfg, dataset.meta,
-                                    {"valid": best_metrics, "best_epoch": best_epoch})
-            else:
-                bad_evals += 1
-            stop = bad_evals >= cfg.patience
-        record["seconds"] = seconds_before + time.perf_counter() - started
-        history.append(record)
+            evaluate_epoch(run, progress, record, dataset, checkpoint_path, seconds_so_far)
+        progress.epoch, progress.seconds = epoch, seconds_so_far()
+        record["seconds"] = progress.seconds
+        progress.history.append(record)
         if ctx.is_main and evaluated and last_path is not None:
-            save_checkpoint(last_path, model, cfg, dataset.meta, {"valid": best_metrics}, training_state={
-                "epoch": epoch, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "scaler": scaler.state_dict(), "history": history, "best_metrics": best_metrics,
-                "best_epoch": best_epoch, "best_score": best_score, "bad_evals": bad_evals,
-                "seconds": record["seconds"], "seconds_to_best": seconds_to_best})
+            save_progress(run, progress, dataset, last_path)
         if ctx.is_main and on_epoch is not None:
             on_epoch(record, cfg.epochs)
-        bar.set_postfix(loss=f"{record['loss']:.4f}", best_ndcg10=f"{max(best_score, 0):.4f}", best_epoch=best_epoch)
-        if distributed.broadcast_from_main(stop, ctx):
+        bar.set_postfix(loss=f"{record['loss']:.4f}", best_ndcg10=f"{max(progress.best_score, 0):.4f}",
+                        best_epoch=progress.best_epoch)
+        if distributed.broadcast_from_main(progress.stop, ctx):
             break
+    return finished(run, progress, seconds_so_far())
 
-    seconds_total = seconds_before + time.perf_counter() - started
-    if best_state is not None:
-        model.load_state_dict(best_state)
+
+def finished(run: Run, progress: Progress, seconds_total: float) -> TrainResult:
+    """The best epoch's model, its feedback head's like_weight fitted on the validation events, and the record."""
+    model, model_cfg = run.model, run.model.cfg
+    if progress.best_state is not None:
+        model.load_state_dict(progress.best_state)
     model.eval()
     if model_cfg.feedback_head:
-        model.cfg = model_cfg = dataclasses.replace(model_cfg, like_weight=fit_like_weight(model, split.valid, n_items))
-    return TrainResult(model, history, best_metrics, seconds_to_best, best_epoch,
+        model.cfg = model_cfg = dataclasses.replace(
+            model_cfg, like_weight=fit_like_weight(model, run.split.valid, model_cfg.n_items))
+    history = progress.history
+    return TrainResult(model, history, progress.best_metrics, progress.seconds_to_best, progress.best_epoch,
                        epochs_run=history[-1]["epoch"] if history else 0, seconds_total=seconds_total,
-                       model_cfg=model_cfg, train_cfg=cfg)
+                       model_cfg=model_cfg, train_cfg=run.cfg)
