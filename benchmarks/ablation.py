@@ -97,6 +97,8 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "sasrec-fixed-order": ("sasrec", {"permute": False}),
     "sasrec-shuffled": ("sasrec", {}),
     "sasrec-file-order": ("sasrec", {}),
+    "ranker-skip-disliked": ("ranker", {"disliked_targets": "skip"}),
+    "ranker-no-like-features": ("ranker", {"like_features": False}),
     "ranker-no-sasrec": ("ranker", {"without": ("sasrec",)}),
     "ranker-no-cf": ("ranker", {"without": ("als", "itemknn", "ease")}),
     "ranker+mmr": ("ranker", {"mmr_lambda": MMR_LAMBDA}),
@@ -108,13 +110,14 @@ SERVED = {f"served:{model}": model for model in SERVABLE}
 # The served function at a fixed α over a plain row's model (the α sweep): sasrec where the order is time, else ease.
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
 FEEDBACK_ROWS = ("sasrec-no-head", "sasrec-liked-targets", "sasrec+dislike-margin")  # ways to learn from feedback
+RANKER_FEEDBACK_ROWS = ("ranker-skip-disliked", "ranker-no-like-features")  # the ranker's, each without one
 ROWS = (*SERVED, *BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", *FEEDBACK_ROWS, "sasrec-no-time", "sasrec-plain-loss",
         "sasrec-sampled", "sasrec-sampled-128", "sasrec-sampled-popularity",
         *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+features-sum",
         "sasrec+features-sum-no-id-dropout",
         "sasrec+position", "sasrec-fixed-order",
         "sasrec-shuffled",
-        "sasrec-file-order", "ranker", "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
+        "sasrec-file-order", "ranker", *RANKER_FEEDBACK_ROWS, "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
 ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order",  # the defaults where order is time
                    *(f"ease+genre-{a}" for a in ALPHAS))
 TIME_ONLY = ("sasrec-shuffled", "sasrec-no-time",  # order-free data has no time to shuffle or embed
@@ -286,8 +289,8 @@ def lift_pairs(rows: dict[str, dict]) -> list[tuple[str, str]]:
     pairs += [(f"served:{m}", m) for m in SERVABLE if f"served:{m}" in rows and m in rows]
     if "sasrec" in rows and "sasrec-no-feedback" in rows:
         pairs.append(("sasrec", "sasrec-no-feedback"))
-    for variant in (r for r in FEEDBACK_ROWS if r in rows):  # what each way of learning from feedback is worth
-        pairs += [("sasrec", variant)] if "sasrec" in rows else []
+    for model, variants in (("sasrec", FEEDBACK_ROWS), ("ranker", RANKER_FEEDBACK_ROWS)):
+        pairs += [(model, v) for v in variants if v in rows and model in rows]  # what each way of feedback is worth
     pairs += [(a, "ease") for a in ("sasrec", "served:sasrec") if a in rows and "ease" in rows]
     pairs += [(a, "served:ease") for a in ("served:sasrec", "served:ranker") if a in rows and "served:ease" in rows]
     baselines = [r for r in (*BASELINES, "ease-binary") if r in rows]

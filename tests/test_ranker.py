@@ -101,6 +101,7 @@ def test_feature_names_match_the_features():
     model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
     _, x, _, _ = model._stage_one(BLOCKS.new_history)
     assert x.shape[1] == len(model.feature_names()) == model.ranker.n_features_
+    assert "like_share" in model.feature_names() and not model.like_generators  # no generator with a head here
     gain = model.feature_gain()
     assert list(gain) == model.feature_names() and abs(sum(gain.values()) - 1.0) < 1e-6
     assert torch.isfinite(model.score(BLOCKS.new_history)[:, 1:]).all()
@@ -160,14 +161,19 @@ def test_without_drops_generators_and_must_leave_one():
         TwoStage(generators=("ease",), without=("ease",))
 
 
-def test_liked_targets_learn_only_from_held_out_likes_and_loves():
+def test_a_held_out_dislike_is_the_one_candidate_to_put_below_the_rest_or_skipped_or_a_target():
     feedback = [[LIKE if (u + k) % 3 else DISLIKE for k in range(5)] for u in range(BLOCKS.train.n_users)]
     train = Sequences.from_lists([list(BLOCKS.train.iid[a:b]) for a, b in
                                   zip(BLOCKS.train.offsets[:-1], BLOCKS.train.offsets[1:])], feedback)
     model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, train)
     cases = leave_one_out(train).test
-    _, labels, groups = model._learning_set(cases)
-    model.liked_targets = False
-    _, _, all_groups = model._learning_set(cases)
+    sets = {}
+    for mode in ("negative", "skip", "positive"):
+        model.disliked_targets = mode
+        _, labels, groups = model._learning_set(cases)
+        sets[mode] = np.split(labels, np.cumsum(groups)[:-1])
     liked = int((cases.target_feedback != DISLIKE).sum())
-    assert len(groups) <= liked < len(cases) and len(all_groups) > len(groups) and labels.sum() == len(groups)
+    assert 0 < len(sets["skip"]) <= liked < len(sets["positive"]) == len(sets["negative"])
+    assert all(group.sum() == 1 for group in sets["skip"] + sets["positive"])
+    below = [group for group in sets["negative"] if group.sum() == len(group) - 1]  # the Dislike 0, the rest 1
+    assert len(below) == len(sets["negative"]) - len(sets["skip"]) > 0
