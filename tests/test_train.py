@@ -87,7 +87,7 @@ def test_cli_model_ranker_fits_the_two_stage_ranker_on_the_training_part(ranker_
     assert config["n_candidates"] == 50 and config["booster"].startswith("<") and "sha256" in config["booster"]
     loaded = load_checkpoint(ranker_checkpoint, expected_iid_map_sha256=load_dataset(processed_anime).iid_map_hash)
     assert isinstance(loaded.model, TwoStage) and loaded.metrics["valid"] == record["valid"]
-    assert np.isnan(loaded.model.item_features).any()  # the catalogue's missing values came back as NaN
+    assert np.isnan(loaded.model.title_features).any()  # the catalogue's missing values came back as NaN
     assert loaded.metrics["test"]["next_item"]["ndcg@10"] == record["test"]["next_item"]["ndcg@10"] > 0.1
 
 

@@ -10,25 +10,25 @@ import every model; no model imports it (the ranker is given its generators' cla
 """
 from __future__ import annotations
 
-import inspect
+from functools import partial
 from pathlib import Path
 
 from nostrade.baselines import BASELINES
 from nostrade.baselines.ease import EASE
 from nostrade.checkpoint import Checkpoint, build_model, check_vocabulary, checkpoint_of, read_checkpoint
-from nostrade.ranker import TwoStage
+from nostrade.ranker import TwoStage, has_seed
 from nostrade.sasrec_net import SASRec
 from nostrade.sasrec_recommender import SASRecRecommender
 
 GENERATOR_MODELS = {**BASELINES, "sasrec": SASRecRecommender}  # what the two-stage ranker may retrieve with
-MODELS = {**GENERATOR_MODELS, "ranker": TwoStage}
+MODELS = {**GENERATOR_MODELS, "ranker": partial(TwoStage, models=GENERATOR_MODELS)}
 SERVED_KINDS = {"sasrec": SASRec.from_state, "ease": EASE.from_state,  # a checkpoint's model_kind -> its loader
-                "ranker": TwoStage.from_state}
+                "ranker": partial(TwoStage.from_state, models=GENERATOR_MODELS)}
 
 
 def takes_seed(name: str) -> bool:
     """Whether the model has randomness (a ``seed`` option); the others give the same scores every run."""
-    return "seed" in inspect.signature(MODELS[name]).parameters
+    return has_seed(MODELS[name])
 
 
 def make_model(name: str, seed: int = 0, **options):

@@ -40,8 +40,8 @@ from nostrade.baselines.ease import EASE
 from nostrade.checkpoint import CheckpointError, ServedModel, readable_config, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate, evaluate_all_targets
-from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
-from nostrade.registry import SERVED_KINDS
+from nostrade.ranker import GENERATORS, N_CANDIDATES, FittedGenerators
+from nostrade.registry import GENERATOR_MODELS, SERVED_KINDS, make_model
 from nostrade.sasrec_net import SASRecConfig
 from nostrade.sasrec_training import (CROPS, DATA_FIELDS, LOSSES, EpochCallback, TrainConfig, TrainResult,
                                       train_sasrec)
@@ -99,8 +99,8 @@ def fit_ranker(dataset: Dataset, split: LeaveOneOut, generators: tuple[str, ...]
     started = time.perf_counter()
     sasrec = {**{k: v for k, v in asdict(model_cfg).items() if k not in DATA_FIELDS}, **asdict(train_cfg)}
     del sasrec["seed"]  # every generator's, given to each by the ranker
-    model = TwoStage(generators, n_candidates, seed=train_cfg.seed,
-                     fit_generator=FittedGenerators({"sasrec": sasrec})).fit(dataset, split.train)
+    model = make_model("ranker", train_cfg.seed, generators=generators, n_candidates=n_candidates,
+                       fit_generator=FittedGenerators(GENERATOR_MODELS, {"sasrec": sasrec})).fit(dataset, split.train)
     seconds = time.perf_counter() - started
     return TrainResult(model, [], evaluate(model.score, split.valid, dataset.n_items), seconds, 0,
                        seconds_total=seconds, train_cfg=train_cfg)
@@ -186,7 +186,7 @@ def parse_args(argv) -> argparse.Namespace:
                         help="the ranker's candidate generators, comma-separated (default: all of "
                              f"{','.join(GENERATORS)} where the order is time, else without "
                              f"{','.join(SEQUENCE_GENERATORS)})")
-    parser.add_argument("--n-candidates", type=int, default=TwoStage().n_candidates,
+    parser.add_argument("--n-candidates", type=int, default=N_CANDIDATES,
                         help="the ranker: titles each generator retrieves (default %(default)s)")
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
     add_dataclass_flags(parser, TrainConfig)
@@ -210,7 +210,7 @@ def check_options(args: argparse.Namespace, dataset: Dataset) -> tuple[str, ...]
     if not kinds or set(kinds) - set(AUTO_KINDS):
         raise ValueError(f"--candidates: {','.join(kinds)} must be some of {','.join(AUTO_KINDS)}")
     if "ranker" in kinds:
-        TwoStage(args.generators or GENERATORS, args.n_candidates)
+        make_model("ranker", generators=args.generators or GENERATORS, n_candidates=args.n_candidates)
     return kinds
 
 
