@@ -31,7 +31,7 @@ from nostrade.dataset import load_dataset
 from nostrade.evaluate import metrics_from_ranks, rank_cases
 from nostrade.registry import make_model
 from nostrade.report import mean_std
-from nostrade.scoring import History, Scoring
+from nostrade.scoring import CatalogueHistory, Scoring
 from nostrade.sequences import DISLIKE, Sequences
 from nostrade.split import EvalCases, split_of
 
@@ -61,7 +61,7 @@ def cold_start_scorer(scoring: Scoring, alpha: float):
     """The genre + popularity path for every history: its titles given as ones the model does not know."""
     def score(history: Sequences) -> torch.Tensor:
         out = np.zeros((history.n_users, scoring.n_items + 1), dtype=np.float32)
-        unknown = [History(h.rows, h.feedback, h.time_bin, np.zeros_like(h.iid), h.seen_rows)
+        unknown = [CatalogueHistory(h.rows, h.feedback, h.time_bin, np.zeros_like(h.iid), h.seen_rows)
                    for h in scoring.histories_of(history)]
         out[:, 1:] = scoring.scores(unknown, alpha).final[:, :scoring.n_items]
         return torch.from_numpy(out)
