@@ -64,7 +64,7 @@ from nostrade.evaluate import evaluate_all_targets, metrics_from_ranks, rank_cas
 from nostrade.peers import check_targets_match, in_peer_order
 from nostrade.plots import PLOTS, length_labels, save_figure
 from nostrade.ranker import FittedGenerators
-from nostrade.registry import GENERATOR_MODELS, make_model, takes_seed
+from nostrade.registry import MODELS, make_model, takes_seed
 from nostrade.report import LIFTS, lift, lifts_markdown, pm, summarise
 from nostrade.sasrec_net import SASRecConfig
 from nostrade.sasrec_training import DATA_FIELDS, TrainConfig
@@ -240,7 +240,7 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
     """``options``: model name -> its options (SASRec's from the command line, the baselines' from --set);
     ``dislike_weight``: the served rows' dislike penalty. Models are fitted once per seed and training data
     (``fitted``): the served-function rows and the ranker rows' generators reuse the plain rows' models."""
-    fitted = FittedGenerators(GENERATOR_MODELS, options)
+    fitted = FittedGenerators(MODELS, options)  # every model of the registry: a served ranker's row reuses its own
     options = {**options, "ranker": {**options.get("ranker", {}), "fit_generator": fitted}}
     fitted.options = options  # a served ranker fitted here shares the generators too
     results = {}

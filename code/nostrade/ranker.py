@@ -91,7 +91,7 @@ def training_digest(train: Sequences) -> str:
 
 class FittedGenerators:
     """Generators fitted once per (name, seed, training data) and shared: several rankers of one ablation reuse
-    them, and a model fitted for its own row can be ``add``-ed."""
+    them, and a model fitted for its own row can be ``add``-ed. ``classes``: the models it may fit, by name."""
 
     def __init__(self, classes: GeneratorModels, options: dict[str, dict] | None = None):
         self.classes, self.options, self.models = classes, options or {}, {}
