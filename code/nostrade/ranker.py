@@ -118,8 +118,8 @@ class TwoStage:
     def __init__(self, generators: Sequence[str] = GENERATORS, n_candidates: int = N_CANDIDATES, seed: int = 0,
                  refit: bool = True, n_estimators: int = 100, learning_rate: float = 0.05, num_leaves: int = 7,
                  min_child_samples: int = 100, num_threads: int = 1, mmr_lambda: float = 1.0, mmr_depth: int = 50,
-                 without: Sequence[str] = (), disliked_targets: str = "negative", like_features: bool = True,
-                 fit_generator: Callable | None = None, *, models: GeneratorModels):
+                 without: Sequence[str] = (), disliked_targets: str = "negative", disliked_weight: float = 1.0,
+                 like_features: bool = True, fit_generator: Callable | None = None, *, models: GeneratorModels):
         """``models``: the classes of the generators it may use, by name; ``fit_generator(name, seed, dataset,
         train)``: a fitted generator (default: a fresh FittedGenerators over ``models``)."""
         single = tuple(m for m in models if m != self.kind)
@@ -131,11 +131,14 @@ class TwoStage:
             raise ValueError(f"n_candidates: {n_candidates} must be at least 1")
         if disliked_targets not in DISLIKED_TARGETS:
             raise ValueError(f"disliked_targets: {disliked_targets!r} is not one of {DISLIKED_TARGETS}")
+        if not disliked_weight > 0:
+            raise ValueError(f"disliked_weight: {disliked_weight} must be above 0")
         if not 0.0 <= mmr_lambda <= 1.0:
             raise ValueError(f"mmr_lambda: {mmr_lambda} must be in [0, 1] (1: no diversity re-rank)")
         self.generator_names = tuple(g for g in generators if g not in without)
         self.n_candidates, self.seed, self.refit = n_candidates, seed, refit
-        self.disliked_targets, self.like_features, self.like_generators = disliked_targets, like_features, ()
+        self.disliked_targets, self.disliked_weight = disliked_targets, disliked_weight
+        self.like_features, self.like_generators = like_features, ()
         self.mmr_lambda, self.mmr_depth = mmr_lambda, mmr_depth
         self.fit_generator = fit_generator or FittedGenerators(models)
         self.generator_models = models
@@ -157,13 +160,14 @@ class TwoStage:
         self.generators = self._generators(dataset, inner.train)
         self.like_generators = tuple(name for name, g in self.generators.items()
                                      if self.like_features and getattr(g, "has_like_head", False))
-        features, labels, groups = self._learning_set(inner.valid, inner.test)
+        features, labels, groups, disliked = self._learning_set(inner.valid, inner.test)
         if not len(groups):
             raise ValueError("ranker: no held-out target of the training part is among the candidates; "
                              "raise n_candidates or give more data")
         decreasing = [-1 if name in DISLIKE_FEATURES else 0 for name in self.feature_names()]
         self.ranker = lightgbm.LGBMRanker(objective="lambdarank", monotone_constraints=decreasing, **self.lgbm)
-        self.ranker.fit(features, labels, group=groups)
+        weight = np.repeat(np.where(disliked, self.disliked_weight, 1.0), groups)  # per row, LightGBM's way
+        self.ranker.fit(features, labels, group=groups, sample_weight=weight)
         self.booster = self.ranker.booster_  # what scores (a checkpoint keeps only it, as its text dump)
         self._compiled = None
         if self.refit:
@@ -176,8 +180,9 @@ class TwoStage:
     def _learning_set(self, *case_sets: EvalCases):
         """Features and 0/1 labels of the candidates of every case whose target is among them, grouped by case: the
         target 1 and the rest 0 where it is a Like or Love; where it is a Dislike, per ``disliked_targets``: the
-        target 0 and the rest 1 ("negative"), left out ("skip"), or as a Like ("positive")."""
-        features, labels, groups = [], [], []
+        target 0 and the rest 1 ("negative"), left out ("skip"), or as a Like ("positive"); and which groups are
+        such a Dislike's (weighted ``disliked_weight`` in the fit)."""
+        features, labels, groups, disliked_groups = [], [], [], []
         for cases in case_sets:
             for start in range(0, len(cases), 512):
                 rows = np.arange(start, min(start + 512, len(cases)))
@@ -192,7 +197,9 @@ class TwoStage:
                 features.append(x[keep])
                 labels.append(((item == cases.target[rows][owner]) != disliked[owner])[keep].astype(np.int32))
                 groups.append(candidates.sum(axis=1)[hit])
-        return np.concatenate(features), np.concatenate(labels), np.concatenate(groups)
+                disliked_groups.append(disliked[hit])
+        return (np.concatenate(features), np.concatenate(labels), np.concatenate(groups),
+                np.concatenate(disliked_groups))
 
     # ---- score -------------------------------------------------------------------------------------------------
 
@@ -283,7 +290,8 @@ class TwoStage:
     def config(self) -> dict:
         """Options, each generator's config, and the LightGBM model as its text dump (inside the checksum)."""
         return {"generators": list(self.generator_names), "n_candidates": self.n_candidates, "seed": self.seed,
-                "refit": self.refit, "disliked_targets": self.disliked_targets, "like_features": self.like_features,
+                "refit": self.refit, "disliked_targets": self.disliked_targets,
+                "disliked_weight": self.disliked_weight, "like_features": self.like_features,
                 "like_generators": list(self.like_generators), "mmr_lambda": self.mmr_lambda,
                 "mmr_depth": self.mmr_depth, "dislikes_only_lower": True,
                 "lgbm": dict(self.lgbm), "item_feature_names": list(self.title_feature_names),
@@ -309,7 +317,8 @@ class TwoStage:
         model = cls(config["generators"], config["n_candidates"], config["seed"], config["refit"],
                     mmr_lambda=config["mmr_lambda"], mmr_depth=config["mmr_depth"],
                     disliked_targets=config.get("disliked_targets", "skip" if config.get("liked_targets") else "positive"),
-                    like_features=config.get("like_features", False), models=models)
+                    disliked_weight=config.get("disliked_weight", 1.0), like_features=config.get("like_features", False),
+                    models=models)
         model.lgbm, model.n_items = dict(config["lgbm"]), config["n_items"]
         model.like_generators = tuple(config.get("like_generators", ()))
         features = state["item_features"].numpy().copy()
