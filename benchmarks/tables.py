@@ -46,7 +46,8 @@ def peers_markdown(peers: dict) -> str:
 
 def file_note(name: str, record: dict) -> str:
     commands = [f"`{record['command']}`"] + [f"`{u['command']}`" for u in record.get("updates", [])]
-    return f"(`artifacts/results/{name}`, written by {', then '.join(commands)}; seeds {record['config']['seeds']})"
+    made_by = f"`dvc repro {record['stage']}`, which ran " if record.get("stage") else ""
+    return f"(`artifacts/results/{name}`, written by {made_by}{', then '.join(commands)}; seeds {record['config']['seeds']})"
 
 
 def blocks() -> dict[str, str]:

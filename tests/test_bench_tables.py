@@ -29,3 +29,13 @@ def test_a_hand_edit_is_caught_on_every_page(tmp_path, page, capsys):
     assert edited.read_text() != page.read_text()
     assert tables.main(["--check", "--pages", str(page), str(edited)]) == 1
     assert capsys.readouterr().err.strip() == f"{edited}: generated tables differ from the result files; run python benchmarks/tables.py"
+
+
+def test_a_file_the_pipeline_wrote_is_noted_with_its_stage():
+    record = {"command": "python benchmarks/ablation.py --data data/sample --stage ablation-anime",
+              "config": {"seeds": [0, 1, 2]}}
+    assert tables.file_note("anime.json", record) == (
+        "(`artifacts/results/anime.json`, written by `python benchmarks/ablation.py --data data/sample --stage "
+        "ablation-anime`; seeds [0, 1, 2])")
+    assert tables.file_note("anime.json", {**record, "stage": "ablation-anime"}).startswith(
+        "(`artifacts/results/anime.json`, written by `dvc repro ablation-anime`, which ran `python benchmarks/")
