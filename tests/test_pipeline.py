@@ -132,3 +132,8 @@ def test_the_large_outputs_stay_out_of_git():
     assert set(LARGE) <= outs
     ignored = subprocess.run(["git", "check-ignore", *LARGE], cwd=REPO, capture_output=True, text=True)
     assert ignored.stdout.split() == list(LARGE)
+
+
+def test_bytecode_is_no_change_of_the_code():
+    """Python's __pycache__ beside code/nostrade would otherwise change the directory's hash and rerun every stage."""
+    assert {"__pycache__/", "*.pyc"} <= set((REPO / ".dvcignore").read_text().split())
