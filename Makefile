@@ -39,14 +39,16 @@ execute-notebooks:
 	$(JUPYTER) nbconvert --to notebook --inplace --CoalesceStreamsPreprocessor.enabled=True $(NOTEBOOKS)
 
 # The DVC pipeline (dvc.yaml, params.yaml, docs/pipeline.md): the optional [pipeline] extra into the venv, then every
-# stage whose dependencies or parameters changed, run with the venv's python first on the PATH. Never needed by
-# demo or test. The ML-100K stage reads ../shared/data/ml-100k.
+# stage whose dependencies or parameters changed (or STAGES and what they need: make reproduce STAGES=evaluate),
+# run with the venv's python first on the PATH. Never needed by demo or test. The ML-100K stage reads
+# ../shared/data/ml-100k.
+STAGES ?=
 $(VENV)/.pipeline: $(VENV)/.installed pyproject.toml
 	$(PY) -m pip install --quiet -e '.[pipeline]'
 	touch $@
 
 reproduce: $(VENV)/.pipeline
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro $(STAGES)
 
 # Debian's Chromium and its driver, for the real-browser test (needs root and Debian's package registry).
 browser:
