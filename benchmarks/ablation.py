@@ -330,8 +330,9 @@ def markdown(record: dict) -> str:
     updates = [f"`{u['command']}` (re-ran {', '.join(u['rows'])}" +
                (f"; dropped {', '.join(u['dropped'])}, rows no longer defined" if u.get("dropped") else "") + ")"
                for u in record.get("updates", [])]
+    made_by = f"`dvc repro {record['stage']}` (dvc.yaml, params.yaml), which ran " if record.get("stage") else ""
     lines = [f"# Ablation on {d['name']}", "",
-             f"`{record['command']}`" + "".join(f", then {u}" for u in updates), "",
+             made_by + f"`{record['command']}`" + "".join(f", then {u}" for u in updates), "",
              f"{d['n_users']} users, {d['n_items']} items, {d['n_interactions']} events; source {d['source']}; "
              f"timestamps: {timestamps}; event order: {d['order']}. "
              + ("Leave-one-out by time" if d.get("order_is_time", True) else
@@ -440,6 +441,7 @@ def main(argv=None) -> int:
                              f"only where the order is time, {', '.join(ORDER_FREE_ONLY)} only where it is not)")
     parser.add_argument("--served-dislike-weight", type=float, default=DISLIKE_WEIGHT,
                         help="the served rows' dislike penalty weight (default: the served one, %(default)s)")
+    parser.add_argument("--stage", help="the dvc.yaml stage running this command: the result file's header names it")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="BASELINE.OPTION=VALUE",
                         help="a baseline option, e.g. --set lightgcn.epochs=30 (repeatable)")
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
@@ -499,6 +501,7 @@ def main(argv=None) -> int:
         "cases": {"n_users": dataset.sequences.n_users, "next_item": split.test.users.tolist(),
                   "next_liked": split.test_liked.users.tolist(), "next_disliked": split.test_disliked.users.tolist()},
         "command": command,
+        "stage": args.stage,
         "plots": {kind: p.name for kind, p in plots.items()},
         "seconds": time.perf_counter() - started,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,

@@ -122,3 +122,10 @@ def test_the_length_columns_run_shortest_first_after_a_json_round_trip(quick_run
     record = json.loads(quick_run.read_text())  # keys come back sorted: "10-19" before "2-9"
     header = next(line for line in ablation.markdown(record).splitlines() if line.startswith("| model | 2-9"))
     assert header.index("2-9") < header.index("10-19") < header.index("100+")
+
+
+def test_a_pipeline_run_names_its_dvc_stage_in_the_header(quick_run):
+    record = {**json.loads(quick_run.read_text()), "updates": []}  # other tests here add --update runs
+    assert record["stage"] is None and ablation.markdown(record).splitlines()[2] == f"`{record['command']}`"
+    header = ablation.markdown({**record, "stage": "ablation-anime"}).splitlines()[2]
+    assert header == f"`dvc repro ablation-anime` (dvc.yaml, params.yaml), which ran `{record['command']}`"
