@@ -74,6 +74,9 @@ ORDER_READERS = ("gru4rec",)  # left out where the order is not time (SASRec is 
 ITEM_COLUMNS = ("members", "episodes", "rating_mean", "year")  # used where the catalogue has them
 DISLIKE_FEATURES = ("dislike_share", "taste_disliked_max")  # the only ones a Dislike moves; monotone decreasing
 DISLIKED_TARGETS = ("negative", "skip", "positive")  # what a held-out Dislike teaches the ranker (see above)
+# a held-out Dislike's group weighs 3 Likes': of 1 and 3, the larger validation Δ on ML-100K
+# (benchmarks/ranker_feedback.py)
+DISLIKED_WEIGHT = 3.0
 LIKE_PRIOR_EVENTS = 10.0  # a title's like share is smoothed as if it had this many more events at the overall share
 
 
@@ -118,7 +121,8 @@ class TwoStage:
     def __init__(self, generators: Sequence[str] = GENERATORS, n_candidates: int = N_CANDIDATES, seed: int = 0,
                  refit: bool = True, n_estimators: int = 100, learning_rate: float = 0.05, num_leaves: int = 7,
                  min_child_samples: int = 100, num_threads: int = 1, mmr_lambda: float = 1.0, mmr_depth: int = 50,
-                 without: Sequence[str] = (), disliked_targets: str = "negative", disliked_weight: float = 1.0,
+                 without: Sequence[str] = (), disliked_targets: str = "negative",
+                 disliked_weight: float = DISLIKED_WEIGHT,
                  like_features: bool = True, fit_generator: Callable | None = None, *, models: GeneratorModels):
         """``models``: the classes of the generators it may use, by name; ``fit_generator(name, seed, dataset,
         train)``: a fitted generator (default: a fresh FittedGenerators over ``models``)."""
@@ -274,8 +278,9 @@ class TwoStage:
 
     def feature_names(self) -> list[str]:
         names = [f"{g}_{kind}" for g in self.generator_names for kind in ("score", "rank")]
-        return names + self.title_feature_names + ["liked_events", "dislike_share", "love_share", "taste_liked",
-                                                  "taste_disliked_max"] + [f"{g}_log_like" for g in self.like_generators]
+        return (names + self.title_feature_names + ["liked_events", "dislike_share", "love_share", "taste_liked",
+                                                    "taste_disliked_max"]
+                + [f"{g}_log_like" for g in self.like_generators])
 
     def feature_gain(self) -> dict[str, float]:
         """Each feature's share of the ranker's total split gain (LightGBM's "gain" importance)."""
@@ -314,11 +319,12 @@ class TwoStage:
         if not config.get("dislikes_only_lower"):
             raise ValueError("ranker checkpoint: trained before its generators read the liked events only (its "
                              "features mean something else now); retrain it: python -m nostrade.train --model ranker")
+        older = "skip" if config.get("liked_targets") else "positive"  # before disliked_targets
         model = cls(config["generators"], config["n_candidates"], config["seed"], config["refit"],
                     mmr_lambda=config["mmr_lambda"], mmr_depth=config["mmr_depth"],
-                    disliked_targets=config.get("disliked_targets", "skip" if config.get("liked_targets") else "positive"),
-                    disliked_weight=config.get("disliked_weight", 1.0), like_features=config.get("like_features", False),
-                    models=models)
+                    disliked_targets=config.get("disliked_targets", older),
+                    disliked_weight=config.get("disliked_weight", 1.0),
+                    like_features=config.get("like_features", False), models=models)
         model.lgbm, model.n_items = dict(config["lgbm"]), config["n_items"]
         model.like_generators = tuple(config.get("like_generators", ()))
         features = state["item_features"].numpy().copy()
@@ -393,8 +399,8 @@ def standardised(values: np.ndarray, owner: np.ndarray, n_owners: int) -> np.nda
 
 
 def title_features(dataset: Dataset, train: Sequences, like_share: bool = True) -> tuple[np.ndarray, list[str]]:
-    """(n_items + 1, F) and the names: log training count (events in ``train``), the training like share (``like_share``), the
-    catalogue's numeric columns (log members) but those counted over the whole ratings file
+    """(n_items + 1, F) and the names: log training count (events in ``train``), the training like share
+    (``like_share``), the catalogue's numeric columns (log members) but those counted over the whole ratings file
     (``dataset.rating_derived_columns``), type code (-1 unknown)."""
     items = dataset.items.drop(columns=list(dataset.rating_derived_columns))
     known = (train.iid >= 1) & (train.iid <= dataset.n_items)
