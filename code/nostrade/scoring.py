@@ -33,7 +33,7 @@ model's item space is subtracted from the final score.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Protocol
 
 import numpy as np
@@ -106,6 +106,11 @@ class Scores:
     candidates: np.ndarray  # (B, C) bool: unseen titles
     paths: list[str]
     retrieved: np.ndarray  # (B, C) uint16: bit g set where the ranker's generator g retrieved the title (else 0)
+
+    def take(self, rows: Sequence[int]) -> "Scores":
+        """The scores of some of the histories, in the order given."""
+        return Scores(**{f.name: [self.paths[r] for r in rows] if f.name == "paths" else getattr(self, f.name)[rows]
+                         for f in fields(self)})
 
 
 def owners(arrays: list) -> np.ndarray:
