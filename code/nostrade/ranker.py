@@ -145,6 +145,16 @@ class TwoStage:
             self.generators = self._generators(dataset, train)
         return self
 
+    def options(self) -> dict:
+        """What it was made with: ``TwoStage(**ranker.options())`` is the same ranker unfitted (a refit on new
+        data: nostrade.train.refit_ranker)."""
+        lgbm = self.lgbm
+        return dict(generators=self.generator_names, n_candidates=self.n_candidates, seed=self.seed,
+                    refit=self.refit, n_estimators=lgbm["n_estimators"], learning_rate=lgbm["learning_rate"],
+                    num_leaves=lgbm["num_leaves"], min_child_samples=lgbm["min_child_samples"],
+                    num_threads=lgbm["n_jobs"], mmr_lambda=self.mmr_lambda, mmr_depth=self.mmr_depth,
+                    liked_targets=self.liked_targets)
+
     def _generators(self, dataset: Dataset, train: Sequences) -> dict:
         return {name: self.fit_generator(name, self.seed, dataset, train) for name in self.generator_names}
 
