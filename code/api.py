@@ -511,8 +511,9 @@ def load_service(settings: Settings) -> Service:
     return checked_service(rec, EventLog(settings.events), sha256_of(settings.checkpoint), settings)
 
 
-def single_valued_query(request: Request) -> None:
-    """A query parameter given more than once is a 422 (frameworks silently keep one), except the list filters."""
+async def single_valued_query(request: Request) -> None:
+    """A query parameter given more than once is a 422 (frameworks silently keep one), except the list filters.
+    ``async``: FastAPI runs a plain function dependency in its thread pool, a thread hop for every request."""
     names = [name for name, _ in request.query_params.multi_items()]
     repeated = sorted({n for n in names if names.count(n) > 1} - MULTI_VALUED_PARAMS)
     if repeated:
