@@ -77,3 +77,23 @@ def test_no_batching_with_max_size_one_and_bad_settings_are_refused():
     assert [markers for markers, _ in scoring.calls] == [[0], [1], [2]]
     with pytest.raises(ValueError, match="max_size 0"):
         MicroBatcher(scoring, BatchSettings(max_size=0))
+
+
+def test_a_batch_waits_for_announced_requests_and_is_scored_even_if_its_first_request_is_cancelled():
+    scoring = FakeScoring()
+    batcher = MicroBatcher(scoring, BatchSettings(wait_ms=10_000.0))
+
+    async def run():
+        with batcher.announced():  # a request on its way (its body being read): the batch waits for it
+            first = asyncio.create_task(batcher.scores(history(0), 0.0))
+            second = asyncio.create_task(batcher.scores(history(1), 0.0))
+            await asyncio.sleep(0.05)
+            assert not scoring.calls and batcher.expected == 1
+            first.cancel()  # its client went away while it gathered
+            answer = await second
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        return answer
+
+    answer = asyncio.run(run())
+    assert scoring.calls == [([0, 1], 0.0)] and int(answer.final[0, 0]) == 1 and batcher.expected == 0
