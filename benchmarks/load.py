@@ -108,14 +108,27 @@ def cpu_seconds(pid: int) -> float:
     return sum(p.cpu_times().user + p.cpu_times().system for p in [root, *root.children(recursive=True)])
 
 
+def scoring_counts(url: str, workers: int) -> np.ndarray:
+    """(requests scored, model calls) summed over the workers, from their /health (asked until every worker
+    answered once: the server picks which one answers)."""
+    counts = {}
+    for _ in range(50 * workers):
+        health = httpx.get(url + "/health", timeout=5.0).json()
+        counts[health["pid"]] = (health["scored_requests"], health["scoring_calls"])
+        if len(counts) == workers:
+            break
+    return np.array(list(counts.values())).sum(axis=0)
+
+
 def measure(env: dict, workers: int, bodies: list[bytes], warmup: list[bytes], concurrency: int,
             time_cap_s: float) -> dict:
     with ServerProcess(env, workers=workers) as server:
         asyncio.run(send_all(server.url, warmup, concurrency, time_cap_s))
-        load_before = os.getloadavg()[0]
+        load_before, scored = os.getloadavg()[0], scoring_counts(server.url, workers)
         server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
         latencies, errors, wall = asyncio.run(send_all(server.url, bodies, concurrency, time_cap_s))
         server_cpu, client_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - client_cpu
+        scored = scoring_counts(server.url, workers) - scored
     ms = np.array(latencies) * 1000
     answered = max(len(latencies), 1)
     return {"concurrency": concurrency, "rps": round(len(latencies) / wall, 1),
@@ -123,6 +136,7 @@ def measure(env: dict, workers: int, bodies: list[bytes], warmup: list[bytes], c
             "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
             "errors": errors, "ok": len(latencies), "requests": len(bodies), "wall_s": round(wall, 2),
             "load_avg_1min_before": round(load_before, 2),
+            "mean_micro_batch": round(float(scored[0] / max(scored[1], 1)), 2),  # requests per model call
             # CPU time per answered request: what the figures would be on quiet cores, whatever else runs
             "server_cpu_ms_per_request": round(1000 * server_cpu / answered, 2),
             "client_cpu_ms_per_request": round(1000 * client_cpu / answered, 2)}
@@ -156,7 +170,8 @@ def load_runs(checkpoint: Path, data_dir: Path, tmp: Path, args: argparse.Namesp
             runs.append(r)
             print(f"    {r['rps']:.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
                   f"(CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
-                  f"{r['client_cpu_ms_per_request']} ms; 1-min load average {r['load_avg_1min_before']})", flush=True)
+                  f"{r['client_cpu_ms_per_request']} ms; {r['mean_micro_batch']} requests per model call; 1-min load "
+                  f"average {r['load_avg_1min_before']})", flush=True)
     return {"checkpoint": str(checkpoint), "runs": runs}
 
 

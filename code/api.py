@@ -328,6 +328,9 @@ class Health(BaseModel):
     logged_events: int | None = Field(description="null when the event log cannot be read")
     uptime_s: float
     pid: int = Field(description="the worker process that answered")
+    scored_requests: int = Field(description="recommendation requests this worker has scored")
+    scoring_calls: int = Field(description="the model calls that scored them: concurrent requests share one "
+                                           "(micro-batching); scored_requests / scoring_calls is the mean batch")
 
 
 class ErrorItem(BaseModel):
@@ -629,7 +632,8 @@ def add_health_route(app: FastAPI) -> None:
                       event_log=s.event_log_problem or "ok", model_version=s.model_version,
                       source=str(s.rec.meta.get("source", "")), catalogue_titles=len(s.rec.catalogue),
                       model_titles=s.rec.dataset.n_items, training_users=s.users.n_training_users,
-                      logged_events=logged, uptime_s=round(time.time() - s.started, 3), pid=os.getpid())
+                      logged_events=logged, uptime_s=round(time.time() - s.started, 3), pid=os.getpid(),
+                      scored_requests=s.batcher.counts.requests, scoring_calls=s.batcher.counts.calls)
 
 
 def add_recommend_routes(app: FastAPI) -> None:

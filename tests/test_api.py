@@ -76,6 +76,9 @@ def test_health_reports_version_counts_and_uptime(client, rec):
     assert body["model_titles"] == rec.dataset.n_items
     assert body["training_users"] == rec.dataset.sequences.n_users
     assert body["logged_events"] == 0 and body["uptime_s"] >= 0
+    assert body["scored_requests"] == body["scoring_calls"] == 0
+    client.post("/recommend", json={"history": history(vocab(rec, 3)), "k": 2})
+    assert client.get("/health").json()["scored_requests"] == 1
 
 
 def test_startup_loads_the_checkpoint_from_the_environment(tiny_checkpoint, processed_sample, tmp_path, monkeypatch):
