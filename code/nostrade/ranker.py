@@ -330,10 +330,11 @@ def generator_scores(model, history: Sequences, seen: np.ndarray) -> np.ndarray:
 
 def unseen_ranks(scores: np.ndarray) -> np.ndarray:
     """1-based rank of every column in its row, best first (seen titles, at -inf, last; ties by column)."""
-    order = descending_order(scores)
-    ranks = np.empty(scores.shape, np.float32)
-    np.put_along_axis(ranks, order, np.arange(1, scores.shape[1] + 1, dtype=np.float32)[None, :], axis=1)
-    return ranks
+    rows, n = scores.shape
+    at = descending_order(scores) + n * np.arange(rows)[:, None]  # flat positions: a third of put_along_axis' time
+    ranks = np.empty(rows * n, np.float32)
+    ranks[at.ravel()] = np.tile(np.arange(1, n + 1, dtype=np.float32), rows)
+    return ranks.reshape(rows, n)
 
 
 def descending_order(scores: np.ndarray) -> np.ndarray:
