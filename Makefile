@@ -5,7 +5,7 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test setup data train notebooks browser clean
+.PHONY: demo test setup data train notebooks execute-notebooks browser reproduce clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,11 +27,28 @@ demo: train
 
 # Both notebooks run on the embedded sample (01 trains the default SASRec: minutes) and saved with their outputs;
 # then a second pass keeps each progress bar in its last state only (in the first, that step runs before execution).
+# execute-notebooks runs them on what is there (dvc.yaml's notebooks stage, with JUPYTER=jupyter).
 NOTEBOOKS := notebooks/01_sasrec_feedback_demo.ipynb notebooks/02_eval_ablation.ipynb
+JUPYTER ?= $(VENV)/bin/jupyter
 notebooks: train
-	env -u MPLBACKEND $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace \
+	$(MAKE) execute-notebooks
+
+execute-notebooks:
+	env -u MPLBACKEND $(JUPYTER) nbconvert --to notebook --execute --inplace \
 	  --ExecutePreprocessor.timeout=3600 $(NOTEBOOKS)
-	$(VENV)/bin/jupyter nbconvert --to notebook --inplace --CoalesceStreamsPreprocessor.enabled=True $(NOTEBOOKS)
+	$(JUPYTER) nbconvert --to notebook --inplace --CoalesceStreamsPreprocessor.enabled=True $(NOTEBOOKS)
+
+# The DVC pipeline (dvc.yaml, params.yaml, docs/pipeline.md): the optional [pipeline] extra into the venv, then every
+# stage whose dependencies or parameters changed (or STAGES and what they need: make reproduce STAGES=evaluate),
+# run with the venv's python first on the PATH. Never needed by demo or test. The ML-100K stage reads
+# ../shared/data/ml-100k.
+STAGES ?=
+$(VENV)/.pipeline: $(VENV)/.installed pyproject.toml
+	$(PY) -m pip install --quiet -e '.[pipeline]'
+	touch $@
+
+reproduce: $(VENV)/.pipeline
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro $(STAGES)
 
 # Debian's Chromium and its driver, for the real-browser test (needs root and Debian's package registry).
 browser:

@@ -96,6 +96,8 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "sasrec-fixed-order": ("sasrec", {"permute": False}),
     "sasrec-shuffled": ("sasrec", {}),
     "sasrec-file-order": ("sasrec", {}),
+    "ranker-skip-disliked": ("ranker", {"disliked_targets": "skip"}),
+    "ranker-no-like-features": ("ranker", {"like_features": False}),
     "ranker-no-sasrec": ("ranker", {"without": ("sasrec",)}),
     "ranker-no-cf": ("ranker", {"without": ("als", "itemknn", "ease")}),
     "ranker+mmr": ("ranker", {"mmr_lambda": MMR_LAMBDA}),
@@ -107,13 +109,14 @@ SERVED = {f"served:{model}": model for model in SERVABLE}
 # The served function at a fixed α over a plain row's model (the α sweep): sasrec where the order is time, else ease.
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
 FEEDBACK_ROWS = ("sasrec-no-head", "sasrec-liked-targets", "sasrec+dislike-margin")  # ways to learn from feedback
+RANKER_FEEDBACK_ROWS = ("ranker-skip-disliked", "ranker-no-like-features")  # the ranker's, each without one
 ROWS = (*SERVED, *BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", *FEEDBACK_ROWS, "sasrec-no-time", "sasrec-plain-loss",
         "sasrec-sampled", "sasrec-sampled-128", "sasrec-sampled-popularity",
         *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+features-sum",
         "sasrec+features-sum-no-id-dropout",
         "sasrec+position", "sasrec-fixed-order",
         "sasrec-shuffled",
-        "sasrec-file-order", "ranker", "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
+        "sasrec-file-order", "ranker", *RANKER_FEEDBACK_ROWS, "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
 ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order",  # the defaults where order is time
                    *(f"ease+genre-{a}" for a in ALPHAS))
 TIME_ONLY = ("sasrec-shuffled", "sasrec-no-time",  # order-free data has no time to shuffle or embed
@@ -285,8 +288,8 @@ def lift_pairs(rows: dict[str, dict]) -> list[tuple[str, str]]:
     pairs += [(f"served:{m}", m) for m in SERVABLE if f"served:{m}" in rows and m in rows]
     if "sasrec" in rows and "sasrec-no-feedback" in rows:
         pairs.append(("sasrec", "sasrec-no-feedback"))
-    for variant in (r for r in FEEDBACK_ROWS if r in rows):  # what each way of learning from feedback is worth
-        pairs += [("sasrec", variant)] if "sasrec" in rows else []
+    for model, variants in (("sasrec", FEEDBACK_ROWS), ("ranker", RANKER_FEEDBACK_ROWS)):
+        pairs += [(model, v) for v in variants if v in rows and model in rows]  # what each way of feedback is worth
     pairs += [(a, "ease") for a in ("sasrec", "served:sasrec") if a in rows and "ease" in rows]
     pairs += [(a, "served:ease") for a in ("served:sasrec", "served:ranker") if a in rows and "served:ease" in rows]
     baselines = [r for r in (*BASELINES, "ease-binary") if r in rows]
@@ -339,8 +342,9 @@ def markdown(record: dict) -> str:
     updates = [f"`{u['command']}` (re-ran {', '.join(u['rows'])}" +
                (f"; dropped {', '.join(u['dropped'])}, rows no longer defined" if u.get("dropped") else "") + ")"
                for u in record.get("updates", [])]
+    made_by = f"`dvc repro {record['stage']}` (dvc.yaml, params.yaml), which ran " if record.get("stage") else ""
     lines = [f"# Ablation on {d['name']}", "",
-             f"`{record['command']}`" + "".join(f", then {u}" for u in updates), "",
+             made_by + f"`{record['command']}`" + "".join(f", then {u}" for u in updates), "",
              f"{d['n_users']} users, {d['n_items']} items, {d['n_interactions']} events; source {d['source']}; "
              f"timestamps: {timestamps}; event order: {d['order']}. "
              + ("Leave-one-out by time" if d.get("order_is_time", True) else
@@ -507,6 +511,7 @@ def main(argv=None) -> int:
                              f"only where the order is time, {', '.join(ORDER_FREE_ONLY)} only where it is not)")
     parser.add_argument("--served-dislike-weight", type=float, default=DISLIKE_WEIGHT,
                         help="the served rows' dislike penalty weight (default: the served one, %(default)s)")
+    parser.add_argument("--stage", help="the dvc.yaml stage running this command: the result file's header names it")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="BASELINE.OPTION=VALUE",
                         help="a baseline option, e.g. --set lightgcn.epochs=30 (repeatable)")
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)
@@ -566,6 +571,7 @@ def main(argv=None) -> int:
         "cases": {"n_users": dataset.sequences.n_users, "next_item": split.test.users.tolist(),
                   "next_liked": split.test_liked.users.tolist(), "next_disliked": split.test_disliked.users.tolist()},
         "command": command,
+        "stage": args.stage,
         "plots": {kind: p.name for kind, p in plots.items()},
         "seconds": time.perf_counter() - started,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,

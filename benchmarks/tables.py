@@ -1,6 +1,6 @@
-"""The README's results tables, generated from the result files (never edited by hand).
+"""The results tables of README.md and docs/results.md, generated from the result files (never edited by hand).
 
-    python benchmarks/tables.py            # rewrite every generated block of README.md
+    python benchmarks/tables.py            # rewrite every generated block of those pages
     python benchmarks/tables.py --check    # exit 1 if a block differs from what the files say (the suite runs it)
 
 A block sits between ``<!-- generated: NAME -->`` and ``<!-- /generated -->`` lines; NAME is one of BLOCKS:
@@ -23,6 +23,7 @@ from nostrade.report import headline_markdown, lifts_markdown
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "artifacts" / "results"
 SERVED_FIRST = ("served:ranker", "served:sasrec", "served:ease")
+PAGES = (REPO / "README.md", REPO / "docs" / "results.md")
 BLOCK = re.compile(r"(<!-- generated: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /generated -->)", re.S)
 
 
@@ -45,7 +46,8 @@ def peers_markdown(peers: dict) -> str:
 
 def file_note(name: str, record: dict) -> str:
     commands = [f"`{record['command']}`"] + [f"`{u['command']}`" for u in record.get("updates", [])]
-    return f"(`artifacts/results/{name}`, written by {', then '.join(commands)}; seeds {record['config']['seeds']})"
+    made_by = f"`dvc repro {record['stage']}`, which ran " if record.get("stage") else ""
+    return f"(`artifacts/results/{name}`, written by {made_by}{', then '.join(commands)}; seeds {record['config']['seeds']})"
 
 
 def blocks() -> dict[str, str]:
@@ -60,34 +62,36 @@ def blocks() -> dict[str, str]:
     }
 
 
-def render(readme: str, generated: dict[str, str]) -> str:
+def render(page: str, generated: dict[str, str], name: str = "README.md") -> str:
     def fill(match: re.Match) -> str:
-        name = match["name"]
-        if name not in generated:
-            raise ValueError(f"README.md: unknown generated block {name!r} (known: {', '.join(generated)})")
-        return match.group(1) + generated[name] + match.group(4)
-    return BLOCK.sub(fill, readme)
+        block = match["name"]
+        if block not in generated:
+            raise ValueError(f"{name}: unknown generated block {block!r} (known: {', '.join(generated)})")
+        return match.group(1) + generated[block] + match.group(4)
+    return BLOCK.sub(fill, page)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check", action="store_true", help="exit 1 where README.md differs from the files")
-    parser.add_argument("--readme", type=Path, default=REPO / "README.md")
+    parser.add_argument("--check", action="store_true", help="exit 1 where a page differs from the files")
+    parser.add_argument("--pages", type=Path, nargs="+", default=PAGES, help="default: README.md, docs/results.md")
     args = parser.parse_args(argv)
     try:
-        before = args.readme.read_text()
-        after = render(before, blocks())
+        generated = blocks()
+        pages = {page: page.read_text() for page in args.pages}
+        rendered = {page: render(text, generated, str(page)) for page, text in pages.items()}
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    stale = [page for page in pages if rendered[page] != pages[page]]
     if args.check:
-        if after != before:
-            print(f"{args.readme}: generated tables differ from the result files; run python benchmarks/tables.py",
+        for page in stale:
+            print(f"{page}: generated tables differ from the result files; run python benchmarks/tables.py",
                   file=sys.stderr)
-            return 1
-        return 0
-    write_text(args.readme, after)
-    print(f"wrote {len(BLOCK.findall(after))} generated blocks into {args.readme}")
+        return 1 if stale else 0
+    for page in stale:
+        write_text(page, rendered[page])
+    print(f"rewrote {len(stale)} of {len(pages)} pages: " + ", ".join(map(str, stale or ["none"])))
     return 0
 
 

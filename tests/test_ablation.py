@@ -36,7 +36,7 @@ def test_quick_run_writes_every_row_the_table_and_the_plots(quick_run):
         assert 0.0 < row["coverage@10"] <= 1.0
         assert row["delta_ndcg@10"] == pytest.approx(row["per_seed"][0]["delta_ndcg@10"])
     rankers = [r for r in record["rows"] if r["model"].startswith("ranker")]
-    assert len(rankers) == 4 and all(0.0 <= r["candidate_recall"] <= 1.0 for r in rankers)
+    assert len(rankers) == 6 and all(0.0 <= r["candidate_recall"] <= 1.0 for r in rankers)
     assert record["dataset"]["has_timestamps"] and record["config"]["quick"]
     md = quick_run.with_suffix(".md").read_text()
     assert all(f"| {name} |" in md for name in ablation.default_rows(order_is_time=True))
@@ -122,3 +122,10 @@ def test_the_length_columns_run_shortest_first_after_a_json_round_trip(quick_run
     record = json.loads(quick_run.read_text())  # keys come back sorted: "10-19" before "2-9"
     header = next(line for line in ablation.markdown(record).splitlines() if line.startswith("| model | 2-9"))
     assert header.index("2-9") < header.index("10-19") < header.index("100+")
+
+
+def test_a_pipeline_run_names_its_dvc_stage_in_the_header(quick_run):
+    record = {**json.loads(quick_run.read_text()), "updates": []}  # other tests here add --update runs
+    assert record["stage"] is None and ablation.markdown(record).splitlines()[2] == f"`{record['command']}`"
+    header = ablation.markdown({**record, "stage": "ablation-anime"}).splitlines()[2]
+    assert header == f"`dvc repro ablation-anime` (dvc.yaml, params.yaml), which ran `{record['command']}`"

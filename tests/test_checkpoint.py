@@ -210,6 +210,7 @@ def test_a_ranker_round_trip_gives_the_same_scores_and_retrieval(tmp_path):
     loaded = load_checkpoint(path, expected_iid_map_sha256=META["iid_map_sha256"], expected_n_items=model.n_items)
     assert isinstance(loaded.model, TwoStage) and read_checkpoint(path)["model_kind"] == "ranker"
     assert loaded.model.generator_names == GENERATORS and not hasattr(loaded.model, "ranker")
+    assert loaded.model.like_generators == ("sasrec",) and "sasrec_log_like" in loaded.model.feature_names()
     for name, generator in loaded.model.generators.items():  # every generator kind rebuilt
         assert torch.equal(generator.score(history), model.generators[name].score(history)), name
     scores, retrieved = loaded.model.score_and_retrieval(history)

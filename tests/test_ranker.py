@@ -109,6 +109,7 @@ def test_feature_names_match_the_features():
     model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
     _, x, _, _ = model._stage_one(BLOCKS.new_history)
     assert x.shape[1] == len(model.feature_names()) == model.ranker.n_features_
+    assert "like_share" in model.feature_names() and not model.like_generators  # no generator with a head here
     gain = model.feature_gain()
     assert list(gain) == model.feature_names() and abs(sum(gain.values()) - 1.0) < 1e-6
     assert torch.isfinite(model.score(BLOCKS.new_history)[:, 1:]).all()
@@ -168,14 +169,34 @@ def test_without_drops_generators_and_must_leave_one():
         TwoStage(generators=("ease",), without=("ease",))
 
 
-def test_liked_targets_learn_only_from_held_out_likes_and_loves():
-    feedback = [[LIKE if (u + k) % 3 else DISLIKE for k in range(5)] for u in range(BLOCKS.train.n_users)]
-    train = Sequences.from_lists([list(BLOCKS.train.iid[a:b]) for a, b in
-                                  zip(BLOCKS.train.offsets[:-1], BLOCKS.train.offsets[1:])], feedback)
+def with_some_dislikes(train: Sequences) -> Sequences:
+    """The same events, every third one a Dislike."""
+    feedback = [[LIKE if (u + k) % 3 else DISLIKE for k in range(b - a)]
+                for u, (a, b) in enumerate(zip(train.offsets[:-1], train.offsets[1:]))]
+    return Sequences.from_lists([list(train.iid[a:b]) for a, b in zip(train.offsets[:-1], train.offsets[1:])], feedback)
+
+
+def test_a_held_out_dislike_is_the_one_candidate_to_put_below_the_rest_or_skipped_or_a_target():
+    train = with_some_dislikes(BLOCKS.train)
     model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, train)
     cases = leave_one_out(train).test
-    _, labels, groups = model._learning_set(cases)
-    model.liked_targets = False
-    _, _, all_groups = model._learning_set(cases)
+    sets, disliked_groups = {}, {}
+    for mode in ("negative", "skip", "positive"):
+        model.disliked_targets = mode
+        _, labels, groups, disliked_groups[mode] = model._learning_set(cases)
+        sets[mode] = np.split(labels, np.cumsum(groups)[:-1])
     liked = int((cases.target_feedback != DISLIKE).sum())
-    assert len(groups) <= liked < len(cases) and len(all_groups) > len(groups) and labels.sum() == len(groups)
+    assert 0 < len(sets["skip"]) <= liked < len(sets["positive"]) == len(sets["negative"])
+    assert all(group.sum() == 1 for group in sets["skip"] + sets["positive"])
+    below = [group for group in sets["negative"] if group.sum() == len(group) - 1]  # the Dislike 0, the rest 1
+    assert len(below) == len(sets["negative"]) - len(sets["skip"]) == disliked_groups["negative"].sum() > 0
+    assert not disliked_groups["skip"].any() and not disliked_groups["positive"].any()
+
+
+def test_held_out_dislikes_weigh_more_with_disliked_weight():
+    train = with_some_dislikes(BLOCKS.train)
+    plain, heavy = (TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5, disliked_weight=w)
+                    .fit(BLOCKS.dataset, train) for w in (1.0, 8.0))
+    assert plain.booster.model_to_string() != heavy.booster.model_to_string()
+    with pytest.raises(ValueError, match="disliked_weight"):
+        TwoStage(disliked_weight=0.0)

@@ -12,14 +12,22 @@ Stage 2: ``lightgbm.LGBMRanker`` (lambdarank: gradients of NDCG, a listwise obje
 - the title: log training popularity; log members, episodes, type and mean rating where the catalogue has them
   (not those a source counts over its whole ratings file: MovieLens members and mean rating);
 - the history: its length, its shares of Dislikes and of Loves;
-- the taste cosine (nostrade.similarity) to the history's liked profile, and the max to a disliked title.
+- the taste cosine (nostrade.similarity) to the history's liked profile, and the max to a disliked title;
+- with ``like_features``: the title's training like share, and SASRec's log P(like) of it.
 
 Honest fit: the ranker never sees the data set's validation or test targets. ``fit`` splits the training part it
 is given once more (nostrade.split's rules for this data's order: the last two events, or two random ones where
 the order is not time), fits the generators on the rest, and the ranker learns on those held-out targets, each
-ranked from the history before it (``liked_targets``: only the Like / Love targets; learning to retrieve held-out
-Dislikes lowered the gap between liked and disliked titles, Δ, on the anime sample) — as at test time, the newest event of the history is one the generators did
-not train on. Then (``refit``) the generators are fitted again on the whole training part.
+ranked from the history before it — as at test time, the newest event of the history is one the generators did
+not train on. Then (``refit``) the generators are fitted again on the whole training part. A held-out Like or Love is
+the one relevant title of its case; a held-out Dislike (``disliked_targets``: "negative", the default) is the one
+title of its case the ranker should put below all the other candidates — the person watched it, so the generators
+put it high, and learning where that goes wrong is learning to keep Dislikes down. ("skip": such cases are left
+out; "positive": a Dislike is a target like any other, which lowered the gap between liked and disliked titles,
+Δ, on the anime sample.)
+
+Feedback features (``like_features``): each title's share of Likes and Loves among its training events (smoothed
+towards the overall share), and where a generator has a feedback head (SASRec's), its log P(like | history, title).
 
 Its size — 100 trees of 7 leaves, at least 100 candidates a leaf — is the best of a small grid by validation
 NDCG@10 on ML-100K and second best on the anime sample (benchmarks/ranker_validation.py; LightGBM's usual
@@ -62,6 +70,8 @@ GENERATORS = ("sasrec", "als", "itemknn", "ease", "gru4rec", "content", "popular
 ORDER_READERS = ("gru4rec",)  # left out where the order is not time (SASRec is then a set model)
 ITEM_COLUMNS = ("members", "episodes", "rating_mean", "year")  # used where the catalogue has them
 DISLIKE_FEATURES = ("dislike_share", "taste_disliked_max")  # the only ones a Dislike moves; monotone decreasing
+DISLIKED_TARGETS = ("negative", "skip", "positive")  # what a held-out Dislike teaches the ranker (see above)
+LIKE_PRIOR_EVENTS = 10.0  # a title's like share is smoothed as if it had this many more events at the overall share
 
 
 def registry():
@@ -102,7 +112,8 @@ class TwoStage:
     def __init__(self, generators: Sequence[str] = GENERATORS, n_candidates: int = 100, seed: int = 0,
                  refit: bool = True, n_estimators: int = 100, learning_rate: float = 0.05, num_leaves: int = 7,
                  min_child_samples: int = 100, num_threads: int = 1, mmr_lambda: float = 1.0, mmr_depth: int = 50,
-                 without: Sequence[str] = (), liked_targets: bool = True, fit_generator: Callable | None = None):
+                 without: Sequence[str] = (), disliked_targets: str = "negative", disliked_weight: float = 1.0,
+                 like_features: bool = True, fit_generator: Callable | None = None):
         single = tuple(m for m in registry().MODELS if m != self.kind)
         if not generators or set(generators) - set(single) or set(without) - set(single):
             raise ValueError(f"generators: {list(generators)} (without {list(without)}) must be models of {single}")
@@ -110,10 +121,16 @@ class TwoStage:
             raise ValueError(f"generators: none left of {list(generators)} without {list(without)}")
         if n_candidates < 1:
             raise ValueError(f"n_candidates: {n_candidates} must be at least 1")
+        if disliked_targets not in DISLIKED_TARGETS:
+            raise ValueError(f"disliked_targets: {disliked_targets!r} is not one of {DISLIKED_TARGETS}")
+        if not disliked_weight > 0:
+            raise ValueError(f"disliked_weight: {disliked_weight} must be above 0")
         if not 0.0 <= mmr_lambda <= 1.0:
             raise ValueError(f"mmr_lambda: {mmr_lambda} must be in [0, 1] (1: no diversity re-rank)")
         self.generator_names = tuple(g for g in generators if g not in without)
-        self.n_candidates, self.seed, self.refit, self.liked_targets = n_candidates, seed, refit, liked_targets
+        self.n_candidates, self.seed, self.refit = n_candidates, seed, refit
+        self.disliked_targets, self.disliked_weight = disliked_targets, disliked_weight
+        self.like_features, self.like_generators = like_features, ()
         self.mmr_lambda, self.mmr_depth = mmr_lambda, mmr_depth
         self.fit_generator = fit_generator or FittedGenerators()
         self.lgbm = dict(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
@@ -126,19 +143,22 @@ class TwoStage:
         if not dataset.order_is_time:  # the answer must not depend on the click order
             self.generator_names = tuple(g for g in self.generator_names if g not in ORDER_READERS) or ("popularity",)
         self.n_items = dataset.n_items
-        self.item_features, self.item_feature_names = item_features(dataset, train)
+        self.item_features, self.item_feature_names = item_features(dataset, train, self.like_features)
         self.taste = similarity.taste_vectors(dataset, train)
         self.taste_t = np.ascontiguousarray(self.taste.T)
         self.genre_unit = similarity.genre_unit_vectors(dataset)  # the diversity re-rank's space
         inner = leave_one_out(train, dataset.order_is_time, self.seed)
         self.generators = self._generators(dataset, inner.train)
-        features, labels, groups = self._learning_set(inner.valid, inner.test)
+        self.like_generators = tuple(name for name, g in self.generators.items()
+                                     if self.like_features and getattr(g, "has_like_head", False))
+        features, labels, groups, disliked = self._learning_set(inner.valid, inner.test)
         if not len(groups):
             raise ValueError("ranker: no held-out target of the training part is among the candidates; "
                              "raise n_candidates or give more data")
         decreasing = [-1 if name in DISLIKE_FEATURES else 0 for name in self.feature_names()]
         self.ranker = lightgbm.LGBMRanker(objective="lambdarank", monotone_constraints=decreasing, **self.lgbm)
-        self.ranker.fit(features, labels, group=groups)
+        weight = np.repeat(np.where(disliked, self.disliked_weight, 1.0), groups)  # per row, LightGBM's way
+        self.ranker.fit(features, labels, group=groups, sample_weight=weight)
         self.booster = self.ranker.booster_  # what scores (a checkpoint keeps only it, as its text dump)
         self._compiled = None
         if self.refit:
@@ -153,29 +173,35 @@ class TwoStage:
                     refit=self.refit, n_estimators=lgbm["n_estimators"], learning_rate=lgbm["learning_rate"],
                     num_leaves=lgbm["num_leaves"], min_child_samples=lgbm["min_child_samples"],
                     num_threads=lgbm["n_jobs"], mmr_lambda=self.mmr_lambda, mmr_depth=self.mmr_depth,
-                    liked_targets=self.liked_targets)
+                    disliked_targets=self.disliked_targets, disliked_weight=self.disliked_weight,
+                    like_features=self.like_features)
 
     def _generators(self, dataset: Dataset, train: Sequences) -> dict:
         return {name: self.fit_generator(name, self.seed, dataset, train) for name in self.generator_names}
 
     def _learning_set(self, *case_sets: EvalCases):
-        """Features and 0/1 labels of the candidates of every case whose target is among them (and, with
-        ``liked_targets``, is a Like or Love: a held-out Dislike is nothing to learn to recommend), grouped by case."""
-        features, labels, groups = [], [], []
+        """Features and 0/1 labels of the candidates of every case whose target is among them, grouped by case: the
+        target 1 and the rest 0 where it is a Like or Love; where it is a Dislike, per ``disliked_targets``: the
+        target 0 and the rest 1 ("negative"), left out ("skip"), or as a Like ("positive"); and which groups are
+        such a Dislike's (weighted ``disliked_weight`` in the fit)."""
+        features, labels, groups, disliked_groups = [], [], [], []
         for cases in case_sets:
             for start in range(0, len(cases), 512):
                 rows = np.arange(start, min(start + 512, len(cases)))
                 candidates, x, _, _ = self._stage_one(cases.history.take(rows))
                 hit = candidates[rows - start, cases.target[rows]]
-                if self.liked_targets:
-                    hit &= cases.target_feedback[rows] != DISLIKE
+                disliked = (cases.target_feedback[rows] == DISLIKE) & (self.disliked_targets != "positive")
+                if self.disliked_targets == "skip":
+                    hit &= ~disliked
                 owner = np.repeat(np.arange(len(rows)), candidates.sum(axis=1))
                 keep = hit[owner]
                 item = np.nonzero(candidates)[1]
                 features.append(x[keep])
-                labels.append((item == cases.target[rows][owner])[keep].astype(np.int32))
+                labels.append(((item == cases.target[rows][owner]) != disliked[owner])[keep].astype(np.int32))
                 groups.append(candidates.sum(axis=1)[hit])
-        return np.concatenate(features), np.concatenate(labels), np.concatenate(groups)
+                disliked_groups.append(disliked[hit])
+        return (np.concatenate(features), np.concatenate(labels), np.concatenate(groups),
+                np.concatenate(disliked_groups))
 
     # ---- score -------------------------------------------------------------------------------------------------
 
@@ -191,8 +217,9 @@ class TwoStage:
         history = history.select(known_events(history, self.n_items))
         liked = history.select(history.feedback != DISLIKE)
         seen_liked = seen_mask(liked, self.n_items)
+        outputs = {name: generator_scores(g, liked, seen_liked) for name, g in self.generators.items()}
         # (G, B, n_items + 1): every generator's scores, and ranks from one sort of all of them
-        scores = np.stack([generator_scores(g, liked, seen_liked) for g in self.generators.values()])
+        scores = np.stack([s for s, _ in outputs.values()])
         ranks = unseen_ranks(scores.reshape(-1, scores.shape[-1])).reshape(scores.shape)
         bits = (1 << np.arange(len(scores), dtype=np.uint16))[:, None, None]
         retrieved = np.bitwise_or.reduce((ranks <= self.n_candidates) * bits, axis=0, dtype=np.uint16)
@@ -203,8 +230,9 @@ class TwoStage:
         columns = list(columns.reshape(-1, len(user)))
         history_columns = history_features(history, self.n_items)
         taste_liked, taste_disliked = taste_cosines(self.taste, self.taste_t, history)
+        like_columns = [outputs[name][1][user, item] for name in self.like_generators]
         x = np.column_stack([*columns, self.item_features[item], history_columns[user],
-                             taste_liked[user, item], taste_disliked[user, item]])
+                             taste_liked[user, item], taste_disliked[user, item], *like_columns])
         # rounded: float noise (a batch vs one history: 1e-9 either side of 0) must not cross a split threshold
         x = np.round(x, 6).astype(np.float32)
         disliked = seen_mask(history, self.n_items)[user, item]  # seen, hence never recommended
@@ -249,7 +277,7 @@ class TwoStage:
     def feature_names(self) -> list[str]:
         names = [f"{g}_{kind}" for g in self.generator_names for kind in ("score", "rank")]
         return names + self.item_feature_names + ["liked_events", "dislike_share", "love_share", "taste_liked",
-                                                  "taste_disliked_max"]
+                                                  "taste_disliked_max"] + [f"{g}_log_like" for g in self.like_generators]
 
     def feature_gain(self) -> dict[str, float]:
         """Each feature's share of the ranker's total split gain (LightGBM's "gain" importance)."""
@@ -264,7 +292,9 @@ class TwoStage:
     def config(self) -> dict:
         """Options, each generator's config, and the LightGBM model as its text dump (inside the checksum)."""
         return {"generators": list(self.generator_names), "n_candidates": self.n_candidates, "seed": self.seed,
-                "refit": self.refit, "liked_targets": self.liked_targets, "mmr_lambda": self.mmr_lambda,
+                "refit": self.refit, "disliked_targets": self.disliked_targets,
+                "disliked_weight": self.disliked_weight, "like_features": self.like_features,
+                "like_generators": list(self.like_generators), "mmr_lambda": self.mmr_lambda,
                 "mmr_depth": self.mmr_depth, "dislikes_only_lower": True,
                 "lgbm": dict(self.lgbm), "item_feature_names": list(self.item_feature_names),
                 "generator_configs": {name: g.config() for name, g in self.generators.items()},
@@ -288,8 +318,10 @@ class TwoStage:
                              "features mean something else now); retrain it: python -m nostrade.train --model ranker")
         model = cls(config["generators"], config["n_candidates"], config["seed"], config["refit"],
                     mmr_lambda=config["mmr_lambda"], mmr_depth=config["mmr_depth"],
-                    liked_targets=config.get("liked_targets", False))
+                    disliked_targets=config.get("disliked_targets", "skip" if config.get("liked_targets") else "positive"),
+                    disliked_weight=config.get("disliked_weight", 1.0), like_features=config.get("like_features", False))
         model.lgbm, model.n_items = dict(config["lgbm"]), config["n_items"]
+        model.like_generators = tuple(config.get("like_generators", ()))
         features = state["item_features"].numpy().copy()
         features[state["item_features_missing"].numpy()] = np.nan
         model.item_features, model.item_feature_names = features, list(config["item_feature_names"])
@@ -321,11 +353,17 @@ def seen_mask(history: Sequences, n_items: int) -> np.ndarray:
     return seen
 
 
-def generator_scores(model, history: Sequences, seen: np.ndarray) -> np.ndarray:
-    """A generator's (B, n_items + 1) float32 scores, seen titles and padding at -inf."""
-    scores = model.score(history).float().numpy().copy()
+def generator_scores(model, history: Sequences, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A generator's (B, n_items + 1) float32 scores, seen titles and padding at -inf, and where it has a feedback
+    head its log P(like) of every title (else None), from the same pass."""
+    if getattr(model, "has_like_head", False):
+        scores, log_like = model.score_and_like(history)
+        log_like = log_like.float().numpy()
+    else:
+        scores, log_like = model.score(history), None
+    scores = scores.float().numpy().copy()
     scores[seen] = -np.inf
-    return scores
+    return scores, log_like
 
 
 def unseen_ranks(scores: np.ndarray) -> np.ndarray:
@@ -359,12 +397,19 @@ def standardised(values: np.ndarray, owner: np.ndarray, n_owners: int) -> np.nda
     return np.where(std > 0, centred / np.maximum(std, 1e-12), 0.0).reshape(np.shape(values))
 
 
-def item_features(dataset: Dataset, train: Sequences) -> tuple[np.ndarray, list[str]]:
-    """(n_items + 1, F) and the names: log training popularity, the catalogue's numeric columns (log members) but
-    those counted over the whole ratings file (``dataset.rating_derived_columns``), type code (-1 unknown)."""
+def item_features(dataset: Dataset, train: Sequences, like_share: bool = True) -> tuple[np.ndarray, list[str]]:
+    """(n_items + 1, F) and the names: log training popularity, the training like share (``like_share``), the
+    catalogue's numeric columns (log members) but those counted over the whole ratings file
+    (``dataset.rating_derived_columns``), type code (-1 unknown)."""
     items = dataset.items.drop(columns=list(dataset.rating_derived_columns))
-    count = np.bincount(train.iid[(train.iid >= 1) & (train.iid <= dataset.n_items)], minlength=dataset.n_items + 1)
-    columns, names = [np.log1p(count.astype(np.float64))], ["popularity"]
+    known = (train.iid >= 1) & (train.iid <= dataset.n_items)
+    count = np.bincount(train.iid[known], minlength=dataset.n_items + 1).astype(np.float64)
+    columns, names = [np.log1p(count)], ["popularity"]
+    if like_share:
+        liked = np.bincount(train.iid[known & (train.feedback != DISLIKE)], minlength=dataset.n_items + 1)
+        overall = liked.sum() / max(count.sum(), 1.0)
+        columns.append((liked + LIKE_PRIOR_EVENTS * overall) / (count + LIKE_PRIOR_EVENTS))
+        names.append("like_share")
     for name in (c for c in ITEM_COLUMNS if c in items):
         values = np.concatenate([[np.nan], items[name].astype("Float64").to_numpy(np.float64, na_value=np.nan)])
         columns.append(np.log1p(np.maximum(values, 0)) if name == "members" else values)

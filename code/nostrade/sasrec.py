@@ -48,6 +48,16 @@ class SASRecRecommender:
     def score(self, history: Sequences) -> torch.Tensor:
         return self.model.score(history)
 
+    @property
+    def has_like_head(self) -> bool:
+        return bool(self.model.cfg.feedback_head)
+
+    def score_and_like(self, history: Sequences) -> tuple[torch.Tensor, torch.Tensor]:
+        """``score``, and the feedback head's log P(like) of every title, from one forward pass (the ranker's
+        feature)."""
+        scores, log_like = self.model.score_parts(history)
+        return scores + self.model.cfg.like_weight * log_like, log_like
+
     def item_vectors(self) -> np.ndarray:
         return self.model.item_vectors()
 
