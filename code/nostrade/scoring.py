@@ -226,14 +226,9 @@ class Scoring:
         counts = np.array([len(d) for d in disliked])
         if self.dislike_weight <= 0 or not counts.any():
             return penalty
-        cosines = self.item_unit[np.concatenate(disliked)] @ self._item_unit_t
-        # A running max over the j-th dislike of each user (their last again where they have fewer): memory
-        # stays one row per user, also for large batches.
+        cosines = self.item_unit[np.concatenate(disliked)] @ self._item_unit_t  # each user's dislikes: one segment
         users = np.flatnonzero(counts)
-        first, last = np.cumsum(counts)[users] - counts[users], counts[users] - 1
-        closest = cosines[first]
-        for j in range(1, counts.max()):
-            np.maximum(closest, cosines[first + np.minimum(j, last)], out=closest)
+        closest = np.maximum.reduceat(cosines, (np.cumsum(counts) - counts)[users], axis=0)
         penalty[users, :self.n_items] = self.dislike_weight * np.maximum(closest, 0.0)
         return penalty
 
