@@ -553,7 +553,9 @@ class Recommender:
         pushed_by = np.full(len(top), None, dtype=object)
         if len(top) and s.penalty[0, top].any():
             unpenalised = (s.final[0] + s.penalty[0])[allowed]
-            rank_without = 1 + (unpenalised[None, :] > (s.final[0, top] + s.penalty[0, top])[:, None]).sum(axis=1)
+            mine = s.final[0, top] + s.penalty[0, top]
+            above = unpenalised[unpenalised > mine.min()]  # the only titles that can rank above any of them
+            rank_without = 1 + (above[None, :] > mine[:, None]).sum(axis=1)
             disliked = history.rows[history.feedback == DISLIKE]
             nearest, _ = self.explainer.closest(top, disliked)
             pushed = (rank_without < np.arange(1, len(top) + 1)) & (s.penalty[0, top] > 0)
