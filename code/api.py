@@ -25,10 +25,10 @@ repository root):
 
 The model is loaded once per worker process at startup. Every score comes from predict.Recommender;
 this module only validates, looks up histories, and shapes JSON. Recommendation requests that arrive together
-are scored in one model call and each answered with its own row (micro-batching: code/batching.py). A known user's history is
-nostrade.history's (training interactions, then logged ratings; the latest rating wins; a cleared one removes
-the title), read from the log on every request, so a POST /feedback shows in the next GET /recommend at
-once (in any worker).
+are scored in one model call and each answered with its own row (micro-batching: code/batching.py). A known
+user's history is nostrade.history's (training interactions, then logged ratings; the latest rating wins; a
+cleared one removes the title), read from the log on every request, so a POST /feedback shows in the next
+GET /recommend at once (in any worker).
 
 Errors are JSON ``{"error": kind, "detail": one line, "errors": [...]}`` with a 4xx status: 422 for a
 request that does not match the schema (also a query parameter given twice, or digits other than ASCII
