@@ -22,14 +22,14 @@ embedding, without the time embedding, with the plain loss (no feedback weightin
 1,024 shared negatives half uniform and half by popularity, 128 of them, about the share of the catalogue that 1,024
 is of the full Kaggle one, and the default: every negative drawn by popularity), with item2vec-initialised item
 embeddings, with side features for every title (``sasrec+features``: use_item_features as "fallback", see
-nostrade.model; ``-sum``: as "sum", id dropout 0.5, ``-sum-no-id-dropout`` without it), and trained and tested on each
+nostrade.sasrec_net; ``-sum``: as "sum", id dropout 0.5, ``-sum-no-id-dropout`` without it), and trained and tested on each
 user's history shuffled (seeded; the last two events, the validation and test targets, stay last: the control that
 shows whether the order of the history matters). Where the order is not time: with the position embedding, trained on
 one fixed order (no fresh permutation each epoch), and the control trained and tested as if the file order were time.
 ``ease-binary`` is Steck's EASE (every watched title a target; ``ease`` has liked targets). The ``MODEL+genre-α`` rows
 evaluate the served scoring function (nostrade.scoring: genre blend at α, cold-start paths and dislike rules, exactly
 what predict.py serves) over that plain row's models: sasrec where the order is time, ease (the served default) where
-it is not; α 0 is the served model part alone. Every row is a nostrade.models model fitted on the training part, one
+it is not; α 0 is the served model part alone. Every row is a nostrade.registry model fitted on the training part, one
 loop. Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn, ease, content) run once, std 0.
 The ranker rows use the generators `python -m nostrade.train` serves (nostrade.train.auto_generators). Every row
 keeps its per-case ranks, and the file's lifts table gives the paired, user-level bootstrap 95% interval of each
@@ -52,26 +52,27 @@ import tempfile
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from nostrade import prep
-from nostrade.atomic import atomic_write, write_json, write_text
+from nostrade.atomic import write_json, write_text
 from nostrade.baselines import BASELINES
 from nostrade.dataset import Dataset, load_dataset
-from nostrade.evaluate import evaluate_all_targets, metrics_from_ranks, rank_cases
-from nostrade.model import SASRecConfig
-from nostrade.models import make_model, takes_seed
 from nostrade.diversity import slate_stats
+from nostrade.evaluate import evaluate_all_targets, metrics_from_ranks, rank_cases
 from nostrade.peers import check_targets_match, in_peer_order
+from nostrade.plots import PLOTS, length_labels, save_figure
 from nostrade.ranker import FittedGenerators
+from nostrade.registry import MODELS, make_model, takes_seed
 from nostrade.report import LIFTS, lift, lifts_markdown, pm, summarise
+from nostrade.sasrec_net import SASRecConfig
+from nostrade.sasrec_training import DATA_FIELDS, TrainConfig
 from nostrade.scoring import DISLIKE_WEIGHT, Scoring
 from nostrade.sequences import Sequences
 from nostrade.similarity import genre_unit_vectors
 from nostrade.split import LeaveOneOut, split_of
-from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, auto_generators, configs_from_args
+from nostrade.train import add_dataclass_flags, auto_generators, configs_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
@@ -123,7 +124,6 @@ TIME_ONLY = ("sasrec-shuffled", "sasrec-no-time",  # order-free data has no time
              *(f"sasrec+genre-{a}" for a in ALPHAS))
 METRICS = ("ndcg@10", "hr@10", "ndcg@20", "hr@20", "mrr")
 LENGTH_BUCKETS = ((2, 9), (10, 19), (20, 49), (50, 99), (100, None))  # test-history lengths (events)
-BY_LENGTH_SHOWN = ("popularity", "als", "itemknn", "ease", "lightgcn", "gru4rec", "content", "sasrec")  # + the blends
 QUICK_BASELINE_OPTIONS = {"als": {"iterations": 2}, "lightgcn": {"epochs": 2}, "gru4rec": {"epochs": 2},
                           "ncf": {"epochs": 2}}
 QUICK_MODEL = {"d_model": 16, "n_layers": 1, "max_len": 20}
@@ -193,7 +193,7 @@ def measure(scorer, split: LeaveOneOut, dataset: Dataset) -> dict:
 
 
 def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: LeaveOneOut):
-    """Fit a nostrade.models model on the training part and measure it: (fitted model, per-seed result). A ranker
+    """Fit a nostrade.registry model on the training part and measure it: (fitted model, per-seed result). A ranker
     also gets its candidates' recall of the test targets (the ceiling of what it can rank) and its features' gain."""
     started = time.perf_counter()
     model = make_model(name, seed=seed, **options).fit(dataset, split.train)
@@ -215,7 +215,7 @@ def run_model(name: str, seed: int, options: dict, dataset: Dataset, split: Leav
 # ---- the whole table ----------------------------------------------------------------------------------------
 
 def row_model(name: str) -> tuple[str, dict]:
-    """The nostrade.models model a row fits (a served row: the plain row's model) and the row's own options."""
+    """The nostrade.registry model a row fits (a served row: the plain row's model) and the row's own options."""
     if name in SERVED:
         return SERVED[name], {}
     return VARIANTS.get(name, (SERVED_ROWS.get(name, (name,))[0], {}))
@@ -240,7 +240,7 @@ def run_rows(rows, seeds, dataset: Dataset, split: LeaveOneOut, options: dict,
     """``options``: model name -> its options (SASRec's from the command line, the baselines' from --set);
     ``dislike_weight``: the served rows' dislike penalty. Models are fitted once per seed and training data
     (``fitted``): the served-function rows and the ranker rows' generators reuse the plain rows' models."""
-    fitted = FittedGenerators(options)
+    fitted = FittedGenerators(MODELS, options)  # every model of the registry: a served ranker's row reuses its own
     options = {**options, "ranker": {**options.get("ranker", {}), "fit_generator": fitted}}
     fitted.options = options  # a served ranker fitted here shares the generators too
     results = {}
@@ -310,13 +310,6 @@ def lifts(record: dict) -> list[dict]:
 
 # ---- report -------------------------------------------------------------------------------------------------
 
-def save_figure(fig, path: Path) -> None:
-    fig.tight_layout()
-    with atomic_write(path) as f:
-        fig.savefig(f, format=path.suffix[1:], dpi=110)
-    plt.close(fig)
-
-
 def fewer_seeds(record: dict) -> str:
     seeds = record["config"]["seeds"]
     fewer = [f"{r['model']} {r['seeds']}" for r in record["rows"]
@@ -328,11 +321,6 @@ def merge_seeds(previous: dict, redone: dict) -> dict:
     """A row re-run over some seeds: its per-seed results replace those seeds' earlier ones, the rest stay."""
     per_seed = {r["seed"]: r for r in previous["per_seed"]} | {r["seed"]: r for r in redone["per_seed"]}
     return {"model": redone["model"], **summarise([per_seed[s] for s in sorted(per_seed)])}
-
-
-def length_labels(row: dict) -> list[str]:
-    """A row's history-length buckets, shortest first (a row read back from JSON has them in key order)."""
-    return sorted(row["by_length"], key=lambda label: int(label.split("-")[0].rstrip("+")))
 
 
 def markdown(record: dict) -> str:
@@ -417,64 +405,6 @@ def lift_lines(record: dict) -> list[str]:
     return lines
 
 
-def plot_metrics(rows: list[dict]) -> plt.Figure:
-    names = [r["model"] for r in rows][::-1]
-    panels = [("NDCG@10, next item", lambda r: (r["ndcg@10"], r["std"]["ndcg@10"])),
-              ("NDCG@10, next liked", lambda r: (r["next_liked"]["ndcg@10"], r["std"]["next_liked_ndcg@10"])),
-              ("Δ = liked − disliked NDCG@10", lambda r: (r["delta_ndcg@10"], r["std"]["delta_ndcg@10"]))]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 0.35 * len(rows) + 1.5), sharey=True)
-    for ax, (title, get) in zip(axes, panels):
-        means, stds = zip(*(get(r) for r in rows[::-1]))
-        colours = ["tab:blue" if n.startswith("sasrec") else "tab:gray" for n in names]
-        ax.barh(names, means, xerr=stds, color=colours, capsize=3)
-        ax.axvline(0, color="black", linewidth=0.8)
-        ax.set_title(title)
-    return fig
-
-
-def plot_alpha(rows: list[dict]) -> plt.Figure:
-    by_name = {r["model"]: r for r in rows}
-    model = next((m for m in ("sasrec", "ease") if f"{m}+genre-0.0" in by_name), "sasrec")
-    sweep = [(a, by_name.get(f"{model}+genre-{a}")) for a in ALPHAS]
-    sweep = [(a, r) for a, r in sweep if r is not None]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, get in (("next item", lambda r: (r["ndcg@10"], r["std"]["ndcg@10"])),
-                       ("next liked", lambda r: (r["next_liked"]["ndcg@10"], r["std"]["next_liked_ndcg@10"])),
-                       ("next disliked", lambda r: (r["next_disliked"]["ndcg@10"],
-                                                    r["std"]["next_disliked_ndcg@10"]))):
-        if sweep:
-            means, stds = zip(*(get(r) for _, r in sweep))
-            ax.errorbar([a for a, _ in sweep], means, yerr=stds, marker="o", capsize=3, label=label)
-    ax.set_xlabel("α (share of the genre cosine in the blend)")
-    ax.set_ylabel("NDCG@10")
-    ax.set_title(f"The served score ({model} + genre blend + dislike rules): the α sweep")
-    if sweep:
-        ax.legend()
-    return fig
-
-
-def plot_by_length(rows: list[dict]) -> plt.Figure:
-    shown = [r for r in rows if r["model"] in BY_LENGTH_SHOWN or "+genre-" in r["model"]]
-    labels = [label for label in length_labels(rows[0]) if rows[0]["by_length"][label]["n_cases"] > 0]
-    x = np.arange(len(labels))
-    colours = plt.get_cmap("tab20")(np.linspace(0, 1, 20))
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, r in enumerate(shown):
-        cells = [r["by_length"][label] for label in labels]
-        means = [np.nan if c["ndcg@10"] is None else c["ndcg@10"] for c in cells]
-        stds = [0 if c["std"] is None else c["std"] for c in cells]
-        style = "-" if r["model"].startswith("sasrec") else "--"
-        ax.errorbar(x, means, yerr=stds, linestyle=style, marker="o", capsize=2, color=colours[(2 * i) % 20 + i // 10],
-                    label=r["model"])
-    ax.set_xticks(x, [f"{label}\n(n={rows[0]['by_length'][label]['n_cases']})" for label in labels])
-    ax.set_xlabel("events in the test history")
-    ax.set_ylabel("NDCG@10, next item")
-    ax.set_title("By history length (short histories: where the genre blend should help)")
-    ax.legend(fontsize=7, ncol=2)
-    return fig
-
-
-PLOTS = {"metrics": plot_metrics, "alpha": plot_alpha, "by_length": plot_by_length}  # the figures of a record
 
 
 # ---- command line -------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ benchmarks/ablation.py reads it: ML-100K in the peers' event order). Per seed s:
    events whose target is cold are measured the same way (``valid``: where options such as --id-dropout are chosen).
 Rows: ``content`` (the content baseline: genre/type cosine to the history's profile, no training data),
 ``popularity`` (training users per title: a cold title has none, so it ranks with the titles nobody watched),
-``sasrec+features`` (SASRec with use_item_features, as the flags set it, by default "fallback" (nostrade.model),
+``sasrec+features`` (SASRec with use_item_features, as the flags set it, by default "fallback" (nostrade.sasrec_net),
 trained without the cold titles' events: a cold title is its feature part alone, plus the model's feature_shift, fitted
 on the validation events and recorded per seed) and ``sasrec+features+id`` (the warm control: the same model trained
 on the whole training part, so the cold titles have their id part too; its ``warm``: next-item HR@10 / NDCG@10 over
@@ -44,11 +44,12 @@ from ablation import prepare
 from nostrade.atomic import write_json
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import metrics_from_ranks, rank_cases
-from nostrade.model import SASRecConfig
-from nostrade.models import make_model
+from nostrade.sasrec_net import SASRecConfig
+from nostrade.registry import make_model
 from nostrade.report import mean_std
 from nostrade.split import EvalCases, split_of
-from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, configs_from_args
+from nostrade.train import add_dataclass_flags, configs_from_args
+from nostrade.sasrec_training import DATA_FIELDS, TrainConfig
 
 COLD_SHARE = 0.10
 MIN_TRAIN_USERS = 5

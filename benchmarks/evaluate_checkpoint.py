@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from nostrade.atomic import write_json
-from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.evaluate import evaluate_all_targets
+from nostrade.registry import load_checkpoint
 from nostrade.scoring import Scoring
 from nostrade.split import split_of
 

@@ -39,10 +39,10 @@ from nostrade.atomic import write_json
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.distributed import default_threads
 from nostrade.history import as_events, training_events
-from nostrade.model import SASRec, SASRecConfig
+from nostrade.sasrec_net import SASRec, SASRecConfig
 from nostrade.sequences import DISLIKE
 from nostrade.split import split_of
-from nostrade.train import TrainConfig, train_sasrec
+from nostrade.sasrec_training import TrainConfig, train_sasrec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,9 +29,9 @@ import torch
 from nostrade.atomic import write_json
 from nostrade.dataset import load_dataset
 from nostrade.evaluate import metrics_from_ranks, rank_cases
-from nostrade.models import make_model
+from nostrade.registry import make_model
 from nostrade.report import mean_std
-from nostrade.scoring import History, Scoring
+from nostrade.scoring import CatalogueHistory, Scoring
 from nostrade.sequences import DISLIKE, Sequences
 from nostrade.split import EvalCases, split_of
 
@@ -61,7 +61,7 @@ def cold_start_scorer(scoring: Scoring, alpha: float):
     """The genre + popularity path for every history: its titles given as ones the model does not know."""
     def score(history: Sequences) -> torch.Tensor:
         out = np.zeros((history.n_users, scoring.n_items + 1), dtype=np.float32)
-        unknown = [History(h.rows, h.feedback, h.time_bin, np.zeros_like(h.iid), h.seen_rows)
+        unknown = [CatalogueHistory(h.rows, h.feedback, h.time_bin, np.zeros_like(h.iid), h.seen_rows)
                    for h in scoring.histories_of(history)]
         out[:, 1:] = scoring.scores(unknown, alpha).final[:, :scoring.n_items]
         return torch.from_numpy(out)
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, required=True, help="processed folder (make_processed_data.py)")
     parser.add_argument("--out", type=Path, required=True, help="results JSON (written atomically)")
     parser.add_argument("--models", default="ease",
-                        help="comma-separated served models (nostrade.models names: ease, sasrec, ranker)")
+                        help="comma-separated served models (nostrade.registry names: ease, sasrec, ranker)")
     parser.add_argument("--sizes", default="1,2,3", help="history sizes (Like/Love titles kept)")
     parser.add_argument("--seeds", default="0,1,2", help="seeds of the cut (and of seeded models)")
     parser.add_argument("--alpha", type=float, default=0.2, help="the served genre share (default %(default)s)")

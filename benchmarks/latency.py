@@ -36,7 +36,7 @@ import predict
 import served
 from nostrade.atomic import write_json
 from nostrade.dataset import Dataset
-from nostrade.model import SASRec, SASRecConfig
+from nostrade.sasrec_net import SASRec, SASRecConfig
 from nostrade.prep import feedback_of
 from nostrade.sequences import LIKE, Sequences
 from nostrade.sources import read_anime

@@ -25,11 +25,12 @@ from nostrade import prep
 from nostrade.atomic import write_json
 from nostrade.dataset import load_dataset, sha256_of
 from nostrade.evaluate import evaluate, evaluate_all_targets
-from nostrade.model import SASRecConfig
+from nostrade.sasrec_net import SASRecConfig
 from nostrade.peers import check_targets_match, in_peer_order
 from nostrade.report import summarise
 from nostrade.split import split_of
-from nostrade.train import DATA_FIELDS, TrainConfig, add_dataclass_flags, configs_from_args, train_sasrec
+from nostrade.train import add_dataclass_flags, configs_from_args
+from nostrade.sasrec_training import DATA_FIELDS, TrainConfig, train_sasrec
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
     python benchmarks/orderings.py --checkpoint checkpoints/sasrec.pt --data data/processed \
         --out artifacts/bench/sasrec-orderings.json [--counts 1 2 4 8]
 
-A set-model SASRec (nostrade.model: ``permutations`` > 0) averages its last hidden state over that many orderings of
+A set-model SASRec (nostrade.sasrec_net: ``permutations`` > 0) averages its last hidden state over that many orderings of
 a history's events, in one batched forward pass of that many rows. For each count this scores the validation
 events through the served function (nostrade.train.served_validation) and times it (one thread), so a smaller count
 is chosen only where it costs no accuracy.
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from nostrade.atomic import write_json
-from nostrade.checkpoint import load_checkpoint
+from nostrade.registry import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.split import split_of
 from nostrade.train import served_validation

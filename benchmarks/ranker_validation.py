@@ -19,7 +19,8 @@ import ablation
 
 from nostrade.atomic import write_json
 from nostrade.evaluate import evaluate
-from nostrade.ranker import FittedGenerators, TwoStage
+from nostrade.ranker import FittedGenerators
+from nostrade.registry import GENERATOR_MODELS, make_model
 from nostrade.split import split_of
 
 GENERATORS = ("als", "itemknn", "ease", "content", "popularity")
@@ -38,10 +39,10 @@ def main(argv=None) -> int:
         except (FileNotFoundError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    split, generators, rows = split_of(dataset), FittedGenerators(), []
+    split, generators, rows = split_of(dataset), FittedGenerators(GENERATOR_MODELS), []
     for trees, leaves, min_child in GRID:
-        model = TwoStage(generators=GENERATORS, n_estimators=trees, num_leaves=leaves, min_child_samples=min_child,
-                         fit_generator=generators).fit(dataset, split.train)
+        model = make_model("ranker", generators=GENERATORS, n_estimators=trees, num_leaves=leaves,
+                           min_child_samples=min_child, fit_generator=generators).fit(dataset, split.train)
         valid = evaluate(model.score, split.valid, dataset.n_items)
         rows.append({"n_estimators": trees, "num_leaves": leaves, "min_child_samples": min_child,
                      "valid_ndcg@10": valid["ndcg@10"], "valid_hr@10": valid["hr@10"]})

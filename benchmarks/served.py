@@ -16,7 +16,7 @@ import torch
 from nostrade import prep, train
 from nostrade.checkpoint import save_checkpoint
 from nostrade.dataset import load_dataset
-from nostrade.model import SASRec, SASRecConfig
+from nostrade.sasrec_net import SASRec, SASRecConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "processed"

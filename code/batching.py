@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from nostrade.scoring import History, Scores
+from nostrade.scoring import CatalogueHistory, Scores
 
 DEFAULT_MAX_SIZE = 32
 DEFAULT_WAIT_MS = 5.0
@@ -45,7 +45,7 @@ class Ticket:
 
 @dataclass
 class Pending:
-    history: History
+    history: CatalogueHistory
     alpha: float
     answer: asyncio.Future
 
@@ -58,7 +58,8 @@ class BatchCounts:
 
 
 class MicroBatcher:
-    def __init__(self, score: Callable[[Sequence[History], float], Scores], settings: BatchSettings = BatchSettings()):
+    def __init__(self, score: Callable[[Sequence[CatalogueHistory], float], Scores],
+                 settings: BatchSettings = BatchSettings()):
         if settings.max_size < 1 or settings.wait_ms < 0:
             raise ValueError(f"micro-batching: max_size {settings.max_size} must be at least 1 and wait_ms "
                              f"{settings.wait_ms} at least 0")
@@ -78,7 +79,7 @@ class MicroBatcher:
             if not ticket.arrived:  # refused before scoring (a 422, a 400, an unknown user)
                 self.expected -= 1
 
-    async def scores(self, history: History, alpha: float, ticket: Ticket | None = None) -> Scores:
+    async def scores(self, history: CatalogueHistory, alpha: float, ticket: Ticket | None = None) -> Scores:
         """This history's scores (one row), from a call shared with the requests that came in meanwhile."""
         if ticket is not None and not ticket.arrived:
             ticket.arrived, self.expected = True, self.expected - 1

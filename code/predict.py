@@ -2,7 +2,7 @@
 
 The model is a checkpoint's (nostrade.checkpoint): the default is nostrade.train --model auto's choice by served
 validation (EASE, the two-stage ranker or SASRec), or one kind forced (--model ease / ranker / sasrec); anything with
-the small nostrade.scoring.ServedModel protocol serves the same way.
+the small nostrade.checkpoint.ServedModel protocol serves the same way.
 
 The Streamlit app (code/app.py) and the HTTP service (code/api.py) call this module and re-implement
 nothing. Public API:
@@ -72,7 +72,7 @@ Scoring, for every catalogue title the person has not seen (see nostrade.blend f
   trained with item features, which scores every catalogue title, those outside its vocabulary from their side
   features alone (``from_features`` true in ``out.items``).
 - "genre+popularity" (cold start: only titles the model
-  does not know): ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``.
+  does not know): ``(1 - LOG_MEMBERS_WEIGHT)·minmax(genre cosine) + LOG_MEMBERS_WEIGHT·minmax(log members)``.
 - "popularity" (cold start: no usable event): ``minmax(log members)``.
 The genre cosine is between each title's genre vector and the person's profile: the sum of their
 events' unit genre vectors weighted Love +2, Like +1, Dislike -1.
@@ -117,13 +117,14 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from nostrade.atomic import atomic_write
-from nostrade.checkpoint import load_checkpoint, readable_config
+from nostrade.checkpoint import ServedModel, readable_config
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.explain import (EXPLANATION_COLUMNS, Explainer, co_watch_matrices, influence_graph, pushed_down_note,
                               reasons, retrieval_note, retrieval_phrases, similarity_floor)
 from nostrade.prep import REPO_ROOT, time_bins_of
-from nostrade.scoring import (DISLIKE_WEIGHT, PATH_CONTENT, PATH_POPULARITY, PATH_SEQUENCE, POPULARITY_WEIGHT,
-                              SERVED_ALPHA, History, Scores, Scoring, ServedModel)
+from nostrade.registry import load_checkpoint
+from nostrade.scoring import (DISLIKE_WEIGHT, LOG_MEMBERS_WEIGHT, PATH_CONTENT, PATH_POPULARITY, PATH_SEQUENCE,
+                              SERVED_ALPHA, CatalogueHistory, Scores, Scoring)
 from nostrade.sequences import DISLIKE, FEEDBACK_NAMES, LIKE
 from nostrade.sources import load_anime_catalogue
 
@@ -410,7 +411,7 @@ class Recommender:
                 "alpha": self.default_alpha}
 
     # -- history preparation ----------------------------------------------------------------------
-    def history(self, events: Iterable) -> History:
+    def history(self, events: Iterable) -> CatalogueHistory:
         anime_ids, feedback, timestamps = parse_events(events)
         if timestamps is not None:
             order = np.argsort(timestamps, kind="stable")
@@ -432,7 +433,7 @@ class Recommender:
             timestamps = None if timestamps is None else timestamps[n_truncated:]
         iid = self.iid_of_row[rows]
         content_only = self._anime_ids[rows[iid == 0]].tolist()
-        return History(rows.astype(np.int64), feedback, self._time_bins(timestamps, len(rows)), iid,
+        return CatalogueHistory(rows.astype(np.int64), feedback, self._time_bins(timestamps, len(rows)), iid,
                        seen_rows.astype(np.int64), tuple(unknown_ids), tuple(content_only), n_duplicates, n_truncated)
 
     def rows_of(self, anime_ids: np.ndarray) -> np.ndarray:
@@ -452,9 +453,9 @@ class Recommender:
 
     # -- scoring ------------------------------------------------------------------------------------
     def scores(self, histories: Sequence, alpha: float | None = None) -> Scores:
-        """Scores of every catalogue title for each history (a History or a list of events): nostrade.scoring."""
+        """Scores of every catalogue title for each history (a CatalogueHistory or a list of events): nostrade.scoring."""
         alpha = self.default_alpha if alpha is None else check_alpha(alpha)
-        return self.scoring.scores([h if isinstance(h, History) else self.history(h) for h in histories], alpha)
+        return self.scoring.scores([h if isinstance(h, CatalogueHistory) else self.history(h) for h in histories], alpha)
 
     def filter_mask(self, genres=None, types=None, min_members=None, exclude_genres=None,
                     exclude_ids=None) -> np.ndarray:
@@ -494,11 +495,11 @@ class Recommender:
         """Top-k of the titles that pass the filters (``filter_mask``); ``genre_only_min_members``: the members a
         title needs when genres alone rank it (no model part in its score: α = 1, a cold start, or a title the
         model does not know), so that a genre match cannot surface a title almost nobody watched. ``events``
-        may be a History already (``history``); ``scored``: its one row of ``scores`` with this alpha where the
+        may be a CatalogueHistory already (``history``); ``scored``: its one row of ``scores`` with this alpha where the
         caller scored it already, e.g. in one call with other requests (the API's micro-batching)."""
         k, alpha = check_k(k), self.default_alpha if alpha is None else check_alpha(alpha)
         allowed = self.filter_mask(genres, types, min_members, exclude_genres, exclude_ids)
-        history = events if isinstance(events, History) else self.history(events)
+        history = events if isinstance(events, CatalogueHistory) else self.history(events)
         s = self.scores([history], alpha) if scored is None else scored
         allowed &= s.candidates[0]
         path = s.paths[0]
@@ -506,13 +507,13 @@ class Recommender:
             floor = self.filter_mask(min_members=genre_only_min_members)
             allowed &= floor | (self._model_scored & (path == PATH_SEQUENCE) & (alpha < 1.0))
         top = top_k(np.where(allowed, s.final[0], -np.inf), min(k, int(allowed.sum())))
-        model, genre, pop = (t[0, top] for t in (s.model, s.genre, s.popularity))
+        model, genre, pop = (t[0, top] for t in (s.model, s.genre, s.log_members))
         if path == PATH_SEQUENCE:
             by_model = self._model_scored[top] & ((1 - alpha) * model >= alpha * genre)
             source = np.where(by_model, "sequence", "genre")
         elif path == PATH_CONTENT:
             by_model = np.zeros(len(top), dtype=bool)
-            source = np.where((1 - POPULARITY_WEIGHT) * genre >= POPULARITY_WEIGHT * pop, "genre", "popularity")
+            source = np.where((1 - LOG_MEMBERS_WEIGHT) * genre >= LOG_MEMBERS_WEIGHT * pop, "genre", "popularity")
         else:
             by_model = np.zeros(len(top), dtype=bool)
             source = np.full(len(top), "popularity")
@@ -546,7 +547,7 @@ class Recommender:
         return Recommendations(path, alpha, list(history.unknown_ids), list(history.content_only_ids), history.n_duplicates,
                                history.n_truncated, columns, found)
 
-    def _pushed_down(self, s: Scores, allowed: np.ndarray, top: np.ndarray, history: History) -> dict:
+    def _pushed_down(self, s: Scores, allowed: np.ndarray, top: np.ndarray, history: CatalogueHistory) -> dict:
         """Per recommendation: its rank among the allowed titles were the dislike penalty not subtracted, and,
         where that rank is better, the disliked title it resembles most (the one that set its penalty)."""
         rank_without = np.arange(1, len(top) + 1)

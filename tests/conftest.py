@@ -43,7 +43,7 @@ def tiny_checkpoint(processed_sample, tmp_path_factory) -> Path:
 
     from nostrade.checkpoint import save_checkpoint
     from nostrade.dataset import load_dataset
-    from nostrade.model import SASRec, SASRecConfig
+    from nostrade.sasrec_net import SASRec, SASRecConfig
 
     data = load_dataset(processed_sample)
     torch.manual_seed(0)
@@ -58,8 +58,8 @@ def tiny_checkpoint(processed_sample, tmp_path_factory) -> Path:
 def anime_checkpoint(processed_anime, tmp_path_factory) -> Path:
     """A small SASRec trained for 2 epochs on ``processed_anime`` (app, browser and fine-tune tests)."""
     from nostrade.dataset import load_dataset
-    from nostrade.model import SASRecConfig
-    from nostrade.train import TrainConfig, train_sasrec
+    from nostrade.sasrec_net import SASRecConfig
+    from nostrade.sasrec_training import TrainConfig, train_sasrec
 
     data = load_dataset(processed_anime)
     cfg = SASRecConfig(n_items=data.n_items, n_time_bins=data.n_time_bins, max_len=20, d_model=16, n_heads=2,

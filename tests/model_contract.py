@@ -92,6 +92,10 @@ class ModelContract:
     def make_model(self, seed: int):
         raise NotImplementedError
 
+    def rebuild(self, model_class, config: dict, state: dict):
+        """The model from its config and state, as nostrade.registry's loader of its kind does."""
+        return model_class.from_state(config, state)
+
     @pytest.fixture(scope="class")
     @classmethod
     def fitted(cls):
@@ -132,6 +136,6 @@ class ModelContract:
         buffer.seek(0)
         saved = torch.load(buffer, weights_only=True)
         assert all(torch.is_tensor(t) for t in saved["state"].values())
-        loaded = type(fitted).from_state(saved["config"], saved["state"])
+        loaded = self.rebuild(type(fitted), saved["config"], saved["state"])
         for history in (BLOCKS.new_history, Sequences.from_lists([[1, 2, 3], []], [[LIKE, DISLIKE, LOVE], []])):
             assert torch.equal(loaded.score(history), fitted.score(history))

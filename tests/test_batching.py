@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from batching import BatchSettings, MicroBatcher
-from nostrade.scoring import History, Scores
+from nostrade.scoring import CatalogueHistory, Scores
 
 
-def history(marker: int) -> History:
+def history(marker: int) -> CatalogueHistory:
     """A stand-in history: the fake scorer below reads only ``rows``."""
     empty = np.zeros(0, np.int64)
-    return History(np.array([marker]), empty, empty, empty, empty)
+    return CatalogueHistory(np.array([marker]), empty, empty, empty, empty)
 
 
 class FakeScoring:

@@ -7,8 +7,8 @@ import pytest
 from model_contract import one_torch_thread  # noqa: F401 (autouse)
 
 from nostrade.baselines import EASE
-from nostrade.checkpoint import load_checkpoint
 from nostrade.dataset import load_dataset
+from nostrade.registry import load_checkpoint
 from nostrade.split import split_of
 
 

@@ -12,8 +12,8 @@ def test_a_model_is_trained_where_absent_and_reused_after(processed_anime, tmp_p
 
 
 def test_random_sasrec_is_the_set_or_the_time_model(processed_anime, tmp_path):
-    from nostrade.checkpoint import load_checkpoint
-    from nostrade.model import ORDERINGS
+    from nostrade.registry import load_checkpoint
+    from nostrade.sasrec_net import ORDERINGS
     for order_is_time, orderings in ((False, ORDERINGS), (True, 0)):
         path = served.random_sasrec(tmp_path / f"{order_is_time}.pt", processed_anime, order_is_time)
         assert load_checkpoint(path).model.cfg.permutations == orderings

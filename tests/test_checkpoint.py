@@ -4,12 +4,13 @@ import pytest
 import torch
 
 from nostrade import checkpoint
-from nostrade.checkpoint import CheckpointError, CheckpointMismatch, load_checkpoint, read_checkpoint, save_checkpoint
+from nostrade.checkpoint import CheckpointError, CheckpointMismatch, read_checkpoint, save_checkpoint
+from nostrade.registry import load_checkpoint
 from nostrade.baselines.ease import EASE
 from nostrade.dataset import Dataset
-from nostrade.model import SASRec, SASRecConfig
+from nostrade.sasrec_net import SASRec, SASRecConfig
 from nostrade.sequences import Sequences
-from nostrade.train import TrainConfig
+from nostrade.sasrec_training import TrainConfig
 
 META = {"iid_map_sha256": "a" * 64, "source": "test", "time_bins": {"n_bins": 3}}
 
@@ -192,11 +193,13 @@ def test_checkpoints_are_readable_by_other_users(tmp_path):
 def ranker_saved(tmp_path):
     """A ranker over every kind of generator (tiny settings), saved as `python -m nostrade.train --model ranker` does."""
     from model_contract import BLOCKS
-    from nostrade.ranker import GENERATORS, FittedGenerators, TwoStage
+    from nostrade.ranker import GENERATORS, FittedGenerators
+    from nostrade.registry import GENERATOR_MODELS, make_model
 
     options = {"sasrec": {"epochs": 2, "d_model": 16, "max_len": 10, "num_threads": 1, "progress": False},
                "gru4rec": {"epochs": 2, "dim": 8, "device": "cpu"}, "als": {"factors": 8, "iterations": 3}}
-    model = TwoStage(GENERATORS, n_candidates=10, min_child_samples=5, fit_generator=FittedGenerators(options))
+    model = make_model("ranker", generators=GENERATORS, n_candidates=10, min_child_samples=5,
+                       fit_generator=FittedGenerators(GENERATOR_MODELS, options))
     model.fit(BLOCKS.dataset, BLOCKS.train)
     path = tmp_path / "ranker.pt"
     save_checkpoint(path, model, {}, {**META, "n_items": BLOCKS.dataset.n_items}, {"valid": {"ndcg@10": 0.5}})
@@ -216,7 +219,7 @@ def test_a_ranker_round_trip_gives_the_same_scores_and_retrieval(tmp_path):
     scores, retrieved = loaded.model.score_and_retrieval(history)
     expected_scores, expected_retrieved = model.score_and_retrieval(history)
     assert torch.equal(scores, expected_scores) and np.array_equal(retrieved, expected_retrieved)
-    np.testing.assert_array_equal(loaded.model.item_features, model.item_features)  # NaN (missing) where it was
+    np.testing.assert_array_equal(loaded.model.title_features, model.title_features)  # NaN (missing) where it was
 
 
 def test_a_ranker_checkpoint_is_checked_like_the_others(tmp_path):

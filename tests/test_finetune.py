@@ -12,14 +12,14 @@ import torch
 from nostrade import atomic, finetune as ft
 from nostrade import checkpoint as checkpoint_module
 from nostrade.baselines.ease import EASE
-from nostrade.checkpoint import load_checkpoint
+from nostrade.registry import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.events import CLEARED, SAVED, EventLog
-from nostrade.model import SASRec
 from nostrade.ranker import TwoStage
+from nostrade.sasrec_net import SASRec
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 from nostrade.split import split_of
-from nostrade.train import TrainResult
+from nostrade.sasrec_training import TrainResult
 from predict import Recommender
 
 # ---------------------------------------------------------------------------------------------- merge_log

@@ -19,7 +19,7 @@ import torch
 from model_contract import one_torch_thread  # noqa: F401  (fixture)
 from nostrade import prep
 from nostrade.dataset import Dataset, load_dataset
-from nostrade.models import MODELS, make_model
+from nostrade.registry import GENERATOR_MODELS, MODELS, make_model
 from nostrade.ranker import FittedGenerators
 from nostrade.split import split_of
 
@@ -34,7 +34,7 @@ RANKER = {"generators": ("sasrec", "als", "itemknn", "ease", "popularity"), "n_e
 
 def options_of(name: str) -> dict:
     """Small, fast options (the ranker's generators too: a fresh FittedGenerators, nothing shared between fits)."""
-    return {**RANKER, "fit_generator": FittedGenerators(FAST)} if name == "ranker" else FAST.get(name, {})
+    return {**RANKER, "fit_generator": FittedGenerators(GENERATOR_MODELS, FAST)} if name == "ranker" else FAST.get(name, {})
 
 
 def ratings(seed: int = 0) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """SASRec passes the same block check as every baseline (tests/model_contract.py), through the same interface."""
 from model_contract import ModelContract, one_torch_thread  # noqa: F401 (autouse)
 
-from nostrade.models import make_model
+from nostrade.registry import make_model
 
 
 class TestSASRec(ModelContract):

@@ -14,7 +14,7 @@ import torch
 import predict
 from nostrade.checkpoint import CheckpointMismatch, save_checkpoint
 from nostrade.dataset import load_dataset
-from nostrade.model import SASRec, SASRecConfig
+from nostrade.sasrec_net import SASRec, SASRecConfig
 from nostrade.prep import period_start
 from nostrade.sequences import DISLIKE, LIKE, LOVE
 from nostrade.sources import load_anime_catalogue
@@ -200,7 +200,7 @@ def test_titles_outside_the_vocabulary_count_through_genres(rec, catalogue):
 @pytest.fixture(scope="module")
 def featured(anime, catalogue) -> Recommender:
     """A random small SASRec with item features: it scores all 12,294 catalogue titles."""
-    from nostrade.train import with_item_features
+    from nostrade.sasrec_training import with_item_features
     cfg = with_item_features(SASRecConfig(n_items=anime.n_items, max_len=20, d_model=16, n_heads=2, n_layers=1,
                                           dropout=0.0, use_item_features=True), anime)
     torch.manual_seed(0)

@@ -1,18 +1,25 @@
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 from model_contract import BLOCKS, ModelContract
 
 from nostrade.ranker import FittedGenerators, TwoStage, descending_order, standardised, taste_cosines, unseen_ranks
+from nostrade.registry import GENERATOR_MODELS
 from nostrade.sequences import DISLIKE, LIKE, Sequences
 from nostrade.split import leave_one_out
 
 CHEAP = ("itemknn", "ease", "content", "popularity")
+two_stage = partial(TwoStage, models=GENERATOR_MODELS)  # the ranker over every generator class
 
 
 class TestTwoStage(ModelContract):
     def make_model(self, seed):
-        return TwoStage(generators=CHEAP, n_candidates=10, seed=seed, min_child_samples=5)
+        return two_stage(generators=CHEAP, n_candidates=10, seed=seed, min_child_samples=5)
+
+    def rebuild(self, model_class, config, state):
+        return model_class.from_state(config, state, models=GENERATOR_MODELS)
 
 
 def test_unseen_ranks_are_one_based_and_put_seen_titles_last():
@@ -44,7 +51,7 @@ def test_standardised_rows_are_each_standardised_on_their_own():
 def test_a_dislike_only_lowers_scores_and_is_never_a_candidate():
     """The ranker's one-pass dislike guarantee: the same liked events with a Dislike added score every other
     candidate no higher, and the disliked title is off the candidates."""
-    model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    model = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
     assert model.dislikes_only_lower
     decreasing = ",".join("-1" if n in ("dislike_share", "taste_disliked_max") else "0" for n in model.feature_names())
     assert f"[monotone_constraints: {decreasing}]" in model.booster.model_to_string()
@@ -72,12 +79,12 @@ def test_taste_cosines_take_the_liked_profile_and_the_nearest_dislike():
 
 
 def test_generators_are_fitted_once_per_training_data_and_shared():
-    shared = FittedGenerators()
-    first = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5, fit_generator=shared)
+    shared = FittedGenerators(GENERATOR_MODELS)
+    first = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5, fit_generator=shared)
     first.fit(BLOCKS.dataset, BLOCKS.train)
     n_fitted = len(shared.models)
     assert n_fitted == 2 * len(CHEAP)  # inner training part and the whole one
-    second = TwoStage(generators=("itemknn", "content"), n_candidates=10, min_child_samples=5, fit_generator=shared)
+    second = two_stage(generators=("itemknn", "content"), n_candidates=10, min_child_samples=5, fit_generator=shared)
     second.fit(BLOCKS.dataset, BLOCKS.train)
     assert len(shared.models) == n_fitted
     assert second.generators["itemknn"] is first.generators["itemknn"]
@@ -86,7 +93,7 @@ def test_generators_are_fitted_once_per_training_data_and_shared():
 def test_the_ranker_never_sees_the_targets_it_is_evaluated_on(monkeypatch):
     """fit gets the training part only; its learning targets come from that part's own held-out events."""
     seen = []
-    model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5)
+    model = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5)
     original = model._learning_set
     monkeypatch.setattr(model, "_learning_set", lambda *cases: seen.extend(cases) or original(*cases))
     model.fit(BLOCKS.dataset, BLOCKS.train)
@@ -98,15 +105,15 @@ def test_the_ranker_never_sees_the_targets_it_is_evaluated_on(monkeypatch):
 
 def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="generators"):
-        TwoStage(generators=("nope",))
+        two_stage(generators=("nope",))
     with pytest.raises(ValueError, match="generators"):
-        TwoStage(generators=("ranker",))
+        two_stage(generators=("ranker",))
     with pytest.raises(ValueError, match="n_candidates"):
-        TwoStage(n_candidates=0)
+        two_stage(n_candidates=0)
 
 
 def test_feature_names_match_the_features():
-    model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    model = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
     _, x, _, _ = model._stage_one(BLOCKS.new_history)
     assert x.shape[1] == len(model.feature_names()) == model.ranker.n_features_
     assert "like_share" in model.feature_names() and not model.like_generators  # no generator with a head here
@@ -116,18 +123,18 @@ def test_feature_names_match_the_features():
 
 
 def test_mmr_lambda_below_one_spreads_the_top_over_genres():
-    plain = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
-    diverse = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5, mmr_lambda=0.3)
+    plain = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    diverse = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5, mmr_lambda=0.3)
     diverse.fit(BLOCKS.dataset, BLOCKS.train)
     history = Sequences.from_lists([[1, 2, 3]])
     genres = lambda model: {(i - 1) // 6 for i in torch.topk(model.score(history)[0, 4:], 3).indices.numpy() + 4}
     assert len(genres(diverse)) > len(genres(plain))
     with pytest.raises(ValueError, match="mmr_lambda"):
-        TwoStage(mmr_lambda=1.5)
+        two_stage(mmr_lambda=1.5)
 
 
 def test_the_booster_scores_as_the_fitted_lgbm_ranker_and_says_which_generators_retrieved_each_title():
-    model = TwoStage(generators=CHEAP, n_candidates=5, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    model = two_stage(generators=CHEAP, n_candidates=5, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
     candidates, x, _, retrieved = model._stage_one(BLOCKS.new_history)
     np.testing.assert_array_equal(model.booster.predict(x), model.ranker.predict(x))
     np.testing.assert_allclose(model.compiled_trees()(x), model.booster.predict(x), rtol=1e-9, atol=1e-12)
@@ -146,7 +153,7 @@ def test_the_booster_scores_as_the_fitted_lgbm_ranker_and_says_which_generators_
 
 
 def test_seen_titles_are_never_candidates_even_when_few_titles_are_unseen():
-    model = TwoStage(generators=CHEAP, n_candidates=50, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
+    model = two_stage(generators=CHEAP, n_candidates=50, min_child_samples=5).fit(BLOCKS.dataset, BLOCKS.train)
     history = Sequences.from_lists([list(range(1, 21))])  # 20 of the 24 titles seen: 4 unseen < 50
     candidates, x, _, _ = model._stage_one(history)
     assert candidates[0].sum() == 4 and not candidates[0, 1:21].any() and np.isfinite(x).all()
@@ -155,7 +162,7 @@ def test_seen_titles_are_never_candidates_even_when_few_titles_are_unseen():
 def test_where_the_order_is_not_time_generators_that_read_it_are_left_out():
     import dataclasses
     order_free = dataclasses.replace(BLOCKS.dataset, meta={**BLOCKS.dataset.meta, "order_is_time": False})
-    model = TwoStage(generators=("itemknn", "gru4rec", "popularity"), n_candidates=10, min_child_samples=5)
+    model = two_stage(generators=("itemknn", "gru4rec", "popularity"), n_candidates=10, min_child_samples=5)
     model.fit(order_free, BLOCKS.train)
     assert model.generator_names == ("itemknn", "popularity") and set(model.generators) == {"itemknn", "popularity"}
     history = Sequences.from_lists([[1, 2, 3, 7], [7, 3, 2, 1]])
@@ -164,9 +171,9 @@ def test_where_the_order_is_not_time_generators_that_read_it_are_left_out():
 
 
 def test_without_drops_generators_and_must_leave_one():
-    assert TwoStage(without=("sasrec", "gru4rec")).generator_names == ("als", "itemknn", "ease", "content", "popularity")
+    assert two_stage(without=("sasrec", "gru4rec")).generator_names == ("als", "itemknn", "ease", "content", "popularity")
     with pytest.raises(ValueError, match="none left"):
-        TwoStage(generators=("ease",), without=("ease",))
+        two_stage(generators=("ease",), without=("ease",))
 
 
 def with_some_dislikes(train: Sequences) -> Sequences:
@@ -178,7 +185,7 @@ def with_some_dislikes(train: Sequences) -> Sequences:
 
 def test_a_held_out_dislike_is_the_one_candidate_to_put_below_the_rest_or_skipped_or_a_target():
     train = with_some_dislikes(BLOCKS.train)
-    model = TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, train)
+    model = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5).fit(BLOCKS.dataset, train)
     cases = leave_one_out(train).test
     sets, disliked_groups = {}, {}
     for mode in ("negative", "skip", "positive"):
@@ -195,8 +202,8 @@ def test_a_held_out_dislike_is_the_one_candidate_to_put_below_the_rest_or_skippe
 
 def test_held_out_dislikes_weigh_more_with_disliked_weight():
     train = with_some_dislikes(BLOCKS.train)
-    plain, heavy = (TwoStage(generators=CHEAP, n_candidates=10, min_child_samples=5, disliked_weight=w)
+    plain, heavy = (two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5, disliked_weight=w)
                     .fit(BLOCKS.dataset, train) for w in (1.0, 8.0))
     assert plain.booster.model_to_string() != heavy.booster.model_to_string()
     with pytest.raises(ValueError, match="disliked_weight"):
-        TwoStage(disliked_weight=0.0)
+        two_stage(disliked_weight=0.0)

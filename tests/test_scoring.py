@@ -2,7 +2,7 @@
 import numpy as np
 import torch
 
-from nostrade.checkpoint import load_checkpoint
+from nostrade.registry import load_checkpoint
 from nostrade.dataset import load_dataset
 from nostrade.evaluate import history_mask
 from nostrade.scoring import PATH_SEQUENCE, Scoring

@@ -1,8 +1,10 @@
 """Checkpoints: weights + configs + the iid map they were trained on, written atomically.
 
-A checkpoint holds one served model (nostrade.scoring.ServedModel) of a kind in MODEL_KINDS: a SASRec, an
-EASE (its weight matrix B), or a two-stage ranker (nostrade.ranker: every generator's tensors, and the LightGBM
-model as its text dump in the config). A checkpoint without ``model_kind`` (written before EASE was served) is a SASRec.
+A checkpoint holds one served model (``ServedModel``) as its kind (a name), its config (plain values) and its
+tensors: a SASRec, an EASE (its weight matrix B), or a two-stage ranker (every generator's tensors, and the
+LightGBM model as its text dump in the config). This module knows no model class: ``build_model`` turns a payload
+into a model through the loaders it is given, one per kind (nostrade.registry's ``load_checkpoint`` gives every
+served kind's). A checkpoint without ``model_kind`` (written before EASE was served) is a SASRec.
 It holds only tensors and plain Python values so that it loads with
 ``torch.load(weights_only=True)``. Loading it against a different iid map or item count raises
 CheckpointMismatch instead of a silent size mismatch or, worse, scores attached to the wrong titles.
@@ -21,20 +23,20 @@ import hashlib
 import json
 import os
 import pickle
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
 import torch
 
 from nostrade.atomic import atomic_write
-from nostrade.baselines.ease import EASE
-from nostrade.model import SASRec
-from nostrade.ranker import TwoStage
-from nostrade.scoring import ServedModel
+from nostrade.sequences import Sequences
 
 FORMAT_VERSION = 1
 LONG_TEXT = 1000  # characters: readable_config shows a longer config text by its sha256
-MODEL_KINDS = {"sasrec": SASRec, "ease": EASE, "ranker": TwoStage}
+DEFAULT_KIND = "sasrec"  # a checkpoint without model_kind
 ALLOW_UNCHECKED_ENV = "NOSTRADE_ALLOW_UNCHECKED_CHECKPOINTS"
 
 
@@ -44,6 +46,26 @@ class CheckpointError(ValueError):
 
 class CheckpointMismatch(ValueError):
     """The checkpoint was trained on another item vocabulary than the one it is being used with."""
+
+
+class ServedModel(Protocol):
+    """What serving (nostrade.scoring) and checkpoints need of a model: SASRec, EASE, the two-stage ranker."""
+    kind: str  # its checkpoint format: a key of nostrade.registry.SERVED_KINDS
+    window: int | None  # the most recent events of a history it reads (None: all of them)
+
+    def score(self, history: Sequences) -> torch.Tensor: ...  # (batch, n_items + 1), column 0 unused
+
+    def item_vectors(self) -> np.ndarray: ...  # (n_items + 1, d): the space where titles are alike; row 0 padding
+
+    def config(self) -> dict: ...  # plain values, n_items among them; with state_dict() they rebuild it (from_state)
+
+    def state_dict(self) -> dict: ...  # name -> tensor
+
+    # Optional: ``scores_titles`` True where ``served_table(frame)`` gives its item table with any more titles'
+    # vectors after it and ``score(history, table=...)`` scores them too (SASRec with use_item_features).
+
+
+ModelLoader = Callable[[dict, dict], ServedModel]  # (config, state) -> the model: its class's from_state
 
 
 @dataclass(frozen=True)
@@ -164,18 +186,18 @@ def check_vocabulary(payload: dict, path, expected_iid_map_sha256: str | None = 
             "retrain on this data or use the iid_map.json it was trained with")
 
 
-def load_checkpoint(path: str | Path, expected_iid_map_sha256: str | None = None,
-                    expected_n_items: int | None = None, map_location="cpu",
-                    allow_unchecked: bool | None = None) -> Checkpoint:
-    payload = read_checkpoint(path, map_location, allow_unchecked)
-    check_vocabulary(payload, path, expected_iid_map_sha256, expected_n_items)
-    kind = payload.get("model_kind", "sasrec")
-    if kind not in MODEL_KINDS:
-        raise CheckpointError(f"{path}: model kind {kind!r} is not one of {tuple(MODEL_KINDS)}")
+def build_model(payload: dict, path, loaders: Mapping[str, ModelLoader]) -> ServedModel:
+    """The payload's model, built by the loader of its kind; CheckpointError where none fits."""
+    kind = payload.get("model_kind", DEFAULT_KIND)
+    if kind not in loaders:
+        raise CheckpointError(f"{path}: model kind {kind!r} is not one of {tuple(loaders)}")
     try:
-        model = MODEL_KINDS[kind].from_state(payload["model_cfg"], payload["model_state"])
+        return loaders[kind](payload["model_cfg"], payload["model_state"])
     except (KeyError, TypeError, RuntimeError) as err:
         reason = str(err).strip().splitlines()[0][:160] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"{path}: its {kind} config and weights do not fit together ({reason})") from None
+
+
+def checkpoint_of(payload: dict, model: ServedModel) -> Checkpoint:
     return Checkpoint(model, payload["train_cfg"], payload["iid_map_sha256"], payload["meta"], payload["metrics"],
                       payload.get("content_sha256"), tuple(payload.get("lineage", ())))

@@ -45,8 +45,9 @@ from sklearn.preprocessing import MultiLabelBinarizer, StandardScaler
 
 from nostrade.atomic import WriteError, write_json
 from nostrade.baselines.als import ALS
-from nostrade.checkpoint import CheckpointError, load_checkpoint
+from nostrade.checkpoint import CheckpointError
 from nostrade.dataset import Dataset, load_dataset
+from nostrade.registry import load_checkpoint
 from nostrade.sources import load_anime_catalogue
 
 EPISODE_EDGES = (1, 2, 14, 27, 53)  # buckets: unknown (0), 1, 2-13, 14-26, 27-52, 53+

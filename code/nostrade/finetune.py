@@ -11,8 +11,8 @@
    - logged events' time bins by the data's own scheme (nostrade.prep.time_bins_of: the same first period,
      later periods share the last bin); all 1 when the data has none.
 2. On the training part of the split of those sequences (nostrade.split.split_of): a SASRec checkpoint's
-   weights train for a few more epochs (nostrade.train.train_sasrec); an EASE checkpoint is refitted (closed
-   form, the same l2) and a two-stage ranker is refitted (its generators and LightGBM, with its options:
+   weights train for a few more epochs (nostrade.sasrec_training.train_sasrec); an EASE checkpoint is refitted
+   (closed form, the same l2) and a two-stage ranker is refitted (its generators and LightGBM, with its options:
    nostrade.train.refit_ranker); --epochs, --lr and --warmup apply to SASRec only. Any other kind is refused
    (exit 2) in one line naming what to run instead.
 3. Evaluate the fine-tuned model and the previous one on the same validation cases (that split's
@@ -68,16 +68,17 @@ import numpy as np
 import pandas as pd
 
 from nostrade.atomic import WriteError, copy, write_json
-from nostrade.checkpoint import (Checkpoint, CheckpointError, check_vocabulary, load_checkpoint, read_checkpoint,
-                                 save_checkpoint)
+from nostrade.checkpoint import Checkpoint, CheckpointError, check_vocabulary, read_checkpoint, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate
 from nostrade.events import RATING_TYPES, EventLog, NotAnEventLog
 from nostrade.history import merged, training_events
 from nostrade.prep import time_bins_of
+from nostrade.registry import load_checkpoint
+from nostrade.sasrec_training import TrainConfig, train_sasrec
 from nostrade.sequences import Sequences
 from nostrade.split import split_of
-from nostrade.train import TrainConfig, fit_ease, refit_ranker, train_sasrec
+from nostrade.train import fit_ease, refit_ranker
 
 METRIC = "ndcg@10"
 FINETUNED_KINDS = ("sasrec", "ease", "ranker")

@@ -28,6 +28,7 @@ byte-identical.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import glob
 import hashlib
@@ -251,7 +252,44 @@ def build(raw: RawData, cfg: PrepConfig) -> Processed:
         return _build(raw, cfg, pool.submit(lambda: [_sha256(f["path"]) for f in raw.files]))
 
 
+@dataclass
+class Events:
+    """The rating rows as they pass the rules, one entry per event."""
+    user: np.ndarray  # user code: index into the source user ids (codes_of)
+    item: np.ndarray  # catalogue row (the catalogue sorted by source item id)
+    rating: np.ndarray
+    timestamp: np.ndarray | None  # None: the source has none
+    feedback: np.ndarray | None = None  # from rule 4 on
+
+    def take(self, index: np.ndarray) -> "Events":
+        return Events(*(None if values is None else values[index] for values in dataclasses.astuple(self)))
+
+
 def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
+    """The rules of the module docstring, one function each, in order; then the tables and meta.json."""
+    thresholds = _feedback_thresholds(raw, cfg)
+    dropped = dict(raw.dropped)  # rows the reader's policies removed (MAL: plan to watch, undated)
+    catalogue = raw.items.sort_values("anime_id", kind="stable").reset_index(drop=True)
+    events, user_values = _known_items(raw, catalogue, dropped)
+    events = _latest_of_duplicates(events, _time_order(events, cfg.tie_seed), len(catalogue), dropped)
+    events = _with_feedback(events, raw, cfg.unrated, thresholds, dropped)
+    events, item_kept = _without_rare_items(events, len(catalogue), cfg.min_item_users, dropped)
+    if len(events.user) == 0:
+        raise DataError(raw.files[-1]["path"], f"no interactions left after filtering (min_item_users="
+                                               f"{cfg.min_item_users}, unrated={cfg.unrated})")
+    uid, user_ids, offsets, iid = _ids(events, user_values, item_kept, dropped)
+    time_bin, time_info = _event_time_bins(events.timestamp, cfg.time_bin, len(uid))
+    kept_items = catalogue[item_kept].reset_index(drop=True)
+    iid_map = {str(a): int(i) for a, i in zip(kept_items["anime_id"], range(1, len(kept_items) + 1))}
+    iid_map_json = (json.dumps(iid_map, separators=(",", ":")) + "\n").encode()
+    interactions, sequences = _event_tables(events, uid, user_ids, offsets, iid, time_bin)
+    meta = _meta(raw, cfg, file_hashes, thresholds, dropped, events, uid, user_ids, kept_items, time_info)
+    meta["iid_map_sha256"] = hashlib.sha256(iid_map_json).hexdigest()
+    return Processed(_items_table(kept_items), interactions, sequences, iid_map_json, meta)
+
+
+def _feedback_thresholds(raw: RawData, cfg: PrepConfig) -> tuple[float, float]:
+    """(dislike_max, like_max): the flags', else the source's; bad options fail here, before any work."""
     dislike_max = raw.feedback_thresholds[0] if cfg.dislike_max is None else cfg.dislike_max
     like_max = raw.feedback_thresholds[1] if cfg.like_max is None else cfg.like_max
     if not dislike_max < like_max:
@@ -260,95 +298,119 @@ def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
         raise ValueError(f"unknown unrated policy {cfg.unrated!r} (expected like or drop)")
     if cfg.time_bin not in TIME_BIN_SCHEMES:
         raise ValueError(f"unknown time-bin scheme {cfg.time_bin!r} (expected month, quarter or year)")
-    ratings_path = raw.files[-1]["path"]
-    dropped = dict(raw.dropped)  # rows the reader's policies removed (MAL: plan to watch, undated)
+    return dislike_max, like_max
 
-    catalogue = raw.items.sort_values("anime_id", kind="stable").reset_index(drop=True)
-    item_code = lookup(catalogue["anime_id"].to_numpy(np.int64), raw.ratings["anime_id"].to_numpy(np.int64))
-    known = item_code >= 0
+
+def _known_items(raw: RawData, catalogue: pd.DataFrame, dropped: dict) -> tuple[Events, np.ndarray]:
+    """Rule 1: the rating rows whose item id is in the catalogue (the others dropped, with a warning), and the
+    source user ids their user codes index."""
+    item = lookup(catalogue["anime_id"].to_numpy(np.int64), raw.ratings["anime_id"].to_numpy(np.int64))
+    known = item >= 0
     dropped["unknown_item_rows"] = int(len(known) - np.count_nonzero(known))
-    user_id = raw.ratings["user_id"].to_numpy(np.int64)
-    rating = raw.ratings["rating"].to_numpy(np.float64)
-    timestamp = raw.ratings["timestamp"].to_numpy(np.int64) if raw.has_timestamps else None
+    events = Events(raw.ratings["user_id"].to_numpy(np.int64), item, raw.ratings["rating"].to_numpy(np.float64),
+                    raw.ratings["timestamp"].to_numpy(np.int64) if raw.has_timestamps else None)
     if dropped["unknown_item_rows"]:
         examples = np.unique(raw.ratings["anime_id"].to_numpy()[~known])[:5]
-        warnings.warn(f"{ratings_path}: {dropped['unknown_item_rows']} rating rows name an item id absent from "
-                      f"the catalogue (e.g. {', '.join(map(str, examples))}); dropped", stacklevel=2)
-        user_id, item_code, rating = user_id[known], item_code[known], rating[known]
-        timestamp = timestamp[known] if timestamp is not None else None
-    user_code, user_values = codes_of(user_id)
+        warnings.warn(f"{raw.files[-1]['path']}: {dropped['unknown_item_rows']} rating rows name an item id absent "
+                      f"from the catalogue (e.g. {', '.join(map(str, examples))}); dropped", stacklevel=3)
+        events = events.take(known)
+    user_code, user_values = codes_of(events.user)
+    return dataclasses.replace(events, user=user_code), user_values
 
-    order = order_events(user_code, timestamp, cfg.tie_seed)
+
+def _time_order(events: Events, tie_seed: int) -> np.ndarray:
+    """Rule 2: the order of the events: per user by timestamp, ties in a seeded random order (without timestamps:
+    file order)."""
+    return order_events(events.user, events.timestamp, tie_seed)
+
+
+def _latest_of_duplicates(events: Events, order: np.ndarray, n_catalogue: int, dropped: dict) -> Events:
+    """Rule 3: of a user's events of one item, the last in the order wins; the events in that order."""
     rank = np.empty_like(order)
     rank[order] = np.arange(len(order))
-    superseded = earlier_duplicates(user_code, item_code, rank, len(catalogue))
+    superseded = earlier_duplicates(events.user, events.item, rank, n_catalogue)
     dropped["duplicate_rows"] = int(superseded.sum())
-    if dropped["duplicate_rows"]:
-        order = order[~superseded[order]]
-    user_code, item_code, rating = user_code[order], item_code[order], rating[order]
-    timestamp = timestamp[order] if timestamp is not None else None
+    return events.take(order[~superseded[order]] if dropped["duplicate_rows"] else order)
 
+
+def _with_feedback(events: Events, raw: RawData, unrated_policy: str, thresholds: tuple[float, float],
+                   dropped: dict) -> Events:
+    """Rule 4: Dislike / Like / Love from the rating; a watched-but-unrated row a Like (rating NaN) or dropped."""
+    rating = events.rating
     unrated = (rating == raw.unrated_value) if raw.unrated_value is not None else np.zeros(len(rating), bool)
-    keep = ~unrated if cfg.unrated == "drop" else np.ones(len(rating), dtype=bool)
-    dropped["unrated_rows"] = int(len(keep) - np.count_nonzero(keep))
-    feedback = feedback_of(rating, dislike_max, like_max)
+    feedback = feedback_of(rating, *thresholds)
     feedback[unrated] = LIKE
-    rating = np.where(unrated, np.nan, rating).astype(np.float32)
+    events = dataclasses.replace(events, rating=np.where(unrated, np.nan, rating).astype(np.float32),
+                                 feedback=feedback)
+    keep = ~unrated if unrated_policy == "drop" else np.ones(len(rating), dtype=bool)
+    dropped["unrated_rows"] = int(len(keep) - np.count_nonzero(keep))
+    return events.take(keep) if dropped["unrated_rows"] else events
 
-    users_per_item = np.bincount(item_code[keep], minlength=len(catalogue))
-    item_kept = users_per_item >= max(cfg.min_item_users, 1)
+
+def _without_rare_items(events: Events, n_catalogue: int, min_item_users: int,
+                        dropped: dict) -> tuple[Events, np.ndarray]:
+    """Rule 5: items with fewer than min_item_users distinct users dropped (one pass); the (catalogue,) mask of
+    the items kept."""
+    users_per_item = np.bincount(events.item, minlength=n_catalogue)
+    item_kept = users_per_item >= max(min_item_users, 1)
     dropped["rare_items"] = int(((users_per_item > 0) & ~item_kept).sum())
-    rare_events = keep & ~item_kept[item_code]
+    rare_events = ~item_kept[events.item]
     dropped["rare_item_rows"] = int(rare_events.sum())
-    keep &= ~rare_events
+    return events.take(~rare_events), item_kept
 
-    user_code, item_code, rating, feedback = user_code[keep], item_code[keep], rating[keep], feedback[keep]
-    timestamp = timestamp[keep] if timestamp is not None else None
-    if len(user_code) == 0:
-        raise DataError(ratings_path, f"no interactions left after filtering (min_item_users="
-                                      f"{cfg.min_item_users}, unrated={cfg.unrated})")
 
-    new_user = np.r_[True, user_code[1:] != user_code[:-1]]
+def _ids(events: Events, user_values: np.ndarray, item_kept: np.ndarray,
+         dropped: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rule 6: uid per event (0.., ascending source user id: users left without events dropped), the source user
+    id of each uid, the offsets of each user's events, and iid per event (1.., ascending source item id)."""
+    new_user = np.r_[True, events.user[1:] != events.user[:-1]]
     uid = (np.cumsum(new_user) - 1).astype(np.int32)
-    user_ids = np.asarray(user_values, dtype=np.int64)[user_code[new_user]]
+    user_ids = np.asarray(user_values, dtype=np.int64)[events.user[new_user]]
     dropped["users_without_events"] = int(len(user_values) - len(user_ids))
     offsets = np.r_[np.flatnonzero(new_user), len(uid)].astype(np.int64)
-    position = (np.arange(len(uid)) - offsets[uid]).astype(np.int32)
+    iid_of_item = np.where(item_kept, np.cumsum(item_kept), 0).astype(np.int32)
+    return uid, user_ids, offsets, iid_of_item[events.item]
 
-    iid_of_code = np.where(item_kept, np.cumsum(item_kept), 0).astype(np.int32)
-    iid = iid_of_code[item_code]
-    kept_items = catalogue[item_kept].reset_index(drop=True)
 
+def _event_time_bins(timestamp: np.ndarray | None, scheme: str, n_events: int) -> tuple[np.ndarray, dict]:
+    """Rule 7: calendar periods counted from the first one present; without timestamps every event is bin 1."""
     if timestamp is not None:
-        time_bin, time_info = time_bins(timestamp, cfg.time_bin)
-    else:
-        time_bin = np.ones(len(uid), dtype=np.int16)
-        time_info = {"scheme": "none", "n_bins": 1, "rule": "the source has no timestamps: every event is bin 1"}
+        return time_bins(timestamp, scheme)
+    return np.ones(n_events, dtype=np.int16), {"scheme": "none", "n_bins": 1,
+                                               "rule": "the source has no timestamps: every event is bin 1"}
 
-    items = _items_table(kept_items)
+
+def _event_tables(events: Events, uid: np.ndarray, user_ids: np.ndarray, offsets: np.ndarray, iid: np.ndarray,
+                  time_bin: np.ndarray) -> tuple[pa.Table, pa.Table]:
+    """interactions.parquet (one row per event) and sequences.parquet (one row per user, lists of events)."""
+    position = (np.arange(len(uid)) - offsets[uid]).astype(np.int32)
+    timestamp = events.timestamp
     interactions = pa.Table.from_arrays([
-        pa.array(uid), pa.array(user_ids[uid]), pa.array(iid), pa.array(feedback),
-        pa.array(rating, from_pandas=False),
+        pa.array(uid), pa.array(user_ids[uid]), pa.array(iid), pa.array(events.feedback),
+        pa.array(events.rating, from_pandas=False),
         pa.array(timestamp) if timestamp is not None else pa.nulls(len(uid), pa.int64()),
         pa.array(time_bin), pa.array(position)], schema=INTERACTIONS_SCHEMA)
     list_offsets = pa.array(offsets.astype(np.int32))
     sequences = pa.Table.from_arrays([
         pa.array(np.arange(len(user_ids), dtype=np.int32)), pa.array(user_ids),
         pa.ListArray.from_arrays(list_offsets, pa.array(iid)),
-        pa.ListArray.from_arrays(list_offsets, pa.array(feedback)),
+        pa.ListArray.from_arrays(list_offsets, pa.array(events.feedback)),
         pa.ListArray.from_arrays(list_offsets, pa.array(time_bin))], schema=SEQUENCES_SCHEMA)
+    return interactions, sequences
 
-    iid_map = {str(a): int(i) for a, i in zip(kept_items["anime_id"], range(1, len(kept_items) + 1))}
-    iid_map_json = (json.dumps(iid_map, separators=(",", ":")) + "\n").encode()
-    counts = np.bincount(feedback, minlength=4)
-    meta = {
+
+def _meta(raw: RawData, cfg: PrepConfig, file_hashes: Future, thresholds: tuple[float, float], dropped: dict,
+          events: Events, uid: np.ndarray, user_ids: np.ndarray, kept_items: pd.DataFrame, time_info: dict) -> dict:
+    """meta.json: the sources and every rule's setting and counts (the iid map's sha256 is added by _build)."""
+    timestamp, counts = events.timestamp, np.bincount(events.feedback, minlength=4)
+    return {
         "source": raw.source,
         "format": raw.format,
         "synthetic": raw.synthetic is not None,
         **({"generator": raw.synthetic} if raw.synthetic is not None else {}),
         "files": [{"path": _shown_path(f["path"]), "sha256": digest, "rows": int(f["rows"])}
                   for f, digest in zip(raw.files, file_hashes.result())],
-        "feedback_thresholds": {"dislike_max": dislike_max, "like_max": like_max,
+        "feedback_thresholds": {"dislike_max": thresholds[0], "like_max": thresholds[1],
                                 "rule": "rating <= dislike_max: 1 Dislike; <= like_max: 2 Like; else 3 Love"},
         "unrated_policy": {"value": raw.unrated_value, "policy": cfg.unrated,
                            "rule": ("watched but not rated counts as 2 Like, rating stored as NaN"
@@ -366,10 +428,8 @@ def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
         "n_items": int(len(kept_items)),
         "n_interactions": int(len(uid)),
         "feedback_counts": {FEEDBACK_NAMES[k]: int(counts[k]) for k in (DISLIKE, LIKE, LOVE)},
-        "unrated_kept": int((np.isnan(rating)).sum()),
-        "iid_map_sha256": hashlib.sha256(iid_map_json).hexdigest(),
+        "unrated_kept": int((np.isnan(events.rating)).sum()),
     }
-    return Processed(items, interactions, sequences, iid_map_json, meta)
 
 
 def _items_table(items: pd.DataFrame) -> pa.Table:

@@ -1,16 +1,17 @@
 """Two-stage recommender: candidate generators, then a learned listwise ranker (LightGBM lambdarank).
 
-    model = TwoStage(generators=("sasrec", "als", "itemknn", "ease", "gru4rec", "content", "popularity"))
-    model.fit(dataset, train).score(history)          # the shared model interface (nostrade.models: "ranker")
+    model = TwoStage(generators=("sasrec", "als", "itemknn", "ease", "gru4rec", "content", "popularity"),
+                     models=GENERATOR_MODELS)     # the generators' classes by name (nostrade.registry)
+    model.fit(dataset, train).score(history)      # the shared model interface; make_model("ranker", ...) gives one
 
-Stage 1: every generator (a nostrade.models model) scores every title; its ``n_candidates`` best unseen titles are
+Stage 1: every generator (a model of ``models``) scores every title; its ``n_candidates`` best unseen titles are
 its candidates, and stage 2 ranks their union.
 Stage 2: ``lightgbm.LGBMRanker`` (lambdarank: gradients of NDCG, a listwise objective) over features of each
 (history, candidate) pair:
 - each generator's score (standardised over the history's candidates) and its rank among the unseen titles. A
   generator scores every title, so a candidate has both for every generator, whichever retrieved it;
-- the title: log training popularity; log members, episodes, type and mean rating where the catalogue has them
-  (not those a source counts over its whole ratings file: MovieLens members and mean rating);
+- the title (``title_features``): log training count; log members, episodes, type and mean rating where the
+  catalogue has them (not those a source counts over its whole ratings file: MovieLens members and mean rating);
 - the history: its length, its shares of Dislikes and of Loves;
 - the taste cosine (nostrade.similarity) to the history's liked profile, and the max to a disliked title;
 - with ``like_features``: the title's training like share, and SASRec's log P(like) of it.
@@ -50,8 +51,9 @@ title, which the explanations name. Its item space is the taste vectors (nostrad
 from __future__ import annotations
 
 import hashlib
+import inspect
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import lightgbm
@@ -67,6 +69,7 @@ from nostrade.sequences import DISLIKE, LOVE, Sequences
 from nostrade.split import EvalCases, leave_one_out
 
 GENERATORS = ("sasrec", "als", "itemknn", "ease", "gru4rec", "content", "popularity")
+N_CANDIDATES = 100  # titles each generator retrieves, by default
 ORDER_READERS = ("gru4rec",)  # left out where the order is not time (SASRec is then a set model)
 ITEM_COLUMNS = ("members", "episodes", "rating_mean", "year")  # used where the catalogue has them
 DISLIKE_FEATURES = ("dislike_share", "taste_disliked_max")  # the only ones a Dislike moves; monotone decreasing
@@ -74,10 +77,12 @@ DISLIKED_TARGETS = ("negative", "skip", "positive")  # what a held-out Dislike t
 LIKE_PRIOR_EVENTS = 10.0  # a title's like share is smoothed as if it had this many more events at the overall share
 
 
-def registry():
-    """nostrade.models, imported when first needed: it lists the ranker itself."""
-    from nostrade import models
-    return models
+GeneratorModels = Mapping[str, type]  # a generator's name -> its model class (nostrade.registry.GENERATOR_MODELS)
+
+
+def has_seed(model_class) -> bool:
+    """Whether a model class has randomness (a ``seed`` option); the others give the same scores every run."""
+    return "seed" in inspect.signature(model_class).parameters
 
 
 def training_digest(train: Sequences) -> str:
@@ -86,13 +91,13 @@ def training_digest(train: Sequences) -> str:
 
 class FittedGenerators:
     """Generators fitted once per (name, seed, training data) and shared: several rankers of one ablation reuse
-    them, and a model fitted for its own row can be ``add``-ed."""
+    them, and a model fitted for its own row can be ``add``-ed. ``classes``: the models it may fit, by name."""
 
-    def __init__(self, options: dict[str, dict] | None = None):
-        self.options, self.models = options or {}, {}
+    def __init__(self, classes: GeneratorModels, options: dict[str, dict] | None = None):
+        self.classes, self.options, self.models = classes, options or {}, {}
 
     def key(self, name: str, seed: int, train: Sequences) -> tuple:
-        return name, seed if registry().takes_seed(name) else 0, training_digest(train)
+        return name, seed if has_seed(self.classes[name]) else 0, training_digest(train)
 
     def add(self, name: str, seed: int, train: Sequences, model) -> None:
         self.models[self.key(name, seed, train)] = model
@@ -100,7 +105,8 @@ class FittedGenerators:
     def __call__(self, name: str, seed: int, dataset: Dataset, train: Sequences):
         key = self.key(name, seed, train)
         if key not in self.models:
-            self.models[key] = registry().make_model(name, seed=seed, **self.options.get(name, {})).fit(dataset, train)
+            options = {**self.options.get(name, {}), **({"seed": seed} if has_seed(self.classes[name]) else {})}
+            self.models[key] = self.classes[name](**options).fit(dataset, train)
         return self.models[key]
 
 
@@ -109,12 +115,14 @@ class TwoStage:
     window = None
     dislikes_only_lower = True  # by construction (_stage_one): nostrade.scoring needs no pass without them
 
-    def __init__(self, generators: Sequence[str] = GENERATORS, n_candidates: int = 100, seed: int = 0,
+    def __init__(self, generators: Sequence[str] = GENERATORS, n_candidates: int = N_CANDIDATES, seed: int = 0,
                  refit: bool = True, n_estimators: int = 100, learning_rate: float = 0.05, num_leaves: int = 7,
                  min_child_samples: int = 100, num_threads: int = 1, mmr_lambda: float = 1.0, mmr_depth: int = 50,
                  without: Sequence[str] = (), disliked_targets: str = "negative", disliked_weight: float = 1.0,
-                 like_features: bool = True, fit_generator: Callable | None = None):
-        single = tuple(m for m in registry().MODELS if m != self.kind)
+                 like_features: bool = True, fit_generator: Callable | None = None, *, models: GeneratorModels):
+        """``models``: the classes of the generators it may use, by name; ``fit_generator(name, seed, dataset,
+        train)``: a fitted generator (default: a fresh FittedGenerators over ``models``)."""
+        single = tuple(m for m in models if m != self.kind)
         if not generators or set(generators) - set(single) or set(without) - set(single):
             raise ValueError(f"generators: {list(generators)} (without {list(without)}) must be models of {single}")
         if not set(generators) - set(without):
@@ -132,7 +140,8 @@ class TwoStage:
         self.disliked_targets, self.disliked_weight = disliked_targets, disliked_weight
         self.like_features, self.like_generators = like_features, ()
         self.mmr_lambda, self.mmr_depth = mmr_lambda, mmr_depth
-        self.fit_generator = fit_generator or FittedGenerators()
+        self.fit_generator = fit_generator or FittedGenerators(models)
+        self.generator_models = models
         self.lgbm = dict(n_estimators=n_estimators, learning_rate=learning_rate, num_leaves=num_leaves,
                          min_child_samples=min_child_samples, n_jobs=num_threads, random_state=seed,
                          deterministic=True, force_row_wise=True, verbose=-1)
@@ -143,7 +152,7 @@ class TwoStage:
         if not dataset.order_is_time:  # the answer must not depend on the click order
             self.generator_names = tuple(g for g in self.generator_names if g not in ORDER_READERS) or ("popularity",)
         self.n_items = dataset.n_items
-        self.item_features, self.item_feature_names = item_features(dataset, train, self.like_features)
+        self.title_features, self.title_feature_names = title_features(dataset, train, self.like_features)
         self.taste = similarity.taste_vectors(dataset, train)
         self.taste_t = np.ascontiguousarray(self.taste.T)
         self.genre_unit = similarity.genre_unit_vectors(dataset)  # the diversity re-rank's space
@@ -174,7 +183,7 @@ class TwoStage:
                     num_leaves=lgbm["num_leaves"], min_child_samples=lgbm["min_child_samples"],
                     num_threads=lgbm["n_jobs"], mmr_lambda=self.mmr_lambda, mmr_depth=self.mmr_depth,
                     disliked_targets=self.disliked_targets, disliked_weight=self.disliked_weight,
-                    like_features=self.like_features)
+                    like_features=self.like_features, models=self.generator_models)
 
     def _generators(self, dataset: Dataset, train: Sequences) -> dict:
         return {name: self.fit_generator(name, self.seed, dataset, train) for name in self.generator_names}
@@ -231,7 +240,7 @@ class TwoStage:
         history_columns = history_features(history, self.n_items)
         taste_liked, taste_disliked = taste_cosines(self.taste, self.taste_t, history)
         like_columns = [outputs[name][1][user, item] for name in self.like_generators]
-        x = np.column_stack([*columns, self.item_features[item], history_columns[user],
+        x = np.column_stack([*columns, self.title_features[item], history_columns[user],
                              taste_liked[user, item], taste_disliked[user, item], *like_columns])
         # rounded: float noise (a batch vs one history: 1e-9 either side of 0) must not cross a split threshold
         x = np.round(x, 6).astype(np.float32)
@@ -276,7 +285,7 @@ class TwoStage:
 
     def feature_names(self) -> list[str]:
         names = [f"{g}_{kind}" for g in self.generator_names for kind in ("score", "rank")]
-        return names + self.item_feature_names + ["liked_events", "dislike_share", "love_share", "taste_liked",
+        return names + self.title_feature_names + ["liked_events", "dislike_share", "love_share", "taste_liked",
                                                   "taste_disliked_max"] + [f"{g}_log_like" for g in self.like_generators]
 
     def feature_gain(self) -> dict[str, float]:
@@ -296,15 +305,15 @@ class TwoStage:
                 "disliked_weight": self.disliked_weight, "like_features": self.like_features,
                 "like_generators": list(self.like_generators), "mmr_lambda": self.mmr_lambda,
                 "mmr_depth": self.mmr_depth, "dislikes_only_lower": True,
-                "lgbm": dict(self.lgbm), "item_feature_names": list(self.item_feature_names),
+                "lgbm": dict(self.lgbm), "item_feature_names": list(self.title_feature_names),
                 "generator_configs": {name: g.config() for name, g in self.generators.items()},
                 "booster": self.booster.model_to_string(), "n_items": self.n_items}
 
     def state_dict(self) -> dict:
         """Each generator's tensors under "<generator>.", and the ranker's own; the catalogue's missing values
         (NaN item features) as a mask, since a checkpoint refuses non-finite weights."""
-        missing = np.isnan(self.item_features)
-        state = {"item_features": torch.from_numpy(np.where(missing, 0.0, self.item_features).astype(np.float32)),
+        missing = np.isnan(self.title_features)  # (the checkpoint's keys keep their first names, item_features*)
+        state = {"item_features": torch.from_numpy(np.where(missing, 0.0, self.title_features).astype(np.float32)),
                  "item_features_missing": torch.from_numpy(missing),
                  "taste": torch.from_numpy(self.taste), "genre_unit": torch.from_numpy(self.genre_unit)}
         for name, generator in self.generators.items():
@@ -312,23 +321,24 @@ class TwoStage:
         return state
 
     @classmethod
-    def from_state(cls, config: dict, state: dict) -> "TwoStage":
+    def from_state(cls, config: dict, state: dict, models: GeneratorModels) -> "TwoStage":
         if not config.get("dislikes_only_lower"):
             raise ValueError("ranker checkpoint: trained before its generators read the liked events only (its "
                              "features mean something else now); retrain it: python -m nostrade.train --model ranker")
         model = cls(config["generators"], config["n_candidates"], config["seed"], config["refit"],
                     mmr_lambda=config["mmr_lambda"], mmr_depth=config["mmr_depth"],
                     disliked_targets=config.get("disliked_targets", "skip" if config.get("liked_targets") else "positive"),
-                    disliked_weight=config.get("disliked_weight", 1.0), like_features=config.get("like_features", False))
+                    disliked_weight=config.get("disliked_weight", 1.0), like_features=config.get("like_features", False),
+                    models=models)
         model.lgbm, model.n_items = dict(config["lgbm"]), config["n_items"]
         model.like_generators = tuple(config.get("like_generators", ()))
         features = state["item_features"].numpy().copy()
         features[state["item_features_missing"].numpy()] = np.nan
-        model.item_features, model.item_feature_names = features, list(config["item_feature_names"])
+        model.title_features, model.title_feature_names = features, list(config["item_feature_names"])
         model.taste, model.genre_unit = state["taste"].numpy(), state["genre_unit"].numpy()
         model.taste_t = np.ascontiguousarray(model.taste.T)
         model.generators = {
-            name: registry().MODELS[name].from_state(config["generator_configs"][name], {
+            name: models[name].from_state(config["generator_configs"][name], {
                 key[len(name) + 1:]: value for key, value in state.items() if key.startswith(name + ".")})
             for name in model.generator_names}
         model.booster = lightgbm.Booster(model_str=config["booster"])
@@ -397,14 +407,14 @@ def standardised(values: np.ndarray, owner: np.ndarray, n_owners: int) -> np.nda
     return np.where(std > 0, centred / np.maximum(std, 1e-12), 0.0).reshape(np.shape(values))
 
 
-def item_features(dataset: Dataset, train: Sequences, like_share: bool = True) -> tuple[np.ndarray, list[str]]:
-    """(n_items + 1, F) and the names: log training popularity, the training like share (``like_share``), the
+def title_features(dataset: Dataset, train: Sequences, like_share: bool = True) -> tuple[np.ndarray, list[str]]:
+    """(n_items + 1, F) and the names: log training count (events in ``train``), the training like share (``like_share``), the
     catalogue's numeric columns (log members) but those counted over the whole ratings file
     (``dataset.rating_derived_columns``), type code (-1 unknown)."""
     items = dataset.items.drop(columns=list(dataset.rating_derived_columns))
     known = (train.iid >= 1) & (train.iid <= dataset.n_items)
     count = np.bincount(train.iid[known], minlength=dataset.n_items + 1).astype(np.float64)
-    columns, names = [np.log1p(count)], ["popularity"]
+    columns, names = [np.log1p(count)], ["log_training_count"]
     if like_share:
         liked = np.bincount(train.iid[known & (train.feedback != DISLIKE)], minlength=dataset.n_items + 1)
         overall = liked.sum() / max(count.sum(), 1.0)

@@ -14,7 +14,7 @@ history, by how many of its events the model knows:
   scores titles from their features (``scores_titles``: SASRec with use_item_features), which scores every
   catalogue title: those outside its vocabulary from their features alone (``title_vectors``);
 - "genre+popularity" (fewer: none of its titles is one the model knows):
-  ``(1 - POPULARITY_WEIGHT)·minmax(genre cosine) + POPULARITY_WEIGHT·minmax(log members)``;
+  ``(1 - LOG_MEMBERS_WEIGHT)·minmax(genre cosine) + LOG_MEMBERS_WEIGHT·minmax(log members)``;
 - "popularity" (no event): ``minmax(log members)``.
 Min-max over the unseen titles (nostrade.blend). The genre cosine is between each title's genre vector and
 the history's feedback-weighted genre profile (nostrade.baselines.content.profile_cosines).
@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -51,31 +50,14 @@ from nostrade.split import EvalCases
 COLD_START_MIN_EVENTS = 1
 SERVED_ALPHAS = (0.0, 0.1, 0.2, 0.3)  # the genre blend's candidates (choose_settings picks on validation)
 SERVED_DISLIKE_WEIGHTS = (0.0, 0.05)  # the dislike penalty's candidates (choose_settings picks on validation)
-POPULARITY_WEIGHT = 0.3
+LOG_MEMBERS_WEIGHT = 0.3  # the popularity (log members) share of the "genre+popularity" path
 SERVED_ALPHA = 0.2  # the genre blend's weight where a checkpoint records none chosen on validation
 DISLIKE_WEIGHT = 0.05  # 0.5 cost 28-41% of NDCG@10 on ML-100K (artifacts/results/v1/movielens-100k-dislike-0.5.md)
 PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY = "sequence+genre", "genre+popularity", "popularity"
 
 
-class ServedModel(Protocol):
-    """What serving and checkpoints need of a model: nostrade.model.SASRec, nostrade.baselines.EASE."""
-    kind: str  # its checkpoint format: a key of nostrade.checkpoint.MODEL_KINDS
-    window: int | None  # the most recent events of a history it reads (None: all of them)
-
-    def score(self, history: Sequences) -> torch.Tensor: ...  # (batch, n_items + 1), column 0 unused
-
-    def item_vectors(self) -> np.ndarray: ...  # (n_items + 1, d): the space where titles are alike; row 0 padding
-
-    def config(self) -> dict: ...  # plain values, n_items among them; with state_dict() they rebuild it (from_state)
-
-    def state_dict(self) -> dict: ...  # name -> tensor
-
-    # Optional: ``scores_titles`` True where ``served_table(frame)`` gives its item table with any more titles'
-    # vectors after it and ``score(history, table=...)`` scores them too (SASRec with use_item_features).
-
-
 @dataclass(frozen=True)
-class History:
+class CatalogueHistory:
     """One person's events as catalogue rows, oldest first (what is scored), and what else predict found."""
     rows: np.ndarray  # catalogue rows of the events scored
     feedback: np.ndarray
@@ -100,7 +82,7 @@ class Scores:
     final: np.ndarray  # (B, C) float32, what is ranked
     model: np.ndarray  # (B, C) normalised model score (0 outside its vocabulary)
     genre: np.ndarray  # (B, C) normalised genre cosine
-    popularity: np.ndarray  # (B, C) normalised log members
+    log_members: np.ndarray  # (B, C) normalised log members
     penalty: np.ndarray  # (B, C) dislike penalty (already subtracted from final)
     raw_model: np.ndarray  # (B, C) model score, NaN outside its vocabulary or off the sequence path
     candidates: np.ndarray  # (B, C) bool: unseen titles
@@ -119,13 +101,13 @@ def owners(arrays: list) -> np.ndarray:
 
 
 class Scoring:
-    """A model, the catalogue's genre vectors and popularity, and the blend and dislike rules over them."""
+    """A model, the catalogue's genre vectors and log members, and the blend and dislike rules over them."""
 
     def __init__(self, model, n_items: int, item_vectors: np.ndarray, genre_unit: np.ndarray,
-                 popularity: np.ndarray, dislike_weight: float = DISLIKE_WEIGHT, genre_names: Sequence[str] = ()):
+                 log_members: np.ndarray, dislike_weight: float = DISLIKE_WEIGHT, genre_names: Sequence[str] = ()):
         """``item_vectors`` (n_items + 1, d): the model's item space (dislike penalty); ``genre_unit`` (C, G):
         unit genre vectors of the catalogue rows, ``genre_names`` the genre of each of its columns;
-        ``popularity`` (C,): log members."""
+        ``log_members`` (C,): each row's log(1 + members), the popularity paths' measure."""
         self.genre_names = list(genre_names)
         self.model, self.n_items, self.dislike_weight = model, n_items, float(dislike_weight)
         norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
@@ -133,7 +115,7 @@ class Scoring:
         self.item_unit[0] = 0.0  # padding: similar to nothing
         self._item_unit_t = np.ascontiguousarray(self.item_unit[1:].T)
         self.genre_unit = np.asarray(genre_unit, dtype=np.float32)
-        self.popularity = np.asarray(popularity, dtype=np.float32)
+        self.log_members = np.asarray(log_members, dtype=np.float32)
         self.retrieval_names = tuple(getattr(model, "generator_names", ()))  # a ranker's generators, in bit order
         # a model whose dislikes can only lower its scores by construction (the ranker) needs no second pass
         self.dislikes_only_lower = bool(getattr(model, "dislikes_only_lower", False))
@@ -143,7 +125,7 @@ class Scoring:
     @classmethod
     def over(cls, model, catalogue: pd.DataFrame, n_items: int, dislike_weight: float = DISLIKE_WEIGHT) -> "Scoring":
         """Scoring of a catalogue frame (``genres`` lists, ``members``; the vocabulary's n_items titles first, in
-        iid order): its multi-hot genre vectors, log members as popularity, the model's item space."""
+        iid order): its multi-hot genre vectors, its log members, the model's item space."""
         genres, names = item_vectors(catalogue, "multihot", use_type=False)
         members = catalogue["members"].astype("Float64").fillna(0).to_numpy(np.float64)
         scoring = cls(model, n_items, model.item_vectors(), genres.toarray(), np.log1p(np.maximum(members, 0)),
@@ -152,8 +134,8 @@ class Scoring:
             scoring.table, scoring.n_scored = model.served_table(catalogue.iloc[n_items:]), len(catalogue)
         return scoring
 
-    def scores(self, histories: Sequence[History], alpha: float) -> Scores:
-        n, n_cat, n_model = len(histories), len(self.popularity), self.n_scored
+    def scores(self, histories: Sequence[CatalogueHistory], alpha: float) -> Scores:
+        n, n_cat, n_model = len(histories), len(self.log_members), self.n_scored
         paths = [h.path for h in histories]
         on_path = {path: np.array([p == path for p in paths], dtype=bool)
                    for path in (PATH_SEQUENCE, PATH_CONTENT, PATH_POPULARITY)}
@@ -180,20 +162,20 @@ class Scoring:
         cosines = profile_cosines(self.genre_unit, owners(rows), np.concatenate(rows),
                                   np.concatenate([h.feedback for h in histories]), n)
         genre = normalise(cosines, candidates)
-        popularity = normalise(np.broadcast_to(self.popularity, (n, n_cat)), candidates)
+        log_members = normalise(np.broadcast_to(self.log_members, (n, n_cat)), candidates)
 
         final = np.empty((n, n_cat), dtype=np.float32)
         for path, part in ((PATH_SEQUENCE, lambda at: mix(model[at], genre[at], alpha)),
-                           (PATH_CONTENT, lambda at: mix(genre[at], popularity[at], POPULARITY_WEIGHT)),
-                           (PATH_POPULARITY, lambda at: popularity[at])):
+                           (PATH_CONTENT, lambda at: mix(genre[at], log_members[at], LOG_MEMBERS_WEIGHT)),
+                           (PATH_POPULARITY, lambda at: log_members[at])):
             if on_path[path].any():
                 at = np.flatnonzero(on_path[path])
                 final[at] = part(at)
         penalty = self._dislike_penalty(histories, n_cat)
         final -= penalty
-        return Scores(final, model, genre, popularity, penalty, raw_model, candidates, paths, retrieved)
+        return Scores(final, model, genre, log_members, penalty, raw_model, candidates, paths, retrieved)
 
-    def _model_scores(self, histories: list[History]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    def _model_scores(self, histories: list[CatalogueHistory]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """The model's scores of the titles it scores (``n_scored``) for each history's known events, and again
         without the dislikes for the histories that have dislikes and likes: (scores, which histories, their
         scores, and for a ranker which generators retrieved each title, of the whole histories; else None)."""
@@ -219,7 +201,7 @@ class Scoring:
         scores = scores.astype(np.float32, copy=False)
         return scores[:len(histories)], np.array(liked_users, dtype=np.int64), scores[len(histories):], retrieved
 
-    def _dislike_penalty(self, histories: Sequence[History], n_cat: int) -> np.ndarray:
+    def _dislike_penalty(self, histories: Sequence[CatalogueHistory], n_cat: int) -> np.ndarray:
         """dislike_weight · max(0, the highest cosine to one of the history's dislikes), over the vocabulary."""
         penalty = np.zeros((len(histories), n_cat), dtype=np.float32)
         disliked = [h.iid[(h.feedback == DISLIKE) & (h.iid > 0)] for h in histories]
@@ -259,9 +241,9 @@ class Scoring:
         self.dislike_weight = weight
         return alpha, {f"dislike_weight {w}, alpha {a}": value for (w, a), value in sweep.items()}
 
-    def histories_of(self, seqs: Sequences) -> list[History]:
+    def histories_of(self, seqs: Sequences) -> list[CatalogueHistory]:
         """Histories of iid sequences (ids outside 1..n_items dropped): row = iid - 1."""
         seqs = seqs.select((seqs.iid >= 1) & (seqs.iid <= self.n_items))
         split = lambda a: np.split(a, seqs.offsets[1:-1])
-        return [History(iid - 1, feedback, time_bin, iid, iid - 1) for iid, feedback, time_bin in
+        return [CatalogueHistory(iid - 1, feedback, time_bin, iid, iid - 1) for iid, feedback, time_bin in
                 zip(split(seqs.iid), split(seqs.feedback), split(seqs.time_bin))]

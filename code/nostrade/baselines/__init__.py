@@ -1,4 +1,4 @@
-"""Baselines, all behind one small interface, the one SASRec has too (nostrade.models holds them all by name).
+"""Baselines, all behind one small interface, the one SASRec has too (nostrade.registry holds them all by name).
 
     model = BASELINES[name](**options)        # hyper-parameters as keyword arguments, with defaults
     model.fit(dataset: Dataset, train: Sequences) -> model

@@ -5,7 +5,7 @@ encoder, and scores h_t . E_item[i] over the whole catalogue (the item embedding
 left-padded (iid 0 = padding), so the most recent event always sits at the last position.
 
 Data whose order is not time (meta.json's ``order_is_time`` false) gets a set model: no position embedding,
-training on a fresh permutation of every history each epoch (nostrade.train), and scoring that averages the
+training on a fresh permutation of every history each epoch (nostrade.sasrec_training), and scoring that averages the
 last hidden state over ``permutations`` orderings that depend only on the history's set of events
 (``canonical_orderings``), so the same set scores the same whatever order it was given in. Fields left None
 take these defaults from the data (``for_order``); a config built without data is the time-order model.
@@ -16,11 +16,11 @@ mean of its genres' embeddings, one embedding per coded field: type, episode-cou
 buckets, and a linear map of the standardised numeric values). Two ways (``features_as``):
 - ``"fallback"`` (the default): a title's vector is its id embedding where it has one, else its feature part. The
   model is first trained as without features, then frozen while the feature part learns to stand in for id
-  embeddings (nostrade.train.fit_feature_part; as Meta-Embedding, Pan et al. 2019, learns the first embeddings of new
+  embeddings (nostrade.sasrec_training.fit_feature_part; as Meta-Embedding, Pan et al. 2019, learns the first embeddings of new
   ads): each step a share ``id_dropout`` of the titles is scored by its feature part instead, under the same loss.
   Titles with an id score exactly as in the model without features; the others compete with them on the same scale,
   plus ``feature_shift``: a constant added to the score of every title scored from its features alone, chosen on the
-  validation events (nostrade.train.fit_feature_shift: the best NDCG@10 there, down to a floor that keeps such
+  validation events (nostrade.sasrec_training.fit_feature_shift: the best NDCG@10 there, down to a floor that keeps such
   titles in some lists).
 - ``"sum"``: a title's vector is its id embedding plus its feature part, trained together; ``id_dropout`` drops the
   id part of a share of the titles each time the table is built, so that the feature part also learns to stand
@@ -30,10 +30,10 @@ Off (the default), the model, its weights and its config are as before.
 
 ``feedback_head``: beside the next-item scores, a head predicts how the person will feel about a title:
 ``like_logit(h, i) = (W h) · e_i + b_i`` estimates log-odds of P(Like or Love | history, next = i), trained on every
-position's actual feedback (nostrade.train, a binary cross-entropy term). Scores are then
+position's actual feedback (nostrade.sasrec_training, a binary cross-entropy term). Scores are then
 ``h · e_i + like_weight · log σ(like_logit(h, i))``: the next-item logit (log P(next = i) up to a constant per
 history) plus the log-probability that the person will like it, ``like_weight`` chosen on the validation events
-(nostrade.train.fit_like_weight), so a title the person would watch but dislike sinks.
+(nostrade.sasrec_training.fit_like_weight), so a title the person would watch but dislike sinks.
 """
 from __future__ import annotations
 
@@ -97,7 +97,7 @@ class SASRecConfig:
     features_as: str = "fallback"  # "fallback": the id embedding, else the feature part; "sum": id + feature part
     id_dropout: float = 0.5  # training: share of titles scored by their feature part alone each time the table is built
     id_weight: float = 1.0  # "sum", scoring: the id part's weight
-    item_features: dict | None = None  # the FeatureEncoding (from the data: nostrade.train fills it)
+    item_features: dict | None = None  # the FeatureEncoding (from the data: nostrade.sasrec_training fills it)
     feature_shift: float = 0.0  # added to the scores of titles scored from features alone (fitted on validation)
     feedback_head: bool = True  # predict P(Like or Love | history, next title) too (see the module docstring)
     like_weight: float = 0.0  # scoring: the weight of log P(like) beside the next-item logit (fitted on validation)
@@ -170,7 +170,7 @@ class SASRec(nn.Module):
 
     def _init_features(self, cfg: SASRecConfig) -> None:
         if cfg.item_features is None:
-            raise ValueError("use_item_features: the config has no item_features encoding (nostrade.train fills it "
+            raise ValueError("use_item_features: the config has no item_features encoding (nostrade.sasrec_training fills it "
                              "from the data)")
         if cfg.features_as not in FEATURES_AS:
             raise ValueError(f"features_as: {cfg.features_as!r} is not one of {', '.join(FEATURES_AS)}")

@@ -1,10 +1,10 @@
-"""SASRec behind the models' fit/score interface (nostrade.sasrec)."""
+"""SASRec behind the models' fit/score interface (nostrade.sasrec_recommender)."""
 import pytest
 import torch
 from model_contract import one_torch_thread  # noqa: F401 (autouse)
 
-from nostrade.model import SASRec, SASRecConfig
-from nostrade.sasrec import SASRecRecommender, item2vec_init
+from nostrade.sasrec_net import SASRec, SASRecConfig
+from nostrade.sasrec_recommender import SASRecRecommender, item2vec_init
 from nostrade.sequences import Sequences
 
 

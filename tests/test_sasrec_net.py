@@ -7,11 +7,11 @@ import torch
 
 from nostrade.dataset import Dataset
 from nostrade.evaluate import rank_cases
-from nostrade.model import (FEATURE_BUFFERS, FEATURE_MODULES, HEAD_FIELDS, SASRec, SASRecConfig, canonical_orderings,
+from nostrade.sasrec_net import (FEATURE_BUFFERS, FEATURE_MODULES, HEAD_FIELDS, SASRec, SASRecConfig, canonical_orderings,
                             trim_left_padding)
 from nostrade.sequences import Sequences
 from nostrade.split import EvalCases, leave_one_out
-from nostrade.train import TrainConfig, fit_feature_shift, train_sasrec
+from nostrade.sasrec_training import TrainConfig, fit_feature_shift, train_sasrec
 
 
 def small_model(**overrides) -> SASRec:
@@ -106,7 +106,7 @@ def test_withheld_block_item_comes_back_first():
     assert (ranks == 1).all(), f"ranks of the withheld items: {np.bincount(ranks)}"
 
 
-@pytest.mark.parametrize("permutations", [1, 4])  # 1: the default (nostrade.model.ORDERINGS)
+@pytest.mark.parametrize("permutations", [1, 4])  # 1: the default (nostrade.sasrec_net.ORDERINGS)
 def test_a_set_model_scores_the_same_set_the_same_whatever_its_order(permutations):
     model = SASRec(SASRecConfig(n_items=30, max_len=8, d_model=16, n_heads=2, n_layers=1, use_position=False,
                                 permutations=permutations)).eval()

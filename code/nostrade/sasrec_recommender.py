@@ -1,4 +1,4 @@
-"""SASRec as a model among models: the baselines' fit/score interface around nostrade.train.
+"""SASRec as a model among models: the baselines' fit/score interface around nostrade.sasrec_training.
 
     model = SASRecRecommender(seed=0, use_feedback=False, epochs=20)   # any SASRecConfig / TrainConfig field
     model.fit(dataset, train)     # early stopping on the data set's own validation cases (nostrade.split)
@@ -16,10 +16,10 @@ import torch
 
 from nostrade.baselines.item2vec import item2vec_embeddings
 from nostrade.dataset import Dataset
-from nostrade.model import SASRec, SASRecConfig
+from nostrade.sasrec_net import SASRec, SASRecConfig
 from nostrade.sequences import Sequences
 from nostrade.split import split_of
-from nostrade.train import DATA_FIELDS, TrainConfig, TrainResult, train_sasrec
+from nostrade.sasrec_training import DATA_FIELDS, TrainConfig, TrainResult, train_sasrec
 
 INITS = ("random", "item2vec")
 MODEL_FIELDS = {f.name for f in dataclasses.fields(SASRecConfig)} - set(DATA_FIELDS)
