@@ -450,10 +450,8 @@ def taste_cosines(taste: np.ndarray, taste_t: np.ndarray, history: Sequences) ->
     liked = feedback != DISLIKE
     profile = np.zeros((history.n_users, taste.shape[1]), np.float32)
     disliked_max = np.zeros((history.n_users, n_items + 1), np.float32)
-    if liked.any():  # a Sequences' events run row by row: a row's liked (disliked) events are one segment
-        rows, starts = np.unique(owner[liked], return_index=True)
-        profile[rows] = np.add.reduceat(taste[iid[liked]], starts, axis=0)
-    if not liked.all():
+    np.add.at(profile, owner[liked], taste[iid[liked]])  # (np.add.reduceat sums in another order: other bits)
+    if not liked.all():  # a Sequences' events run row by row: a row's disliked events are one segment
         rows, starts = np.unique(owner[~liked], return_index=True)
         disliked_max[rows] = np.maximum.reduceat(taste[iid[~liked]] @ taste_t, starts, axis=0)
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
