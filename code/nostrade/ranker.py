@@ -452,7 +452,7 @@ def taste_cosines(taste: np.ndarray, taste_t: np.ndarray, history: Sequences) ->
     disliked_max = np.zeros((history.n_users, n_items + 1), np.float32)
     np.add.at(profile, owner[liked], taste[iid[liked]])  # (np.add.reduceat sums in another order: other bits)
     if not liked.all():  # a Sequences' events run row by row: a row's disliked events are one segment
-        rows, starts = np.unique(owner[~liked], return_index=True)
-        disliked_max[rows] = np.maximum.reduceat(taste[iid[~liked]] @ taste_t, starts, axis=0)
+        rows, counts = np.unique(owner[~liked], return_counts=True)
+        disliked_max[rows] = similarity.max_per_segment(taste[iid[~liked]] @ taste_t, counts)
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
     return profile @ taste_t, disliked_max

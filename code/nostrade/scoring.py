@@ -43,6 +43,7 @@ from nostrade.baselines.content import item_vectors, profile_cosines
 from nostrade.blend import mix, normalise
 from nostrade.evaluate import net_ndcg, rank_cases
 from nostrade.sequences import DISLIKE, Sequences
+from nostrade.similarity import max_per_segment
 from nostrade.split import EvalCases
 
 # The model scores a history from one title it knows: one title on the model path beats the genre + popularity
@@ -210,7 +211,7 @@ class Scoring:
             return penalty
         cosines = self.item_unit[np.concatenate(disliked)] @ self._item_unit_t  # each user's dislikes: one segment
         users = np.flatnonzero(counts)
-        closest = np.maximum.reduceat(cosines, (np.cumsum(counts) - counts)[users], axis=0)
+        closest = max_per_segment(cosines, counts[users])
         penalty[users, :self.n_items] = self.dislike_weight * np.maximum(closest, 0.0)
         return penalty
 
