@@ -39,7 +39,6 @@ import psutil
 import torch
 
 import served
-from batching import DEFAULT_MAX_SIZE, DEFAULT_WAIT_MS
 from harness import ServerProcess
 from nostrade.atomic import write_json
 from nostrade.checkpoint import read_checkpoint
@@ -157,15 +156,19 @@ def row_model(row: str, args: argparse.Namespace, tmp: Path) -> tuple[Path, Path
 def load_runs(checkpoint: Path, data_dir: Path, tmp: Path, args: argparse.Namespace) -> dict:
     """Every (worker count, concurrency) run serving one checkpoint."""
     env = {"NOSTRADE_CHECKPOINT": str(checkpoint), "NOSTRADE_DATA": str(data_dir),
-           "NOSTRADE_EVENTS": str(tmp / "events.db"), "NOSTRADE_THREADS": "1",
-           "NOSTRADE_MICROBATCH_MAX": str(args.microbatch_max), "NOSTRADE_MICROBATCH_WAIT_MS": str(args.microbatch_wait_ms)}
+           "NOSTRADE_EVENTS": str(tmp / "events.db"), "NOSTRADE_THREADS": "1"}
+    for name, value in (("NOSTRADE_MICROBATCH_MAX", args.microbatch_max),
+                        ("NOSTRADE_MICROBATCH_WAIT_MS", args.microbatch_wait_ms)):
+        if value is not None:  # else the server's default (code/batching.py)
+            env[name] = str(value)
     bodies = request_bodies(data_dir, args.requests + args.warmup, args.seed)
     warmup, bodies = bodies[:args.warmup], bodies[args.warmup:]
     runs = []
     for workers in args.workers:
         for concurrency in args.concurrency:
             print(f"  {workers} worker(s): {len(bodies)} requests, concurrency {concurrency}, micro-batches of at most "
-                  f"{args.microbatch_max} (wait at most {args.microbatch_wait_ms} ms)…", flush=True)
+                  f"{args.microbatch_max or 'the default'} (waiting at most {args.microbatch_wait_ms or 'the default'} "
+                  "ms)…", flush=True)
             r = {"workers": workers, **measure(env, workers, bodies, warmup, concurrency, args.time_cap)}
             runs.append(r)
             print(f"    {r['rps']:.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
@@ -188,17 +191,17 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, help="the processed folder the checkpoint was trained on")
     p.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
                    help="models to serve without --checkpoint; the first is the headline (default: all)")
-    p.add_argument("--microbatch-max", type=int, default=DEFAULT_MAX_SIZE,
-                   help=f"NOSTRADE_MICROBATCH_MAX of the server (default {DEFAULT_MAX_SIZE}; 1: no micro-batching)")
-    p.add_argument("--microbatch-wait-ms", type=float, default=DEFAULT_WAIT_MS,
-                   help=f"NOSTRADE_MICROBATCH_WAIT_MS of the server (default {DEFAULT_WAIT_MS})")
+    p.add_argument("--microbatch-max", type=int,
+                   help="NOSTRADE_MICROBATCH_MAX of the server (default: its own, code/batching.py; 1: no micro-batching)")
+    p.add_argument("--microbatch-wait-ms", type=float,
+                   help="NOSTRADE_MICROBATCH_WAIT_MS of the server (default: its own, code/batching.py)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if (args.checkpoint is None) != (args.data is None):
         p.error("--checkpoint and --data go together")
-    if min(args.requests, min(args.concurrency), min(args.workers), args.microbatch_max) < 1:
+    if min(args.requests, min(args.concurrency), min(args.workers), args.microbatch_max or 1) < 1:
         p.error("--requests, --concurrency, --workers and --microbatch-max must be at least 1")
-    if args.microbatch_wait_ms < 0:
+    if (args.microbatch_wait_ms or 0) < 0:
         p.error(f"--microbatch-wait-ms: {args.microbatch_wait_ms} must be at least 0")
 
     with tempfile.TemporaryDirectory(prefix="nostrade-load-") as tmp:
@@ -214,7 +217,7 @@ def main(argv=None) -> int:
               "kind": rows[headline_row]["kind"], "headline": headline_row,
               "targets": {"rps": 300, "p99_ms": 50, "errors": 0},
               "endpoint": "POST /recommend", "history_length": HISTORY_LENGTH, "k": 20, "explain": True,
-              "microbatch": {"max": args.microbatch_max, "wait_ms": args.microbatch_wait_ms},
+              "microbatch": {"max": args.microbatch_max, "wait_ms": args.microbatch_wait_ms},  # None: the server's
               "rows": rows,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                           "torch": torch.__version__},
