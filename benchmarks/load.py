@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
                    help="models to serve without --checkpoint; the first is the headline (default: all)")
     p.add_argument("--microbatch-max", type=int,
-                   help="NOSTRADE_MICROBATCH_MAX of the server (default: its own, code/batching.py; 1: no micro-batching)")
+                   help="NOSTRADE_MICROBATCH_MAX of the server (default: its own; 1: no micro-batching)")
     p.add_argument("--microbatch-wait-ms", type=float,
                    help="NOSTRADE_MICROBATCH_WAIT_MS of the server (default: its own, code/batching.py)")
     p.add_argument("--seed", type=int, default=0)
