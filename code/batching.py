@@ -112,11 +112,12 @@ class MicroBatcher:
     def _answer(self, group: list[Pending], alpha: float) -> None:
         try:
             scored = self.score([p.history for p in group], alpha)
-        except Exception as err:  # noqa: BLE001 - handed to the request(s) it belongs to
-            if len(group) == 1 and not group[0].answer.done():
+        except Exception as err:  # noqa: BLE001 - handed to the request it belongs to
+            if len(group) > 1:  # one call each: only the history that fails fails its request
+                for p in group:
+                    self._answer([p], alpha)
+            elif not group[0].answer.done():
                 group[0].answer.set_exception(err)
-            for p in group if len(group) > 1 else ():
-                self._answer([p], alpha)
             return
         self.counts.calls += 1
         self.counts.requests += len(group)
