@@ -18,7 +18,8 @@ seconds; then stops the server. Writes, per (worker count, concurrency), {"rps",
 ...} under "runs", and at the top level the figures of the most workers at the lowest concurrency
 (latency = client-side, request sent to response read; errors = non-200 answers, failed requests and
 requests not sent before the time cap). The client shares the machine's cores with the server: on a
-2-core machine it costs the server part of a core.
+2-core machine it costs the server part of a core. Each worker scores the requests in flight together
+(code/batching.py): --microbatch-max 1 measures one model call per request, as before micro-batching.
 """
 from __future__ import annotations
 
@@ -106,14 +107,27 @@ def cpu_seconds(pid: int) -> float:
     return sum(p.cpu_times().user + p.cpu_times().system for p in [root, *root.children(recursive=True)])
 
 
+def scoring_counts(url: str, workers: int) -> np.ndarray:
+    """(requests scored, model calls) summed over the workers, from their /health (asked until every worker
+    answered once: the server picks which one answers)."""
+    counts = {}
+    for _ in range(50 * workers):
+        health = httpx.get(url + "/health", timeout=5.0).json()
+        counts[health["pid"]] = (health["scored_requests"], health["scoring_calls"])
+        if len(counts) == workers:
+            break
+    return np.array(list(counts.values())).sum(axis=0)
+
+
 def measure(env: dict, workers: int, bodies: list[bytes], warmup: list[bytes], concurrency: int,
             time_cap_s: float) -> dict:
     with ServerProcess(env, workers=workers) as server:
         asyncio.run(send_all(server.url, warmup, concurrency, time_cap_s))
-        load_before = os.getloadavg()[0]
+        load_before, scored = os.getloadavg()[0], scoring_counts(server.url, workers)
         server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
         latencies, errors, wall = asyncio.run(send_all(server.url, bodies, concurrency, time_cap_s))
         server_cpu, client_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - client_cpu
+        scored = scoring_counts(server.url, workers) - scored
     ms = np.array(latencies) * 1000
     answered = max(len(latencies), 1)
     return {"concurrency": concurrency, "rps": round(len(latencies) / wall, 1),
@@ -121,6 +135,7 @@ def measure(env: dict, workers: int, bodies: list[bytes], warmup: list[bytes], c
             "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
             "errors": errors, "ok": len(latencies), "requests": len(bodies), "wall_s": round(wall, 2),
             "load_avg_1min_before": round(load_before, 2),
+            "mean_micro_batch": round(float(scored[0] / max(scored[1], 1)), 2),  # requests per model call
             # CPU time per answered request: what the figures would be on quiet cores, whatever else runs
             "server_cpu_ms_per_request": round(1000 * server_cpu / answered, 2),
             "client_cpu_ms_per_request": round(1000 * client_cpu / answered, 2)}
@@ -142,17 +157,24 @@ def load_runs(checkpoint: Path, data_dir: Path, tmp: Path, args: argparse.Namesp
     """Every (worker count, concurrency) run serving one checkpoint."""
     env = {"NOSTRADE_CHECKPOINT": str(checkpoint), "NOSTRADE_DATA": str(data_dir),
            "NOSTRADE_EVENTS": str(tmp / "events.db"), "NOSTRADE_THREADS": "1"}
+    for name, value in (("NOSTRADE_MICROBATCH_MAX", args.microbatch_max),
+                        ("NOSTRADE_MICROBATCH_WAIT_MS", args.microbatch_wait_ms)):
+        if value is not None:  # else the server's default (code/batching.py)
+            env[name] = str(value)
     bodies = request_bodies(data_dir, args.requests + args.warmup, args.seed)
     warmup, bodies = bodies[:args.warmup], bodies[args.warmup:]
     runs = []
     for workers in args.workers:
         for concurrency in args.concurrency:
-            print(f"  {workers} worker(s): {len(bodies)} requests, concurrency {concurrency}…", flush=True)
+            print(f"  {workers} worker(s): {len(bodies)} requests, concurrency {concurrency}, micro-batches of at most "
+                  f"{args.microbatch_max or 'the default'} (waiting at most {args.microbatch_wait_ms or 'the default'} "
+                  "ms)…", flush=True)
             r = {"workers": workers, **measure(env, workers, bodies, warmup, concurrency, args.time_cap)}
             runs.append(r)
             print(f"    {r['rps']:.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
                   f"(CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
-                  f"{r['client_cpu_ms_per_request']} ms; 1-min load average {r['load_avg_1min_before']})", flush=True)
+                  f"{r['client_cpu_ms_per_request']} ms; {r['mean_micro_batch']} requests per model call; 1-min load "
+                  f"average {r['load_avg_1min_before']})", flush=True)
     return {"checkpoint": str(checkpoint), "runs": runs}
 
 
@@ -169,12 +191,18 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, help="the processed folder the checkpoint was trained on")
     p.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
                    help="models to serve without --checkpoint; the first is the headline (default: all)")
+    p.add_argument("--microbatch-max", type=int,
+                   help="NOSTRADE_MICROBATCH_MAX of the server (default: its own; 1: no micro-batching)")
+    p.add_argument("--microbatch-wait-ms", type=float,
+                   help="NOSTRADE_MICROBATCH_WAIT_MS of the server (default: its own, code/batching.py)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if (args.checkpoint is None) != (args.data is None):
         p.error("--checkpoint and --data go together")
-    if min(args.requests, min(args.concurrency), min(args.workers)) < 1:
-        p.error("--requests, --concurrency and --workers must be at least 1")
+    if min(args.requests, min(args.concurrency), min(args.workers), args.microbatch_max or 1) < 1:
+        p.error("--requests, --concurrency, --workers and --microbatch-max must be at least 1")
+    if (args.microbatch_wait_ms or 0) < 0:
+        p.error(f"--microbatch-wait-ms: {args.microbatch_wait_ms} must be at least 0")
 
     with tempfile.TemporaryDirectory(prefix="nostrade-load-") as tmp:
         tmp, rows = Path(tmp), {}
@@ -189,6 +217,7 @@ def main(argv=None) -> int:
               "kind": rows[headline_row]["kind"], "headline": headline_row,
               "targets": {"rps": 300, "p99_ms": 50, "errors": 0},
               "endpoint": "POST /recommend", "history_length": HISTORY_LENGTH, "k": 20, "explain": True,
+              "microbatch": {"max": args.microbatch_max, "wait_ms": args.microbatch_wait_ms},  # None: the server's
               "rows": rows,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                           "torch": torch.__version__},

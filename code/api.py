@@ -19,12 +19,16 @@ repository root):
     NOSTRADE_THREADS         CPU threads per worker (PyTorch and BLAS)   (default 1)
     NOSTRADE_MAX_BATCHES     POST /recommend/batch requests a worker runs at once; more get a JSON 429
                              with Retry-After (default 2)
+    NOSTRADE_MICROBATCH_MAX  concurrent recommendation requests a worker scores in one model call at most
+                             (code/batching.py; 1: each alone)                       (default 32)
+    NOSTRADE_MICROBATCH_WAIT_MS  the longest the first of them waits for others, in ms (default 5)
 
 The model is loaded once per worker process at startup. Every score comes from predict.Recommender;
-this module only validates, looks up histories, and shapes JSON. A known user's history is
-nostrade.history's (training interactions, then logged ratings; the latest rating wins; a cleared one removes
-the title), read from the log on every request, so a POST /feedback shows in the next GET /recommend at
-once (in any worker).
+this module only validates, looks up histories, and shapes JSON. Recommendation requests that arrive together
+are scored in one model call and each answered with its own row (micro-batching: code/batching.py). A known
+user's history is nostrade.history's (training interactions, then logged ratings; the latest rating wins; a
+cleared one removes the title), read from the log on every request, so a POST /feedback shows in the next
+GET /recommend at once (in any worker).
 
 Errors are JSON ``{"error": kind, "detail": one line, "errors": [...]}`` with a 4xx status: 422 for a
 request that does not match the schema (also a query parameter given twice, or digits other than ASCII
@@ -51,6 +55,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
+import orjson
 import pandas as pd
 from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -60,6 +65,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from batching import DEFAULT_MAX_SIZE, DEFAULT_WAIT_MS, BatchSettings, MicroBatcher
 from nostrade.dataset import sha256_of
 from nostrade.events import MAX_EVENT_ID_LENGTH, EventLog, EventLogGone, IdempotencyConflict, new_event_id
 from nostrade.history import UserHistories
@@ -89,6 +95,7 @@ class Settings:
     max_body_bytes: int
     threads: int
     max_batches: int = DEFAULT_MAX_BATCHES
+    microbatch: BatchSettings = BatchSettings()
 
     @classmethod
     def from_env(cls, env=os.environ) -> "Settings":
@@ -102,13 +109,21 @@ class Settings:
                 raise ValueError(f"{name}={value!r} is not a non-negative integer")
             return int(value)
 
+        def milliseconds(name: str, default: float) -> float:
+            value = env.get(name) or str(default)
+            if not value.replace(".", "", 1).isdigit():
+                raise ValueError(f"{name}={value!r} is not a non-negative number of milliseconds")
+            return float(value)
+
         return cls(checkpoint=path("NOSTRADE_CHECKPOINT", "checkpoints/model.pt"),
                    data=path("NOSTRADE_DATA", "data/processed"),
                    catalogue=path("NOSTRADE_CATALOGUE", "") if env.get("NOSTRADE_CATALOGUE") else None,
                    events=path("NOSTRADE_EVENTS", "data/events.db"),
                    max_body_bytes=integer("NOSTRADE_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES),
                    threads=max(1, integer("NOSTRADE_THREADS", 1)),
-                   max_batches=max(1, integer("NOSTRADE_MAX_BATCHES", DEFAULT_MAX_BATCHES)))
+                   max_batches=max(1, integer("NOSTRADE_MAX_BATCHES", DEFAULT_MAX_BATCHES)),
+                   microbatch=BatchSettings(max(1, integer("NOSTRADE_MICROBATCH_MAX", DEFAULT_MAX_SIZE)),
+                                            milliseconds("NOSTRADE_MICROBATCH_WAIT_MS", DEFAULT_WAIT_MS)))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -314,6 +329,9 @@ class Health(BaseModel):
     logged_events: int | None = Field(description="null when the event log cannot be read")
     uptime_s: float
     pid: int = Field(description="the worker process that answered")
+    scored_requests: int = Field(description="recommendation requests this worker has scored")
+    scoring_calls: int = Field(description="the model calls that scored them: concurrent requests share one "
+                                           "(micro-batching); scored_requests / scoring_calls is the mean batch")
 
 
 class ErrorItem(BaseModel):
@@ -342,6 +360,7 @@ class Service:
     users: UserHistories
     model_version: str
     started: float
+    batcher: MicroBatcher  # concurrent recommendation requests, scored together
     event_log_problem: str | None = None  # what quick_check found at start-up, or a later SQLite failure
 
 
@@ -351,13 +370,13 @@ class EventLogUnavailable(HTTPException):
                               "and restart the service")
 
 
-def checked_service(rec: Recommender, events: EventLog, model_version: str) -> Service:
+def checked_service(rec: Recommender, events: EventLog, model_version: str, settings: Settings) -> Service:
     """The service, with the event log's integrity checked once (a damaged page otherwise shows only on writes)."""
     problems = events.quick_check()
     if problems:
         log.error("event log %s is damaged: %s", events.path, "; ".join(problems[:5]))
     return Service(rec, events, UserHistories(rec.dataset, events), model_version, time.time(),
-                   f"damaged: {problems[0]}" if problems else None)
+                   MicroBatcher(rec.scores, settings.microbatch), f"damaged: {problems[0]}" if problems else None)
 
 
 class BodyTooLarge(HTTPException):
@@ -395,6 +414,22 @@ class BodySizeLimit:
         await self.app(scope, limited_receive, send)
 
 
+class AnnounceScoring:
+    """Announces each recommendation request to the micro-batcher as it arrives (code/batching.py), so that a
+    batch being gathered waits for it while its body is read and validated; the endpoint hands the ticket on."""
+
+    def __init__(self, app, state):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        service = getattr(self.state, "service", None)
+        if scope["type"] != "http" or scope["path"] not in SCORED_PATHS or service is None:
+            return await self.app(scope, receive, send)
+        with service.batcher.announced() as ticket:
+            scope["nostrade.ticket"] = ticket
+            await self.app(scope, receive, send)
+
+
 class JSONErrorsHTTP(HttpToolsProtocol):
     """uvicorn's httptools protocol (what it picks by default), whose own 400 for a request it cannot parse (a bad
     Content-Length, a malformed header line: the app never sees those) is JSON like every other error. Started
@@ -414,6 +449,7 @@ ERROR_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 
                413: "body_too_large", 422: "validation_error", 429: "too_many_requests", 500: "internal_error",
                503: "event_log_unavailable"}
 MULTI_VALUED_PARAMS = {"genres", "types"}
+SCORED_PATHS = {"/recommend", "/recommend_cold"}  # the paths whose requests are micro-batched
 
 
 def error_response(status: int, detail: str, items: list | None = None, headers: dict | None = None) -> JSONResponse:
@@ -476,11 +512,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def load_service(settings: Settings) -> Service:
     rec = Recommender.load(settings.checkpoint, settings.data, catalogue_path=settings.catalogue)
-    return checked_service(rec, EventLog(settings.events), sha256_of(settings.checkpoint))
+    return checked_service(rec, EventLog(settings.events), sha256_of(settings.checkpoint), settings)
 
 
-def single_valued_query(request: Request) -> None:
-    """A query parameter given more than once is a 422 (frameworks silently keep one), except the list filters."""
+async def single_valued_query(request: Request) -> None:
+    """A query parameter given more than once is a 422 (frameworks silently keep one), except the list filters.
+    ``async``: FastAPI runs a plain function dependency in its thread pool, a thread hop for every request."""
     names = [name for name, _ in request.query_params.multi_items()]
     repeated = sorted({n for n in names if names.count(n) > 1} - MULTI_VALUED_PARAMS)
     if repeated:
@@ -530,7 +567,8 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
         except ValueError as err:
             settings, refusal = Settings.from_env({}), err
     if recommender is not None:
-        service = checked_service(recommender, EventLog(events_path or settings.events), model_version or "in-memory")
+        service = checked_service(recommender, EventLog(events_path or settings.events), model_version or "in-memory",
+                                  settings)
     else:
         service = None
 
@@ -557,6 +595,7 @@ def create_app(recommender: Recommender | None = None, events_path: str | Path |
     app.state.batch_slots = threading.BoundedSemaphore(settings.max_batches)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(OneLineStartupErrors, state=app.state)
+    app.add_middleware(AnnounceScoring, state=app.state)
     install_error_handlers(app)
     add_routes(app)
     return app
@@ -571,7 +610,15 @@ def add_routes(app: FastAPI) -> None:
     # event loop itself, one request at a time per worker. Run in the thread pool, a worker's concurrent
     # requests fight over the GIL through many small torch and NumPy calls (benchmarks/load.py measured about
     # twice the server CPU per request that way, with the serving code of the time). Throughput scales with
-    # --workers. The batch and feedback endpoints (long scoring, SQLite commits) stay in the thread pool.
+    # --workers, and concurrent recommendation requests share one model call (code/batching.py). The batch and
+    # feedback endpoints (long scoring, SQLite commits) stay in the thread pool.
+    add_health_route(app)
+    add_recommend_routes(app)
+    add_batch_route(app)
+    add_feedback_and_title_routes(app)
+
+
+def add_health_route(app: FastAPI) -> None:
     @app.get("/health", response_model=Health, tags=["service"])
     async def health(request: Request):
         s = get_service(request)
@@ -586,14 +633,17 @@ def add_routes(app: FastAPI) -> None:
                       event_log=s.event_log_problem or "ok", model_version=s.model_version,
                       source=str(s.rec.meta.get("source", "")), catalogue_titles=len(s.rec.catalogue),
                       model_titles=s.rec.dataset.n_items, training_users=s.users.n_training_users,
-                      logged_events=logged, uptime_s=round(time.time() - s.started, 3), pid=os.getpid())
+                      logged_events=logged, uptime_s=round(time.time() - s.started, 3), pid=os.getpid(),
+                      scored_requests=s.batcher.counts.requests, scoring_calls=s.batcher.counts.calls)
 
+
+def add_recommend_routes(app: FastAPI) -> None:
     @app.post("/recommend", response_model=RecommendResponse, responses=errors(400, 413, 422),
               tags=["recommend"])
     async def recommend(body: RecommendRequest, request: Request):
         """Top-k for a history of (anime_id, feedback, timestamp) events; unknown ids are listed, not fatal."""
         events = [(e.anime_id, e.feedback, e.timestamp) for e in body.history]
-        return recommend_json(get_service(request).rec, events, body)
+        return await recommend_json(request, events, body)
 
     @app.get("/recommend", response_model=UserRecommendResponse, responses=errors(400, 404, 422, 503),
              tags=["recommend"])
@@ -604,15 +654,17 @@ def add_routes(app: FastAPI) -> None:
         events, n_trained, n_logged = s.users.of(query.user_id)
         if not events:
             raise HTTPException(404, f"user_id {query.user_id}: unknown (no training history, no logged feedback)")
-        return recommend_json(s.rec, events, query, user_id=query.user_id, n_training_events=n_trained,
-                              n_logged_events=n_logged)
+        return await recommend_json(request, events, query, user_id=query.user_id, n_training_events=n_trained,
+                                    n_logged_events=n_logged)
 
     @app.get("/recommend_cold", response_model=RecommendResponse, responses=errors(400, 422), tags=["recommend"])
     async def recommend_cold(query: Annotated[ColdQuery, Query()], request: Request):
         """Cold start from a few liked titles (titles the model knows: the model; others: genre + popularity)."""
         liked = [int(x) for x in query.liked.split(",")]
-        return recommend_json(get_service(request).rec, [(a, LIKE, None) for a in liked], query)
+        return await recommend_json(request, [(a, LIKE, None) for a in liked], query)
 
+
+def add_batch_route(app: FastAPI) -> None:
     @app.post("/recommend/batch", response_model=BatchResponse, responses=errors(400, 404, 413, 422, 429, 503),
               tags=["recommend"])
     def recommend_batch(body: BatchRequest, request: Request):
@@ -630,8 +682,6 @@ def add_routes(app: FastAPI) -> None:
             return JSONResponse({"k": body.k, "alpha": alpha, "results": results})
         finally:
             slots.release()
-
-    add_feedback_and_title_routes(app)
 
 
 def add_feedback_and_title_routes(app: FastAPI) -> None:
@@ -690,10 +740,17 @@ def batch_results(s: Service, body: BatchRequest) -> list[dict]:
             + [{"user_id": None, "index": i, **scored[len(users) + i]} for i in range(len(body.histories))])
 
 
-def recommend_json(rec: Recommender, events: Sequence, query: Options, **extra) -> JSONResponse:
-    out = rec.recommend(events, k=query.k, alpha=query.alpha, genres=query.genres, types=query.types,
-                        min_members=query.min_members, explain=query.explain)
-    return JSONResponse({**out.to_dict(), **extra})
+async def recommend_json(request: Request, events: Sequence, query: Options, **extra) -> Response:
+    """The answer to one recommendation request, its history scored with the requests that came in meanwhile."""
+    s = get_service(request)
+    history = s.rec.history(events)
+    alpha = s.rec.default_alpha if query.alpha is None else query.alpha
+    filters = dict(genres=query.genres, types=query.types, min_members=query.min_members)
+    s.rec.filter_mask(**filters)  # a bad filter value is refused (400) before its history is scored
+    scored = await s.batcher.scores(history, alpha, request.scope.get("nostrade.ticket"))
+    out = s.rec.recommend(history, k=query.k, alpha=alpha, explain=query.explain, scored=scored, **filters)
+    # orjson: the same JSON (plain values, NaN already None); json.dumps was a tenth of the server's time under load
+    return Response(orjson.dumps({**out.to_dict(), **extra}), media_type="application/json")
 
 
 app = create_app()

@@ -491,14 +491,16 @@ class Recommender:
     # -- the main call --------------------------------------------------------------------------------
     def recommend(self, events: Iterable = (), k: int = 20, alpha: float | None = None, genres=None, types=None,
                   min_members=None, explain: bool = True, exclude_genres=None, exclude_ids=None,
-                  genre_only_min_members=None) -> Recommendations:
+                  genre_only_min_members=None, scored: Scores | None = None) -> Recommendations:
         """Top-k of the titles that pass the filters (``filter_mask``); ``genre_only_min_members``: the members a
         title needs when genres alone rank it (no model part in its score: α = 1, a cold start, or a title the
-        model does not know), so that a genre match cannot surface a title almost nobody watched."""
+        model does not know), so that a genre match cannot surface a title almost nobody watched. ``events``
+        may be a CatalogueHistory already (``history``); ``scored``: its one row of ``scores`` with this alpha where the
+        caller scored it already, e.g. in one call with other requests (the API's micro-batching)."""
         k, alpha = check_k(k), self.default_alpha if alpha is None else check_alpha(alpha)
         allowed = self.filter_mask(genres, types, min_members, exclude_genres, exclude_ids)
-        history = self.history(events)
-        s = self.scores([history], alpha)
+        history = events if isinstance(events, CatalogueHistory) else self.history(events)
+        s = self.scores([history], alpha) if scored is None else scored
         allowed &= s.candidates[0]
         path = s.paths[0]
         if genre_only_min_members is not None and path != PATH_POPULARITY:
@@ -552,7 +554,9 @@ class Recommender:
         pushed_by = np.full(len(top), None, dtype=object)
         if len(top) and s.penalty[0, top].any():
             unpenalised = (s.final[0] + s.penalty[0])[allowed]
-            rank_without = 1 + (unpenalised[None, :] > (s.final[0, top] + s.penalty[0, top])[:, None]).sum(axis=1)
+            mine = s.final[0, top] + s.penalty[0, top]
+            above = unpenalised[unpenalised > mine.min()]  # the only titles that can rank above any of them
+            rank_without = 1 + (above[None, :] > mine[:, None]).sum(axis=1)
             disliked = history.rows[history.feedback == DISLIKE]
             nearest, _ = self.explainer.closest(top, disliked)
             pushed = (rank_without < np.arange(1, len(top) + 1)) & (s.penalty[0, top] > 0)

@@ -1,12 +1,14 @@
 """The HTTP service: endpoints, validation, JSON errors, body caps, feedback loop, safety of files."""
 from __future__ import annotations
 
+import asyncio
 import builtins
 import io
 import json
 import os
 import sqlite3
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -74,6 +76,9 @@ def test_health_reports_version_counts_and_uptime(client, rec):
     assert body["model_titles"] == rec.dataset.n_items
     assert body["training_users"] == rec.dataset.sequences.n_users
     assert body["logged_events"] == 0 and body["uptime_s"] >= 0
+    assert body["scored_requests"] == body["scoring_calls"] == 0
+    client.post("/recommend", json={"history": history(vocab(rec, 3)), "k": 2})
+    assert client.get("/health").json()["scored_requests"] == 1
 
 
 def test_startup_loads_the_checkpoint_from_the_environment(tiny_checkpoint, processed_sample, tmp_path, monkeypatch):
@@ -608,3 +613,34 @@ def test_a_future_rating_can_be_corrected_and_the_range_is_prep_s(client, rec, e
     assert_json_error(r, 422, "body.timestamp")
     r = client.post("/recommend", json={"history": [{"anime_id": anime, "timestamp": 3.2e10}]})
     assert_json_error(r, 422, "body.history.0.timestamp")
+
+
+# ---------------------------------------------------------------------------------------------- micro-batching
+
+def answers_concurrently(app, bodies: list[dict]) -> list[dict]:
+    async def send_all():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+            return await asyncio.gather(*(c.post("/recommend", json=body) for body in bodies))
+    return [r.json() for r in asyncio.run(send_all())]
+
+
+@pytest.mark.parametrize("model", ["sasrec", "ranker"])
+def test_requests_sent_together_are_scored_in_one_call_and_answered_as_one_by_one(
+        model, rec, ranker_checkpoint, processed_anime, tmp_path):
+    served = rec if model == "sasrec" else Recommender.load(ranker_checkpoint, processed_anime)
+    bodies = [{"history": history(vocab(served, n, seed=n), feedback=1 + n % 3), "k": 8} for n in (1, 3, 12, 40)]
+    bodies += [{"history": history(vocab(served, 6, seed=7)), "k": 5, "alpha": 0.5}, {"history": [], "k": 4}]
+    patient = api.Settings.from_env({"NOSTRADE_MICROBATCH_WAIT_MS": "1000"})  # however slow this host is now
+    app = api.create_app(served, tmp_path / "events.db", model_version=model, settings=patient)
+    together = answers_concurrently(app, bodies)
+    batcher = app.state.service.batcher
+    assert batcher.counts.requests == len(bodies) and batcher.counts.calls == 2  # the default alpha's, and 0.5's
+    with TestClient(app) as c:
+        one_by_one = [c.post("/recommend", json=body).json() for body in bodies]
+    for mine, alone in zip(together, one_by_one):
+        assert [i["anime_id"] for i in mine["items"]] == [i["anime_id"] for i in alone["items"]]
+        for field in ("reason", "source", "retrieved_by", "explanations"):
+            assert [i[field] for i in mine["items"]] == [i[field] for i in alone["items"]]
+        assert np.allclose([i["score"] for i in mine["items"]], [i["score"] for i in alone["items"]], atol=1e-6)
+        assert {k: v for k, v in mine.items() if k != "items"} == {k: v for k, v in alone.items() if k != "items"}

@@ -16,3 +16,6 @@ def test_quick_load_run_writes_every_run_and_the_headline(ease_checkpoint, proce
     assert all(r["errors"] == 0 and r["ok"] == 20 for r in row["runs"])
     assert (record["workers"], record["concurrency"]) == (1, 1)
     assert record["rps"] > 0 and 0 < record["p50_ms"] <= record["p99_ms"]
+    assert row["runs"][0]["mean_micro_batch"] == 1.0  # one request in flight: each scored alone
+    assert 1.0 <= row["runs"][1]["mean_micro_batch"] <= 2.0
+    assert record["microbatch"] == {"max": None, "wait_ms": None}  # the server's own settings

@@ -15,6 +15,7 @@ from nostrade.baselines.ease import EASE
 from nostrade.registry import load_checkpoint
 from nostrade.dataset import Dataset, load_dataset, sha256_of
 from nostrade.events import CLEARED, SAVED, EventLog
+from nostrade.ranker import TwoStage
 from nostrade.sasrec_net import SASRec
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 from nostrade.split import split_of
@@ -187,15 +188,36 @@ def test_an_ease_checkpoint_is_refitted_on_the_merged_histories(workspace, ease_
     Recommender.load(checkpoint, data)  # the served format, same vocabulary
 
 
-def test_a_ranker_checkpoint_is_refused_in_one_line_and_left_as_it_is(workspace, ranker_checkpoint, tmp_path, capsys):
+def test_a_ranker_checkpoint_is_refitted_with_its_options_on_the_merged_histories(workspace, ranker_checkpoint,
+                                                                                   tmp_path):
     _, events, data = workspace
+    checkpoint = tmp_path / "ranker.pt"
+    shutil.copyfile(ranker_checkpoint, checkpoint)
+    previous = load_checkpoint(checkpoint)
+    report = ft.finetune(events, checkpoint, data, ft.FinetuneConfig(tolerance=1.0, progress=False))
+    assert report["accepted"] and report["valid_finetuned"]["n_cases"] == report["valid_previous"]["n_cases"]
+    current = load_checkpoint(checkpoint)
+    merged = ft.merge_log(load_dataset(data), EventLog(events).events()).dataset
+    expected = TwoStage(**previous.model.options()).fit(merged, split_of(merged).train)
+    assert isinstance(current.model, TwoStage) and current.model.options() == previous.model.options()
+    assert current.model.booster.model_to_string() == expected.booster.model_to_string()
+    assert current.model.booster.model_to_string() != previous.model.booster.model_to_string()
+    assert current.metrics["served"] == previous.metrics["served"]  # the blend chosen on validation, still served
+    Recommender.load(checkpoint, data).recommend([(a, 3, None) for a in merged.items["anime_id"][:5]], k=5)
+
+
+def test_a_kind_not_fine_tuned_is_refused_in_one_line_and_left_as_it_is(workspace, ranker_checkpoint, tmp_path,
+                                                                        capsys, monkeypatch):
+    _, events, data = workspace
+    monkeypatch.setattr(ft, "FINETUNED_KINDS", ("sasrec", "ease"))  # as for a kind added without a fine-tune
     checkpoint = tmp_path / "ranker.pt"
     shutil.copyfile(ranker_checkpoint, checkpoint)
     before = checkpoint.read_bytes()
     assert ft.main(["--events", str(events), "--checkpoint", str(checkpoint), "--data", str(data), "--report",
                     str(tmp_path / "report.json")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {checkpoint}: a ranker checkpoint is not fine-tuned") and err.count("\n") == 1
+    assert err.startswith(f"error: {checkpoint}: a ranker checkpoint is not fine-tuned here (only sasrec, ease are)")
+    assert "python -m nostrade.train --model ranker" in err and err.count("\n") == 1
     assert checkpoint.read_bytes() == before and not [p for p in tmp_path.iterdir() if "finetuned" in p.name]
 
 

@@ -40,6 +40,14 @@ def test_standardised_is_over_each_owners_candidates():
     np.testing.assert_allclose(out, [-1.2247449, 0.0, 1.2247449, 0.0, 0.0], rtol=1e-6)
 
 
+def test_standardised_rows_are_each_standardised_on_their_own():
+    values, owner = np.random.default_rng(0).normal(size=(3, 7)), np.array([0, 0, 1, 1, 1, 3, 3])
+    rows = standardised(values, owner, 4)
+    assert rows.shape == values.shape
+    for row, expected in zip(rows, values):
+        np.testing.assert_array_equal(row, standardised(expected, owner, 4))
+
+
 def test_a_dislike_only_lowers_scores_and_is_never_a_candidate():
     """The ranker's one-pass dislike guarantee: the same liked events with a Dislike added score every other
     candidate no higher, and the disliked title is off the candidates."""

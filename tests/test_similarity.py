@@ -4,7 +4,7 @@ from model_contract import BLOCKS
 
 from nostrade.dataset import Dataset
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
-from nostrade.similarity import GENRE_WEIGHT, agreement_vectors, taste_vectors
+from nostrade.similarity import GENRE_WEIGHT, agreement_vectors, max_per_segment, taste_vectors
 
 
 def two_camps() -> Sequences:
@@ -56,3 +56,11 @@ def test_blocks_of_the_shared_contract_are_their_own_nearest():
     np.fill_diagonal(similarity, -np.inf)
     nearest = similarity.argmax(axis=1)
     assert ((nearest // 6) == (np.arange(len(nearest)) // 6)).all()
+
+
+def test_max_per_segment_is_each_segments_elementwise_max():
+    rows = np.random.default_rng(0).normal(size=(9, 6)).astype(np.float32)
+    counts = np.array([1, 4, 2, 2])
+    ends = np.cumsum(counts)
+    expected = np.stack([rows[end - n:end].max(axis=0) for n, end in zip(counts, ends)])
+    np.testing.assert_array_equal(max_per_segment(rows, counts), expected)

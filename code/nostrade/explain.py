@@ -24,6 +24,7 @@ the per-request cost is a few small matrix products, not a pass over the catalog
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -196,14 +197,18 @@ def reasons(explanations: dict, n_recs: int, by_model: np.ndarray) -> list[str |
 def retrieval_phrases(retrieved: np.ndarray, generators: Sequence[str], order_is_time: bool) -> list[list[str]]:
     """Per title, the distinct phrases (RETRIEVAL_PHRASES, in the generators' order) of the generators that retrieved
     it: ``retrieved`` holds one bitmask per title, bit g for ``generators[g]`` (nostrade.scoring.Scores.retrieved)."""
+    table = phrases_of_bitmasks(tuple(generators), order_is_time)
+    return [list(table[mask]) for mask in np.asarray(retrieved, dtype=np.int64).tolist()]
+
+
+@functools.lru_cache(maxsize=16)
+def phrases_of_bitmasks(generators: tuple[str, ...], order_is_time: bool) -> tuple[tuple[str, ...], ...]:
+    """The phrases of every bitmask of ``generators`` (2^G of them: at most a few hundred), found once per model."""
     said = [RETRIEVAL_PHRASES[g] if order_is_time or RETRIEVAL_PHRASES[g] != NEXT_IN_SEQUENCE else FITS_YOUR_SET
             for g in generators]
     phrases = list(dict.fromkeys(said))
-    by = (np.asarray(retrieved, dtype=np.int64)[:, None] >> np.arange(len(generators))) & 1  # (titles, generators)
-    to_phrase = np.zeros((len(generators), len(phrases)), dtype=np.int64)
-    to_phrase[np.arange(len(generators)), [phrases.index(p) for p in said]] = 1
-    has = by @ to_phrase > 0
-    return [[phrases[j] for j in np.flatnonzero(row)] for row in has]
+    bits_of = [sum(1 << bit for bit, p in enumerate(said) if p == phrase) for phrase in phrases]
+    return tuple(tuple(p for p, bits in zip(phrases, bits_of) if mask & bits) for mask in range(1 << len(generators)))
 
 
 def retrieval_note(phrases: list[str]) -> str:

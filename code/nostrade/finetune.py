@@ -11,9 +11,10 @@
    - logged events' time bins by the data's own scheme (nostrade.prep.time_bins_of: the same first period,
      later periods share the last bin); all 1 when the data has none.
 2. On the training part of the split of those sequences (nostrade.split.split_of): a SASRec checkpoint's
-   weights train for a few more epochs (nostrade.sasrec_training.train_sasrec); an EASE checkpoint is refitted (closed
-   form, the same l2; --epochs, --lr and --warmup do not apply). A two-stage ranker checkpoint is refused
-   (exit 2): it is retrained from scratch with `python -m nostrade.train --model ranker`.
+   weights train for a few more epochs (nostrade.sasrec_training.train_sasrec); an EASE checkpoint is refitted
+   (closed form, the same l2) and a two-stage ranker is refitted (its generators and LightGBM, with its options:
+   nostrade.train.refit_ranker); --epochs, --lr and --warmup apply to SASRec only. Any other kind is refused
+   (exit 2) in one line naming what to run instead.
 3. Evaluate the fine-tuned model and the previous one on the same validation cases (that split's
    validation targets: neither model trained on them). Acceptance rule: the fine-tuned model becomes
    current only if its validation NDCG@10 >= the previous one's - tolerance (default 0: not worse).
@@ -77,9 +78,10 @@ from nostrade.registry import load_checkpoint
 from nostrade.sasrec_training import TrainConfig, train_sasrec
 from nostrade.sequences import Sequences
 from nostrade.split import split_of
-from nostrade.train import fit_ease
+from nostrade.train import fit_ease, refit_ranker
 
 METRIC = "ndcg@10"
+FINETUNED_KINDS = ("sasrec", "ease", "ranker")
 EXIT_ACCEPTED, EXIT_CRASH, EXIT_BAD_INPUT, EXIT_REJECTED, EXIT_NO_EVENTS, EXIT_BAD_CHECKPOINT, EXIT_BAD_LOG, \
     EXIT_CANNOT_WRITE, EXIT_BUSY = range(9)
 
@@ -202,9 +204,10 @@ def finetune(events_path, checkpoint_path, data_dir, cfg: FinetuneConfig = Finet
                                    expected_n_items=dataset.n_items)
         if file_identity(checkpoint_path) != started_as[checkpoint_path]:
             raise Busy(f"{checkpoint_path}: replaced while it was being read; nothing was done (run again)")
-        if previous.model.kind not in ("ease", "sasrec"):
-            raise ValueError(f"{checkpoint_path}: a {previous.model.kind} checkpoint is not fine-tuned here (SASRec "
-                             "and EASE are); retrain it with `python -m nostrade.train --model ranker`")
+        if previous.model.kind not in FINETUNED_KINDS:
+            raise ValueError(f"{checkpoint_path}: a {previous.model.kind} checkpoint is not fine-tuned here (only "
+                             f"{', '.join(FINETUNED_KINDS)} are); retrain it with `python -m nostrade.train "
+                             f"--model {previous.model.kind}`")
         merged = merge_log(dataset, read_log(events_path))
         report = {"events": str(events_path), "checkpoint": str(checkpoint_path), "data": str(data_dir),
                   "log": merged.counts, "config": dataclasses.asdict(cfg), "accepted": False, "installed": None}
@@ -232,6 +235,9 @@ def _train_and_compare(previous: Checkpoint, dataset: Dataset, cfg: FinetuneConf
     if previous.model.kind == "ease":
         step(0.3, "Refitting EASE on the training data and the log…")
         train_cfg, result = previous.train_cfg, fit_ease(dataset, split, previous.model.l2)
+    elif previous.model.kind == "ranker":
+        step(0.3, "Refitting the ranker (its generators and LightGBM) on the training data and the log…")
+        train_cfg, result = previous.train_cfg, refit_ranker(previous.model, dataset, split, previous.train_cfg)
     else:
         known = {f.name for f in dataclasses.fields(TrainConfig)}
         train_cfg = TrainConfig(**{**{k: v for k, v in previous.train_cfg.items() if k in known},
@@ -250,7 +256,10 @@ def _train_and_compare(previous: Checkpoint, dataset: Dataset, cfg: FinetuneConf
     lineage = [*previous.lineage, previous.content_sha256]
     content = save_checkpoint(new_path, result.model, train_cfg, dataset.meta,
                               {"valid": after, "previous_valid": before, "best_epoch": result.best_epoch,
-                               "finetuned_from": previous.metrics}, lineage=lineage)
+                               "finetuned_from": previous.metrics,
+                               # the settings chosen on validation for the model it was fine-tuned from
+                               **{k: previous.metrics[k] for k in ("served",) if k in previous.metrics}},
+                              lineage=lineage)
     accepted = after[METRIC] >= before[METRIC] - cfg.tolerance
     return {"valid_previous": before, "valid_finetuned": after, "accepted": accepted,
             "rule": f"accept if valid {METRIC} of the fine-tuned model >= previous - {cfg.tolerance}",

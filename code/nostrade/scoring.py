@@ -33,7 +33,7 @@ model's item space is subtracted from the final score.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import pandas as pd
@@ -43,6 +43,7 @@ from nostrade.baselines.content import item_vectors, profile_cosines
 from nostrade.blend import mix, normalise
 from nostrade.evaluate import net_ndcg, rank_cases
 from nostrade.sequences import DISLIKE, Sequences
+from nostrade.similarity import max_per_segment
 from nostrade.split import EvalCases
 
 # The model scores a history from one title it knows: one title on the model path beats the genre + popularity
@@ -88,6 +89,11 @@ class Scores:
     candidates: np.ndarray  # (B, C) bool: unseen titles
     paths: list[str]
     retrieved: np.ndarray  # (B, C) uint16: bit g set where the ranker's generator g retrieved the title (else 0)
+
+    def take(self, rows: Sequence[int]) -> "Scores":
+        """The scores of some of the histories, in the order given."""
+        return Scores(**{f.name: [self.paths[r] for r in rows] if f.name == "paths" else getattr(self, f.name)[rows]
+                         for f in fields(self)})
 
 
 def owners(arrays: list) -> np.ndarray:
@@ -203,14 +209,9 @@ class Scoring:
         counts = np.array([len(d) for d in disliked])
         if self.dislike_weight <= 0 or not counts.any():
             return penalty
-        cosines = self.item_unit[np.concatenate(disliked)] @ self._item_unit_t
-        # A running max over the j-th dislike of each user (their last again where they have fewer): memory
-        # stays one row per user, also for large batches.
+        cosines = self.item_unit[np.concatenate(disliked)] @ self._item_unit_t  # each user's dislikes: one segment
         users = np.flatnonzero(counts)
-        first, last = np.cumsum(counts)[users] - counts[users], counts[users] - 1
-        closest = cosines[first]
-        for j in range(1, counts.max()):
-            np.maximum(closest, cosines[first + np.minimum(j, last)], out=closest)
+        closest = max_per_segment(cosines, counts[users])
         penalty[users, :self.n_items] = self.dislike_weight * np.maximum(closest, 0.0)
         return penalty
 

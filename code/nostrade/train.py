@@ -40,7 +40,7 @@ from nostrade.baselines.ease import EASE
 from nostrade.checkpoint import CheckpointError, ServedModel, readable_config, save_checkpoint
 from nostrade.dataset import Dataset, load_dataset
 from nostrade.evaluate import evaluate, evaluate_all_targets
-from nostrade.ranker import GENERATORS, N_CANDIDATES, FittedGenerators
+from nostrade.ranker import GENERATORS, N_CANDIDATES, FittedGenerators, TwoStage
 from nostrade.registry import GENERATOR_MODELS, SERVED_KINDS, make_model
 from nostrade.sasrec_net import SASRecConfig
 from nostrade.sasrec_training import (CROPS, DATA_FIELDS, LOSSES, EpochCallback, TrainConfig, TrainResult,
@@ -104,6 +104,23 @@ def fit_ranker(dataset: Dataset, split: LeaveOneOut, generators: tuple[str, ...]
     seconds = time.perf_counter() - started
     return TrainResult(model, [], evaluate(model.score, split.valid, dataset.n_items), seconds, 0,
                        seconds_total=seconds, train_cfg=train_cfg)
+
+
+def refit_ranker(ranker: TwoStage, dataset: Dataset, split: LeaveOneOut, train_cfg: dict) -> TrainResult:
+    """A ranker of ``ranker``'s options (its SASRec generator of its config and ``train_cfg``, the TrainConfig it
+    was trained with) fitted anew on the split's training part, with its validation metrics (nostrade.finetune)."""
+    started = time.perf_counter()
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in train_cfg.items() if k in known})
+    options, sasrec = {}, ranker.generators.get("sasrec")
+    if sasrec is not None:
+        options["sasrec"] = {**{k: v for k, v in sasrec.config().items() if k not in DATA_FIELDS}, **asdict(cfg)}
+        del options["sasrec"]["seed"]  # every generator's, given to each by the ranker
+    model = TwoStage(**ranker.options(), fit_generator=FittedGenerators(ranker.generator_models, options))
+    model.fit(dataset, split.train)
+    seconds = time.perf_counter() - started
+    return TrainResult(model, [], evaluate(model.score, split.valid, dataset.n_items), seconds, 0,
+                       seconds_total=seconds, train_cfg=cfg)
 
 
 def auto_generators(dataset: Dataset) -> tuple[str, ...]:

@@ -17,8 +17,10 @@ def interaction_matrix(seqs: Sequences, n_items: int) -> sp.csr_matrix:
     repeated in a sequence counts once. Built as CSR directly (a sequence's events are one row's entries): scipy's
     constructors cost tens of µs each, and serving builds several of these per request."""
     keep = known_events(seqs, n_items)
-    indptr = np.concatenate([[0], np.cumsum(keep)])[seqs.offsets]
-    matrix = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), seqs.iid[keep], indptr),
+    # int32 indices where they fit, as scipy would store them, without its checks and copies (half its cost here)
+    index = np.int32 if max(len(keep), n_items + 1) < 2**31 else np.int64
+    indptr = np.concatenate([[0], np.cumsum(keep)])[seqs.offsets].astype(index)
+    matrix = sp.csr_matrix((np.ones(int(keep.sum()), np.float32), seqs.iid[keep].astype(index), indptr),
                            shape=(seqs.n_users, n_items + 1))
     matrix.sum_duplicates()
     matrix.data[:] = 1.0
