@@ -14,6 +14,8 @@ title, feedback or session, or another timestamp when one is given) raises Idemp
 Ownership: the schema is only ever created in a new or empty database; a file that holds anything else
 (another application's tables, or not SQLite at all) raises NotAnEventLog and is left as it was.
 ``EventLog(path, read_only=True)`` (fine-tuning) opens an existing log read-only and never creates it.
+Schema version 1 named the title column ``anime_id``: a writer renames it ``item_id`` in place when it opens
+such a log (one transaction), a read-only reader reads it under the new name and changes nothing.
 ``quick_check()`` runs SQLite's structural check (the service does at start-up: a damaged page otherwise
 shows only when a write hits it).
 
