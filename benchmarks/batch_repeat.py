@@ -29,13 +29,13 @@ REPO = Path(__file__).resolve().parents[1]
 USER, N_EVENTS, REPEATS_OF_USER = 888, 10_000, 256
 
 
-def log_with_long_history(path: Path, anime_ids: np.ndarray) -> None:
+def log_with_long_history(path: Path, item_ids: np.ndarray) -> None:
     EventLog(path).close()  # the schema
     rng = np.random.default_rng(0)
     rows = [(f"bench-{n}", USER, None, int(a), int(f), 1.6e9 + n)
-            for n, (a, f) in enumerate(zip(rng.choice(anime_ids, N_EVENTS), rng.integers(1, 4, N_EVENTS)))]
+            for n, (a, f) in enumerate(zip(rng.choice(item_ids, N_EVENTS), rng.integers(1, 4, N_EVENTS)))]
     with sqlite3.connect(path) as conn:
-        conn.executemany("INSERT INTO events (event_id, user_id, session_id, anime_id, feedback_type, timestamp) "
+        conn.executemany("INSERT INTO events (event_id, user_id, session_id, item_id, feedback_type, timestamp) "
                          "VALUES (?, ?, ?, ?, ?, ?)", rows)
 
 
@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     rec = Recommender.load(args.checkpoint, args.data)
     with tempfile.TemporaryDirectory() as tmp:
         events = Path(tmp) / "events.db"
-        log_with_long_history(events, rec.dataset.items["anime_id"].to_numpy())
+        log_with_long_history(events, rec.dataset.items["item_id"].to_numpy())
         body = {"user_ids": [USER] * REPEATS_OF_USER, "k": 100}
         seconds = []
         with TestClient(api.create_app(rec, events)) as client:

@@ -97,20 +97,20 @@ def measure(rec: predict.Recommender, histories, top: int, alpha: float, seed: i
         out = rec.recommend(events, k=top, alpha=alpha)
         if out.path != predict.PATH_SEQUENCE:
             continue
-        named = out.explanations.drop_duplicates("anime_id")  # first row of each recommendation: its top pick
-        source = dict(zip(out.items["anime_id"], out.items["source"]))
-        ids = np.array([e.anime_id for e in events])
+        named = out.explanations.drop_duplicates("item_id")  # first row of each recommendation: its top pick
+        source = dict(zip(out.items["item_id"], out.items["source"]))
+        ids = np.array([e.item_id for e in events])
         rows = rec.rows_of(ids)
         known = (rows >= 0) & (rec.iid_of_row[np.maximum(rows, 0)] > 0)
         liked = ids[known & np.array([e.feedback != DISLIKE for e in events])].tolist()
         variants, meta = [events], []
-        for target, pick in zip(named["anime_id"], named["pick_anime_id"]):
+        for target, pick in zip(named["item_id"], named["pick_item_id"]):
             others = [a for a in liked if a != pick]
             if len(others) < 2:
                 continue
             guess, control = rng.choice(others, size=2, replace=False)
             for removed in (pick, guess, control):
-                variants.append([e for e in events if e.anime_id != removed])
+                variants.append([e for e in events if e.item_id != removed])
             meta.append((target, source[target]))
         if not meta:
             continue

@@ -54,7 +54,7 @@ def full_catalogue_recommender(seed: int = 0, order_is_time: bool = False) -> pr
     items = raw.items.reset_index(drop=True)
     items.insert(0, "iid", np.arange(1, len(items) + 1, dtype=np.int64))
     ratings = raw.ratings.sort_values("user_id", kind="stable")  # file order within a user, as prep does
-    iid = pd.Index(items["anime_id"]).get_indexer(ratings["anime_id"]) + 1
+    iid = pd.Index(items["item_id"]).get_indexer(ratings["item_id"]) + 1
     rating = ratings["rating"].to_numpy(np.float64)
     feedback = np.where(rating == raw.unrated_value, LIKE, feedback_of(rating, *raw.feedback_thresholds))
     users, offsets = np.unique(ratings["user_id"].to_numpy(), return_index=True)
@@ -72,7 +72,7 @@ def full_catalogue_recommender(seed: int = 0, order_is_time: bool = False) -> pr
 def histories(rec: predict.Recommender, n: int, length: int, seed: int) -> list[list[predict.Event]]:
     rng = np.random.default_rng(seed)
     members = rec.catalogue["members"].fillna(0).to_numpy(np.float64) + 1.0
-    ids = rec.catalogue["anime_id"].to_numpy()
+    ids = rec.catalogue["item_id"].to_numpy()
     out = []
     for _ in range(n):
         picked = rng.choice(ids, size=length, replace=False, p=members / members.sum())

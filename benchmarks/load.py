@@ -55,7 +55,7 @@ def request_bodies(data_dir: Path, n: int, seed: int) -> list[bytes]:
     (encoded once here, so that the client spends its time on HTTP)."""
     data = load_dataset(data_dir)
     seqs = data.sequences
-    anime_of_iid = np.concatenate([[0], data.items["anime_id"].to_numpy()])
+    item_of_iid = np.concatenate([[0], data.items["item_id"].to_numpy()])
     long_enough = np.flatnonzero(seqs.lengths >= HISTORY_LENGTH)
     if not len(long_enough):
         raise SystemExit(f"{data_dir}: no user has {HISTORY_LENGTH} events")
@@ -64,8 +64,8 @@ def request_bodies(data_dir: Path, n: int, seed: int) -> list[bytes]:
     bodies = []
     for row in rows:
         span = slice(last.offsets[row], last.offsets[row + 1])
-        history = [{"anime_id": int(a), "feedback": int(f)}
-                   for a, f in zip(anime_of_iid[last.iid[span]], last.feedback[span])]
+        history = [{"item_id": int(a), "feedback": int(f)}
+                   for a, f in zip(item_of_iid[last.iid[span]], last.feedback[span])]
         bodies.append(json.dumps({"history": history, "k": 20}).encode())
     return bodies
 

@@ -70,7 +70,7 @@ def top10_overlap(rec: predict.Recommender, users: int, orders: int, seed: int) 
     for _, user in frame.groupby("user_id", sort=False):
         events = [(a, f) for a, f, _ in as_events(user)]  # the order given is the order clicked
         tops = [set(rec.recommend([events[i] for i in rng.permutation(len(events))], k=10, explain=False)
-                    .item_columns["anime_id"].tolist()) for _ in range(orders)]
+                    .item_columns["item_id"].tolist()) for _ in range(orders)]
         overlaps += [len(top & tops[0]) / max(len(tops[0]), 1) for top in tops[1:]]
     return float(np.mean(overlaps)), len(chosen)
 

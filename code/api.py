@@ -61,7 +61,7 @@ from fastapi import Depends, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 from starlette.exceptions import HTTPException
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -83,7 +83,7 @@ MAX_BATCH_HISTORY = MAX_HISTORY  # a known user's latest events a batch scores (
 DEFAULT_MAX_BATCHES = 2  # batch requests one worker runs at once
 MAX_FILTER_VALUES = 50
 DEFAULT_MAX_BODY_BYTES = 1 << 20
-TITLE_FIELDS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members", "in_model"]
+TITLE_FIELDS = ["item_id", "name", "genres", "type", "episodes", "rating_mean", "members", "in_model"]
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,7 @@ Timestamp = Annotated[float, Field(ge=0, lt=MAX_TIMESTAMP, allow_inf_nan=False,
 FeedbackValue = Literal[1, 2, 3, "Dislike", "Like", "Love"]
 FilterValue = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 EventId = Annotated[str, StringConstraints(pattern=rf"^[A-Za-z0-9._:-]{{1,{MAX_EVENT_ID_LENGTH}}}$")]
+ITEM_ID_NAMES = AliasChoices("item_id", "anime_id")  # anime_id: the name before issue 29, a deprecated alias
 
 
 class Strict(BaseModel):
@@ -155,7 +156,7 @@ class Strict(BaseModel):
 
 
 class HistoryEvent(Strict):
-    anime_id: Id
+    item_id: Id = Field(validation_alias=ITEM_ID_NAMES, description="the source's item id (anime_id: deprecated)")
     feedback: FeedbackValue = Field(2, description="1 Dislike, 2 Like, 3 Love (or those names)")
     timestamp: Timestamp | None = Field(None, description="the history is ordered by it when every event has "
                                                           "one, else taken in the order given (oldest first)")
@@ -189,13 +190,13 @@ class ColdQuery(RecommendQuery):
     # 2 * MAX_HISTORY - 1 characters hold at most MAX_HISTORY ids.
     liked: Annotated[str, StringConstraints(pattern=r"^[0-9]{1,15}(,[0-9]{1,15})*$",
                                             max_length=2 * MAX_HISTORY - 1)] = Field(
-        description=f"comma-separated anime ids the person likes, e.g. 1,5114,30 (at most {2 * MAX_HISTORY - 1} "
+        description=f"comma-separated item ids the person likes, e.g. 1,5114,30 (at most {2 * MAX_HISTORY - 1} "
                     "characters)")
 
 
 class FeedbackRequest(Strict):
     user_id: Id
-    anime_id: Id
+    item_id: Id = Field(validation_alias=ITEM_ID_NAMES, description="the source's item id (anime_id: deprecated)")
     feedback: FeedbackValue
     event_id: EventId | None = Field(None, description="idempotency key: a retried event with the same id is "
                                                        "stored once (generated when absent)")
@@ -213,7 +214,7 @@ class BatchRequest(Strict):
 
 
 class Explanation(BaseModel):
-    pick_anime_id: int
+    pick_item_id: int
     pick_name: str
     pick_feedback: str
     similarity: float | None = Field(description="embedding cosine; null outside the model")
@@ -225,7 +226,7 @@ class Explanation(BaseModel):
 
 class RankedTitle(BaseModel):
     rank: int
-    anime_id: int
+    item_id: int
     name: str
     genres: list[str]
     type: str | None
@@ -252,7 +253,7 @@ class RecommendResponse(BaseModel):
     path: Literal["sequence+genre", "genre+popularity", "popularity"]
     cold_start: bool
     alpha: float
-    unknown_ids: list[int] = Field(description="anime ids not in the catalogue: skipped")
+    unknown_ids: list[int] = Field(description="item ids not in the catalogue: skipped")
     content_only_ids: list[int] = Field(description="titles the model does not know: counted through genres")
     n_duplicates: int
     n_truncated: int
@@ -271,7 +272,7 @@ class FeedbackResponse(BaseModel):
 
 
 class Title(BaseModel):
-    anime_id: int
+    item_id: int
     name: str
     genres: list[str]
     type: str | None
@@ -296,7 +297,7 @@ class SimilarItem(RankedTitle):
 
 
 class SimilarResponse(BaseModel):
-    anime_id: int
+    item_id: int
     items: list[SimilarItem]
 
 
@@ -305,7 +306,7 @@ class BatchResult(BaseModel):
     index: int | None = Field(description="position in histories, for anonymous histories")
     path: str
     unknown_ids: list[int]
-    anime_ids: list[int] = Field(description="best first")
+    item_ids: list[int] = Field(description="best first")
     scores: list[float]
 
 
@@ -641,8 +642,8 @@ def add_recommend_routes(app: FastAPI) -> None:
     @app.post("/recommend", response_model=RecommendResponse, responses=errors(400, 413, 422),
               tags=["recommend"])
     async def recommend(body: RecommendRequest, request: Request):
-        """Top-k for a history of (anime_id, feedback, timestamp) events; unknown ids are listed, not fatal."""
-        events = [(e.anime_id, e.feedback, e.timestamp) for e in body.history]
+        """Top-k for a history of (item_id, feedback, timestamp) events; unknown ids are listed, not fatal."""
+        events = [(e.item_id, e.feedback, e.timestamp) for e in body.history]
         return await recommend_json(request, events, body)
 
     @app.get("/recommend", response_model=UserRecommendResponse, responses=errors(400, 404, 422, 503),
@@ -691,20 +692,20 @@ def add_feedback_and_title_routes(app: FastAPI) -> None:
     def feedback(body: FeedbackRequest, request: Request):
         """Append one rating to the event log (durably, before answering); idempotent by event_id."""
         s = get_service(request)
-        if s.rec.rows_of(np.array([body.anime_id]))[0] < 0:
-            raise HTTPException(404, f"anime_id {body.anime_id}: not in the catalogue")
+        if s.rec.rows_of(np.array([body.item_id]))[0] < 0:
+            raise HTTPException(404, f"item_id {body.item_id}: not in the catalogue")
         code = feedback_code(body.feedback)
         event_id = body.event_id or new_event_id()
-        stored = usable_log(s).append(body.user_id, body.anime_id, code, session_id=body.session_id, event_id=event_id,
+        stored = usable_log(s).append(body.user_id, body.item_id, code, session_id=body.session_id, event_id=event_id,
                                  timestamp=body.timestamp)
         return JSONResponse({"stored": stored, "event_id": event_id}, status_code=201 if stored else 200)
 
-    @app.get("/similar/{anime_id}", response_model=SimilarResponse, responses=errors(404, 422), tags=["titles"])
-    async def similar(anime_id: Annotated[int, PathParam(ge=0, le=MAX_ID)], request: Request,
+    @app.get("/similar/{item_id}", response_model=SimilarResponse, responses=errors(404, 422), tags=["titles"])
+    async def similar(item_id: Annotated[int, PathParam(ge=0, le=MAX_ID)], request: Request,
                       k: Annotated[int, Query(ge=1, le=API_MAX_K)] = 10):
         """Titles closest to one title: in the model's embedding space, or by genres outside the model."""
-        table = get_service(request).rec.similar(anime_id, k=k)
-        return Response(f'{{"anime_id":{anime_id},"items":{table.to_json(orient="records")}}}',
+        table = get_service(request).rec.similar(item_id, k=k)
+        return Response(f'{{"item_id":{item_id},"items":{table.to_json(orient="records")}}}',
                         media_type="application/json")
 
     @app.get("/items", response_model=SearchResponse, responses=errors(422), tags=["titles"])
@@ -725,16 +726,16 @@ def batch_results(s: Service, body: BatchRequest) -> list[dict]:
     strangers = [u for u, h in zip(users, histories) if not h]
     if strangers:
         raise HTTPException(404, f"user_ids {strangers[:10]}: unknown (no training history, no logged feedback)")
-    histories += [[(e.anime_id, e.feedback, e.timestamp) for e in h] for h in body.histories]
+    histories += [[(e.item_id, e.feedback, e.timestamp) for e in h] for h in body.histories]
     ranked = s.rec.recommend_batch(histories, k=body.k, alpha=body.alpha)
     starts = np.searchsorted(ranked["user"].to_numpy(), np.arange(len(histories) + 1))
-    anime_ids, scores, paths = (ranked[c].tolist() for c in ("anime_id", "score", "path"))
+    item_ids, scores, paths = (ranked[c].tolist() for c in ("item_id", "score", "path"))
     scored = []
     for n, history in enumerate(histories):
         ids = np.fromiter((e[0] for e in history), dtype=np.int64, count=len(history))
         a, b = starts[n], starts[n + 1]
         scored.append({"path": paths[a] if b > a else "popularity", "unknown_ids": ids[s.rec.rows_of(ids) < 0].tolist(),
-                       "anime_ids": anime_ids[a:b], "scores": scores[a:b]})
+                       "item_ids": item_ids[a:b], "scores": scores[a:b]})
     row_of_user = {u: n for n, u in enumerate(users)}
     return ([{"user_id": u, "index": None, **scored[row_of_user[u]]} for u in body.user_ids]
             + [{"user_id": None, "index": i, **scored[len(users) + i]} for i in range(len(body.histories))])

@@ -102,7 +102,7 @@ def cached_search(_rec: Recommender, model_hash: str, query: str, limit: int) ->
 @st.cache_data(max_entries=16, show_spinner=False)
 def most_popular(_rec: Recommender, model_hash: str, genres: tuple, types: tuple) -> pd.DataFrame:
     """The catalogue's default view: predict's popularity ranking with its details (cached per filters)."""
-    return _rec.lookup(_rec.popular(k=CATALOGUE_ROWS, genres=list(genres), types=list(types))["anime_id"])
+    return _rec.lookup(_rec.popular(k=CATALOGUE_ROWS, genres=list(genres), types=list(types))["item_id"])
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -142,7 +142,7 @@ def record(events: list[FeedbackEvent]) -> None:
     try:
         log = event_log(str(EVENTS_DB))
         for event in events:
-            log.append(st.session_state.user_id, event.anime_id, event.feedback_type,
+            log.append(st.session_state.user_id, event.item_id, event.feedback_type,
                        session_id=st.session_state.session_id)
     except (sqlite3.Error, OSError, ValueError, RuntimeError) as e:
         st.session_state.flash = f"Could not store your click in {EVENTS_DB}: {e}"
@@ -174,11 +174,11 @@ def apply_table_edits() -> None:
 
 
 def on_quick_rate(title_key: str, feedback_key: str = "pick_feedback", query_key: str | None = "pick_query") -> None:
-    anime_id, choice = st.session_state.get(title_key), st.session_state.get(feedback_key)
-    if anime_id is None or not choice:
+    item_id, choice = st.session_state.get(title_key), st.session_state.get(feedback_key)
+    if item_id is None or not choice:
         st.session_state.flash = "Choose a title and Dislike, Like or Love first."
         return
-    record([FeedbackEvent(int(anime_id), CODE_OF_OPTION[choice])])
+    record([FeedbackEvent(int(item_id), CODE_OF_OPTION[choice])])
     if query_key:
         st.session_state[query_key] = ""
     st.session_state[feedback_key] = None  # each rating is chosen afresh: a Dislike never carries over
@@ -186,7 +186,7 @@ def on_quick_rate(title_key: str, feedback_key: str = "pick_feedback", query_key
 
 def on_clear_all(history: pd.DataFrame) -> None:
     """Clear every pick, keeping them (oldest first) for "Undo"."""
-    st.session_state.cleared_picks = list(zip(history["anime_id"].astype(int), history["feedback"].astype(int)))
+    st.session_state.cleared_picks = list(zip(history["item_id"].astype(int), history["feedback"].astype(int)))
     record([FeedbackEvent(a, CODE_OF_OPTION["—"]) for a, _ in st.session_state.cleared_picks])
 
 
@@ -254,10 +254,10 @@ def cards(frame: pd.DataFrame, rec: Recommender, reasons: bool = True) -> None:
     if frame.empty:
         st.caption("Nothing to show with these settings.")
         return
-    posters = rec.catalogue.set_index("anime_id")["poster_url"] if "poster_url" in rec.catalogue else None
+    posters = rec.catalogue.set_index("item_id")["poster_url"] if "poster_url" in rec.catalogue else None
     html = []
     for row in frame.head(CARDS_PER_ROW).itertuples():
-        url = posters.get(row.anime_id) if posters is not None else None
+        url = posters.get(row.item_id) if posters is not None else None
         reason = str(getattr(row, "reason", "") or "") if reasons else None
         badge = FROM_FEATURES_BADGE if getattr(row, "from_features", False) else None
         html.append(poster_card_html(row.name, row.genres, row.type, reason, url if isinstance(url, str) else None,
@@ -280,17 +280,17 @@ def draw_influence(graph: nx.DiGraph, rec: Recommender) -> None:
         return
     nodes = tuple((n, tuple(sorted(d.items()))) for n, d in graph.nodes(data=True))
     edges = tuple((u, v, float(w)) for u, v, w in graph.edges(data="weight"))
-    genres = tuple((n, tuple(g)) for n, g in rec.lookup(list(graph.nodes))[["anime_id", "genres"]].itertuples(index=False))
+    genres = tuple((n, tuple(g)) for n, g in rec.lookup(list(graph.nodes))[["item_id", "genres"]].itertuples(index=False))
     st.image(influence_image(nodes, edges, genres), width="stretch",
              caption="Your picks → recommendations; line width = similarity (model embedding, else genres); "
                      "only clearly similar pairs are linked")
 
 
 def explanation_table(out) -> pd.DataFrame:
-    names = out.items.set_index("anime_id")["name"]
+    names = out.items.set_index("item_id")["name"]
     why = out.explanations
     return pd.DataFrame({
-        "Recommended": why["anime_id"].map(names),
+        "Recommended": why["item_id"].map(names),
         "Because of your pick": why["pick_name"],
         "You said": why["pick_feedback"],
         "Similarity (model)": why["similarity"].round(3),
@@ -349,7 +349,7 @@ def onboarding(rec: Recommender, model_hash: str) -> None:
     st.subheader("Rate a title")
     query = st.text_input("Find a title you know", key="pick_query", placeholder="e.g. naruto, shingeki, death note")
     found = cached_search(rec, model_hash, query.strip(), 20) if query.strip() else rec.lookup([])
-    labels = dict(zip(found["anime_id"].tolist(), (f"{n} ({t or '?'})" for n, t in zip(found["name"], found["type"]))))
+    labels = dict(zip(found["item_id"].tolist(), (f"{n} ({t or '?'})" for n, t in zip(found["name"], found["type"]))))
     title_key = f"pick_title:{query.strip()}"  # a new search starts from its best match
     st.selectbox("Title", list(labels), format_func=labels.get, key=title_key, index=0 if labels else None,
                  placeholder="type above to search")
@@ -367,11 +367,11 @@ def picks_table(rec: Recommender, history: pd.DataFrame, saved: list[int]) -> No
     if history.empty:
         st.caption("Nothing rated yet: rate a few titles and recommendations appear at once.")
         return
-    rows = rec.lookup(history["anime_id"][::-1])
-    rating = dict(zip(history["anime_id"], history["feedback"]))
-    shown = pd.DataFrame({"anime_id": rows["anime_id"], "Title": rows["name"],
-                          RATING_COLUMN: rows["anime_id"].map(lambda a: option_of(rating[a])),
-                          SAVE_COLUMN: rows["anime_id"].isin(saved),
+    rows = rec.lookup(history["item_id"][::-1])
+    rating = dict(zip(history["item_id"], history["feedback"]))
+    shown = pd.DataFrame({"item_id": rows["item_id"], "Title": rows["name"],
+                          RATING_COLUMN: rows["item_id"].map(lambda a: option_of(rating[a])),
+                          SAVE_COLUMN: rows["item_id"].isin(saved),
                           "Type": rows["type"].fillna(""), "In model": rows["in_model"]})
     feedback_editor(shown, "picks", height=min(WRAPPING_ROW_PX * len(shown) + 38, 360), row_height=WRAPPING_ROW_PX,
                     widths={"Title": 140, RATING_COLUMN: 90, SAVE_COLUMN: 50, "Type": 60, "In model": 70})
@@ -392,7 +392,7 @@ def feedback_editor(shown: pd.DataFrame, name: str, height: int | str = "auto", 
                    "Score": st.column_config.NumberColumn(format="%.2f")})
     st.data_editor(
         shown, key=editor_key(name), hide_index=True, height=height, width="stretch", row_height=row_height,
-        column_order=[c for c in shown.columns if c != "anime_id"],
+        column_order=[c for c in shown.columns if c != "item_id"],
         disabled=[c for c in shown.columns if c not in (RATING_COLUMN, SAVE_COLUMN)], column_config=config)
 
 
@@ -405,14 +405,14 @@ def catalogue_browser(rec: Recommender, model_hash: str, history: pd.DataFrame, 
     if query.strip():
         rows = cached_search(rec, model_hash, query.strip(), 100)
         allowed = rec.filter_mask(genres, types)
-        rows = rows[rows["anime_id"].isin(rec.catalogue["anime_id"].to_numpy()[allowed])]
+        rows = rows[rows["item_id"].isin(rec.catalogue["item_id"].to_numpy()[allowed])]
     else:
         rows = most_popular(rec, model_hash, tuple(genres), tuple(types))
-    rating = dict(zip(history["anime_id"], history["feedback"]))
+    rating = dict(zip(history["item_id"], history["feedback"]))
     shown = pd.DataFrame({
-        "anime_id": rows["anime_id"], "Title": rows["name"],
-        RATING_COLUMN: rows["anime_id"].map(lambda a: option_of(rating.get(a))),
-        SAVE_COLUMN: rows["anime_id"].isin(saved),
+        "item_id": rows["item_id"], "Title": rows["name"],
+        RATING_COLUMN: rows["item_id"].map(lambda a: option_of(rating.get(a))),
+        SAVE_COLUMN: rows["item_id"].isin(saved),
         "Genres": rows["genres"].map(", ".join), "Type": rows["type"].fillna(""),
         "Episodes": rows["episodes"] if "episodes" in rows else pd.NA,
         "Score": rows["rating_mean"] if "rating_mean" in rows else pd.NA,
@@ -476,16 +476,16 @@ def why_these(out, rec: Recommender) -> None:
 
 def more_sections(rec: Recommender, history: pd.DataFrame, out) -> set[int]:
     """The rows below the Top-K (nostrade.sections): each obeys the filters; a title appears once per page.
-    Returns every anime id on the page so far."""
+    Returns every item id on the page so far."""
     events_, _, alpha, filters = st.session_state.request
-    shown = out.items["anime_id"].tolist()
+    shown = out.items["item_id"].tolist()
     found = sections.rows(rec, list(events_), history, alpha, filters, shown)
     for row in found:
         st.subheader(row.title)
         st.caption(row.caption)
         cards(row.items, rec)
-    return {int(a) for a in shown} | set(history["anime_id"].astype(int).tolist()) | \
-        {int(a) for row in found for a in row.items["anime_id"]}
+    return {int(a) for a in shown} | set(history["item_id"].astype(int).tolist()) | \
+        {int(a) for row in found for a in row.items["item_id"]}
 
 
 def browse_by_taste(rec: Recommender, on_page: set[int]) -> None:
@@ -509,7 +509,7 @@ def browse_by_taste(rec: Recommender, on_page: set[int]) -> None:
     for row in rows:
         st.markdown(f"**{row.title}** · {row.caption}")
         cards(row.items, rec, reasons=False)
-        labels.update((a, f"{n} — {row.title}") for a, n in zip(row.items["anime_id"].tolist(), row.items["name"]))
+        labels.update((a, f"{n} — {row.title}") for a, n in zip(row.items["item_id"].tolist(), row.items["name"]))
     title, rating, add = st.columns([3, 2, 1], vertical_alignment="bottom")
     title.selectbox("A title from these rows", list(labels), format_func=labels.get, key="taste_title", index=None,
                     placeholder="choose a title")

@@ -15,26 +15,26 @@ nothing. Public API:
                         k=20, alpha=0.2, genres=["Action"], types=["TV"], min_members=10_000,
                         exclude_genres=["Kids"], exclude_ids=[1535],   # optional: left out
                         genre_only_min_members=rec.model_min_members)  # optional: floor of genre-only picks
-    out.items          # DataFrame: rank, anime_id, name, genres, type, members, in_model, from_features, score,
+    out.items          # DataFrame: rank, item_id, name, genres, type, members, in_model, from_features, score,
                        #   model_score, genre_score, popularity_score, dislike_penalty, rank_without_dislikes,
                        #   pushed_down_by (the disliked title that lowered it, or None), source,
                        #   retrieved_by (a ranker's generators that found it, in words; else []), reason
     out.path           # "sequence+genre" | "genre+popularity" (cold start) | "popularity" (cold start)
     out.cold_start     # True unless path == "sequence+genre"
-    out.unknown_ids    # anime ids not in the catalogue: skipped
+    out.unknown_ids    # item ids not in the catalogue: skipped
     out.content_only_ids  # catalogue titles the model does not know: counted through genres only
     out.n_duplicates, out.n_truncated  # events replaced by a later one / older than the model's window
-    out.explanations   # DataFrame, one row per (recommendation, named pick): anime_id, pick_anime_id,
+    out.explanations   # DataFrame, one row per (recommendation, named pick): item_id, pick_item_id,
                        #   pick_name, pick_feedback, similarity (item-space cosine, NaN outside the model),
                        #   genre_similarity, shared_genres, co_watched, co_loved
     out.graph          # networkx.DiGraph pick -> recommendation, edge "weight" = similarity
     out.to_csv("top20.csv"); out.to_dict()  # export (atomic file write) / JSON-ready dict
 
-    rec.similar(anime_id, k=10, use_faiss=False)   # item-to-item; DataFrame with similarity, source
+    rec.similar(item_id, k=10, use_faiss=False)   # item-to-item; DataFrame with similarity, source
     rec.popular(k=20, genres=None, types=None, min_members=None, exclude_genres=None, exclude_ids=None)
     rec.search("shingeki", limit=10)               # typo-tolerant title search (rapidfuzz; first 200 characters)
-    rec.lookup([20, 1735])                         # catalogue rows for anime ids
-    rec.recommend_batch(histories, k=20, alpha=0.2)  # offline: long DataFrame user, rank, anime_id, score
+    rec.lookup([20, 1735])                         # catalogue rows for item ids
+    rec.recommend_batch(histories, k=20, alpha=0.2)  # offline: long DataFrame user, rank, item_id, score
     rec.scores(histories, alpha=0.2)               # every catalogue title's scores as NumPy arrays (Scores)
     rec.genres, rec.types                          # values the filters accept
     rec.describe()                                 # sizes, model kind and config, data hash (for a health check)
@@ -50,18 +50,18 @@ precomputes everything a request needs (unit item vectors, the genre matrix, log
 co-watch matrices, normalised titles for search); a request only reads them, so one Recommender can
 serve concurrent threads. ``out.items``, ``out.explanations`` and ``out.graph`` are built on first access.
 
-Events: ``Event(anime_id, feedback=LIKE, timestamp=None)``, or a plain tuple in that order, or a dict
+Events: ``Event(item_id, feedback=LIKE, timestamp=None)``, or a plain tuple in that order, or a dict
 with those keys. Feedback is 1/2/3 or "Dislike"/"Like"/"Love" (any case). Rules:
 - order: by timestamp (stable) when every event has one, else the order given (oldest first);
-- duplicates of an anime id: the latest wins (its feedback and its place in the order);
-- anime ids missing from the catalogue are skipped and listed in ``unknown_ids``; catalogue titles the
+- duplicates of an item id: the latest wins (its feedback and its place in the order);
+- item ids missing from the catalogue are skipped and listed in ``unknown_ids``; catalogue titles the
   model does not know count through the genre profile and are listed in ``content_only_ids``;
 - order: for a model of data whose order is not time (EASE, or a set-model SASRec, ``permutations`` > 0) the
   order given does not matter: the same set of rated titles gets the same answer;
 - the model scores the most recent ``max_len`` events (its ``window``: a sequence model's maximum; None for
   EASE and a set model: all of them); every event is "seen";
 - bad input raises ValueError with a one-line message: feedback outside 1..3 or another name, a
-  non-integer anime id, a non-finite timestamp, k outside 1..MAX_K (500), alpha outside [0, 1], unknown
+  non-integer item id, a non-finite timestamp, k outside 1..MAX_K (500), alpha outside [0, 1], unknown
   genre/type filter values, negative min_members; ``similar`` of an id outside the catalogue raises
   UnknownTitle (a LookupError).
 
@@ -133,19 +133,19 @@ MAX_SEARCH_RESULTS = 100
 MAX_QUERY_CHARS = 200  # search cost grows with the query's length; no title is this long
 DENSE_LOOKUP_MAX_ID = 10_000_000
 FEEDBACK_CODES = {name.lower(): code for code, name in FEEDBACK_NAMES.items()}
-ITEM_COLUMNS = ["rank", "anime_id", "name", "genres", "type", "members", "in_model", "from_features", "score",
+ITEM_COLUMNS = ["rank", "item_id", "name", "genres", "type", "members", "in_model", "from_features", "score",
                 "model_score", "genre_score", "popularity_score", "dislike_penalty", "rank_without_dislikes",
                 "pushed_down_by", "source", "retrieved_by", "reason"]
 
 
 class Event(NamedTuple):
-    anime_id: int
+    item_id: int
     feedback: int | str = LIKE
     timestamp: float | None = None
 
 
 class UnknownTitle(LookupError):
-    """An anime id that is not in the catalogue (where one is required, e.g. ``similar``)."""
+    """An item id that is not in the catalogue (where one is required, e.g. ``similar``)."""
 
 
 def use_threads(n: int) -> None:
@@ -175,31 +175,31 @@ def feedback_code(value, where: str = "feedback") -> int:
 
 
 def parse_events(events: Iterable) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Validate events -> (anime_id int64, feedback int64, timestamp float64 or None if any is missing).
+    """Validate events -> (item_id int64, feedback int64, timestamp float64 or None if any is missing).
 
-    An event is an Event / tuple / list ``(anime_id[, feedback[, timestamp]])``, a dict with those keys,
-    or a bare anime id (a Like). The common case (plain ints, no timestamp) takes the fast checks."""
+    An event is an Event / tuple / list ``(item_id[, feedback[, timestamp]])``, a dict with those keys,
+    or a bare item id (a Like). The common case (plain ints, no timestamp) takes the fast checks."""
     ids, codes, stamps = [], [], []
     for n, event in enumerate(events):
         if isinstance(event, (tuple, list)):
             if not 1 <= len(event) <= 3:
-                raise ValueError(f"event {n}: expected (anime_id, feedback, timestamp), got {event!r}")
-            anime_id = event[0]
+                raise ValueError(f"event {n}: expected (item_id, feedback, timestamp), got {event!r}")
+            item_id = event[0]
             feedback = event[1] if len(event) > 1 else LIKE
             timestamp = event[2] if len(event) > 2 else None
         elif isinstance(event, Mapping):
-            if "anime_id" not in event:
-                raise ValueError(f"event {n}: no anime_id in {dict(event)!r}")
-            anime_id, feedback, timestamp = event["anime_id"], event.get("feedback", LIKE), event.get("timestamp")
+            if "item_id" not in event:
+                raise ValueError(f"event {n}: no item_id in {dict(event)!r}")
+            item_id, feedback, timestamp = event["item_id"], event.get("feedback", LIKE), event.get("timestamp")
         else:
-            anime_id, feedback, timestamp = event, LIKE, None
-        if type(anime_id) is not int:
-            if isinstance(anime_id, bool) or not hasattr(anime_id, "__index__"):
-                raise ValueError(f"event {n}: anime_id {anime_id!r} is not an integer")
-            anime_id = operator.index(anime_id)
-        if not -2**63 <= anime_id < 2**63:
-            raise ValueError(f"event {n}: anime_id {anime_id} is out of the 64-bit range")
-        ids.append(anime_id)
+            item_id, feedback, timestamp = event, LIKE, None
+        if type(item_id) is not int:
+            if isinstance(item_id, bool) or not hasattr(item_id, "__index__"):
+                raise ValueError(f"event {n}: item_id {item_id!r} is not an integer")
+            item_id = operator.index(item_id)
+        if not -2**63 <= item_id < 2**63:
+            raise ValueError(f"event {n}: item_id {item_id} is out of the 64-bit range")
+        ids.append(item_id)
         codes.append(feedback if type(feedback) is int and 1 <= feedback <= 3
                      else feedback_code(feedback, f"event {n} feedback"))
         if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, (int, float, np.number))
@@ -266,14 +266,14 @@ class Recommendations:
         table = self.items.assign(genres=self.items["genres"].map(", ".join),
                                   retrieved_by=self.items["retrieved_by"].map(" + ".join), path=self.path)
         if len(self.explanations):
-            grouped = self.explanations.groupby("anime_id", sort=False)
+            grouped = self.explanations.groupby("item_id", sort=False)
             joined = {
                 "because": grouped["pick_name"].agg(" | ".join),
                 "because_similarity": grouped["similarity"].agg(lambda v: " | ".join(f"{x:.3f}" for x in v)),
                 "because_co_loved": grouped["co_loved"].agg(lambda v: " | ".join(map(str, v))),
             }
             for name, values in joined.items():
-                table[name] = table["anime_id"].map(values).fillna("")
+                table[name] = table["item_id"].map(values).fillna("")
         if path_or_buffer is None or not isinstance(path_or_buffer, (str, os.PathLike)):
             return table.to_csv(path_or_buffer, index=False, **kwargs)
         with atomic_write(path_or_buffer, "w", newline="") as f:
@@ -289,7 +289,7 @@ class Recommendations:
         listed = {c: _plain(self.item_columns[c]) for c in ITEM_COLUMNS}
         items = [dict(zip(ITEM_COLUMNS, row)) for row in zip(*(listed[c] for c in ITEM_COLUMNS))]
         for item in items:
-            item["explanations"] = by_item.get(item["anime_id"], [])
+            item["explanations"] = by_item.get(item["item_id"], [])
         return {"path": self.path, "cold_start": self.cold_start, "alpha": self.alpha,
                 "unknown_ids": list(self.unknown_ids), "content_only_ids": list(self.content_only_ids),
                 "n_duplicates": self.n_duplicates, "n_truncated": self.n_truncated, "items": items}
@@ -342,11 +342,11 @@ class Recommender:
         self.catalogue = _checked_catalogue(dataset.items if catalogue is None else catalogue, dataset.items)
         self.n_items = dataset.n_items
         cat = self.catalogue
-        self._anime_ids = cat["anime_id"].to_numpy(dtype=np.int64)
-        self._row_index = pd.Index(self._anime_ids)
-        if self._anime_ids.min() >= 0 and self._anime_ids.max() < DENSE_LOOKUP_MAX_ID:  # a plain array is faster
-            self._row_table = np.full(self._anime_ids.max() + 1, -1, dtype=np.int64)
-            self._row_table[self._anime_ids] = np.arange(len(cat))
+        self._item_ids = cat["item_id"].to_numpy(dtype=np.int64)
+        self._row_index = pd.Index(self._item_ids)
+        if self._item_ids.min() >= 0 and self._item_ids.max() < DENSE_LOOKUP_MAX_ID:  # a plain array is faster
+            self._row_table = np.full(self._item_ids.max() + 1, -1, dtype=np.int64)
+            self._row_table[self._item_ids] = np.arange(len(cat))
         else:
             self._row_table = None
         self.iid_of_row = np.zeros(len(cat), dtype=np.int64)
@@ -368,7 +368,7 @@ class Recommender:
         self._names = cat["name"].to_numpy(dtype=object)
         self._genre_lists = cat["genres"].to_numpy(dtype=object)
         self.explainer = Explainer(self._item_unit, genre_unit, np.array(self.genres, dtype=object),
-                                   self.iid_of_row, cat["anime_id"].to_numpy(), self._names, watched, loved,
+                                   self.iid_of_row, cat["item_id"].to_numpy(), self._names, watched, loved,
                                    similarity_floor(self._item_unit[1:]), similarity_floor(genre_unit))
         # the default popularity floor of genre-only picks: as popular as the least popular title the model knows
         self.model_min_members = int(self._members[:self.n_items].min()) if self.n_items else 0
@@ -412,18 +412,18 @@ class Recommender:
 
     # -- history preparation ----------------------------------------------------------------------
     def history(self, events: Iterable) -> CatalogueHistory:
-        anime_ids, feedback, timestamps = parse_events(events)
+        item_ids, feedback, timestamps = parse_events(events)
         if timestamps is not None:
             order = np.argsort(timestamps, kind="stable")
-            anime_ids, feedback, timestamps = anime_ids[order], feedback[order], timestamps[order]
-        _, last_from_end = np.unique(anime_ids[::-1], return_index=True)
-        keep = np.sort(len(anime_ids) - 1 - last_from_end)
-        n_duplicates = len(anime_ids) - len(keep)
-        anime_ids, feedback = anime_ids[keep], feedback[keep]
+            item_ids, feedback, timestamps = item_ids[order], feedback[order], timestamps[order]
+        _, last_from_end = np.unique(item_ids[::-1], return_index=True)
+        keep = np.sort(len(item_ids) - 1 - last_from_end)
+        n_duplicates = len(item_ids) - len(keep)
+        item_ids, feedback = item_ids[keep], feedback[keep]
         timestamps = None if timestamps is None else timestamps[keep]
-        rows = self.rows_of(anime_ids)
+        rows = self.rows_of(item_ids)
         known = rows >= 0
-        unknown_ids = anime_ids[~known].tolist()
+        unknown_ids = item_ids[~known].tolist()
         rows, feedback = rows[known], feedback[known]
         timestamps = None if timestamps is None else timestamps[known]
         seen_rows = rows
@@ -432,16 +432,16 @@ class Recommender:
             rows, feedback = rows[n_truncated:], feedback[n_truncated:]
             timestamps = None if timestamps is None else timestamps[n_truncated:]
         iid = self.iid_of_row[rows]
-        content_only = self._anime_ids[rows[iid == 0]].tolist()
+        content_only = self._item_ids[rows[iid == 0]].tolist()
         return CatalogueHistory(rows.astype(np.int64), feedback, self._time_bins(timestamps, len(rows)), iid,
                        seen_rows.astype(np.int64), tuple(unknown_ids), tuple(content_only), n_duplicates, n_truncated)
 
-    def rows_of(self, anime_ids: np.ndarray) -> np.ndarray:
-        """Catalogue row of each anime id, -1 where it is not in the catalogue."""
+    def rows_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """Catalogue row of each item id, -1 where it is not in the catalogue."""
         if self._row_table is None:
-            return self._row_index.get_indexer(anime_ids)
-        inside = (anime_ids >= 0) & (anime_ids < len(self._row_table))
-        return np.where(inside, self._row_table[np.where(inside, anime_ids, 0)], -1)
+            return self._row_index.get_indexer(item_ids)
+        inside = (item_ids >= 0) & (item_ids < len(self._row_table))
+        return np.where(inside, self._row_table[np.where(inside, item_ids, 0)], -1)
 
     def _time_bins(self, timestamps: np.ndarray | None, n: int) -> np.ndarray:
         """Model time bins of the events, by the data's own scheme (nostrade.prep.time_bins_of); events without
@@ -460,7 +460,7 @@ class Recommender:
     def filter_mask(self, genres=None, types=None, min_members=None, exclude_genres=None,
                     exclude_ids=None) -> np.ndarray:
         """(C,) bool of the titles that pass the filters: a title passes ``genres`` with any one of them,
-        ``exclude_genres`` with none of them; ``exclude_ids``: anime ids left out (e.g. already on the page)."""
+        ``exclude_genres`` with none of them; ``exclude_ids``: item ids left out (e.g. already on the page)."""
         keep = np.ones(len(self.catalogue), dtype=bool)
         if genres:
             keep &= self._genre_hot[:, self._genre_columns(genres, "genres")].any(axis=1)
@@ -519,7 +519,7 @@ class Recommender:
             source = np.full(len(top), "popularity")
         columns = {
             "rank": np.arange(1, len(top) + 1),
-            "anime_id": self._anime_ids[top],
+            "item_id": self._item_ids[top],
             "name": self._names[top],
             "genres": self._genre_lists[top],
             "type": self._type[top],
@@ -596,7 +596,7 @@ class Recommender:
                         progress: bool = False) -> pd.DataFrame:
         """Top-k for many histories at once (offline scoring, no explanations).
 
-        Returns a long DataFrame: user (index into ``histories``), rank, anime_id, score, path.
+        Returns a long DataFrame: user (index into ``histories``), rank, item_id, score, path.
         """
         alpha = self.default_alpha if alpha is None else check_alpha(alpha)
         k, batch_size = check_k(k), check_k(batch_size, 1 << 20, "batch_size")
@@ -612,27 +612,27 @@ class Recommender:
             parts.append(pd.DataFrame({
                 "user": np.repeat(np.arange(start, start + n), kk)[found.ravel()],
                 "rank": np.tile(np.arange(1, kk + 1), n)[found.ravel()],
-                "anime_id": self._anime_ids[top[found]],
+                "item_id": self._item_ids[top[found]],
                 "score": values[found],
                 "path": np.repeat(s.paths, kk)[found.ravel()],
             }))
         return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-            columns=["user", "rank", "anime_id", "score", "path"])
+            columns=["user", "rank", "item_id", "score", "path"])
 
-    def lookup(self, anime_ids) -> pd.DataFrame:
-        """Catalogue rows (with ``in_model``) for anime ids, in the order given; unknown ids are left out."""
-        rows = self.rows_of(np.asarray(list(anime_ids), dtype=np.int64))
+    def lookup(self, item_ids) -> pd.DataFrame:
+        """Catalogue rows (with ``in_model``) for item ids, in the order given; unknown ids are left out."""
+        rows = self.rows_of(np.asarray(list(item_ids), dtype=np.int64))
         rows = rows[rows >= 0]
         return self.catalogue.iloc[rows].assign(in_model=self._in_model[rows]).reset_index(drop=True)
 
-    def similar(self, anime_id: int, k: int = 10, use_faiss: bool = False) -> pd.DataFrame:
+    def similar(self, item_id: int, k: int = 10, use_faiss: bool = False) -> pd.DataFrame:
         """Titles most similar to one title: cosine in the model's item space (exact, or an
         approximate FAISS HNSW index for large catalogues); genre cosine for titles the model does not know."""
         k = check_k(k)
-        valid = isinstance(anime_id, (int, np.integer)) and not isinstance(anime_id, bool)
-        row = int(self.rows_of(np.array([anime_id], dtype=np.int64))[0]) if valid else -1
+        valid = isinstance(item_id, (int, np.integer)) and not isinstance(item_id, bool)
+        row = int(self.rows_of(np.array([item_id], dtype=np.int64))[0]) if valid else -1
         if row < 0:
-            raise UnknownTitle(f"anime_id {anime_id!r} is not in the catalogue")
+            raise UnknownTitle(f"item_id {item_id!r} is not in the catalogue")
         iid = int(self.iid_of_row[row])
         if iid > 0:
             query = self._item_unit[iid]
@@ -651,7 +651,7 @@ class Recommender:
             sims_all[row] = -np.inf
             rows = np.argsort(-sims_all, kind="stable")[:k]
             sims, source = sims_all[rows], "genre"
-        return pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "anime_id": self._anime_ids[rows],
+        return pd.DataFrame({"rank": np.arange(1, len(rows) + 1), "item_id": self._item_ids[rows],
                              "name": self._names[rows], "genres": self._genre_lists[rows], "type": self._type[rows],
                              "members": self._members[rows].astype(np.int64), "in_model": self._in_model[rows],
                              "similarity": sims.astype(np.float64), "source": source})
@@ -690,13 +690,13 @@ class Recommender:
                            np.where(self._search_lengths >= len(query), 0.9 * within, 0))
         order = np.lexsort((-self._members, -match))[:limit]
         order = order[match[order] > 60]
-        return self.lookup(self._anime_ids[order]).assign(match=match[order].astype(np.float64))
+        return self.lookup(self._item_ids[order]).assign(match=match[order].astype(np.float64))
 
 
 # ---------------------------------------------------------------------------------------------------
 # Catalogue
 # ---------------------------------------------------------------------------------------------------
-CATALOGUE_COLUMNS = ["anime_id", "name", "genres", "type", "members"]
+CATALOGUE_COLUMNS = ["item_id", "name", "genres", "type", "members"]
 
 
 def load_catalogue(path) -> pd.DataFrame:
@@ -720,16 +720,16 @@ def _checked_catalogue(catalogue: pd.DataFrame, items: pd.DataFrame) -> pd.DataF
     if missing:
         raise ValueError(f"catalogue: missing columns {missing}")
     catalogue = catalogue.drop(columns=[c for c in ("iid",) if c in catalogue.columns]).reset_index(drop=True)
-    duplicated = catalogue["anime_id"][catalogue["anime_id"].duplicated()]
+    duplicated = catalogue["item_id"][catalogue["item_id"].duplicated()]
     if len(duplicated):
-        raise ValueError(f"catalogue: anime_id {int(duplicated.iloc[0])} appears more than once")
+        raise ValueError(f"catalogue: item_id {int(duplicated.iloc[0])} appears more than once")
     items = items.sort_values("iid")
     if not np.array_equal(items["iid"].to_numpy(), np.arange(1, len(items) + 1)):
         raise ValueError("items: iid is not contiguous from 1")
-    rows = pd.Index(catalogue["anime_id"]).get_indexer(items["anime_id"])
+    rows = pd.Index(catalogue["item_id"]).get_indexer(items["item_id"])
     if (rows < 0).any():
         raise ValueError(f"catalogue: {int((rows < 0).sum())} of the model's titles are missing from it "
-                         f"(e.g. anime_id {int(items['anime_id'].to_numpy()[rows < 0][0])}); is it the catalogue "
+                         f"(e.g. item_id {int(items['item_id'].to_numpy()[rows < 0][0])}); is it the catalogue "
                          "the data was prepared from?")
     others = np.setdiff1d(np.arange(len(catalogue)), rows)  # sorted: the catalogue's own order
     catalogue = catalogue.iloc[np.concatenate([rows, others])].reset_index(drop=True)
@@ -744,6 +744,6 @@ def _check_iid_map(path: Path, dataset: Dataset) -> None:
         raise ValueError(f"{path}: sha256 differs from the iid_map_sha256 in the processed folder's meta.json; "
                          "it belongs to another preparation of the data")
     mapping = json.loads(path.read_text())
-    expected = dict(zip(dataset.items["anime_id"].astype(str), dataset.items["iid"].astype(int)))
+    expected = dict(zip(dataset.items["item_id"].astype(str), dataset.items["iid"].astype(int)))
     if mapping != expected:
-        raise ValueError(f"{path}: its anime_id -> iid pairs differ from items.parquet")
+        raise ValueError(f"{path}: its item_id -> iid pairs differ from items.parquet")

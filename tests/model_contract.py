@@ -49,7 +49,7 @@ def make_blocks() -> Blocks:
     feedback = [[LIKE, LOVE, LIKE, LOVE, LIKE, LIKE] for _ in full]
     items = pd.DataFrame({
         "iid": np.arange(1, N_ITEMS + 1, dtype=np.int32),
-        "anime_id": np.arange(101, N_ITEMS + 101),
+        "item_id": np.arange(101, N_ITEMS + 101),
         "name": [f"item {i}" for i in range(1, N_ITEMS + 1)],
         "genres": [[f"Genre{(i - 1) // BLOCK}"] for i in range(1, N_ITEMS + 1)],
         "type": ["TV"] * N_ITEMS,

@@ -30,7 +30,7 @@ NOT_IN_CATALOGUE = 888_888_888
 def rec(tiny_checkpoint, processed_sample) -> Recommender:
     """The tiny checkpoint, with one extra catalogue title outside the model's vocabulary."""
     loaded = Recommender.load(tiny_checkpoint, processed_sample)
-    extra = pd.DataFrame({"anime_id": [OUTSIDE_MODEL], "name": ["Outside The Model"], "genres": [["Comedy"]],
+    extra = pd.DataFrame({"item_id": [OUTSIDE_MODEL], "name": ["Outside The Model"], "genres": [["Comedy"]],
                           "type": ["TV"], "episodes": [12], "rating_mean": [7.0], "members": [5]})
     catalogue = pd.concat([loaded.catalogue, extra], ignore_index=True)
     return Recommender(loaded.model, loaded.dataset, catalogue)
@@ -49,12 +49,12 @@ def client(rec, processed_sample, events_path):
 
 
 def vocab(rec: Recommender, n: int, seed: int = 0) -> list[int]:
-    ids = rec.dataset.items["anime_id"].to_numpy()
+    ids = rec.dataset.items["item_id"].to_numpy()
     return np.random.default_rng(seed).choice(ids, n, replace=False).tolist()
 
 
 def history(ids, feedback=3) -> list[dict]:
-    return [{"anime_id": a, "feedback": feedback} for a in ids]
+    return [{"item_id": a, "feedback": feedback} for a in ids]
 
 
 def assert_json_error(response, status: int, *fragments: str) -> dict:
@@ -147,12 +147,12 @@ def test_post_recommend_ranks_unseen_titles_with_scores_reasons_and_sources(clie
     assert body["path"] == "sequence+genre" and not body["cold_start"] and body["alpha"] == 0.3
     items = body["items"]
     assert [i["rank"] for i in items] == [1, 2, 3, 4, 5]
-    assert not {i["anime_id"] for i in items} & set(ids)
+    assert not {i["item_id"] for i in items} & set(ids)
     scores = [i["score"] for i in items]
     assert scores == sorted(scores, reverse=True)
     assert all(i["reason"] and i["source"] in {"sequence", "genre", "popularity"} for i in items)
     expected = rec.recommend([(a, 3, None) for a in ids], k=5, alpha=0.3).items  # the same code path
-    assert [i["anime_id"] for i in items] == expected["anime_id"].tolist()
+    assert [i["item_id"] for i in items] == expected["item_id"].tolist()
 
 
 def test_a_served_ranker_names_the_generators_that_found_each_title(ranker_checkpoint, processed_anime, tmp_path):
@@ -174,7 +174,7 @@ def test_a_single_model_answers_an_empty_retrieved_by(client, rec):
 
 def test_integral_numbers_are_integers_as_in_json_schema(client, rec):
     ids = vocab(rec, 3)
-    as_floats = {"history": [{"anime_id": float(a), "feedback": 3} for a in ids], "k": 4.0}
+    as_floats = {"history": [{"item_id": float(a), "feedback": 3} for a in ids], "k": 4.0}
     assert client.post("/recommend", json=as_floats).json() == client.post(
         "/recommend", json={"history": history(ids), "k": 4}).json()
 
@@ -203,16 +203,16 @@ def test_filters_apply_and_unknown_filter_values_are_400(client, rec):
     ({"history": [], "surprise": 1}, "surprise"),                                  # unknown field
     ({"k": 0}, "k"), ({"k": api.API_MAX_K + 1}, "k"), ({"k": "5"}, "k"), ({"k": 2.5}, "k"),
     ({"alpha": 1.5}, "alpha"), ({"alpha": "0.2"}, "alpha"),
-    ({"history": [{"anime_id": "5"}]}, "anime_id"),                                 # ids are JSON integers
-    ({"history": [{"anime_id": 5.5}]}, "anime_id"), ({"history": [{"anime_id": True}]}, "anime_id"),
-    ({"history": [{"anime_id": -1}]}, "anime_id"), ({"history": [{"anime_id": 2**60}]}, "anime_id"),
-    ({"history": [{"anime_id": 5, "feedback": 4}]}, "feedback"),
-    ({"history": [{"anime_id": 5, "feedback": "meh"}]}, "feedback"),
-    ({"history": [{"anime_id": 5, "extra": 1}]}, "extra"),
-    ({"history": [{"anime_id": 5, "timestamp": -3}]}, "timestamp"),
-    ({"history": [{"anime_id": 5}] * (api.MAX_HISTORY + 1)}, "history"),
+    ({"history": [{"item_id": "5"}]}, "item_id"),                                 # ids are JSON integers
+    ({"history": [{"item_id": 5.5}]}, "item_id"), ({"history": [{"item_id": True}]}, "item_id"),
+    ({"history": [{"item_id": -1}]}, "item_id"), ({"history": [{"item_id": 2**60}]}, "item_id"),
+    ({"history": [{"item_id": 5, "feedback": 4}]}, "feedback"),
+    ({"history": [{"item_id": 5, "feedback": "meh"}]}, "feedback"),
+    ({"history": [{"item_id": 5, "extra": 1}]}, "extra"),
+    ({"history": [{"item_id": 5, "timestamp": -3}]}, "timestamp"),
+    ({"history": [{"item_id": 5}] * (api.MAX_HISTORY + 1)}, "history"),
     ({"genres": ["x"] * (api.MAX_FILTER_VALUES + 1)}, "genres"), ({"min_members": -1}, "min_members"),
-    ({"history": {"anime_id": 5}}, "history"),
+    ({"history": {"item_id": 5}}, "history"),
 ])
 def test_invalid_bodies_are_422_naming_the_field(client, body, where):
     body = assert_json_error(client.post("/recommend", json=body), 422, where)
@@ -221,7 +221,7 @@ def test_invalid_bodies_are_422_naming_the_field(client, body, where):
 
 @pytest.mark.parametrize("raw, content_type", [
     (b'{"history": [', "application/json"),                       # malformed
-    (b'{"history": [{"anime_id": 5, "timestamp": NaN}]}', "application/json"),
+    (b'{"history": [{"item_id": 5, "timestamp": NaN}]}', "application/json"),
     (b'[1, 2]', "application/json"), (b'"text"', "application/json"),
     (b'history=1', "application/x-www-form-urlencoded"),
 ])
@@ -249,8 +249,8 @@ def test_known_user_history_comes_from_training_data_with_timestamps(client, rec
     body = r.json()
     trained = rec.dataset.sequences.take(np.array([3]))
     assert body["user_id"] == user_id and body["n_training_events"] == len(trained.iid) and body["n_logged_events"] == 0
-    seen = set(rec.dataset.items["anime_id"].to_numpy()[trained.iid - 1].tolist())
-    assert not {i["anime_id"] for i in body["items"]} & seen
+    seen = set(rec.dataset.items["item_id"].to_numpy()[trained.iid - 1].tolist())
+    assert not {i["item_id"] for i in body["items"]} & seen
     interactions = pd.read_parquet(processed_sample / "interactions.parquet")
     events, _, _ = client.app.state.service.users.of(user_id)
     assert [e[2] for e in events] == interactions.loc[interactions["user_id"] == user_id, "timestamp"].tolist()
@@ -259,16 +259,16 @@ def test_known_user_history_comes_from_training_data_with_timestamps(client, rec
 def test_feedback_shows_in_the_next_recommendation_and_retries_are_stored_once(client, rec, events_path):
     user_id = int(rec.dataset.user_ids[0])
     before = client.get("/recommend", params={"user_id": user_id, "k": 3}).json()
-    top = before["items"][0]["anime_id"]
-    feedback = {"user_id": user_id, "anime_id": top, "feedback": "Love", "event_id": "evt-1"}
+    top = before["items"][0]["item_id"]
+    feedback = {"user_id": user_id, "item_id": top, "feedback": "Love", "event_id": "evt-1"}
     r = client.post("/feedback", json=feedback)
     assert r.status_code == 201 and r.json() == {"stored": True, "event_id": "evt-1"}
     after = client.get("/recommend", params={"user_id": user_id, "k": 3}).json()
-    assert after["n_logged_events"] == 1 and top not in [i["anime_id"] for i in after["items"]]
+    assert after["n_logged_events"] == 1 and top not in [i["item_id"] for i in after["items"]]
     retry = client.post("/feedback", json=feedback)
     assert retry.status_code == 200 and retry.json() == {"stored": False, "event_id": "evt-1"}
     stored = EventLog(events_path).events()
-    assert stored[["event_id", "user_id", "anime_id", "feedback_type"]].values.tolist() == [["evt-1", user_id, top, 3]]
+    assert stored[["event_id", "user_id", "item_id", "feedback_type"]].values.tolist() == [["evt-1", user_id, top, 3]]
     assert client.get("/health").json()["logged_events"] == 1
 
 
@@ -276,11 +276,26 @@ def test_a_new_user_exists_once_they_gave_feedback(client, rec):
     stranger = 10**12
     assert_json_error(client.get("/recommend", params={"user_id": stranger}), 404, f"user_id {stranger}")
     liked = vocab(rec, 2)
-    for anime_id in liked:
-        assert client.post("/feedback", json={"user_id": stranger, "anime_id": anime_id, "feedback": 2}).status_code == 201
+    for item_id in liked:
+        assert client.post("/feedback", json={"user_id": stranger, "item_id": item_id, "feedback": 2}).status_code == 201
     body = client.get("/recommend", params={"user_id": stranger, "k": 4}).json()
     assert body["n_training_events"] == 0 and body["n_logged_events"] == 2 and body["path"] == "sequence+genre"
-    assert not {i["anime_id"] for i in body["items"]} & set(liked)
+    assert not {i["item_id"] for i in body["items"]} & set(liked)
+
+
+def test_requests_naming_a_title_accept_the_deprecated_anime_id(client, rec, events_path):
+    ids = vocab(rec, 3)
+    old = [{"anime_id": a, "feedback": 3} for a in ids]
+    assert client.post("/recommend", json={"history": old, "k": 5}).json() == \
+        client.post("/recommend", json={"history": history(ids), "k": 5}).json()
+    batch = client.post("/recommend/batch", json={"histories": [old], "k": 5})
+    assert batch.status_code == 200 and len(batch.json()["results"][0]["item_ids"]) == 5
+    r = client.post("/feedback", json={"user_id": 7, "anime_id": ids[0], "feedback": "Like", "event_id": "old-1"})
+    assert r.status_code == 201
+    assert EventLog(events_path).events()[["event_id", "item_id"]].values.tolist() == [["old-1", ids[0]]]
+    both = {"user_id": 7, "item_id": ids[1], "anime_id": ids[2], "feedback": "Like"}
+    assert_json_error(client.post("/feedback", json=both), 422, "anime_id")
+    assert EventLog(events_path).count() == 1
 
 
 @pytest.mark.parametrize("params, status", [({"user_id": "abc"}, 422), ({"user_id": -1}, 422), ({}, 422),
@@ -291,12 +306,12 @@ def test_bad_known_user_queries(client, params, status):
 
 
 @pytest.mark.parametrize("body, status", [
-    ({"user_id": 1, "anime_id": NOT_IN_CATALOGUE, "feedback": 3}, 404),
-    ({"user_id": 1, "anime_id": 2, "feedback": 0}, 422), ({"user_id": 1, "anime_id": 2}, 422),
-    ({"user_id": 1, "anime_id": 2, "feedback": 3, "event_id": "../../etc/passwd"}, 422),
-    ({"user_id": 1, "anime_id": 2, "feedback": 3, "event_id": "x" * 129}, 422),
-    ({"user_id": 1, "anime_id": 2, "feedback": 3, "rating": 9}, 422),
-    ({"user_id": "1", "anime_id": 2, "feedback": 3}, 422),
+    ({"user_id": 1, "item_id": NOT_IN_CATALOGUE, "feedback": 3}, 404),
+    ({"user_id": 1, "item_id": 2, "feedback": 0}, 422), ({"user_id": 1, "item_id": 2}, 422),
+    ({"user_id": 1, "item_id": 2, "feedback": 3, "event_id": "../../etc/passwd"}, 422),
+    ({"user_id": 1, "item_id": 2, "feedback": 3, "event_id": "x" * 129}, 422),
+    ({"user_id": 1, "item_id": 2, "feedback": 3, "rating": 9}, 422),
+    ({"user_id": "1", "item_id": 2, "feedback": 3}, 422),
 ])
 def test_bad_feedback_is_refused_and_not_stored(client, events_path, body, status):
     assert_json_error(client.post("/feedback", json=body), status)
@@ -311,7 +326,7 @@ def test_cold_start_from_liked_ids(client, rec):
     assert body["path"] == "sequence+genre" and len(body["items"]) == 4  # the model scores one title it knows
     body = client.get("/recommend_cold", params={"liked": f"{one},{two},{NOT_IN_CATALOGUE}", "k": 4}).json()
     assert body["path"] == "sequence+genre" and body["unknown_ids"] == [NOT_IN_CATALOGUE]
-    assert not {one, two} & {i["anime_id"] for i in body["items"]}
+    assert not {one, two} & {i["item_id"] for i in body["items"]}
 
 
 @pytest.mark.parametrize("liked", ["", "a,b", "1,,2", "1;2", "-5", "9" * 17, "５,１９", "٣"])
@@ -320,15 +335,15 @@ def test_cold_start_rejects_malformed_id_lists(client, liked):
 
 
 def test_similar_titles(client, rec):
-    anime_id = vocab(rec, 1)[0]
-    body = client.get(f"/similar/{anime_id}", params={"k": 5}).json()
-    assert body["anime_id"] == anime_id and len(body["items"]) == 5
-    assert anime_id not in [i["anime_id"] for i in body["items"]]
+    item_id = vocab(rec, 1)[0]
+    body = client.get(f"/similar/{item_id}", params={"k": 5}).json()
+    assert body["item_id"] == item_id and len(body["items"]) == 5
+    assert item_id not in [i["item_id"] for i in body["items"]]
     assert all(i["source"] == "embedding" for i in body["items"])
     assert client.get(f"/similar/{OUTSIDE_MODEL}").json()["items"][0]["source"] == "genre"
     assert_json_error(client.get(f"/similar/{NOT_IN_CATALOGUE}"), 404, str(NOT_IN_CATALOGUE))
     assert_json_error(client.get("/similar/abc"), 422)
-    assert_json_error(client.get(f"/similar/{anime_id}", params={"k": 0}), 422)
+    assert_json_error(client.get(f"/similar/{item_id}", params={"k": 0}), 422)
 
 
 def test_title_search(client, rec):
@@ -351,10 +366,10 @@ def test_batch_scores_known_users_and_histories_like_single_requests(client, rec
     results = r.json()["results"]
     assert [x["user_id"] for x in results] == users + [None] * 3 and [x["index"] for x in results] == [None] * 3 + [0, 1, 2]
     single = client.post("/recommend", json={"history": history(ids), "k": 4, "explain": False}).json()
-    assert results[3]["anime_ids"] == [i["anime_id"] for i in single["items"]]
+    assert results[3]["item_ids"] == [i["item_id"] for i in single["items"]]
     assert np.allclose(results[3]["scores"], [i["score"] for i in single["items"]], atol=1e-6)
     known = client.get("/recommend", params={"user_id": users[1], "k": 4}).json()
-    assert results[1]["anime_ids"] == [i["anime_id"] for i in known["items"]]
+    assert results[1]["item_ids"] == [i["item_id"] for i in known["items"]]
     assert [x["path"] for x in results[3:]] == ["sequence+genre", "popularity", "sequence+genre"]
     assert results[5]["unknown_ids"] == [NOT_IN_CATALOGUE]
 
@@ -440,7 +455,7 @@ def test_a_bad_content_length_gets_json_from_the_server_itself(rec, events_path,
 
 
 def test_a_declared_oversized_body_is_413(small_cap_client):
-    body = json.dumps({"history": [{"anime_id": 1}] * 200}).encode()
+    body = json.dumps({"history": [{"item_id": 1}] * 200}).encode()
     assert len(body) > 2000
     assert_json_error(small_cap_client.post("/recommend", content=body, headers={"content-type": "application/json"}),
                       413, "2,000-byte")
@@ -450,7 +465,7 @@ def test_a_declared_oversized_body_is_413(small_cap_client):
 
 
 def test_a_streamed_oversized_body_is_413(small_cap_client):
-    chunk = json.dumps({"history": [{"anime_id": 1}] * 200}).encode()
+    chunk = json.dumps({"history": [{"item_id": 1}] * 200}).encode()
 
     def stream():  # no Content-Length: chunked transfer
         yield chunk[:1500]
@@ -523,9 +538,9 @@ def test_no_request_value_becomes_a_file_path(client, rec, events_path, monkeypa
         client.get("/recommend", params={"user_id": 1, "genres": value})
         client.get(f"/similar/{value}")
         client.get("/recommend_cold", params={"liked": value})
-        client.post("/feedback", json={"user_id": 1, "anime_id": 2, "feedback": 2, "event_id": value,
+        client.post("/feedback", json={"user_id": 1, "item_id": 2, "feedback": 2, "event_id": value,
                                        "session_id": value})
-        client.post("/feedback", json={"user_id": 2, "anime_id": 2, "feedback": 2, "session_id": value})
+        client.post("/feedback", json={"user_id": 2, "item_id": 2, "feedback": 2, "session_id": value})
     assert str(events_path) in opened and set(opened) <= {str(events_path)}  # the spy sees the log's opens
     assert not any(os.path.exists(os.path.expanduser(v)) for v in PATHLIKE[1:])
 
@@ -533,8 +548,8 @@ def test_no_request_value_becomes_a_file_path(client, rec, events_path, monkeypa
 # ------------------------------------------------------------------------------------------------ hardening
 
 def test_a_reused_event_id_with_another_payload_is_409_naming_the_key(client, rec, events_path):
-    anime_id = vocab(rec, 1)[0]
-    first = {"user_id": 5, "anime_id": anime_id, "feedback": "Love", "event_id": "key-1"}
+    item_id = vocab(rec, 1)[0]
+    first = {"user_id": 5, "item_id": item_id, "feedback": "Love", "event_id": "key-1"}
     assert client.post("/feedback", json=first).status_code == 201
     assert client.post("/feedback", json=first).status_code == 200  # a true retry
     body = assert_json_error(client.post("/feedback", json={**first, "feedback": "Dislike"}), 409, "event_id 'key-1'")
@@ -572,7 +587,7 @@ def test_a_damaged_event_log_is_found_at_startup_and_feedback_is_503(damaged_cli
     assert health.status_code == 200
     body = health.json()
     assert body["status"] == "degraded" and body["event_log"].startswith("damaged: ") and body["logged_events"] is None
-    r = damaged_client.post("/feedback", json={"user_id": 1, "anime_id": vocab(rec, 1)[0], "feedback": 2})
+    r = damaged_client.post("/feedback", json={"user_id": 1, "item_id": vocab(rec, 1)[0], "feedback": 2})
     assert assert_json_error(r, 503, "the event log cannot be used (damaged: ")["error"] == "event_log_unavailable"
     assert_json_error(damaged_client.get("/recommend", params={"user_id": int(rec.dataset.user_ids[0])}), 503)
     assert damaged_client.post("/recommend", json={"history": history(vocab(rec, 2))}).status_code == 200
@@ -585,7 +600,7 @@ def test_a_sqlite_failure_during_a_request_is_503_not_500(client, rec, monkeypat
         raise sqlite3.OperationalError("database or disk is full")
 
     monkeypatch.setattr(EventLog, "append", full)
-    r = client.post("/feedback", json={"user_id": 1, "anime_id": vocab(rec, 1)[0], "feedback": 2})
+    r = client.post("/feedback", json={"user_id": 1, "item_id": vocab(rec, 1)[0], "feedback": 2})
     assert_json_error(r, 503, "database or disk is full")
 
 
@@ -593,9 +608,9 @@ def test_feedback_to_a_deleted_event_log_is_503_and_health_says_so(client, rec, 
     """Defect: with events.db deleted under the service, POST /feedback said 201 stored and /health ok; all lost."""
     from test_events import remove_log
     anime = vocab(rec, 1)[0]
-    assert client.post("/feedback", json={"user_id": 1, "anime_id": anime, "feedback": 2}).status_code == 201
+    assert client.post("/feedback", json={"user_id": 1, "item_id": anime, "feedback": 2}).status_code == 201
     remove_log(events_path)
-    r = client.post("/feedback", json={"user_id": 1, "anime_id": anime, "feedback": 3})
+    r = client.post("/feedback", json={"user_id": 1, "item_id": anime, "feedback": 3})
     assert_json_error(r, 503, "deleted while this process had it open", "nothing was stored")
     body = client.get("/health").json()
     assert body["status"] == "degraded" and "deleted while this process had it open" in body["event_log"]
@@ -607,11 +622,11 @@ def test_a_future_rating_can_be_corrected_and_the_range_is_prep_s(client, rec, e
     from nostrade.sources import MAX_TIMESTAMP
     anime = vocab(rec, 1)[0]
     for body in ({"feedback": "Love", "timestamp": 4.0e9}, {"feedback": "Dislike"}):
-        assert client.post("/feedback", json={"user_id": 3_000_000_000, "anime_id": anime, **body}).status_code == 201
+        assert client.post("/feedback", json={"user_id": 3_000_000_000, "item_id": anime, **body}).status_code == 201
     assert UserHistories(rec.dataset, EventLog(events_path)).frame(3_000_000_000)["feedback"].tolist() == [1]
-    r = client.post("/feedback", json={"user_id": 7, "anime_id": anime, "feedback": 2, "timestamp": MAX_TIMESTAMP})
+    r = client.post("/feedback", json={"user_id": 7, "item_id": anime, "feedback": 2, "timestamp": MAX_TIMESTAMP})
     assert_json_error(r, 422, "body.timestamp")
-    r = client.post("/recommend", json={"history": [{"anime_id": anime, "timestamp": 3.2e10}]})
+    r = client.post("/recommend", json={"history": [{"item_id": anime, "timestamp": 3.2e10}]})
     assert_json_error(r, 422, "body.history.0.timestamp")
 
 

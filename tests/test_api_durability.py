@@ -27,8 +27,8 @@ def test_acknowledged_feedback_survives_sigkill_exactly_once(tiny_checkpoint, pr
     db = tmp_path / "events.db"
     server = ServerProcess({"NOSTRADE_CHECKPOINT": str(tiny_checkpoint), "NOSTRADE_DATA": str(processed_sample),
                             "NOSTRADE_EVENTS": str(db)})
-    anime_ids = load_dataset(processed_sample).items["anime_id"].to_numpy()[:EVENTS_PER_CLIENT].tolist()
-    sent = {f"c{c}-e{e}": (1000 + c, anime_ids[e], 1 + (c + e) % 3)
+    item_ids = load_dataset(processed_sample).items["item_id"].to_numpy()[:EVENTS_PER_CLIENT].tolist()
+    sent = {f"c{c}-e{e}": (1000 + c, item_ids[e], 1 + (c + e) % 3)
             for c in range(N_CLIENTS) for e in range(EVENTS_PER_CLIENT)}
     acked, failures, lock = set(), [0], threading.Lock()
     deadline = time.monotonic() + DEADLINE_S
@@ -37,8 +37,8 @@ def test_acknowledged_feedback_survives_sigkill_exactly_once(tiny_checkpoint, pr
         with httpx.Client(base_url=server.url, timeout=30.0) as http:
             for e in range(EVENTS_PER_CLIENT):
                 event_id = f"c{c}-e{e}"
-                user_id, anime_id, feedback = sent[event_id]
-                body = {"user_id": user_id, "anime_id": anime_id, "feedback": feedback, "event_id": event_id}
+                user_id, item_id, feedback = sent[event_id]
+                body = {"user_id": user_id, "item_id": item_id, "feedback": feedback, "event_id": event_id}
                 while time.monotonic() < deadline:
                     try:
                         if http.post("/feedback", json=body).is_success:
@@ -69,7 +69,7 @@ def test_acknowledged_feedback_survives_sigkill_exactly_once(tiny_checkpoint, pr
     assert 0 < acked_before_kill < len(sent) and failures[0] > 0  # killed mid-run; clients saw it
     assert acked == set(sent), f"{len(sent) - len(acked)} events never acknowledged before the deadline"
     with sqlite3.connect(db) as conn:
-        rows = conn.execute("SELECT event_id, user_id, anime_id, feedback_type FROM events").fetchall()
+        rows = conn.execute("SELECT event_id, user_id, item_id, feedback_type FROM events").fetchall()
     stored_ids = [r[0] for r in rows]
     assert len(stored_ids) == len(set(stored_ids)) == len(sent)          # nothing twice, nothing extra
     assert {r[0]: tuple(r[1:]) for r in rows} == sent                    # every acknowledged event, intact

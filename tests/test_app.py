@@ -145,7 +145,7 @@ def test_picks_come_back_from_the_log_in_a_new_session(rated):
 
 
 def test_clear_all_removes_the_picks_and_undo_brings_them_back(rated, paths):
-    before = log_history(paths)[["anime_id", "feedback"]]
+    before = log_history(paths)[["item_id", "feedback"]]
     rated.button(key="clear_all").click().run()
     no_errors(rated)
     assert "Your picks (0)" in subheaders(rated)
@@ -154,7 +154,7 @@ def test_clear_all_removes_the_picks_and_undo_brings_them_back(rated, paths):
     rated.button(key="undo_clear").click().run()
     no_errors(rated)
     assert "Your picks (3)" in subheaders(rated) and not [b for b in rated.button if b.key == "undo_clear"]
-    assert log_history(paths)[["anime_id", "feedback"]].equals(before)  # the same ratings, in the same order
+    assert log_history(paths)[["item_id", "feedback"]].equals(before)  # the same ratings, in the same order
 
 
 def test_rate_without_a_rating_chosen_says_so(paths):
@@ -274,8 +274,8 @@ def test_ratings_and_save_for_later_through_the_catalogue_table(paths):
     at.run()
     no_errors(at)
     log = EventLog(paths["events"])
-    assert log_history(paths)["anime_id"].tolist() == [int(shown["anime_id"].iloc[0])]
-    assert log.saved(USER) == [int(shown["anime_id"].iloc[1])]
+    assert log_history(paths)["item_id"].tolist() == [int(shown["item_id"].iloc[0])]
+    assert log.saved(USER) == [int(shown["item_id"].iloc[1])]
     assert "Saved for later" in subheaders(at)
     assert "Your picks (1)" in subheaders(at)
     assert table(at, "Members")["Your rating"].iloc[0] == "Love"  # the fresh table shows the stored rating
@@ -377,8 +377,8 @@ def test_a_checkpoint_for_other_data_is_explained_not_a_traceback(paths, tiny_ch
 def test_a_history_longer_than_the_largest_k_renders(paths):
     """600 logged Loves: the sections that ask predict.py for k + len(history) titles stay within its cap."""
     log = EventLog(paths["events"])
-    for anime_id in pd.read_parquet(paths["data"] / "items.parquet")["anime_id"].head(600).tolist():
-        log.append(USER, int(anime_id), 3)
+    for item_id in pd.read_parquet(paths["data"] / "items.parquet")["item_id"].head(600).tolist():
+        log.append(USER, int(item_id), 3)
     at = start()
     no_errors(at)
     assert "Your picks (600)" in subheaders(at)
@@ -421,15 +421,15 @@ def test_browse_by_taste_rows_and_adding_a_title_from_them(paths):
     assert heads and [h for h in every if h in heads] == heads  # largest first; a row whose name fails is left out
     choice = at.selectbox(key="taste_title")
     assert len(choice.options) == 5 * len(heads)
-    id_of = {r["name"]: r["anime_id"] for c in made["clusters"] for r in c["representatives"]}
+    id_of = {r["name"]: r["item_id"] for c in made["clusters"] for r in c["representatives"]}
     first_name = choice.options[0].rsplit(" — ", 1)[0]
-    first = {"anime_id": id_of[first_name], "name": first_name}
-    choice.set_value(first["anime_id"])
+    first = {"item_id": id_of[first_name], "name": first_name}
+    choice.set_value(first["item_id"])
     at.radio(key="taste_feedback").set_value("Love")
     at.button(key="taste_add").click().run()
     no_errors(at)
     assert "Your picks (1)" in subheaders(at)
-    assert log_history(paths)[["anime_id", "feedback"]].values.tolist() == [[first["anime_id"], 3]]
+    assert log_history(paths)[["item_id", "feedback"]].values.tolist() == [[first["item_id"], 3]]
     assert not any(o.startswith(f"{first['name']} — ") for o in at.selectbox(key="taste_title").options)
 
 

@@ -119,7 +119,7 @@ def test_a_person_rates_filters_clears_undoes_and_retrains_in_chromium(tmp_path,
 
     stored = EventLog(events).events()
     assert stored["user_id"].eq(USER).all()
-    assert stored["anime_id"].iloc[0] == 1535 and stored["feedback_type"].tolist() == [2, 3, 3, 0, 0, 0, 2, 3, 3]
+    assert stored["item_id"].iloc[0] == 1535 and stored["feedback_type"].tolist() == [2, 3, 3, 0, 0, 0, 2, 3, 3]
     # Timings on a shared machine are noisy: printed for the record, measured properly by benchmarks/app.py.
     print(f"first render {first:.2f} s (cold server), clicks {', '.join(f'{c:.2f}' for c in clicks)} s, "
           f"retrain {retrain_s:.1f} s")
@@ -185,12 +185,12 @@ def test_one_title_order_free_rows_filters_and_a_phone_in_chromium(tmp_path, pro
         assert "How: what fans of your titles watched and liked (EASE)" in text and "most popular titles" not in text  # the first click counts
         expected = rec.recommend([(9253, 3, None)], k=10)
         floor = rec.explainer.min_similarity
-        named = expected.explanations.groupby("anime_id")["similarity"].first()
+        named = expected.explanations.groupby("item_id")["similarity"].first()
         top = page.card_fields()[:5]
         assert [c["title"] for c in top] == expected.items["name"].head(5).tolist()
-        for card, anime_id in zip(top, expected.items["anime_id"]):
+        for card, item_id in zip(top, expected.items["item_id"]):
             if card["reason"].startswith("Because you loved Steins;Gate"):
-                assert named[anime_id] > floor  # named only above the floor in the model's space
+                assert named[item_id] > floor  # named only above the floor in the model's space
         pages = []
         for n, order in enumerate([FOUR, FOUR[::-1], [FOUR[2], FOUR[0], FOUR[3], FOUR[1]]]):
             page.open(f"{url}/?user={USER + 10 + n}")

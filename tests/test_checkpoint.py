@@ -39,7 +39,7 @@ HISTORY = Sequences.from_lists([[1, 2, 3], [4, 5]], [[1, 2, 3], [3, 3]], [[1, 2,
 
 def ease_saved(tmp_path):
     train = Sequences.from_lists([[1, 2, 3], [2, 3, 4], [5, 6, 1], [3, 4, 5, 6]])
-    items = pd.DataFrame({"iid": range(1, 7), "anime_id": range(101, 107), "genres": [["Drama"], ["Comedy"]] * 3})
+    items = pd.DataFrame({"iid": range(1, 7), "item_id": range(101, 107), "genres": [["Drama"], ["Comedy"]] * 3})
     model = EASE(l2=2.0).fit(Dataset(items, train, np.arange(4), META), train)
     path = tmp_path / "ease.pt"
     save_checkpoint(path, model, {}, META, {"valid": {"ndcg@10": 0.25}})

@@ -22,7 +22,7 @@ def synthetic_catalogue():
     group = np.repeat(np.arange(N_GROUPS), PER_GROUP)
     vectors = rng.normal(size=(N_GROUPS, 8))[group] * 3 + rng.normal(size=(n, 8))
     items = pd.DataFrame({
-        "iid": np.arange(1, n + 1), "anime_id": np.arange(1001, n + 1001), "name": [f"title {i}" for i in range(n)],
+        "iid": np.arange(1, n + 1), "item_id": np.arange(1001, n + 1001), "name": [f"title {i}" for i in range(n)],
         "genres": [[f"Group{g}", "Common"] + (["Half"] if i % 2 else []) for i, g in enumerate(group)],
         "type": ["TV"] * n, "episodes": rng.integers(1, 60, n), "members": rng.integers(10, 10_000, n)})
     return vectors, items, group
@@ -78,7 +78,7 @@ def test_sizes_sum_to_the_titles_and_representatives_are_members():
 def test_catalogue_titles_without_vectors_join_the_cluster_of_their_side_features():
     vectors, items, _ = synthetic_catalogue()
     extra = [(g, i) for g in range(N_GROUPS) for i in range(g + 1)]  # group g gets g + 1 titles without a vector
-    others = pd.DataFrame({"anime_id": np.arange(5001, 5001 + len(extra)), "name": "new",
+    others = pd.DataFrame({"item_id": np.arange(5001, 5001 + len(extra)), "name": "new",
                            "genres": [[f"Group{g}", "Common"] for g, _ in extra], "type": "TV", "episodes": 12,
                            "members": 500})
     catalogue = pd.concat([items.drop(columns="iid"), others], ignore_index=True)
@@ -144,7 +144,7 @@ def test_bad_input_is_a_one_line_error(bad, message, processed_sample, tiny_chec
 def test_a_catalogue_with_nothing_to_add_is_a_one_line_error(processed_sample, tiny_checkpoint, tmp_path, capsys):
     catalogue = tmp_path / "anime.csv"
     items = load_dataset(processed_sample).items
-    items.assign(genre=items["genres"].map(", ".join), rating=7.0)[
+    items.assign(genre=items["genres"].map(", ".join), rating=7.0, anime_id=items["item_id"])[  # anime.csv's header
         ["anime_id", "name", "genre", "type", "episodes", "rating", "members"]].to_csv(catalogue, index=False)
     assert clusters.main(["--checkpoint", str(tiny_checkpoint), "--data", str(processed_sample), "--out",
                           str(tmp_path / "c.json"), "--catalogue", str(catalogue), "--k-min", "3", "--k-max", "4"]) == 2
@@ -166,8 +166,8 @@ def test_taste_rows_read_back_largest_first_and_refuse_other_data(tmp_path):
     path = tmp_path / "clusters.json"
     path.write_text(json.dumps(record))
     rows = clusters.taste_rows(path, "a" * 64)
-    assert rows[0]["name"] == record["clusters"][0]["name"] and [len(r["anime_ids"]) for r in rows] == [8] * 4
-    assert rows[0]["anime_ids"] == [r["anime_id"] for r in record["clusters"][0]["representatives"]]
+    assert rows[0]["name"] == record["clusters"][0]["name"] and [len(r["item_ids"]) for r in rows] == [8] * 4
+    assert rows[0]["item_ids"] == [r["item_id"] for r in record["clusters"][0]["representatives"]]
     with pytest.raises(ValueError, match="made for other data"):
         clusters.taste_rows(path, "b" * 64)
     path.write_text("{")
@@ -177,14 +177,14 @@ def test_taste_rows_read_back_largest_first_and_refuse_other_data(tmp_path):
 
 def one_cluster(**fields) -> dict:
     return {"name": "Comedy", "size": 3, "catalogue_size": 5, "name_check": {"genres": ["Comedy"]},
-            "representatives": [{"anime_id": 1, "name": "x"}], **fields}
+            "representatives": [{"item_id": 1, "name": "x"}], **fields}
 
 
 @pytest.mark.parametrize("text, field", [
     ('{"iid_map_sha256": "%s", "clusters": [{"name": "A", "size": Infinity, "representatives": []}]}',
      "clusters[0].size: inf"),
-    ('{"iid_map_sha256": "%s", "clusters": [{"name": "A", "size": 1, "representatives": [{"anime_id": 1e30}]}]}',
-     "clusters[0].representatives[0].anime_id: 1e+30"),
+    ('{"iid_map_sha256": "%s", "clusters": [{"name": "A", "size": 1, "representatives": [{"item_id": 1e30}]}]}',
+     "clusters[0].representatives[0].item_id: 1e+30"),
     ('{"iid_map_sha256": "%s", "clusters": [{"name": "A", "size": 1, "catalogue_size": "lots", '
      '"representatives": []}]}', "clusters[0].catalogue_size: 'lots'"),
     ('{"iid_map_sha256": "%s", "clusters": [{"name": 7, "size": 1, "representatives": []}]}', "clusters[0].name"),
@@ -209,4 +209,11 @@ def test_too_many_clusters_and_non_utf8_are_refused(tmp_path):
         clusters.taste_rows(path, "a" * 64)
     path.write_text(json.dumps({"iid_map_sha256": "a" * 64, "clusters": [one_cluster()]}))
     assert clusters.taste_rows(path, "a" * 64) == [{"name": "Comedy", "genres": ["Comedy"], "size": 3,
-                                                    "catalogue_size": 5, "anime_ids": [1]}]
+                                                    "catalogue_size": 5, "item_ids": [1]}]
+
+
+def test_a_clusters_file_written_before_item_id_still_reads(tmp_path):
+    path = tmp_path / "clusters.json"
+    old = one_cluster(representatives=[{"iid": 1, "anime_id": 7, "name": "x"}, {"iid": 2, "anime_id": 9, "name": "y"}])
+    path.write_text(json.dumps({"iid_map_sha256": "a" * 64, "clusters": [old]}))
+    assert clusters.taste_rows(path, "a" * 64)[0]["item_ids"] == [7, 9]

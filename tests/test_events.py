@@ -25,7 +25,7 @@ def test_schema_created_on_first_use_with_version_and_wal(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("SELECT version FROM schema_versions").fetchall() == [(SCHEMA_VERSION,)]
     columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
-    assert {"event_id", "user_id", "session_id", "anime_id", "feedback_type", "timestamp"} <= set(columns)
+    assert {"event_id", "user_id", "session_id", "item_id", "feedback_type", "timestamp"} <= set(columns)
     EventLog(path)  # opening again keeps the schema
     assert conn.execute("SELECT count(*) FROM schema_versions").fetchone()[0] == 1
 
@@ -45,7 +45,7 @@ def test_append_and_read_back(log):
     assert log.append(7, 21, DISLIKE, timestamp=101.0)
     assert log.append(8, 20, LIKE, timestamp=99.0)
     frame = log.events()
-    assert frame["anime_id"].tolist() == [20, 21, 20]
+    assert frame["item_id"].tolist() == [20, 21, 20]
     assert frame["session_id"].iloc[0] == "s1" and frame["session_id"].iloc[1:].isna().all()
     assert frame["event_id"].str.len().min() == 32
     assert log.events(user_id=8)["feedback_type"].tolist() == [LIKE]
@@ -57,7 +57,7 @@ def test_retried_event_is_stored_once(log):
     assert log.append(1, 5, LIKE, event_id=event_id) is True
     assert log.append(1, 5, LIKE, event_id=event_id) is False
     with pytest.raises(IdempotencyConflict, match=rf"event_id '{event_id}' is already stored for a different event "
-                                                  r"\(user_id 1, anime_id 5, feedback_type 2"):
+                                                  r"\(user_id 1, item_id 5, feedback_type 2"):
         log.append(1, 5, LOVE, event_id=event_id)  # the key reused for another payload
     with pytest.raises(IdempotencyConflict):
         log.append(1, 5, LIKE, event_id=event_id, timestamp=5.0)  # another explicit timestamp
@@ -77,14 +77,14 @@ def test_empty_log_reads_empty(log):
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    (dict(user_id="x", anime_id=1, feedback_type=1), "user_id"),
-    (dict(user_id=1, anime_id=1.5, feedback_type=1), "anime_id"),
-    (dict(user_id=1, anime_id=True, feedback_type=1), "anime_id"),
-    (dict(user_id=1, anime_id=1, feedback_type=7), "feedback_type"),
-    (dict(user_id=2**64, anime_id=1, feedback_type=1), "user_id"),
-    (dict(user_id=1, anime_id=1, feedback_type=1, event_id=""), "event_id"),
-    (dict(user_id=1, anime_id=1, feedback_type=1, event_id="x" * 129), "event_id"),
-    (dict(user_id=1, anime_id=1, feedback_type=1, timestamp=float("nan")), "timestamp"),
+    (dict(user_id="x", item_id=1, feedback_type=1), "user_id"),
+    (dict(user_id=1, item_id=1.5, feedback_type=1), "item_id"),
+    (dict(user_id=1, item_id=True, feedback_type=1), "item_id"),
+    (dict(user_id=1, item_id=1, feedback_type=7), "feedback_type"),
+    (dict(user_id=2**64, item_id=1, feedback_type=1), "user_id"),
+    (dict(user_id=1, item_id=1, feedback_type=1, event_id=""), "event_id"),
+    (dict(user_id=1, item_id=1, feedback_type=1, event_id="x" * 129), "event_id"),
+    (dict(user_id=1, item_id=1, feedback_type=1, timestamp=float("nan")), "timestamp"),
 ])
 def test_bad_events_are_refused_and_nothing_is_written(log, kwargs, field):
     with pytest.raises(ValueError, match=field):
@@ -194,7 +194,7 @@ def test_read_only_never_creates_and_reads_without_writing(tmp_path):
     writer = EventLog(tmp_path / "events.db")
     writer.append(1, 5, LIKE)
     reader = EventLog(tmp_path / "events.db", read_only=True)
-    assert reader.events()["anime_id"].tolist() == [5]
+    assert reader.events()["item_id"].tolist() == [5]
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         reader.append(1, 6, LIKE)
 
@@ -263,3 +263,64 @@ def test_one_timestamp_range_for_every_entry_point(log):
         with pytest.raises(ValueError, match=r"^event timestamp: .* is outside 1970\.\.2099"):
             log.append(1, 100, LIKE, timestamp=bad)
     assert log.append(1, 100, LIKE, timestamp=MAX_TIMESTAMP - 1) and log.count() == 1
+
+
+V1_SCHEMA = ["""CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE
+    CHECK (length(event_id) BETWEEN 1 AND 128), user_id INTEGER NOT NULL, session_id TEXT, anime_id INTEGER NOT NULL,
+    feedback_type INTEGER NOT NULL CHECK (feedback_type BETWEEN 0 AND 5), timestamp REAL NOT NULL)""",
+             "CREATE INDEX events_by_user ON events (user_id, seq)",
+             "CREATE TABLE schema_versions (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL, "
+             "description TEXT NOT NULL)",
+             "INSERT INTO schema_versions VALUES (1, 0, 'v1')",
+             "INSERT INTO events (event_id, user_id, session_id, anime_id, feedback_type, timestamp) "
+             "VALUES ('a', 7, 's', 20, 3, 100.0), ('b', 7, NULL, 21, 4, 101.0)",
+             "PRAGMA user_version = 1"]
+V1_EVENTS = [["a", 7, 20, LOVE, 100.0], ["b", 7, 21, SAVED, 101.0]]
+
+
+def version_1_log(path):
+    """A log as version 1 of the schema wrote it: the title column is anime_id."""
+    conn = sqlite3.connect(path)
+    for statement in V1_SCHEMA:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+    return path
+
+
+def test_a_version_1_log_is_read_as_it_is_when_read_only(tmp_path):
+    path = version_1_log(tmp_path / "events.db")
+    before = path.read_bytes()
+    frame = EventLog(path, read_only=True).events()
+    assert frame[["event_id", "user_id", "item_id", "feedback_type", "timestamp"]].values.tolist() == V1_EVENTS
+    assert path.read_bytes() == before
+
+
+def test_a_version_1_log_is_migrated_in_place_keeping_every_event(tmp_path):
+    path = version_1_log(tmp_path / "events.db")
+    log = EventLog(path)
+    assert log.schema_version() == SCHEMA_VERSION == 2
+    frame = log.events()
+    assert frame[["event_id", "user_id", "item_id", "feedback_type", "timestamp"]].values.tolist() == V1_EVENTS
+    assert log.saved(7) == [21] and log.append(7, 22, LIKE, event_id="c")
+    assert log.append(7, 20, LOVE, event_id="a", session_id="s") is False  # idempotency survives the migration
+    conn = sqlite3.connect(path)
+    assert [v for v, in conn.execute("SELECT version FROM schema_versions ORDER BY version")] == [1, 2]
+    assert [row[1] for row in conn.execute("PRAGMA table_info(events)")][4] == "item_id"
+    assert EventLog(path).count() == 3  # opening again changes nothing
+
+
+def test_a_failed_migration_leaves_the_version_1_log_as_it_was(tmp_path, monkeypatch):
+    path = version_1_log(tmp_path / "events.db")
+
+    def crash(self, conn, version):
+        conn.execute("ALTER TABLE events RENAME COLUMN anime_id TO item_id")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(EventLog, "_upgrade", crash)
+    with pytest.raises(KeyboardInterrupt):
+        EventLog(path)
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("SELECT event_id, user_id, anime_id, feedback_type, timestamp FROM events").fetchall() == \
+        [tuple(e) for e in V1_EVENTS]

@@ -40,20 +40,20 @@ def test_explain_ranks_picks_by_embedding_then_genre():
     e = explainer()
     # recommendation iid 2 (row 1) by the model; picks: rows 0 (iid 1), 2 (iid 3), 3 (outside the model)
     out = e.explain(np.array([1]), np.array([True]), np.array([0, 2, 3]), np.array([LOVE, LIKE, LOVE]))
-    assert out["pick_anime_id"].tolist() == [10, 30]  # cos 0.8 and 0.6; the title outside the model comes last
+    assert out["pick_item_id"].tolist() == [10, 30]  # cos 0.8 and 0.6; the title outside the model comes last
     assert np.allclose(out["similarity"], [0.8, 0.6])
     assert out["pick_feedback"].tolist() == ["Love", "Like"]
     # the same recommendation from genres: only picks sharing a genre (row 0 has A, row 3 has A and B)
     by_genre = e.explain(np.array([1]), np.array([False]), np.array([0, 2, 3]), np.array([LOVE, LIKE, LOVE]))
-    assert by_genre["pick_anime_id"].tolist() == [10, 40] and by_genre["shared_genres"] == [["A"], ["A"]]
+    assert by_genre["pick_item_id"].tolist() == [10, 40] and by_genre["shared_genres"] == [["A"], ["A"]]
 
 
 def test_a_pick_is_named_only_above_the_floor():
     e = dataclasses.replace(explainer(), min_similarity=0.7, min_genre_similarity=0.7)
     out = e.explain(np.array([1]), np.array([True]), np.array([0, 2, 3]), np.array([LOVE, LIKE, LOVE]))
-    assert out["pick_anime_id"].tolist() == [10]  # cos 0.8 passes; 0.6 (and the genre-only pick) do not
+    assert out["pick_item_id"].tolist() == [10]  # cos 0.8 passes; 0.6 (and the genre-only pick) do not
     by_genre = e.explain(np.array([1]), np.array([False]), np.array([0, 2, 3]), np.array([LOVE, LIKE, LOVE]))
-    assert by_genre["pick_anime_id"].tolist() == [10]  # genre cosine 1.0 passes, 0.6 does not
+    assert by_genre["pick_item_id"].tolist() == [10]  # genre cosine 1.0 passes, 0.6 does not
 
 
 def test_a_negative_similarity_never_names_a_pick():
@@ -62,7 +62,7 @@ def test_a_negative_similarity_never_names_a_pick():
     unit[3] = [-1, 0]  # iid 3 points away from iid 1
     out = dataclasses.replace(e, item_unit=unit).explain(np.array([0]), np.array([True]), np.array([2]),
                                                          np.array([LOVE]))
-    assert len(out["pick_anime_id"]) == 0
+    assert len(out["pick_item_id"]) == 0
 
 
 def test_similarity_floor_is_a_high_quantile_of_random_pairs_and_never_negative():
@@ -103,7 +103,7 @@ def test_closest_title_and_the_pushed_down_note():
 def test_graph():
     e = explainer()
     out = e.explain(np.array([1, 2]), np.array([True, True]), np.array([0]), np.array([LOVE]))
-    items = {"anime_id": np.array([20, 30]), "name": np.array(["two", "three"]), "rank": np.array([1, 2]),
+    items = {"item_id": np.array([20, 30]), "name": np.array(["two", "three"]), "rank": np.array([1, 2]),
              "score": np.array([0.9, 0.8])}
     g = influence_graph(items, out)
     assert sorted(g.edges) == [(10, 20)] and g.nodes[10]["kind"] == "pick"  # iid 3 vs iid 1: cos 0, not linked

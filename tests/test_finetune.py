@@ -28,15 +28,15 @@ from predict import Recommender
 @pytest.fixture
 def small():
     """Two training users (ids 5 and 9) over items iid 1..4 = anime 100, 200, 300, 400."""
-    items = pd.DataFrame({"iid": [1, 2, 3, 4], "anime_id": [100, 200, 300, 400]})
+    items = pd.DataFrame({"iid": [1, 2, 3, 4], "item_id": [100, 200, 300, 400]})
     seqs = Sequences.from_lists([[1, 2, 3], [4, 1]], [[2, 3, 2], [1, 2]])
     meta = {"iid_map_sha256": "x", "has_timestamps": False, "time_bins": {"scheme": "none", "n_bins": 1}}
     return Dataset(items, seqs, np.array([5, 9]), meta)
 
 
 def log_frame(rows):
-    """rows: (user_id, anime_id, feedback_type, timestamp) in storage order."""
-    frame = pd.DataFrame(rows, columns=["user_id", "anime_id", "feedback_type", "timestamp"])
+    """rows: (user_id, item_id, feedback_type, timestamp) in storage order."""
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "feedback_type", "timestamp"])
     return frame.assign(seq=np.arange(1, len(frame) + 1), event_id=[f"e{i}" for i in range(len(frame))],
                         session_id=None)
 
@@ -60,7 +60,7 @@ def test_new_users_under_ordinary_ids_move_nobody_elses_held_out_events(processe
     event position over the whole file), so a fine-tune was judged on answers the old model had trained on."""
     data = load_dataset(processed_anime)
     assert not set(range(5001, 5005)) & set(data.user_ids.tolist())  # ordinary ids, before every training user's
-    titles = data.items["anime_id"].to_numpy()[:6]
+    titles = data.items["item_id"].to_numpy()[:6]
     events = log_frame([(5001 + u, int(a), LIKE, 1.0e9 + i) for u in range(4) for i, a in enumerate(titles)])
     merged = ft.merge_log(data, events).dataset
     before, after = split_of(data), split_of(merged)
@@ -124,11 +124,11 @@ def workspace(tmp_path, anime_checkpoint, processed_anime):
     shutil.copyfile(anime_checkpoint, checkpoint)
     log = EventLog(tmp_path / "events.db")
     items = load_dataset(processed_anime).items.sort_values("members", ascending=False)
-    popular = items["anime_id"].to_numpy()[:60]
+    popular = items["item_id"].to_numpy()[:60]
     rng = np.random.default_rng(0)
     for user in range(12):
-        for n, anime_id in enumerate(rng.choice(popular, 8, replace=False)):
-            log.append(2_000_000_000 + user, int(anime_id), int(rng.integers(1, 4)), timestamp=1e9 + 10 * user + n)
+        for n, item_id in enumerate(rng.choice(popular, 8, replace=False)):
+            log.append(2_000_000_000 + user, int(item_id), int(rng.integers(1, 4)), timestamp=1e9 + 10 * user + n)
     log.append(2_000_000_000, 999_999_999, LOVE)  # a title nobody knows
     return checkpoint, tmp_path / "events.db", processed_anime
 
@@ -203,7 +203,7 @@ def test_a_ranker_checkpoint_is_refitted_with_its_options_on_the_merged_historie
     assert current.model.booster.model_to_string() == expected.booster.model_to_string()
     assert current.model.booster.model_to_string() != previous.model.booster.model_to_string()
     assert current.metrics["served"] == previous.metrics["served"]  # the blend chosen on validation, still served
-    Recommender.load(checkpoint, data).recommend([(a, 3, None) for a in merged.items["anime_id"][:5]], k=5)
+    Recommender.load(checkpoint, data).recommend([(a, 3, None) for a in merged.items["item_id"][:5]], k=5)
 
 
 def test_a_kind_not_fine_tuned_is_refused_in_one_line_and_left_as_it_is(workspace, ranker_checkpoint, tmp_path,
@@ -330,9 +330,9 @@ def test_a_read_only_folder_or_a_full_disk_exits_7_and_keeps_the_checkpoint(tmp_
     checkpoint = tmp_path / "model.pt"
     shutil.copyfile(ease_checkpoint, checkpoint)
     log = EventLog(tmp_path / "events.db")
-    ids = load_dataset(processed_anime).items["anime_id"].to_numpy()[:6]
-    for n, anime_id in enumerate(ids):
-        log.append(3_000_000_000, int(anime_id), LOVE, timestamp=1e9 + n)
+    ids = load_dataset(processed_anime).items["item_id"].to_numpy()[:6]
+    for n, item_id in enumerate(ids):
+        log.append(3_000_000_000, int(item_id), LOVE, timestamp=1e9 + n)
     before = sha256_of(checkpoint)
     real_open = atomic.os.open
 
@@ -365,9 +365,9 @@ def test_data_with_timestamps_end_to_end(tmp_path, tiny_checkpoint, processed_sa
     checkpoint = tmp_path / "sasrec.pt"
     shutil.copyfile(tiny_checkpoint, checkpoint)
     log = EventLog(tmp_path / "events.db")
-    ids = load_dataset(processed_sample).items["anime_id"].to_numpy()[:5]
-    for n, anime_id in enumerate(ids):
-        log.append(10**6, int(anime_id), LOVE, timestamp=2e9 + n)  # long after the data: the last time bin
+    ids = load_dataset(processed_sample).items["item_id"].to_numpy()[:5]
+    for n, item_id in enumerate(ids):
+        log.append(10**6, int(item_id), LOVE, timestamp=2e9 + n)  # long after the data: the last time bin
     report = ft.finetune(tmp_path / "events.db", checkpoint, processed_sample,
                          ft.FinetuneConfig(epochs=1, tolerance=1.0, progress=False))
     assert report["accepted"] and report["log"]["log_interactions_added"] == 5
@@ -385,8 +385,8 @@ def ease_workspace(workspace, ease_checkpoint, tmp_path):
     checkpoint = tmp_path / "model.pt"
     shutil.copyfile(ease_checkpoint, checkpoint)
     other = EventLog(tmp_path / "other.db")
-    for n, anime_id in enumerate(load_dataset(data).items["anime_id"].to_numpy()[:8]):
-        other.append(2_100_000_000, int(anime_id), LOVE, timestamp=1e9 + n)
+    for n, item_id in enumerate(load_dataset(data).items["item_id"].to_numpy()[:8]):
+        other.append(2_100_000_000, int(item_id), LOVE, timestamp=1e9 + n)
     return checkpoint, events, tmp_path / "other.db", data
 
 

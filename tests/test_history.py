@@ -13,7 +13,7 @@ from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 @pytest.fixture
 def data():
     """Training users 5 and 9 over anime 100, 200, 300, 400 (iid 1..4), no timestamps."""
-    items = pd.DataFrame({"iid": [1, 2, 3, 4], "anime_id": [100, 200, 300, 400]})
+    items = pd.DataFrame({"iid": [1, 2, 3, 4], "item_id": [100, 200, 300, 400]})
     meta = {"iid_map_sha256": "x", "has_timestamps": False, "time_bins": {"scheme": "none", "n_bins": 1}}
     return Dataset(items, Sequences.from_lists([[1, 2, 3], [4, 1]], [[2, 3, 2], [1, 2]]), np.array([5, 9]), meta)
 
@@ -32,7 +32,7 @@ def test_latest_rating_wins_clear_removes_and_saves_are_not_ratings(data, log):
     log.append(3, 12, SAVED, timestamp=6.0)  # saving does not touch the rating
     log.append(4, 99, LIKE, timestamp=0.5)  # another user
     history = UserHistories(data, log).frame(3)
-    assert history["anime_id"].tolist() == [12, 10] and history["feedback"].tolist() == [LOVE, LOVE]
+    assert history["item_id"].tolist() == [12, 10] and history["feedback"].tolist() == [LOVE, LOVE]
 
 
 def test_ties_in_timestamp_follow_storage_order(data, log):
@@ -67,7 +67,7 @@ def test_with_timestamps_everywhere_one_sort_by_time(data, log):
                                           np.array([10.0, 30.0, 50.0, 10.0, 20.0])), data.user_ids, data.meta)
     log.append(5, 400, LIKE, timestamp=40.0)
     frame, counts = merged(training_events(timed), log.events())
-    assert frame.loc[frame["user_id"] == 5, "anime_id"].tolist() == [100, 200, 400, 300]
+    assert frame.loc[frame["user_id"] == 5, "item_id"].tolist() == [100, 200, 400, 300]
     assert as_events(frame[frame["user_id"] == 5])[2] == (400, LIKE, 40.0) and counts["replaced_events"] == 0
 
 
@@ -82,5 +82,5 @@ def test_a_later_correction_wins_whatever_its_timestamp(data, log):
     log.append(5, 300, DISLIKE, timestamp=40.0)  # corrects a training rating stamped later (50.0)
     frame, counts = merged(training_events(timed), log.events())
     user = frame[frame["user_id"] == 5]
-    assert user["anime_id"].tolist() == [100, 200, 300] and user["feedback"].tolist() == [2, 3, DISLIKE]
+    assert user["item_id"].tolist() == [100, 200, 300] and user["feedback"].tolist() == [2, 3, DISLIKE]
     assert counts["replaced_events"] == 2

@@ -61,7 +61,7 @@ def prepared(frame: pd.DataFrame, folder) -> Dataset:
 def swap_test_titles(frame: pd.DataFrame, dataset: Dataset, seed: int = 1) -> pd.DataFrame:
     """The ratings with every test event's movie replaced by one the user has not rated (same rating, same time)."""
     test = split_of(dataset).test
-    movie_of_iid = dataset.items["anime_id"].to_numpy()
+    movie_of_iid = dataset.items["item_id"].to_numpy()
     rng = np.random.default_rng(seed)
     out = frame.copy()
     for user_row, iid in zip(test.users, test.target):  # a few hundred rows of a test fixture: a loop is clearest

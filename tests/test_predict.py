@@ -51,12 +51,12 @@ def rec(anime, catalogue) -> Recommender:
 
 
 def vocab_ids(rec: Recommender, n: int, seed: int = 0) -> list[int]:
-    ids = rec.dataset.items["anime_id"].to_numpy()
+    ids = rec.dataset.items["item_id"].to_numpy()
     return np.random.default_rng(seed).choice(ids, n, replace=False).tolist()
 
 
 def content_only_ids(rec: Recommender, n: int) -> list[int]:
-    return rec.catalogue["anime_id"][~rec.catalogue["anime_id"].isin(rec.dataset.items["anime_id"])].head(n).tolist()
+    return rec.catalogue["item_id"][~rec.catalogue["item_id"].isin(rec.dataset.items["item_id"])].head(n).tolist()
 
 
 def ranks(final: np.ndarray) -> np.ndarray:
@@ -106,7 +106,7 @@ def test_alpha_defaults_to_the_setting_chosen_on_validation(rec):
     out = chosen.recommend([Event(NARUTO, 3)])
     assert out.alpha == 0.3 and chosen.describe()["alpha"] == 0.3 and chosen.scoring.dislike_weight == 0.0
     same = chosen.recommend([Event(NARUTO, 3)], alpha=0.3)
-    assert out.items["anime_id"].tolist() == same.items["anime_id"].tolist()
+    assert out.items["item_id"].tolist() == same.items["item_id"].tolist()
 
 
 def test_bad_filters(rec):
@@ -121,8 +121,8 @@ def test_bad_filters(rec):
 def test_event_forms_are_equivalent(rec):
     as_events = rec.recommend([Event(NARUTO, "Love"), Event(BLEACH, LIKE), Event(DEATH_NOTE, 3)], k=10)
     as_tuples = rec.recommend([(NARUTO, 3), (BLEACH,), (DEATH_NOTE, "love", None)], k=10)
-    as_dicts = rec.recommend([{"anime_id": NARUTO, "feedback": "Love"}, {"anime_id": BLEACH},
-                              {"anime_id": DEATH_NOTE, "feedback": 3, "timestamp": None}], k=10)
+    as_dicts = rec.recommend([{"item_id": NARUTO, "feedback": "Love"}, {"item_id": BLEACH},
+                              {"item_id": DEATH_NOTE, "feedback": 3, "timestamp": None}], k=10)
     for other in (as_tuples, as_dicts):
         pd.testing.assert_frame_equal(as_events.items, other.items)
 
@@ -141,7 +141,7 @@ def test_duplicates_latest_wins(rec):
     assert out.n_duplicates == 1
     pd.testing.assert_frame_equal(out.items, same.items)
     h = rec.history([Event(a, 3), Event(b, 2), Event(a, 1)])
-    assert h.feedback.tolist() == [LIKE, DISLIKE] and rec.catalogue["anime_id"].to_numpy()[h.rows].tolist() == [b, a]
+    assert h.feedback.tolist() == [LIKE, DISLIKE] and rec.catalogue["item_id"].to_numpy()[h.rows].tolist() == [b, a]
 
 
 def test_timestamps_order_the_events(rec):
@@ -159,7 +159,7 @@ def test_history_longer_than_max_len_uses_the_most_recent_part(rec):
     out = rec.recommend(events, k=30)
     assert out.n_truncated == 7 and rec.history(events).n_truncated == 7
     np.testing.assert_allclose(rec.scores([events]).raw_model, rec.scores([events[7:]]).raw_model, rtol=1e-5)
-    assert not set(out.items["anime_id"]) & set(ids)  # the truncated events still count as seen
+    assert not set(out.items["item_id"]) & set(ids)  # the truncated events still count as seen
 
 
 # -------------------------------------------------------------------------------------------------- scoring
@@ -178,7 +178,7 @@ def test_never_recommends_what_was_seen(rec):
     events = [Event(a, 1 + i % 3) for i, a in enumerate(vocab_ids(rec, 15, seed=4) + content_only_ids(rec, 3))]
     out = rec.recommend(events, k=100)
     assert len(out.items) == 100
-    assert not set(out.items["anime_id"]) & {e.anime_id for e in events}
+    assert not set(out.items["item_id"]) & {e.item_id for e in events}
     assert out.items["rank"].tolist() == list(range(1, 101))
     assert (np.diff(out.items["score"].to_numpy()) <= 1e-6).all()
 
@@ -221,7 +221,7 @@ def test_a_features_model_scores_every_catalogue_title(featured):
     assert outside["model_score"].notna().all() and (outside["source"] == "sequence").all()
     raw = s.raw_model[0]
     expected = np.argsort(-np.where(s.candidates[0], raw, -np.inf), kind="stable")[:100]  # (float32 ties further down)
-    assert items["anime_id"][:100].tolist() == featured.catalogue["anime_id"].to_numpy()[expected].tolist()
+    assert items["item_id"][:100].tolist() == featured.catalogue["item_id"].to_numpy()[expected].tolist()
     assert featured.recommend(events, k=5).to_dict()["items"][0]["from_features"] in (True, False)
 
 
@@ -231,7 +231,7 @@ def test_alpha_zero_ranks_by_the_model_and_one_by_genre(rec):
     by_model = rec.recommend(events, k=30, alpha=0.0).items
     raw = s.raw_model[0]
     expected = np.argsort(-np.where(s.candidates[0] & ~np.isnan(raw), raw, -np.inf), kind="stable")[:30]
-    assert by_model["anime_id"].tolist() == rec.catalogue["anime_id"].to_numpy()[expected].tolist()
+    assert by_model["item_id"].tolist() == rec.catalogue["item_id"].to_numpy()[expected].tolist()
     by_genre = rec.recommend(events, k=30, alpha=1.0).items
     assert np.allclose(by_genre["score"], by_genre["genre_score"] - by_genre["dislike_penalty"])
     assert (np.diff(by_genre["genre_score"].to_numpy()) <= 1e-6).all()
@@ -252,8 +252,8 @@ def test_filters_apply_before_top_k_and_keep_the_order(rec):
     assert filtered["genres"].map(lambda g: bool({"Comedy", "Romance"} & set(g))).all()
     assert (filtered["type"] == "TV").all() and (filtered["members"] >= 20_000).all()
     everything = rec.recommend(events, k=500).items
-    kept = everything[everything["anime_id"].isin(filtered["anime_id"])]
-    assert kept["anime_id"].tolist() == filtered["anime_id"].tolist()[:len(kept)]
+    kept = everything[everything["item_id"].isin(filtered["item_id"])]
+    assert kept["item_id"].tolist() == filtered["item_id"].tolist()[:len(kept)]
     assert rec.recommend(events, k=10, genres="Cars", types="Music").items["genres"].map(lambda g: "Cars" in g).all()
 
 
@@ -290,7 +290,7 @@ def test_dislike_penalty_is_the_closest_dislike_in_a_batch_of_mixed_histories(re
     s = rec.scores(histories)
     unit = rec._item_unit
     for user, events in enumerate(histories):
-        disliked_ids = np.array([e.anime_id for e in events if e.feedback == 1], dtype=np.int64)
+        disliked_ids = np.array([e.item_id for e in events if e.feedback == 1], dtype=np.int64)
         disliked = rec.iid_of_row[rec.rows_of(disliked_ids)]
         closest = (unit[1:] @ unit[disliked].T).max(axis=1) if len(disliked) else np.zeros(rec.n_items)
         expected = rec.dislike_weight * np.maximum(closest, 0.0)
@@ -312,7 +312,7 @@ def test_cold_start_empty_history_is_popularity(rec):
     out = rec.recommend([], k=10)
     assert out.path == "popularity" and out.cold_start
     top = rec.catalogue.sort_values("members", ascending=False).head(10)
-    assert out.items["anime_id"].tolist() == top["anime_id"].tolist()
+    assert out.items["item_id"].tolist() == top["item_id"].tolist()
     assert (out.items["source"] == "popularity").all() and out.items["reason"].str.startswith("Popular").all()
     pd.testing.assert_frame_equal(rec.popular(k=10), out.items)
 
@@ -342,16 +342,16 @@ def test_explanations_name_the_most_similar_liked_pick(rec):
     events = [Event(a, LOVE if i % 2 else LIKE) for i, a in enumerate(picks)] + [Event(NARUTO, "Dislike")]
     out = rec.recommend(events, k=20, alpha=0.2)
     e = out.explanations
-    assert len(e) and set(e["pick_anime_id"]) <= set(picks)  # the disliked title is never a reason
+    assert len(e) and set(e["pick_item_id"]) <= set(picks)  # the disliked title is never a reason
     unit = rec._item_unit
-    iid = dict(zip(rec.catalogue["anime_id"], rec.iid_of_row))
-    for anime_id, group in e.groupby("anime_id", sort=False):
-        item = out.items.set_index("anime_id").loc[anime_id]
+    iid = dict(zip(rec.catalogue["item_id"], rec.iid_of_row))
+    for item_id, group in e.groupby("item_id", sort=False):
+        item = out.items.set_index("item_id").loc[item_id]
         if item["source"] != "sequence":
             continue
-        sims = {p: float(unit[iid[anime_id]] @ unit[iid[p]]) for p in picks}
-        assert group["pick_anime_id"].iloc[0] == max(sims, key=sims.get)
-        assert np.allclose(group["similarity"], [sims[p] for p in group["pick_anime_id"]], atol=1e-5)
+        sims = {p: float(unit[iid[item_id]] @ unit[iid[p]]) for p in picks}
+        assert group["pick_item_id"].iloc[0] == max(sims, key=sims.get)
+        assert np.allclose(group["similarity"], [sims[p] for p in group["pick_item_id"]], atol=1e-5)
         assert (np.diff(group["similarity"].to_numpy()) <= 1e-6).all()
         first = group.iloc[0]
         verb = "loved" if first["pick_feedback"] == "Love" else "liked"
@@ -363,11 +363,11 @@ def test_co_watch_counts_match_the_training_data(rec, anime):
     e = rec.recommend(events, k=20).explanations
     seqs = anime.sequences
     users = seqs.row_of_event()
-    to_iid = dict(zip(anime.items["anime_id"], anime.items["iid"]))
+    to_iid = dict(zip(anime.items["item_id"], anime.items["iid"]))
     watchers = lambda i: set(users[seqs.iid == i])
     lovers = lambda i: set(users[(seqs.iid == i) & (seqs.feedback == LOVE)])
     for row in e.itertuples():
-        rec_iid, pick_iid = to_iid[row.anime_id], to_iid[row.pick_anime_id]
+        rec_iid, pick_iid = to_iid[row.item_id], to_iid[row.pick_item_id]
         assert row.co_watched == len(watchers(rec_iid) & watchers(pick_iid))
         assert row.co_loved == len(watchers(rec_iid) & lovers(pick_iid))
     assert (e["co_watched"] > 0).any()
@@ -376,8 +376,8 @@ def test_co_watch_counts_match_the_training_data(rec, anime):
 def test_shared_genres_and_human_sentence(rec):
     out = rec.recommend([Event(NARUTO, "Love"), Event(ONE_PIECE, "Love"), Event(BLEACH, "Like")], k=10, alpha=1.0)
     for row in out.explanations.itertuples():
-        rec_genres = set(rec.lookup([row.anime_id])["genres"][0])
-        pick_genres = set(rec.lookup([row.pick_anime_id])["genres"][0])
+        rec_genres = set(rec.lookup([row.item_id])["genres"][0])
+        pick_genres = set(rec.lookup([row.pick_item_id])["genres"][0])
         assert set(row.shared_genres) == rec_genres & pick_genres and row.shared_genres
     assert out.items["reason"].str.match(r"^Shares .+ with .+, which you (loved|liked)").all()  # named by genres alone
 
@@ -388,11 +388,11 @@ def test_influence_graph(rec):
     assert isinstance(g, nx.DiGraph)
     assert len(g.edges) == len(out.explanations)
     for row in out.explanations.itertuples():
-        data = g.edges[row.pick_anime_id, row.anime_id]
+        data = g.edges[row.pick_item_id, row.item_id]
         expected = row.similarity if not np.isnan(row.similarity) else row.genre_similarity
         assert data["weight"] == pytest.approx(expected)
-        assert g.nodes[row.pick_anime_id]["kind"] == "pick"
-    assert {n for n, d in g.nodes(data=True) if d["kind"] == "recommendation"} == set(out.items["anime_id"])
+        assert g.nodes[row.pick_item_id]["kind"] == "pick"
+    assert {n for n, d in g.nodes(data=True) if d["kind"] == "recommendation"} == set(out.items["item_id"])
 
 
 def test_explain_false_skips_explanations(rec):
@@ -407,7 +407,7 @@ def test_to_csv_atomic_file_and_buffer(rec, tmp_path):
     path = tmp_path / "top.csv"
     assert out.to_csv(path) is None
     table = pd.read_csv(path)
-    assert len(table) == 12 and {"anime_id", "name", "score", "reason", "because", "path"} <= set(table.columns)
+    assert len(table) == 12 and {"item_id", "name", "score", "reason", "because", "path"} <= set(table.columns)
     assert [p.name for p in tmp_path.iterdir()] == ["top.csv"]  # no temporary file left behind
     buffer = io.StringIO()
     out.to_csv(buffer)
@@ -419,10 +419,10 @@ def test_to_dict_is_json(rec):
                          Event(12345678, 2)], k=8)
     d = json.loads(json.dumps(out.to_dict(), allow_nan=False))
     assert d["path"] == out.path and d["unknown_ids"] == [12345678] and d["content_only_ids"] == [a]
-    assert [i["anime_id"] for i in d["items"]] == out.items["anime_id"].tolist()
+    assert [i["item_id"] for i in d["items"]] == out.items["item_id"].tolist()
     for item in d["items"]:
-        named = out.explanations[out.explanations["anime_id"] == item["anime_id"]]
-        assert [x["pick_anime_id"] for x in item["explanations"]] == named["pick_anime_id"].tolist()
+        named = out.explanations[out.explanations["item_id"] == item["item_id"]]
+        assert [x["pick_item_id"] for x in item["explanations"]] == named["pick_item_id"].tolist()
 
 
 def test_a_ranker_checkpoint_is_served_and_its_picks_name_the_generators_that_found_them(ranker_checkpoint,
@@ -437,7 +437,7 @@ def test_a_ranker_checkpoint_is_served_and_its_picks_name_the_generators_that_fo
         assert row.retrieved_by and set(row.retrieved_by) <= said
         assert " · " + " + ".join(row.retrieved_by).capitalize() in row.reason
     retrieved = rec.scores([events]).retrieved[0]
-    assert (retrieved[rec.rows_of(out.items["anime_id"].to_numpy())] > 0).all()
+    assert (retrieved[rec.rows_of(out.items["item_id"].to_numpy())] > 0).all()
     assert not retrieved[rec.n_items:].any()  # titles outside the vocabulary: no generator knows them
     assert [i["retrieved_by"] for i in out.to_dict()["items"]] == out.items["retrieved_by"].tolist()
     exported = pd.read_csv(io.StringIO(out.to_csv()))
@@ -457,7 +457,7 @@ def test_batch_matches_single_requests(rec):
     for user, events in enumerate(histories):
         single = rec.recommend(events, k=7, explain=False).items
         mine = batch[batch["user"] == user]
-        assert mine["anime_id"].tolist() == single["anime_id"].tolist()
+        assert mine["item_id"].tolist() == single["item_id"].tolist()
         assert np.allclose(mine["score"], single["score"], atol=1e-6)
     assert batch.groupby("user")["path"].first().tolist() == ["popularity", "sequence+genre", "sequence+genre",
                                                               "sequence+genre"]
@@ -469,21 +469,21 @@ def test_similar_exact_and_faiss(rec):
     iid = rec.iid_of_row[rec.rows_of(np.array([NARUTO]))[0]]
     brute = np.argsort(-(unit[1:] @ unit[iid]), kind="stable")[:11]
     expected = [i + 1 for i in brute.tolist() if i + 1 != iid][:10]
-    assert sims["anime_id"].tolist() == rec.catalogue["anime_id"].to_numpy()[rec.row_of_iid[expected]].tolist()
-    assert (sims["source"] == "embedding").all() and NARUTO not in sims["anime_id"].tolist()
+    assert sims["item_id"].tolist() == rec.catalogue["item_id"].to_numpy()[rec.row_of_iid[expected]].tolist()
+    assert (sims["source"] == "embedding").all() and NARUTO not in sims["item_id"].tolist()
     approx = rec.similar(NARUTO, k=10, use_faiss=True)
-    common = set(approx["anime_id"]) & set(sims["anime_id"])
+    common = set(approx["item_id"]) & set(sims["item_id"])
     assert len(common) >= 8  # HNSW is approximate; on 2,000 items it finds nearly all
-    exact = sims.set_index("anime_id")["similarity"]
-    found = approx.set_index("anime_id")["similarity"]
+    exact = sims.set_index("item_id")["similarity"]
+    found = approx.set_index("item_id")["similarity"]
     assert np.allclose([found[a] for a in common], [exact[a] for a in common], atol=1e-4)
 
 
 def test_similar_outside_vocabulary_and_unknown(rec):
     outside = content_only_ids(rec, 1)[0]
     sims = rec.similar(outside, k=5)
-    assert (sims["source"] == "genre").all() and outside not in sims["anime_id"].tolist()
-    with pytest.raises(predict.UnknownTitle, match="anime_id 99999999 is not in the catalogue"):
+    assert (sims["source"] == "genre").all() and outside not in sims["item_id"].tolist()
+    with pytest.raises(predict.UnknownTitle, match="item_id 99999999 is not in the catalogue"):
         rec.similar(99_999_999)
 
 
@@ -492,7 +492,7 @@ def test_similar_outside_vocabulary_and_unknown(rec):
                                              ("fullmetal alchemist brotherhood", 5114), ("death note", 1535)])
 def test_search_is_typo_tolerant(rec, query, expected):
     found = rec.search(query, limit=5)
-    assert expected in found["anime_id"].tolist()[:2], found[["anime_id", "name", "match"]]
+    assert expected in found["item_id"].tolist()[:2], found[["item_id", "name", "match"]]
 
 
 def test_a_typo_finds_the_title_before_others_that_share_letters_across_words(rec):
@@ -516,7 +516,7 @@ def test_search_reads_at_most_200_characters_of_the_query(rec, monkeypatch):
     real = predict.process.cdist
     monkeypatch.setattr(predict.process, "cdist", lambda q, *a, **k: seen.append(len(q[0])) or real(q, *a, **k))
     long = "naruto " * 200_000  # 1.4 MB
-    assert rec.search(long)["anime_id"].tolist() == rec.search(long[:predict.MAX_QUERY_CHARS])["anime_id"].tolist()
+    assert rec.search(long)["item_id"].tolist() == rec.search(long[:predict.MAX_QUERY_CHARS])["item_id"].tolist()
     assert seen and max(seen) <= predict.MAX_QUERY_CHARS == 200
 
 
@@ -535,7 +535,7 @@ def test_load_checkpoint_with_its_catalogue(processed_sample, sample_checkpoint)
     rec = Recommender.load(sample_checkpoint, processed_sample)
     ds = load_dataset(processed_sample)
     assert len(rec.catalogue) >= ds.n_items  # the synthetic catalogue file recorded in meta.json
-    out = rec.recommend([Event(a, 3, 1.5e9 + i) for i, a in enumerate(ds.items["anime_id"][:5])], k=5)
+    out = rec.recommend([Event(a, 3, 1.5e9 + i) for i, a in enumerate(ds.items["item_id"][:5])], k=5)
     assert out.path == "sequence+genre" and len(out.items) == 5
 
 
@@ -544,7 +544,7 @@ def test_time_bins_follow_the_data_scheme(processed_sample, sample_checkpoint):
     info = rec.meta["time_bins"]
     assert rec.meta["has_timestamps"] and info["n_bins"] > 1
     first = period_start(info["first_period"], info["scheme"])
-    ids = rec.dataset.items["anime_id"][:4].tolist()
+    ids = rec.dataset.items["item_id"][:4].tolist()
     h = rec.history([Event(ids[0], 2, first - 10**8), Event(ids[1], 2, first + 40 * 86400),
                      Event(ids[2], 2, 4.0e9), Event(ids[3], 2, first)])
     assert h.time_bin.tolist() == [1, 1, 2, info["n_bins"]]  # sorted by time: before, first, second month, future
@@ -603,21 +603,21 @@ def test_latency_benchmark_quick_smoke(tmp_path, capsys):
 
 def test_events_without_timestamps_count_as_now(processed_sample, sample_checkpoint):
     rec = Recommender.load(sample_checkpoint, processed_sample)
-    ids = rec.dataset.items["anime_id"][:3].tolist()
+    ids = rec.dataset.items["item_id"][:3].tolist()
     n_bins = rec.meta["time_bins"]["n_bins"]
-    for events in ([(ids[0], 2), (ids[1], 3), (ids[2], 1)], [Event(a, 2) for a in ids], [{"anime_id": a} for a in ids],
+    for events in ([(ids[0], 2), (ids[1], 3), (ids[2], 1)], [Event(a, 2) for a in ids], [{"item_id": a} for a in ids],
                    ids):
         h = rec.history(events)
         assert h.time_bin.tolist() == [n_bins] * 3
     assert predict.parse_events([(ids[0], 2), (ids[1],)])[2] is None
-    anime_ids, feedback, stamps = predict.parse_events([(7, "love", 5), Event(8, 1, 6.5), {"anime_id": 9, "timestamp": 7}])
-    assert anime_ids.tolist() == [7, 8, 9] and feedback.tolist() == [3, 1, 2] and stamps.tolist() == [5, 6.5, 7]
+    item_ids, feedback, stamps = predict.parse_events([(7, "love", 5), Event(8, 1, 6.5), {"item_id": 9, "timestamp": 7}])
+    assert item_ids.tolist() == [7, 8, 9] and feedback.tolist() == [3, 1, 2] and stamps.tolist() == [5, 6.5, 7]
 
 
 def test_batch_with_fewer_unseen_titles_than_k(anime, catalogue):
-    few = catalogue[catalogue["anime_id"].isin(anime.items["anime_id"])]  # the catalogue = the model's titles
+    few = catalogue[catalogue["item_id"].isin(anime.items["item_id"])]  # the catalogue = the model's titles
     rec = Recommender(small_model(anime.n_items), anime, few)
-    seen_almost_all = [Event(a, 2) for a in few["anime_id"].tolist()[:-3]]
+    seen_almost_all = [Event(a, 2) for a in few["item_id"].tolist()[:-3]]
     batch = rec.recommend_batch([seen_almost_all, [Event(NARUTO, 3), Event(BLEACH, 3)]], k=10)
     assert (batch["user"] == 0).sum() == 3 and (batch["user"] == 1).sum() == 10
     assert len(rec.recommend(seen_almost_all, k=10).items) == 3
@@ -641,13 +641,13 @@ def test_ease_is_served_end_to_end(ease_rec):
     events = [Event(a, DISLIKE if i % 4 == 0 else LOVE) for i, a in enumerate(ids)]
     out = rec.recommend(events, k=10)
     assert out.path == "sequence+genre" and out.n_truncated == 0 and len(out.items) == 10
-    assert not set(out.items["anime_id"]) & set(ids) and out.items["model_score"].notna().any()
+    assert not set(out.items["item_id"]) & set(ids) and out.items["model_score"].notna().any()
     assert len(out.explanations) and out.explanations["similarity"].notna().all()
     assert out.items["reason"].str.len().gt(0).all()
     shuffled = [events[i] for i in np.random.default_rng(1).permutation(len(events))]
-    assert rec.recommend(shuffled, k=10, explain=False).items["anime_id"].tolist() == out.items["anime_id"].tolist()
+    assert rec.recommend(shuffled, k=10, explain=False).items["item_id"].tolist() == out.items["item_id"].tolist()
     similar = rec.similar(ids[1], k=5)
-    assert len(similar) == 5 and similar["source"].eq("embedding").all() and ids[1] not in similar["anime_id"].tolist()
+    assert len(similar) == 5 and similar["source"].eq("embedding").all() and ids[1] not in similar["item_id"].tolist()
     assert similar["similarity"].is_monotonic_decreasing
 
 
@@ -656,20 +656,20 @@ def test_a_pick_is_named_only_where_its_similarity_is_clearly_positive(rec):
     assert 0 < rec.explainer.min_similarity < 1 and 0 < rec.explainer.min_genre_similarity < 1
     events = [Event(a, LOVE) for a in vocab_ids(rec, 12, seed=31)]
     out = rec.recommend(events, k=30, alpha=0.2)
-    e = out.explanations.merge(out.items[["anime_id", "source"]], on="anime_id")
+    e = out.explanations.merge(out.items[["item_id", "source"]], on="item_id")
     by_model = e["source"] == "sequence"
     assert len(e) and (e.loc[by_model, "similarity"] > rec.explainer.min_similarity).all()
     assert (e.loc[~by_model, "genre_similarity"] > rec.explainer.min_genre_similarity).all()
-    unexplained = out.items[~out.items["anime_id"].isin(e["anime_id"])]
+    unexplained = out.items[~out.items["item_id"].isin(e["item_id"])]
     assert not unexplained["reason"].str.startswith("Because you").any()
 
 
 def test_exclusions_and_the_floor_of_genre_only_picks(rec):
     events = [Event(NARUTO, LOVE), Event(BLEACH, LOVE), Event(DEATH_NOTE, LIKE)]
-    first = rec.recommend(events, k=5).items["anime_id"].tolist()
+    first = rec.recommend(events, k=5).items["item_id"].tolist()
     again = rec.recommend(events, k=5, exclude_ids=first, exclude_genres=["Comedy"]).items
-    assert not set(again["anime_id"]) & set(first) and not again["genres"].map(lambda g: "Comedy" in g).any()
-    assert rec.popular(k=3, exclude_ids=rec.popular(k=3)["anime_id"]).iloc[0]["rank"] == 1
+    assert not set(again["item_id"]) & set(first) and not again["genres"].map(lambda g: "Comedy" in g).any()
+    assert rec.popular(k=3, exclude_ids=rec.popular(k=3)["item_id"]).iloc[0]["rank"] == 1
     genre_only = rec.recommend(events, k=50, alpha=1.0).items
     assert genre_only["members"].min() < 5_000  # without a floor, genres alone surface near-unknown titles
     floored = rec.recommend(events, k=50, alpha=1.0, genre_only_min_members=5_000).items

@@ -54,7 +54,7 @@ def build(tmp_path, rows, timestamps=True, **cfg):
 
 def events(processed) -> pd.DataFrame:
     frame = processed.interactions.to_pandas()
-    items = processed.items.to_pandas()[["iid", "anime_id"]]
+    items = processed.items.to_pandas()[["iid", "item_id"]]
     return frame.merge(items, on="iid").sort_values(["uid", "position"]).reset_index(drop=True)
 
 
@@ -64,7 +64,7 @@ def test_feedback_buckets_and_unrated_like(tmp_path):
     rows = [(1, 10, r, 100 + k) for k, r in enumerate([1, 4])] + [(1, 20, 5, 200), (1, 30, 7, 300),
                                                                (1, 40, 8, 400), (1, 50, -1, 500)]
     out = events(build(tmp_path, rows))  # (1, 10) twice: the later rating (4) wins
-    assert out["anime_id"].tolist() == [10, 20, 30, 40, 50]
+    assert out["item_id"].tolist() == [10, 20, 30, 40, 50]
     assert out["feedback"].tolist() == [1, 2, 2, 3, 2]
     assert np.isnan(out["rating"].iloc[-1]) and out["rating"].iloc[0] == 4
 
@@ -84,8 +84,8 @@ def test_order_by_timestamp(tmp_path):
     out = events(processed)
     assert out["user_id"].tolist() == [1, 2, 2, 2, 2] and out["uid"].tolist() == [0, 1, 1, 1, 1]
     # 40 and 20 share a timestamp: their order is the seeded shuffle's, not the file's
-    assert out["anime_id"].tolist()[:2] == [30, 10] and set(out["anime_id"][2:4]) == {20, 40}
-    assert out["anime_id"].iloc[4] == 50 and out["position"].tolist() == [0, 0, 1, 2, 3]
+    assert out["item_id"].tolist()[:2] == [30, 10] and set(out["item_id"][2:4]) == {20, 40}
+    assert out["item_id"].iloc[4] == 50 and out["position"].tolist() == [0, 0, 1, 2, 3]
     assert processed.meta["order_is_time"] is True
     assert processed.meta["ties"] == {"rule": "seeded shuffle within equal timestamps", "seed": 0, "n_tied_events": 2}
 
@@ -97,14 +97,14 @@ def tied_rows(n_users: int = 30) -> list[tuple]:
 
 def test_ties_are_shuffled_by_the_seed(tmp_path):
     first, again, other = (events(build(tmp_path, tied_rows(), tie_seed=seed)) for seed in (0, 0, 1))
-    assert first.equals(again) and not first["anime_id"].equals(other["anime_id"])
+    assert first.equals(again) and not first["item_id"].equals(other["item_id"])
     for out in (first, other):
-        per_user = out[out["uid"] > 0].groupby("uid")["anime_id"].agg(list)
+        per_user = out[out["uid"] > 0].groupby("uid")["item_id"].agg(list)
         assert (per_user.map(sorted).map(tuple) == (10, 20, 30, 40, 50)).all()  # the same events...
         assert (per_user.map(tuple) != (10, 20, 30, 40, 50)).any()  # ...not (all) in the file's order
     # user 1's later re-rating of 10 supersedes its tied one, wherever the shuffle put that
     user_1 = first[first["uid"] == 0]
-    assert user_1["anime_id"].iloc[-1] == 10 and user_1["rating"].iloc[-1] == 3 and len(user_1) == 5
+    assert user_1["item_id"].iloc[-1] == 10 and user_1["rating"].iloc[-1] == 3 and len(user_1) == 5
     assert build(tmp_path, tied_rows(), tie_seed=1).meta["ties"]["n_tied_events"] == 30 * 5 - 1
 
 
@@ -113,13 +113,13 @@ def test_without_ties_the_seed_changes_nothing(tmp_path):
     processed = [build(tmp_path, rows, tie_seed=seed) for seed in (0, 1)]
     assert processed[0].interactions.equals(processed[1].interactions)
     assert processed[0].meta["ties"]["n_tied_events"] == 0
-    assert events(processed[0])["anime_id"].tolist() == [50, 40, 30, 20, 10] * 3
+    assert events(processed[0])["item_id"].tolist() == [50, 40, 30, 20, 10] * 3
 
 
 def test_without_timestamps_file_order_and_one_bin(tmp_path):
     processed = build(tmp_path, [(1, 30, 8), (1, 10, 8), (1, 20, 3)], timestamps=False)
     out = events(processed)
-    assert out["anime_id"].tolist() == [30, 10, 20]
+    assert out["item_id"].tolist() == [30, 10, 20]
     assert out["time_bin"].tolist() == [1, 1, 1] and out["timestamp"].isna().all()
     assert processed.meta["has_timestamps"] is False and processed.meta["order_is_time"] is False
     assert processed.meta["ties"]["rule"].startswith("n/a")
@@ -134,20 +134,20 @@ def test_duplicates_latest_wins(tmp_path):
     for seed in range(8):
         processed = build(tmp_path, rows, tie_seed=seed)
         out = events(processed)
-        assert out["anime_id"].tolist() == [20, 30, 10] and out["rating"].tolist()[1:] == [7, 9]
+        assert out["item_id"].tolist() == [20, 30, 10] and out["rating"].tolist()[1:] == [7, 9]
         assert processed.meta["dropped"]["duplicate_rows"] == 2
         winners.add(out["rating"].iloc[0])
     assert winners == {3, 8}
     # without timestamps: the later row in the file wins and takes its place in the order
     out = events(build(tmp_path, [(1, 10, 9), (1, 20, 5), (1, 10, 2)], timestamps=False))
-    assert out[["anime_id", "rating"]].values.tolist() == [[20, 5], [10, 2]]
+    assert out[["item_id", "rating"]].values.tolist() == [[20, 5], [10, 2]]
 
 
 def test_unknown_items_are_dropped_with_a_warning(tmp_path):
     with pytest.warns(UserWarning, match=r"2 rating rows name an item id absent from the catalogue \(e.g. 77, 99\)"):
         processed = build(tmp_path, [(1, 10, 8, 1), (1, 99, 8, 2), (2, 77, 8, 3), (2, 20, 8, 4)])
     assert processed.meta["dropped"]["unknown_item_rows"] == 2
-    assert events(processed)["anime_id"].tolist() == [10, 20]
+    assert events(processed)["item_id"].tolist() == [10, 20]
 
 
 def test_item_filter_drops_rare_items_then_empty_users(tmp_path):
@@ -157,7 +157,7 @@ def test_item_filter_drops_rare_items_then_empty_users(tmp_path):
     assert meta["n_items"] == 2 and meta["n_users"] == 3 and meta["n_interactions"] == 5
     assert meta["dropped"]["rare_items"] == 1 and meta["dropped"]["rare_item_rows"] == 1
     assert meta["dropped"]["users_without_events"] == 1
-    assert processed.items.column("anime_id").to_pylist() == [10, 20]
+    assert processed.items.column("item_id").to_pylist() == [10, 20]
     assert json.loads(processed.iid_map_json) == {"10": 1, "20": 2}
 
 
@@ -176,9 +176,9 @@ def test_mal_user_lists(tmp_path):
     assert meta["ties"]["n_tied_events"] == 4  # karthiga's 59 and 210, RedvelvetDaisuki's 1 and 5
     assert out.groupby("uid")["user_id"].first().tolist() == [0, 1, 2]  # Damonashu, RedvelvetDaisuki, karthiga
     # Damonashu: 1 re-rated later (10 wins over 9) comes last; 20 had no my_last_updated
-    assert out.loc[out["uid"] == 0, ["anime_id", "rating", "feedback"]].values.tolist() == [
+    assert out.loc[out["uid"] == 0, ["item_id", "rating", "feedback"]].values.tolist() == [
         [6, 1, 1], [30, 8, 3], [1, 10, 3]]
-    karthiga = out[out["uid"] == 2].set_index("anime_id")
+    karthiga = out[out["uid"] == 2].set_index("item_id")
     assert karthiga.index[0] == 21 and set(karthiga.index[1:3]) == {59, 210} and list(karthiga.index[3:]) == [120, 74]
     assert np.isnan(karthiga.loc[210, "rating"]) and karthiga.loc[210, "feedback"] == 2  # score 0: unrated -> Like
 
@@ -206,7 +206,7 @@ def check_contract(folder: Path) -> None:
     meta = json.loads((folder / "meta.json").read_text())
     n_items, n_users = meta["n_items"], meta["n_users"]
     assert items.column("iid").to_pylist() == list(range(1, n_items + 1))
-    assert items.column("anime_id").to_numpy().tolist() == sorted(set(items.column("anime_id").to_pylist()))
+    assert items.column("item_id").to_numpy().tolist() == sorted(set(items.column("item_id").to_pylist()))
     frame = interactions.to_pandas()
     assert len(frame) == meta["n_interactions"]
     assert frame["iid"].between(1, n_items).all() and frame["iid"].nunique() == n_items  # iid 0 unused
@@ -220,7 +220,7 @@ def check_contract(folder: Path) -> None:
     iid_map_bytes = (folder / "iid_map.json").read_bytes()
     assert hashlib.sha256(iid_map_bytes).hexdigest() == meta["iid_map_sha256"]
     iid_map = json.loads(iid_map_bytes)
-    assert iid_map == dict(zip(map(str, items.column("anime_id").to_pylist()), items.column("iid").to_pylist()))
+    assert iid_map == dict(zip(map(str, items.column("item_id").to_pylist()), items.column("iid").to_pylist()))
     assert list(iid_map.values()) == list(range(1, n_items + 1))  # keys in iid order
     dataset = load_dataset(folder)
     assert dataset.sequences.n_users == n_users and dataset.n_items == n_items
@@ -246,11 +246,11 @@ def test_contract_and_end_to_end_on_the_shipped_sample(processed_anime):
     assert meta["files"][1]["sha256"] == "00e8714f06e130028ff96b3995c3aef5d74cdc239da0286e98f8f62429a66a45"
     assert meta["files"][1]["rows"] == 97_470 and meta["n_users"] == 956
     assert meta["n_interactions"] == 97_470 - meta["dropped"]["rare_item_rows"]
-    # without timestamps the file order holds: anime_id ascending within each user
+    # without timestamps the file order holds: item_id ascending within each user
     frame = pd.read_parquet(processed_anime / "interactions.parquet").merge(
-        pd.read_parquet(processed_anime / "items.parquet")[["iid", "anime_id"]], on="iid")
+        pd.read_parquet(processed_anime / "items.parquet")[["iid", "item_id"]], on="iid")
     frame = frame.sort_values(["uid", "position"])
-    assert frame.groupby("uid")["anime_id"].agg(lambda a: a.is_monotonic_increasing).all()
+    assert frame.groupby("uid")["item_id"].agg(lambda a: a.is_monotonic_increasing).all()
     # every kept item has at least 10 users; -1 ratings were kept as Like with NaN ratings
     assert frame.groupby("iid")["uid"].nunique().min() >= 10
     unrated = frame["rating"].isna()
@@ -270,8 +270,8 @@ def test_ml100k_counts_and_order(tmp_path):
     raw.columns = ["user_id", "item_id", "rating", "timestamp"]
     # by time; within a tie (same user, same second) the seeded shuffle's order, so compare sorted within ties
     expected = raw.sort_values(["user_id", "timestamp", "item_id"])
-    got = events(processed).sort_values(["user_id", "timestamp", "anime_id"], kind="stable")
-    assert got["anime_id"].tolist() == expected["item_id"].tolist()
+    got = events(processed).sort_values(["user_id", "timestamp", "item_id"], kind="stable")
+    assert got["item_id"].tolist() == expected["item_id"].tolist()
     assert got["feedback"].tolist() == np.select([expected["rating"] <= 2, expected["rating"] <= 4], [1, 2], 3).tolist()
     assert meta["order_is_time"] is True and meta["ties"]["n_tied_events"] == int(
         raw.duplicated(["user_id", "timestamp"], keep=False).sum())

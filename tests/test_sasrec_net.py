@@ -90,7 +90,7 @@ def block_dataset(n_blocks=4, block_size=6, users_per_block=40, seed=0) -> Datas
     lists = [list(rng.permutation(block_size) + 1 + b * block_size)
              for b in range(n_blocks) for _ in range(users_per_block)]
     n_items = n_blocks * block_size
-    items = pd.DataFrame({"iid": np.arange(1, n_items + 1), "anime_id": np.arange(1, n_items + 1)})
+    items = pd.DataFrame({"iid": np.arange(1, n_items + 1), "item_id": np.arange(1, n_items + 1)})
     meta = {"source": "synthetic-blocks", "synthetic": True, "iid_map_sha256": "blocks", "time_bins": {"n_bins": 1}}
     return Dataset(items, Sequences.from_lists(lists), np.arange(len(lists)), meta)
 

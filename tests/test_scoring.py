@@ -23,8 +23,8 @@ def test_the_evaluation_scorer_is_the_served_score(processed_sample, tiny_checkp
         [*np.split(history.iid, history.offsets[1:-1]), history.iid[:1]],
         [*np.split(history.feedback, history.offsets[1:-1]), [LOVE]],
         [*np.split(history.time_bin, history.offsets[1:-1]), [data.n_time_bins]])
-    anime_id = data.items["anime_id"].to_numpy()
-    events = [[(int(anime_id[i - 1]), int(f)) for i, f in zip(h.iid, h.feedback)]
+    item_id = data.items["item_id"].to_numpy()
+    events = [[(int(item_id[i - 1]), int(f)) for i, f in zip(h.iid, h.feedback)]
               for h in (history.take([u]) for u in range(history.n_users))]
     served = rec.scores(events, alpha=0.3)
     assert served.paths[-1] == PATH_SEQUENCE == served.paths[0] and served.penalty.any()

@@ -17,7 +17,7 @@ def rec(ease_checkpoint, processed_anime) -> Recommender:
 
 
 def history_of(pairs) -> pd.DataFrame:
-    return pd.DataFrame({"user_id": 1, "anime_id": [a for a, _ in pairs], "feedback": [f for _, f in pairs],
+    return pd.DataFrame({"user_id": 1, "item_id": [a for a, _ in pairs], "feedback": [f for _, f in pairs],
                          "timestamp": float("nan"), "logged": True}, columns=COLUMNS)
 
 
@@ -27,7 +27,7 @@ PICKS = [(STEINS_GATE, LOVE), (NARUTO, LOVE), (DEATH_NOTE, LIKE), (BLEACH, DISLI
 def page(rec, pairs, alpha=0.2, filters=Filters(), k=10):
     events = [(a, f, None) for a, f in pairs]
     top = rec.recommend(events, k=k, alpha=alpha, **filters.of_recommend()).items
-    return top, rows(rec, events, history_of(pairs), alpha, filters, top["anime_id"].tolist())
+    return top, rows(rec, events, history_of(pairs), alpha, filters, top["item_id"].tolist())
 
 
 def test_usual_genres_are_those_of_at_least_a_quarter_of_the_picks():
@@ -51,7 +51,7 @@ def test_rows_in_page_order_never_repeat_a_title_or_show_a_rated_one(rec):
     top, found = page(rec, PICKS)
     assert [r.title for r in found] == ["Because you loved Naruto", "Similar to your taste", "Most popular",
                                         "Something different"]
-    shown = top["anime_id"].tolist() + [a for r in found for a in r.items["anime_id"].tolist()]
+    shown = top["item_id"].tolist() + [a for r in found for a in r.items["item_id"].tolist()]
     assert len(shown) == len(set(shown)) == 10 + 4 * 5
     assert not set(shown) & {a for a, _ in PICKS}
 
@@ -96,36 +96,36 @@ def test_rows_below_the_top_k_do_not_depend_on_click_order(rec):
     """The same picks in three click orders: the same rows with the same titles ("Because you loved" names the
     best-known Love, not the latest)."""
     orders = [PICKS, PICKS[::-1], [PICKS[1], PICKS[3], PICKS[0], PICKS[2]]]
-    pages = [[(r.title, r.items["anime_id"].tolist()) for r in page(rec, order)[1]] for order in orders]
+    pages = [[(r.title, r.items["item_id"].tolist()) for r in page(rec, order)[1]] for order in orders]
     assert pages[0] == pages[1] == pages[2]
     assert pages[0][0][0] == "Because you loved Naruto"  # more members than Steins;Gate, whichever was rated last
 
 
 CLUSTERS = [{"name": "Sports", "genres": ["Sports"], "size": 50, "catalogue_size": None,
-             "anime_ids": []},
-            {"name": "Watched with Naruto", "genres": [], "size": 40, "catalogue_size": 90, "anime_ids": []}]
+             "item_ids": []},
+            {"name": "Watched with Naruto", "genres": [], "size": 40, "catalogue_size": 90, "item_ids": []}]
 
 
 def test_taste_rows_obey_the_filters_never_repeat_and_show_what_their_name_says(rec):
     sports = rec.catalogue[rec.catalogue["genres"].map(lambda g: "Sports" in g)]
     others = rec.catalogue[rec.catalogue["genres"].map(lambda g: "Sports" not in g)]
-    mixed = [*others["anime_id"].head(4), *sports["anime_id"].head(8)]  # the name holds for 8 of 12
-    clusters = [{**CLUSTERS[0], "anime_ids": [int(a) for a in mixed]},
-                {**CLUSTERS[1], "anime_ids": [int(a) for a in [*sports["anime_id"].head(3),
-                                                               *others["anime_id"].head(20)]]}]
-    on_page = {int(sports["anime_id"].iloc[0])}
+    mixed = [*others["item_id"].head(4), *sports["item_id"].head(8)]  # the name holds for 8 of 12
+    clusters = [{**CLUSTERS[0], "item_ids": [int(a) for a in mixed]},
+                {**CLUSTERS[1], "item_ids": [int(a) for a in [*sports["item_id"].head(3),
+                                                               *others["item_id"].head(20)]]}]
+    on_page = {int(sports["item_id"].iloc[0])}
     found = taste_rows(rec, clusters, Filters(), on_page)
     assert [r.title for r in found] == ["Sports", "Watched with Naruto"]
     assert found[0].items["genres"].map(lambda g: g[0] == "Sports").all() and len(found[0].items) == 5
-    shown = [a for r in found for a in r.items["anime_id"].tolist()]
-    assert len(shown) == len(set(shown)) and int(sports["anime_id"].iloc[0]) not in shown  # once per page
+    shown = [a for r in found for a in r.items["item_id"].tolist()]
+    assert len(shown) == len(set(shown)) and int(sports["item_id"].iloc[0]) not in shown  # once per page
     assert set(shown) <= on_page and found[1].caption == "90 titles (40 the model knows)"
     big_movies = rec.catalogue[(rec.catalogue["type"] == "Movie") & (rec.catalogue["members"] >= 300_000)]
-    clusters[1]["anime_ids"] += [int(a) for a in big_movies["anime_id"]]
+    clusters[1]["item_ids"] += [int(a) for a in big_movies["item_id"]]
     movies = taste_rows(rec, clusters, Filters(types=("Movie",), min_members=300_000), set())
     assert len(big_movies) and [r.title for r in movies] == ["Watched with Naruto"]  # "Sports" has no such title
     assert (movies[0].items["type"] == "Movie").all() and (movies[0].items["members"] >= 300_000).all()
-    few = [{**CLUSTERS[0], "anime_ids": [int(a) for a in [*others["anime_id"].head(4), *sports["anime_id"].head(1)]]}]
+    few = [{**CLUSTERS[0], "item_ids": [int(a) for a in [*others["item_id"].head(4), *sports["item_id"].head(1)]]}]
     assert taste_rows(rec, few, Filters(), set()) == []  # 1 of 5 shown would be Sports: the name would not hold
 
 
@@ -135,7 +135,7 @@ def test_a_dislike_says_what_it_changed_and_nothing_when_it_changed_nothing(rec)
         top = rec.recommend([(a, f, None) for a, f in pairs], k=10, alpha=0.2).items
         note = dislike_note(rec, history_of(pairs), top, 10, 0.2, Filters())
         without = rec.recommend([(a, f, None) for a, f in loved], k=10, alpha=0.2, exclude_ids=[BLEACH]).items
-        changed = set(without["anime_id"]) - set(top["anime_id"])
+        changed = set(without["item_id"]) - set(top["item_id"])
         assert (note is None) == (pairs == loved)  # no Dislike: no note; Bleach's Dislike moves Soul Eater out
         if note:
             assert note.startswith(f"Your Dislikes changed {len(changed)} of these 10: ")
@@ -145,4 +145,4 @@ def test_a_dislike_says_what_it_changed_and_nothing_when_it_changed_nothing(rec)
 def test_cold_start_popular_row_does_not_repeat_the_top_k(rec):
     top, found = page(rec, [])
     assert [r.title for r in found] == ["Most popular"]
-    assert not set(found[0].items["anime_id"]) & set(top["anime_id"]) and len(found[0].items) == 5
+    assert not set(found[0].items["item_id"]) & set(top["item_id"]) and len(found[0].items) == 5

@@ -37,7 +37,7 @@ def test_a_repeated_title_counts_its_latest_feedback_once():
 
 
 def test_taste_vectors_weigh_genres_in_by_genre_weight():
-    items = pd.DataFrame({"iid": np.arange(1, 8), "anime_id": np.arange(1, 8), "name": list("abcdefg"),
+    items = pd.DataFrame({"iid": np.arange(1, 8), "item_id": np.arange(1, 8), "name": list("abcdefg"),
                           "genres": [["Drama"], ["Drama"], ["Comedy"], ["Drama"], ["Comedy"], ["Comedy"], ["Drama"]],
                           "type": ["TV"] * 7})
     train = two_camps()

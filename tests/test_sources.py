@@ -36,7 +36,7 @@ def anime_files(tmp_path: Path, ratings: str, **kw) -> tuple[Path, Path]:
 
 def test_catalogue_is_cleaned(tmp_path):
     items = load_anime_catalogue(write(tmp_path / "anime.csv.gz", CATALOGUE, gz=True, crlf=True))
-    assert items["anime_id"].tolist() == [1, 2, 3]
+    assert items["item_id"].tolist() == [1, 2, 3]
     assert items["name"].tolist() == ["Alpha & Omega", "Beta's", "Gamma"]
     assert items["genres"].tolist() == [["Action", "Comedy"], ["Drama"], []]
     assert items["episodes"].tolist()[0] == 12 and items["episodes"].isna().tolist() == [False, True, False]
@@ -46,7 +46,7 @@ def test_catalogue_is_cleaned(tmp_path):
 
 def test_shipped_catalogue_has_every_title():
     items = load_anime_catalogue(SAMPLE_CATALOGUE)
-    assert len(items) == 12_294 and items["anime_id"].is_unique
+    assert len(items) == 12_294 and items["item_id"].is_unique
     assert not items["name"].str.contains("&#039;|&quot;|&amp;", regex=True).any()
     assert items["episodes"].isna().sum() == 340  # the "Unknown" rows
     assert items["type"].isna().sum() == 25 and items["rating_mean"].isna().sum() == 230
@@ -57,7 +57,7 @@ def test_shipped_catalogue_has_every_title():
 def test_anime_ratings_read_with_bom_and_crlf(tmp_path):
     items, ratings = anime_files(tmp_path, "user_id,anime_id,rating\n5,2,-1\n5,1,9\n", bom=True, crlf=True)
     raw = read_anime(items, ratings)
-    assert raw.ratings.to_dict("list") == {"user_id": [5, 5], "anime_id": [2, 1], "rating": [-1.0, 9.0]}
+    assert raw.ratings.to_dict("list") == {"user_id": [5, 5], "item_id": [2, 1], "rating": [-1.0, 9.0]}
     assert not raw.has_timestamps and raw.unrated_value == -1 and raw.feedback_thresholds == (4, 7)
     assert [f["rows"] for f in raw.files] == [3, 2] and raw.synthetic is None
 
@@ -161,7 +161,7 @@ def test_mal_user_list_policies():
     assert raw.dropped == {"plan_to_watch_rows": 2, "undated_rows": 1}
     assert raw.ratings.to_dict("list") == {
         "user_id": [2, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0],  # karthiga, RedvelvetDaisuki, Damonashu
-        "anime_id": [21, 59, 74, 120, 210, 1, 5, 6, 20, 1, 6, 1, 30],
+        "item_id": [21, 59, 74, 120, 210, 1, 5, 6, 20, 1, 6, 1, 30],
         "rating": [9.0, 7.0, 7.0, 7.0, 0.0, 10.0, 8.0, 3.0, 6.0, 9.0, 1.0, 10.0, 8.0],
         "timestamp": [1362307973, 1362923691, 1367081015, 1362923745, 1362923691, 1424050000, 1424050000,
                       1426000000, 1427000000, 1300000000, 1300000100, 1310000000, 1300000200]}
@@ -180,7 +180,7 @@ def test_mal_either_timestamp_form_in_any_row_and_names_that_look_missing(tmp_pa
     path = write(tmp_path / "list.csv.gz", MAL_HEADER + mal_row("NA", 1, updated="2011-03-13 07:06:40")
                  + mal_row("null", 5, updated="1300000000") + mal_row("NA", 6, updated="0000-00-00"), gz=True)
     raw = read_mal(SAMPLE_CATALOGUE, path)
-    assert raw.ratings.to_dict("list") == {"user_id": [0, 1], "anime_id": [1, 5], "rating": [8.0, 8.0],
+    assert raw.ratings.to_dict("list") == {"user_id": [0, 1], "item_id": [1, 5], "rating": [8.0, 8.0],
                                            "timestamp": [1300000000, 1300000000]}
     assert raw.dropped["undated_rows"] == 1
 
@@ -246,10 +246,10 @@ def test_movielens_formats_give_one_shape(tmp_path, fmt, make):
     make(tmp_path)
     raw = read_movielens(tmp_path)
     assert raw.format == fmt and raw.has_timestamps and raw.feedback_thresholds == (2, 4)
-    assert list(raw.ratings.columns) == ["user_id", "anime_id", "rating", "timestamp"]
+    assert list(raw.ratings.columns) == ["user_id", "item_id", "rating", "timestamp"]
     assert [tuple(r) for r in raw.ratings.itertuples(index=False)] == ML_RATINGS
     assert raw.ratings["timestamp"].dtype == np.int64
-    items = raw.items.set_index("anime_id")
+    items = raw.items.set_index("item_id")
     assert items.loc[10, "genres"] == ["Action", "Comedy"] and items.loc[20, "genres"] == ["Drama"]
     assert items.loc[10, "name"].startswith("Caf\u00e9")
     assert items.loc[20, "members"] == 2 and items.loc[20, "rating_mean"] == 3.0
@@ -280,7 +280,7 @@ def test_real_ml100k_recbole_files():
     assert raw.format == "recbole-atomic"
     assert len(raw.ratings) == 100_000 and raw.ratings["user_id"].nunique() == 943
     assert len(raw.items) == 1_682 and raw.items["members"].sum() == 100_000
-    assert raw.items.set_index("anime_id").loc[1, "genres"] == ["Animation", "Children's", "Comedy"]
+    assert raw.items.set_index("item_id").loc[1, "genres"] == ["Animation", "Children's", "Comedy"]
     first = pd.read_csv(ML100K / "ml-100k.inter.gz", sep="\t", nrows=1)
     assert raw.ratings.iloc[0].tolist() == first.iloc[0].tolist()
 

@@ -12,7 +12,7 @@ from nostrade.ui import (NO_RATING, RATING_COLUMN, SAVE_COLUMN, FeedbackEvent, e
 @pytest.fixture
 def shown():
     return pd.DataFrame({
-        "anime_id": [20, 1535, 16498],
+        "item_id": [20, 1535, 16498],
         "name": ["Naruto", "Death Note", "Shingeki no Kyojin"],
         RATING_COLUMN: [NO_RATING, "Like", NO_RATING],
         SAVE_COLUMN: [False, False, True],

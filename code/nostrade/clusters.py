@@ -198,7 +198,7 @@ def cluster_titles(vectors: np.ndarray, items: pd.DataFrame, popularity: np.ndar
     """Item vectors (titles, d), the items table (same row order) and each title's popularity -> clusters.json's
     content (without the provenance main adds). ``catalogue``: every title; those without an item vector join
     the cluster whose centre is nearest in the side-feature part ("catalogue_size")."""
-    others = None if catalogue is None else catalogue[~catalogue["anime_id"].isin(items["anime_id"])]
+    others = None if catalogue is None else catalogue[~catalogue["item_id"].isin(items["item_id"])]
     if others is not None and others.empty:
         raise ValueError(f"--catalogue: all of its {len(catalogue):,} titles are in the model's vocabulary: nothing to "
                          "add (leave --catalogue out)")
@@ -235,7 +235,7 @@ def cluster_titles(vectors: np.ndarray, items: pd.DataFrame, popularity: np.ndar
                             "share": round(float(share[c, g]), 4)} for g in top_genres if tfidf[c, g] > 0],
             "genre_tfidf": {genre_names[g]: round(float(tfidf[c, g]), 4) for g in range(len(genre_names))
                             if share[c, g] > 0},
-            "representatives": [{"iid": int(items["iid"].iloc[i]), "anime_id": int(items["anime_id"].iloc[i]),
+            "representatives": [{"iid": int(items["iid"].iloc[i]), "item_id": int(items["item_id"].iloc[i]),
                                  "name": str(items["name"].iloc[i])} for i in picked],
         })
     return {"k": k, "criterion": {"name": "silhouette", "k_range": [cfg.k_min, cfg.k_max],
@@ -266,13 +266,13 @@ def popularity_of(dataset: Dataset) -> np.ndarray:
 
 MAX_CLUSTERS = 50  # a page draws one row per cluster: more would take seconds per page run
 MAX_REPRESENTATIVES = 100
-MAX_ANIME_ID = 2**31 - 1
+MAX_ITEM_ID = 2**31 - 1
 
 
 def taste_rows(path: str | Path, iid_map_sha256: str) -> list[dict]:
     """clusters.json -> the app's "Browse by taste" rows: {"name", "genres" (the named ones), "size",
     "catalogue_size" (None when the
-    clusters were made without the catalogue), "anime_ids"} per cluster, largest first. ValueError (one line,
+    clusters were made without the catalogue), "item_ids"} per cluster, largest first. ValueError (one line,
     naming the file and the bad field) when it is not a clusters file, breaks a limit, or was made for other data."""
     path = Path(path)
     try:
@@ -308,13 +308,19 @@ def checked_cluster(cluster, where: str) -> dict:
     reps = cluster.get("representatives")
     if not isinstance(reps, list) or len(reps) > MAX_REPRESENTATIVES:
         raise ValueError(f"{where}.representatives: not a list of at most {MAX_REPRESENTATIVES} titles")
-    ids = [count(r.get("anime_id") if isinstance(r, dict) else r, f"{where}.representatives[{j}].anime_id",
-                 MAX_ANIME_ID) for j, r in enumerate(reps)]
+    ids = [count(_item_id_of(r), f"{where}.representatives[{j}].item_id", MAX_ITEM_ID) for j, r in enumerate(reps)]
     check = cluster.get("name_check")
     genres = check.get("genres", []) if isinstance(check, dict) else []
     if not isinstance(genres, list) or not all(isinstance(g, str) for g in genres):
         raise ValueError(f"{where}.name_check.genres: {genres!r} is not a list of genre names")
-    return {"name": name.strip(), "genres": genres, "size": size, "catalogue_size": catalogue_size, "anime_ids": ids}
+    return {"name": name.strip(), "genres": genres, "size": size, "catalogue_size": catalogue_size, "item_ids": ids}
+
+
+def _item_id_of(representative):
+    """A representative's item id; files written before issue 29 name it anime_id."""
+    if not isinstance(representative, dict):
+        return representative
+    return representative.get("item_id", representative.get("anime_id"))
 
 
 def count(value, where: str, largest: int = 10**9) -> int:

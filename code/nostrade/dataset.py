@@ -92,6 +92,8 @@ def load_dataset(folder: str | Path) -> Dataset:
         if not (folder / name).exists():
             raise FileNotFoundError(f"{folder / name}: missing; run `python make_processed_data.py --out {folder}` first")
     items = pd.read_parquet(folder / "items.parquet").sort_values("iid").reset_index(drop=True)
+    if "anime_id" in items and "item_id" not in items:  # a folder prepared before the source id was named item_id
+        items = items.rename(columns={"anime_id": "item_id"})
     meta = json.loads((folder / "meta.json").read_text())
     sequences, user_ids = load_sequences(folder, bool(meta.get("has_timestamps")))
     pa.default_memory_pool().release_unused()  # arrow keeps the freed tables' pages (~0.5 GB at the full size)

@@ -14,6 +14,8 @@ title, feedback or session, or another timestamp when one is given) raises Idemp
 Ownership: the schema is only ever created in a new or empty database; a file that holds anything else
 (another application's tables, or not SQLite at all) raises NotAnEventLog and is left as it was.
 ``EventLog(path, read_only=True)`` (fine-tuning) opens an existing log read-only and never creates it.
+Schema version 1 named the title column ``anime_id``: a writer renames it ``item_id`` in place when it opens
+such a log (one transaction), a read-only reader reads it under the new name and changes nothing.
 ``quick_check()`` runs SQLite's structural check (the service does at start-up: a damaged page otherwise
 shows only when a write hits it).
 
@@ -49,17 +51,20 @@ from nostrade.sources import MAX_TIMESTAMP
 CLEARED, SAVED, UNSAVED = 0, 4, 5
 RATING_TYPES = (CLEARED, DISLIKE, LIKE, LOVE)
 FEEDBACK_TYPES = (*RATING_TYPES, SAVED, UNSAVED)
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_EVENT_ID_LENGTH = 128
-COLUMNS = ["seq", "event_id", "user_id", "session_id", "anime_id", "feedback_type", "timestamp"]
+COLUMNS = ["seq", "event_id", "user_id", "session_id", "item_id", "feedback_type", "timestamp"]
+V1_COLUMNS = [c if c != "item_id" else "anime_id" for c in COLUMNS]  # version 1 named the title column anime_id
+SCHEMA_DESCRIPTION = ("events(event_id UNIQUE, user_id, session_id, item_id, feedback_type 0-5, timestamp); "
+                      "version 1 named item_id anime_id")
 
-_SCHEMA_V1 = (f"""
+_SCHEMA = (f"""
 CREATE TABLE events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     event_id TEXT NOT NULL UNIQUE CHECK (length(event_id) BETWEEN 1 AND {MAX_EVENT_ID_LENGTH}),
     user_id INTEGER NOT NULL,
     session_id TEXT,
-    anime_id INTEGER NOT NULL,
+    item_id INTEGER NOT NULL,
     feedback_type INTEGER NOT NULL CHECK (feedback_type BETWEEN 0 AND 5),
     timestamp REAL NOT NULL
 )""",
@@ -85,7 +90,7 @@ def new_event_id() -> str:
 
 
 class EventLog:
-    """``EventLog(path).append(user_id, anime_id, feedback_type)``; the file and schema are created on first use.
+    """``EventLog(path).append(user_id, item_id, feedback_type)``; the file and schema are created on first use.
 
     ``read_only=True``: an existing log, opened read-only (missing file: FileNotFoundError)."""
 
@@ -95,6 +100,7 @@ class EventLog:
         self.read_only = read_only
         self._local = threading.local()
         self._identity = None  # the file this writer opened: (device, inode)
+        self._select = ", ".join(COLUMNS)  # what events() reads: a read-only version 1 log renames as it reads
         if read_only:
             if not self.path.is_file():
                 raise FileNotFoundError(f"{self.path}: no such event log")
@@ -148,36 +154,48 @@ class EventLog:
         self._local.__dict__.clear()
 
     def _ensure_schema(self) -> None:
+        """Create the schema in a new file, or bring a version 1 log (column ``anime_id``) to version 2 in place,
+        in one transaction; a read-only log of version 1 is read as it is (its ``anime_id`` read as ``item_id``)."""
         conn = self._connection()
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
-            self._check_columns(conn)
+            self._check_columns(conn, COLUMNS)
             return
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self.path}: event log schema version {version} is newer than this code "
                                f"understands ({SCHEMA_VERSION}); upgrade nostrade")
         if self.read_only:
-            raise NotAnEventLog(f"{self.path}: not a nostrade event log (no event log schema)")
+            if version != 1:
+                raise NotAnEventLog(f"{self.path}: not a nostrade event log (no event log schema)")
+            self._check_columns(conn, V1_COLUMNS)
+            self._select = ", ".join(f"{old} AS {new}" if old != new else new for old, new in zip(V1_COLUMNS, COLUMNS))
+            return
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if conn.execute("PRAGMA user_version").fetchone()[0] == 0:  # re-check under the write lock
-                self._check_owned(conn)
-                for statement in _SCHEMA_V1:
-                    conn.execute(statement)
-                conn.execute("INSERT INTO schema_versions VALUES (?, ?, ?)",
-                             (SCHEMA_VERSION, time.time(), "events(event_id UNIQUE, user_id, session_id, "
-                              "anime_id, feedback_type 0-5, timestamp)"))
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self._upgrade(conn, conn.execute("PRAGMA user_version").fetchone()[0])  # re-read under the write lock
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    def _check_columns(self, conn: sqlite3.Connection) -> None:
+    def _upgrade(self, conn: sqlite3.Connection, version: int) -> None:
+        if version == 0:
+            self._check_owned(conn)
+            for statement in _SCHEMA:
+                conn.execute(statement)
+        elif version == 1:
+            self._check_columns(conn, V1_COLUMNS)
+            conn.execute("ALTER TABLE events RENAME COLUMN anime_id TO item_id")
+        if version < SCHEMA_VERSION:
+            conn.execute("INSERT INTO schema_versions VALUES (?, ?, ?)",
+                         (SCHEMA_VERSION, time.time(), SCHEMA_DESCRIPTION))
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _check_columns(self, conn: sqlite3.Connection, expected: list[str]) -> None:
         columns = [row[1] for row in conn.execute("PRAGMA table_info(events)")]
-        if columns != COLUMNS:
+        if columns != expected:
             raise NotAnEventLog(f"{self.path}: not a nostrade event log (its events table has columns "
-                                f"{columns or 'none'}, expected {COLUMNS})")
+                                f"{columns or 'none'}, expected {expected})")
 
     def quick_check(self) -> list[str]:
         """SQLite's ``PRAGMA quick_check``: [] when the file is sound, else its problems (one line each)."""
@@ -189,16 +207,16 @@ class EventLog:
         return [] if lines == ["ok"] else [line for line in lines if line and not line.startswith("***")]
 
     # -- writing -----------------------------------------------------------------------------------
-    def append(self, user_id: int, anime_id: int, feedback_type: int, *, session_id: str | None = None,
+    def append(self, user_id: int, item_id: int, feedback_type: int, *, session_id: str | None = None,
                event_id: str | None = None, timestamp: float | None = None) -> bool:
         """Store one event durably; True if stored, False if an event with this ``event_id`` already was."""
-        row = _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp)
+        row = _validated(user_id, item_id, feedback_type, session_id, event_id, timestamp)
         conn = self._connection()
         self.check_identity()
         conn.execute("BEGIN IMMEDIATE")
         try:
             cursor = conn.execute(
-                "INSERT INTO events (event_id, user_id, session_id, anime_id, feedback_type, timestamp) "
+                "INSERT INTO events (event_id, user_id, session_id, item_id, feedback_type, timestamp) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(event_id) DO NOTHING", row)
             stored = cursor.rowcount == 1
             if not stored:
@@ -213,17 +231,17 @@ class EventLog:
     # -- reading -----------------------------------------------------------------------------------
     def events(self, user_id: int | None = None) -> pd.DataFrame:
         """Every stored event (of one user, if given), in storage order."""
-        query = f"SELECT {', '.join(COLUMNS)} FROM events"
+        query = f"SELECT {self._select} FROM events"
         params: tuple = ()
         if user_id is not None:
             query, params = query + " WHERE user_id = ?", (int(user_id),)
         rows = self._connection().execute(query + " ORDER BY seq", params).fetchall()
         frame = pd.DataFrame(rows, columns=COLUMNS)
-        return frame.astype({"seq": "int64", "user_id": "int64", "anime_id": "int64",
+        return frame.astype({"seq": "int64", "user_id": "int64", "item_id": "int64",
                              "feedback_type": "int8", "timestamp": "float64"})
 
     def saved(self, user_id: int) -> list[int]:
-        """anime ids the user has saved for later (and not removed since), oldest first."""
+        """item ids the user has saved for later (and not removed since), oldest first."""
         return current_saved(self.events(user_id))
 
     def count(self) -> int:
@@ -243,28 +261,28 @@ def _file_identity(path: Path) -> tuple | None:
 
 def _check_same_event(conn: sqlite3.Connection, row: tuple, timestamp_given: bool) -> None:
     """A retried event_id must carry the event it was first stored with (timestamp: only when the client set it)."""
-    event_id, user_id, session_id, anime_id, feedback_type, timestamp = row
-    stored = conn.execute("SELECT user_id, session_id, anime_id, feedback_type, timestamp FROM events "
+    event_id, user_id, session_id, item_id, feedback_type, timestamp = row
+    stored = conn.execute("SELECT user_id, session_id, item_id, feedback_type, timestamp FROM events "
                           "WHERE event_id = ?", (event_id,)).fetchone()
-    if stored[:4] != (user_id, session_id, anime_id, feedback_type) or (timestamp_given and stored[4] != timestamp):
+    if stored[:4] != (user_id, session_id, item_id, feedback_type) or (timestamp_given and stored[4] != timestamp):
         raise IdempotencyConflict(
-            f"event_id '{event_id}' is already stored for a different event (user_id {stored[0]}, anime_id "
+            f"event_id '{event_id}' is already stored for a different event (user_id {stored[0]}, item_id "
             f"{stored[2]}, feedback_type {stored[3]}, timestamp {stored[4]}); use a new event_id for a new event")
 
 
 def _latest(events: pd.DataFrame, types) -> pd.DataFrame:
     """Each (user, title)'s last stored event among ``types``, in (timestamp, seq) order."""
     chosen = events[events["feedback_type"].isin(types)]
-    chosen = chosen.sort_values("seq", kind="stable").drop_duplicates(["user_id", "anime_id"], keep="last")
+    chosen = chosen.sort_values("seq", kind="stable").drop_duplicates(["user_id", "item_id"], keep="last")
     return chosen.sort_values(["timestamp", "seq"], kind="stable")
 
 
 def current_saved(events: pd.DataFrame) -> list[int]:
     latest = _latest(events, (SAVED, UNSAVED))
-    return latest.loc[latest["feedback_type"] == SAVED, "anime_id"].astype(int).tolist()
+    return latest.loc[latest["feedback_type"] == SAVED, "item_id"].astype(int).tolist()
 
 
-def _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp) -> tuple:
+def _validated(user_id, item_id, feedback_type, session_id, event_id, timestamp) -> tuple:
     def integer(name, value):
         try:
             if isinstance(value, bool):
@@ -276,7 +294,7 @@ def _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp
             raise ValueError(f"event {name}: {value} is out of the 64-bit range")
         return value
 
-    user_id, anime_id, feedback_type = (integer("user_id", user_id), integer("anime_id", anime_id),
+    user_id, item_id, feedback_type = (integer("user_id", user_id), integer("item_id", item_id),
                                         integer("feedback_type", feedback_type))
     if feedback_type not in FEEDBACK_TYPES:
         raise ValueError(f"event feedback_type: {feedback_type} is not one of {FEEDBACK_TYPES} "
@@ -289,4 +307,4 @@ def _validated(user_id, anime_id, feedback_type, session_id, event_id, timestamp
         raise ValueError(f"event timestamp: {timestamp} is not a finite number")
     if not 0 <= timestamp < MAX_TIMESTAMP:  # prep's range: one for every entry point
         raise ValueError(f"event timestamp: {timestamp} is outside 1970..2099 (Unix seconds)")
-    return (event_id, user_id, None if session_id is None else str(session_id), anime_id, feedback_type, timestamp)
+    return (event_id, user_id, None if session_id is None else str(session_id), item_id, feedback_type, timestamp)

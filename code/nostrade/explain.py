@@ -39,7 +39,7 @@ SIMILARITY_QUANTILE = 0.9  # "clearly positive": more similar than 90% of random
 N_RANDOM_PAIRS = 20_000
 MAX_SHARED_GENRES = 3  # named in a sentence
 VERBS = {"Love": "loved", "Like": "liked", "Dislike": "disliked"}
-EXPLANATION_COLUMNS = ["anime_id", "pick_anime_id", "pick_name", "pick_feedback", "similarity",
+EXPLANATION_COLUMNS = ["item_id", "pick_item_id", "pick_name", "pick_feedback", "similarity",
                        "genre_similarity", "shared_genres", "co_watched", "co_loved"]
 PEOPLE_LIKE_YOU, NEXT_IN_SEQUENCE, FITS_YOUR_SET = "from people like you", "next in your sequence", \
     "fits your set of titles"
@@ -82,7 +82,7 @@ class Explainer:
     genre_unit: np.ndarray  # (n_catalogue, n_genres) float32, L2-normalised genre indicator rows
     genre_names: np.ndarray  # (n_genres,) object
     iid_of_row: np.ndarray  # (n_catalogue,) int64, model iid of each catalogue row (0 = outside vocabulary)
-    anime_ids: np.ndarray  # (n_catalogue,) int64
+    item_ids: np.ndarray  # (n_catalogue,) int64
     names: np.ndarray  # (n_catalogue,) object
     watched: sp.csc_matrix  # users x (n_items + 1)
     loved: sp.csc_matrix  # users x (n_items + 1)
@@ -116,8 +116,8 @@ class Explainer:
         shared = (self.genre_unit[rec_at] > 0) & (self.genre_unit[pick_at] > 0)
         return {
             "rec": r,
-            "anime_id": self.anime_ids[rec_at],
-            "pick_anime_id": self.anime_ids[pick_at],
+            "item_id": self.item_ids[rec_at],
+            "pick_item_id": self.item_ids[pick_at],
             "pick_name": self.names[pick_at],
             "pick_feedback": _FEEDBACK_NAME_OF[pick_feedback[p]],
             "similarity": similarity[r, p],
@@ -227,19 +227,19 @@ def influence_graph(items, explanations) -> nx.DiGraph:
     """Pick -> recommendation edges weighted by the similarity that named the pick.
 
     ``items`` / ``explanations``: DataFrames or dicts of columns as ``predict.Recommendations`` holds them.
-    Nodes are anime ids with ``kind`` ('pick' | 'recommendation'), ``name``, and ``feedback`` (picks)
+    Nodes are item ids with ``kind`` ('pick' | 'recommendation'), ``name``, and ``feedback`` (picks)
     or ``rank`` and ``score`` (recommendations). Edge ``weight``: the embedding similarity, or the
     genre similarity where there is no embedding similarity.
     """
     column = lambda frame, name: np.asarray(frame[name]).tolist()
     graph = nx.DiGraph()
     graph.add_nodes_from((a, {"kind": "recommendation", "name": n, "rank": r, "score": s}) for a, n, r, s in zip(
-        column(items, "anime_id"), column(items, "name"), column(items, "rank"), column(items, "score")))
+        column(items, "item_id"), column(items, "name"), column(items, "rank"), column(items, "score")))
     graph.add_nodes_from((a, {"kind": "pick", "name": n, "feedback": f}) for a, n, f in zip(
-        column(explanations, "pick_anime_id"), column(explanations, "pick_name"),
+        column(explanations, "pick_item_id"), column(explanations, "pick_name"),
         column(explanations, "pick_feedback")))
     similarity = np.asarray(explanations["similarity"], dtype=np.float64)
     weight = np.where(np.isnan(similarity), np.asarray(explanations["genre_similarity"], dtype=np.float64), similarity)
-    graph.add_weighted_edges_from(zip(column(explanations, "pick_anime_id"), column(explanations, "anime_id"),
+    graph.add_weighted_edges_from(zip(column(explanations, "pick_item_id"), column(explanations, "item_id"),
                                       weight.tolist()))
     return graph

@@ -106,9 +106,9 @@ class LogSequences:
 def merge_log(dataset: Dataset, events: pd.DataFrame) -> LogSequences:
     """The training sequences with the log's current ratings merged in (nostrade.history's one definition of a
     history), titles outside the vocabulary skipped and counted; ``events``: an ``EventLog.events()`` frame."""
-    iid_of_anime = pd.Series(dataset.items["iid"].to_numpy(np.int64), index=dataset.items["anime_id"].to_numpy())
+    iid_of_item = pd.Series(dataset.items["iid"].to_numpy(np.int64), index=dataset.items["item_id"].to_numpy())
     rating = events[events["feedback_type"].isin(RATING_TYPES)]
-    unknown = ~rating["anime_id"].isin(iid_of_anime.index)
+    unknown = ~rating["item_id"].isin(iid_of_item.index)
     training = training_events(dataset)
     training["time_bin"] = dataset.sequences.time_bin
     frame, merge_counts = merged(training, events[~events.index.isin(rating.index[unknown])])
@@ -120,7 +120,7 @@ def merge_log(dataset: Dataset, events: pd.DataFrame) -> LogSequences:
         "log_events": int(len(events)),
         "rating_events": int(len(rating)),
         "unknown_title_events": int(unknown.sum()),
-        "unknown_titles": int(rating.loc[unknown, "anime_id"].nunique()),
+        "unknown_titles": int(rating.loc[unknown, "item_id"].nunique()),
         **merge_counts,
         "log_users": int(len(log_users)),
         "training_users_extended": int(np.isin(log_users, dataset.user_ids).sum()),
@@ -129,7 +129,7 @@ def merge_log(dataset: Dataset, events: pd.DataFrame) -> LogSequences:
     counts["new_users"] = counts["log_users"] - counts["training_users_extended"]
     user_ids, lengths = np.unique(frame["user_id"].to_numpy(np.int64), return_counts=True)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    sequences = Sequences(offsets, frame["anime_id"].map(iid_of_anime).to_numpy(np.int64),
+    sequences = Sequences(offsets, frame["item_id"].map(iid_of_item).to_numpy(np.int64),
                           frame["feedback"].to_numpy(np.int64), bins.astype(np.int64))
     meta = {**dataset.meta, "finetune_log": counts}
     return LogSequences(Dataset(dataset.items, sequences, user_ids, meta), counts)

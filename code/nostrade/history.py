@@ -17,7 +17,7 @@ from nostrade.dataset import Dataset
 from nostrade.events import CLEARED, RATING_TYPES, EventLog
 from nostrade.sequences import Sequences
 
-COLUMNS = ["user_id", "anime_id", "feedback", "timestamp", "logged"]
+COLUMNS = ["user_id", "item_id", "feedback", "timestamp", "logged"]
 
 
 def training_events(dataset: Dataset, sequences: Sequences | None = None,
@@ -26,9 +26,9 @@ def training_events(dataset: Dataset, sequences: Sequences | None = None,
     split's histories) of the data set's items, with their ``user_ids``."""
     seqs = dataset.sequences if sequences is None else sequences
     users = np.repeat(np.asarray(dataset.user_ids if user_ids is None else user_ids, dtype=np.int64), seqs.lengths)
-    anime_of_iid = np.concatenate([[0], dataset.items["anime_id"].to_numpy(np.int64)])
+    item_of_iid = np.concatenate([[0], dataset.items["item_id"].to_numpy(np.int64)])
     stamps = seqs.timestamp if seqs.timestamp is not None else np.full(len(seqs.iid), np.nan)
-    return pd.DataFrame({"user_id": users, "anime_id": anime_of_iid[seqs.iid], "feedback": seqs.feedback,
+    return pd.DataFrame({"user_id": users, "item_id": item_of_iid[seqs.iid], "feedback": seqs.feedback,
                          "timestamp": stamps.astype(np.float64), "logged": np.zeros(len(users), dtype=bool)})
 
 
@@ -40,14 +40,14 @@ def merged(training: pd.DataFrame, log: pd.DataFrame) -> tuple[pd.DataFrame, dic
     """
     rating = log[log["feedback_type"].isin(RATING_TYPES)].sort_values(["timestamp", "seq"], kind="stable")
     frame = pd.concat([training, pd.DataFrame({
-        "user_id": rating["user_id"].to_numpy(np.int64), "anime_id": rating["anime_id"].to_numpy(np.int64),
+        "user_id": rating["user_id"].to_numpy(np.int64), "item_id": rating["item_id"].to_numpy(np.int64),
         "feedback": rating["feedback_type"].to_numpy(np.int64), "timestamp": rating["timestamp"].to_numpy(np.float64),
         "logged": np.ones(len(rating), dtype=bool)})], ignore_index=True)
     stored = pd.Series(np.concatenate([np.arange(len(training)), len(training) + rating["seq"].to_numpy(np.int64)]))
     keys = ["user_id", "timestamp"] if frame["timestamp"].notna().all() else ["user_id"]
     order = frame.sort_values(keys, kind="stable").index.to_numpy()
     frame, stored = frame.iloc[order].reset_index(drop=True), stored.iloc[order].reset_index(drop=True)
-    latest = stored == stored.groupby([frame["user_id"], frame["anime_id"]]).transform("max")
+    latest = stored == stored.groupby([frame["user_id"], frame["item_id"]]).transform("max")
     cleared = latest & (frame["feedback"] == CLEARED)
     counts = {"replaced_events": int((~latest).sum()), "cleared_titles": int(cleared.sum())}
     return frame[latest & ~cleared].reset_index(drop=True), counts
@@ -80,8 +80,8 @@ class UserHistories:
 
 
 def as_events(frame: pd.DataFrame) -> list[tuple]:
-    """A history frame -> predict's events (anime_id, feedback, timestamp), timestamps only when every event has
+    """A history frame -> predict's events (item_id, feedback, timestamp), timestamps only when every event has
     one (else predict keeps the frame's order)."""
     stamps = frame["timestamp"].to_numpy(np.float64)
     stamps = stamps.tolist() if not np.isnan(stamps).any() else [None] * len(stamps)
-    return list(zip(frame["anime_id"].tolist(), frame["feedback"].tolist(), stamps))
+    return list(zip(frame["item_id"].tolist(), frame["feedback"].tolist(), stamps))

@@ -31,7 +31,7 @@ def in_peer_order(dataset: Dataset, split_file: Path) -> tuple[Dataset, int]:
     `order`, then the validation item, then the test item), and the number of users whose order changed."""
     seqs = dataset.sequences
     events = pd.DataFrame({"row": seqs.row_of_event(), "user_id": dataset.user_ids[seqs.row_of_event()],
-                           "item_id": dataset.items["anime_id"].to_numpy()[seqs.iid - 1]})
+                           "item_id": dataset.items["item_id"].to_numpy()[seqs.iid - 1]})
     split = read_peer_split(split_file)
     keyed = events.merge(split, on=["user_id", "item_id"], how="left", validate="one_to_one")
     if keyed["split"].isna().any() or len(split) != len(events):
@@ -46,7 +46,7 @@ def in_peer_order(dataset: Dataset, split_file: Path) -> tuple[Dataset, int]:
 def check_targets_match(dataset: Dataset, split, split_file: Path) -> None:
     """Raise AssertionError unless ``split`` (leave-one-out) has the split file's validation and test items."""
     peer = read_peer_split(split_file)
-    item_of_iid = dataset.items["anime_id"].to_numpy()
+    item_of_iid = dataset.items["item_id"].to_numpy()
     for name, cases in (("valid", split.valid), ("test", split.test)):
         ours = pd.Series(item_of_iid[cases.target - 1], index=dataset.user_ids[cases.users]).sort_index()
         theirs = peer[peer["split"] == name].set_index("user_id")["item_id"].sort_index()

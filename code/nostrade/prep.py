@@ -5,7 +5,7 @@ The rules, in the order they apply (each is recorded in meta.json):
 2. Ordering: per user, by timestamp. Events of one user sharing a timestamp are put in a seeded
    random order (--tie-seed): their order in the file is not time, so it must not look like it. Sources
    without timestamps keep source file order (a stable sort); for the Kaggle anime rating.csv that is
-   anime_id order within each user. meta.json says which: "order_is_time" (true only for an order made
+   item_id order within each user. meta.json says which: "order_is_time" (true only for an order made
    by timestamps) and "ties" (rule, seed, number of events of the output sharing their user's timestamp).
 3. Duplicate (user, item) events: the latest one in that order wins (the last by timestamp; within a
    tie, the last in the shuffled order; without timestamps, the last in the file); the earlier ones are
@@ -67,7 +67,7 @@ ORDERING_RULE = ("per user by timestamp; events of a user with equal timestamps 
                  "duplicate (user, item) events: the latest in this order wins")
 TIE_RULE = "seeded shuffle within equal timestamps"
 
-ITEMS_SCHEMA = pa.schema([("iid", pa.int32()), ("anime_id", pa.int64()), ("name", pa.string()),
+ITEMS_SCHEMA = pa.schema([("iid", pa.int32()), ("item_id", pa.int64()), ("name", pa.string()),
                           ("genres", pa.list_(pa.string())), ("type", pa.string()), ("episodes", pa.int64()),
                           ("rating_mean", pa.float64()), ("members", pa.int64()), ("year", pa.int64())])
 INTERACTIONS_SCHEMA = pa.schema([("uid", pa.int32()), ("user_id", pa.int64()), ("iid", pa.int32()),
@@ -269,7 +269,7 @@ def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
     """The rules of the module docstring, one function each, in order; then the tables and meta.json."""
     thresholds = _feedback_thresholds(raw, cfg)
     dropped = dict(raw.dropped)  # rows the reader's policies removed (MAL: plan to watch, undated)
-    catalogue = raw.items.sort_values("anime_id", kind="stable").reset_index(drop=True)
+    catalogue = raw.items.sort_values("item_id", kind="stable").reset_index(drop=True)
     events, user_values = _known_items(raw, catalogue, dropped)
     events = _latest_of_duplicates(events, _time_order(events, cfg.tie_seed), len(catalogue), dropped)
     events = _with_feedback(events, raw, cfg.unrated, thresholds, dropped)
@@ -280,7 +280,7 @@ def _build(raw: RawData, cfg: PrepConfig, file_hashes: Future) -> Processed:
     uid, user_ids, offsets, iid = _ids(events, user_values, item_kept, dropped)
     time_bin, time_info = _event_time_bins(events.timestamp, cfg.time_bin, len(uid))
     kept_items = catalogue[item_kept].reset_index(drop=True)
-    iid_map = {str(a): int(i) for a, i in zip(kept_items["anime_id"], range(1, len(kept_items) + 1))}
+    iid_map = {str(a): int(i) for a, i in zip(kept_items["item_id"], range(1, len(kept_items) + 1))}
     iid_map_json = (json.dumps(iid_map, separators=(",", ":")) + "\n").encode()
     interactions, sequences = _event_tables(events, uid, user_ids, offsets, iid, time_bin)
     meta = _meta(raw, cfg, file_hashes, thresholds, dropped, events, uid, user_ids, kept_items, time_info)
@@ -304,13 +304,13 @@ def _feedback_thresholds(raw: RawData, cfg: PrepConfig) -> tuple[float, float]:
 def _known_items(raw: RawData, catalogue: pd.DataFrame, dropped: dict) -> tuple[Events, np.ndarray]:
     """Rule 1: the rating rows whose item id is in the catalogue (the others dropped, with a warning), and the
     source user ids their user codes index."""
-    item = lookup(catalogue["anime_id"].to_numpy(np.int64), raw.ratings["anime_id"].to_numpy(np.int64))
+    item = lookup(catalogue["item_id"].to_numpy(np.int64), raw.ratings["item_id"].to_numpy(np.int64))
     known = item >= 0
     dropped["unknown_item_rows"] = int(len(known) - np.count_nonzero(known))
     events = Events(raw.ratings["user_id"].to_numpy(np.int64), item, raw.ratings["rating"].to_numpy(np.float64),
                     raw.ratings["timestamp"].to_numpy(np.int64) if raw.has_timestamps else None)
     if dropped["unknown_item_rows"]:
-        examples = np.unique(raw.ratings["anime_id"].to_numpy()[~known])[:5]
+        examples = np.unique(raw.ratings["item_id"].to_numpy()[~known])[:5]
         warnings.warn(f"{raw.files[-1]['path']}: {dropped['unknown_item_rows']} rating rows name an item id absent "
                       f"from the catalogue (e.g. {', '.join(map(str, examples))}); dropped", stacklevel=3)
         events = events.take(known)
@@ -436,7 +436,7 @@ def _items_table(items: pd.DataFrame) -> pa.Table:
     n = len(items)
     return pa.Table.from_arrays([
         pa.array(np.arange(1, n + 1, dtype=np.int32)),
-        pa.array(items["anime_id"].to_numpy(np.int64)),
+        pa.array(items["item_id"].to_numpy(np.int64)),
         pa.array(items["name"].astype(object).tolist(), pa.string()),
         pa.array(items["genres"].tolist(), pa.list_(pa.string())),
         pa.array(items["type"].astype(object).where(items["type"].notna(), None).tolist(), pa.string()),

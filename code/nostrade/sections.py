@@ -52,7 +52,7 @@ class Filters:
 class Row:
     title: str
     caption: str
-    items: pd.DataFrame  # predict's item columns (at least anime_id, name, genres, type, reason)
+    items: pd.DataFrame  # predict's item columns (at least item_id, name, genres, type, reason)
 
 
 def how_computed(path: str, alpha: float, model_kind: str) -> str:
@@ -86,20 +86,20 @@ def usual_genres(genre_lists: Sequence[Iterable[str]], share: float = USUAL_GENR
 def rows(rec, events: list, history: pd.DataFrame, alpha: float, filters: Filters, shown: Iterable[int],
          n: int = 5) -> list[Row]:
     """The rows in page order. ``rec``: a predict.Recommender; ``history``: the person's current history
-    (nostrade.history columns, oldest first); ``shown``: the anime ids already on the page (the Top-K)."""
-    on_page = set(int(a) for a in shown) | set(history["anime_id"].astype(int).tolist())
+    (nostrade.history columns, oldest first); ``shown``: the item ids already on the page (the Top-K)."""
+    on_page = set(int(a) for a in shown) | set(history["item_id"].astype(int).tolist())
     kind = rec.model.kind
     out: list[Row] = []
 
     def add(title: str, caption: str, items: pd.DataFrame) -> None:
         items = items.head(n)
-        on_page.update(items["anime_id"].astype(int).tolist())
+        on_page.update(items["item_id"].astype(int).tolist())
         out.append(Row(title, caption, items.reset_index(drop=True)))
 
-    loved = rec.lookup(history.loc[history["feedback"] == LOVE, "anime_id"])
+    loved = rec.lookup(history.loc[history["feedback"] == LOVE, "item_id"])
     if len(loved):
-        best_known = loved.sort_values(["members", "anime_id"], ascending=[False, True], kind="stable").iloc[0]
-        anchor, name = int(best_known["anime_id"]), best_known["name"]
+        best_known = loved.sort_values(["members", "item_id"], ascending=[False, True], kind="stable").iloc[0]
+        anchor, name = int(best_known["item_id"]), best_known["name"]
         add(f"Because you loved {name}", *_closest_to(rec, anchor, name, filters, on_page))
     if events:
         taste = rec.recommend(events, k=n, alpha=1.0, exclude_ids=sorted(on_page), **filters.of_recommend())
@@ -109,7 +109,7 @@ def rows(rec, events: list, history: pd.DataFrame, alpha: float, filters: Filter
                           min_members=filters.min_members, exclude_ids=sorted(on_page))
     add("Most popular", "The titles in the most people's lists, minus what you rated and what is shown above.",
         popular.assign(reason=popular["members"].map("in {:,} people's lists".format)))
-    liked = history.loc[history["feedback"] != DISLIKE, "anime_id"]
+    liked = history.loc[history["feedback"] != DISLIKE, "item_id"]
     usual = usual_genres(rec.lookup(liked)["genres"].tolist()) if len(liked) else []
     if events and usual:
         different = rec.recommend(events, k=n, alpha=alpha, exclude_genres=usual, exclude_ids=sorted(on_page),
@@ -126,7 +126,7 @@ def _closest_to(rec, anchor: int, name: str, filters: Filters, on_page: set) -> 
     similar = rec.similar(anchor, k=min(SIMILAR_POOL, len(rec.catalogue) - 1))
     by_model = (similar["source"] == "embedding").all()
     floor = rec.explainer.min_similarity if by_model else rec.explainer.min_genre_similarity
-    rows_ = rec.rows_of(similar["anime_id"].to_numpy(np.int64))
+    rows_ = rec.rows_of(similar["item_id"].to_numpy(np.int64))
     keep = rec.filter_mask(list(filters.genres) or None, list(filters.types) or None, filters.min_members,
                            exclude_ids=sorted(on_page))[rows_] & (similar["similarity"].to_numpy() > floor)
     if not by_model and filters.genre_only_min_members is not None:
@@ -153,7 +153,7 @@ def taste_rows(rec, clusters: list[dict], filters: Filters, on_page: set, n: int
     passes = rec.filter_mask(list(filters.genres) or None, list(filters.types) or None, filters.min_members)
     out = []
     for cluster in clusters:
-        ids = np.array([a for a in cluster["anime_ids"] if a not in on_page], dtype=np.int64)
+        ids = np.array([a for a in cluster["item_ids"] if a not in on_page], dtype=np.int64)
         rows_ = rec.rows_of(ids)
         items = rec.lookup(ids[(rows_ >= 0) & passes[rows_]])
         named = set(cluster["genres"])
@@ -164,7 +164,7 @@ def taste_rows(rec, clusters: list[dict], filters: Filters, on_page: set, n: int
         items = items.iloc[order].reset_index(drop=True)
         # the named genres first, so that a card's short genre list shows them
         items["genres"] = items["genres"].map(lambda g: sorted(g, key=lambda x: x not in named))
-        on_page.update(items["anime_id"].astype(int).tolist())
+        on_page.update(items["item_id"].astype(int).tolist())
         size = f"{cluster['size']:,} titles" if cluster["catalogue_size"] is None else \
             f"{cluster['catalogue_size']:,} titles ({cluster['size']:,} the model knows)"
         out.append(Row(cluster["name"], size, items))
@@ -179,10 +179,10 @@ def dislike_note(rec, history: pd.DataFrame, top: pd.DataFrame, k: int, alpha: f
     disliked = history["feedback"] == DISLIKE
     if not disliked.any() or top.empty:
         return None
-    excluded = history.loc[disliked, "anime_id"].astype(int).tolist()
+    excluded = history.loc[disliked, "item_id"].astype(int).tolist()
     without = rec.recommend(as_events(history[~disliked]), k=k, alpha=alpha, explain=False, exclude_ids=excluded,
                             **filters.of_recommend())
-    shown, before = top["anime_id"].tolist(), without.items["anime_id"].tolist()
+    shown, before = top["item_id"].tolist(), without.items["item_id"].tolist()
     left, came = [a for a in before if a not in shown], [a for a in shown if a not in before]
     if not left:
         return None

@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-ITEM_COLUMNS = ["anime_id", "name", "genres", "type", "episodes", "rating_mean", "members"]
+ITEM_COLUMNS = ["item_id", "name", "genres", "type", "episodes", "rating_mean", "members"]
 MAX_TIMESTAMP = 4_102_444_800  # 2100-01-01 UTC in Unix seconds: later (or negative) timestamps are not plausible
 SYNTHETIC_MARKER = "synthetic.json"  # written next to generated files; marks data built from them as synthetic
 
@@ -68,8 +68,8 @@ def _short(value, limit: int = 60) -> str:
 class RawData:
     """What every reader returns.
 
-    ``items``: the catalogue, one row per unique ``anime_id`` (the source item id, whatever the
-    source), with ITEM_COLUMNS. ``ratings``: ``user_id`` int64, ``anime_id`` int64, ``rating``
+    ``items``: the catalogue, one row per unique ``item_id`` (the source's own item id: anime.csv's ``anime_id``,
+    MovieLens's movie id), with ITEM_COLUMNS. ``ratings``: ``user_id`` int64, ``item_id`` int64, ``rating``
     float64 (raw value, e.g. anime's -1 kept) and, when ``has_timestamps``, ``timestamp`` int64
     (unix seconds); rows in source file order.
     """
@@ -348,7 +348,7 @@ def load_anime_catalogue(path) -> pd.DataFrame:
             frame[optional] = pd.Series([default] * n, dtype="object")
     episodes = frame["episodes"].where(frame["episodes"] != "Unknown")
     return pd.DataFrame({
-        "anime_id": ids,
+        "item_id": ids,
         "name": names.astype(object),
         "genres": genres,
         "type": frame["type"].astype(object).where(frame["type"].notna(), None),
@@ -369,6 +369,7 @@ def read_anime(items_path, ratings_path) -> RawData:
     ratings, first_line = read_csv(ratings_path, {"user_id": "int", "anime_id": "int", "rating": "float",
                                                   "timestamp": "int"},
                                    required=["user_id", "anime_id", "rating"])
+    ratings = ratings.rename(columns={"anime_id": "item_id"})
     values = ratings["rating"].to_numpy()
     check_range(ratings_path, values, "rating", first_line, (values == -1) | ((values >= 1) & (values <= 10)),
                 "-1 or 1..10")
@@ -407,7 +408,7 @@ def read_mal(items_path, ratings_path) -> RawData:
     keep = ~planned & ~undated
     user_id, _ = pd.factorize(frame["username"], sort=True)
     ratings = pd.DataFrame({"user_id": user_id[keep].astype(np.int64),
-                            "anime_id": frame["anime_id"].to_numpy(np.int64)[keep], "rating": score[keep],
+                            "item_id": frame["anime_id"].to_numpy(np.int64)[keep], "rating": score[keep],
                             "timestamp": timestamp[keep]})
     return RawData(source="mal", format="mal-animelist", items=items, ratings=ratings,
                    files=[{"path": Path(items_path), "rows": len(items)}, {"path": ratings_path, "rows": len(frame)}],
@@ -485,7 +486,7 @@ def _read_bytes(path: Path) -> bytes:
 
 def _movielens_items(movie_ids: np.ndarray, titles: pd.Series, genres: pd.Series, years: pd.Series) -> pd.DataFrame:
     n = len(movie_ids)
-    return pd.DataFrame({"anime_id": movie_ids.astype(np.int64), "name": titles.fillna("").astype(object),
+    return pd.DataFrame({"item_id": movie_ids.astype(np.int64), "name": titles.fillna("").astype(object),
                          "genres": genres, "type": pd.Series([None] * n, dtype=object),
                          "episodes": pd.array([pd.NA] * n, dtype="Int64"),
                          "rating_mean": np.full(n, np.nan), "members": pd.array([pd.NA] * n, dtype="Int64"),
@@ -501,13 +502,13 @@ def read_movielens(ratings_path, items_path=None) -> RawData:
     """MovieLens in any of four layouts (detected from the files); ``rating_mean``/``members`` of an
     item are the mean and count of its ratings in the file read."""
     fmt, ratings_path, items_path = find_movielens(ratings_path, items_path)
-    rating_cols = {"user_id": "int", "anime_id": "int", "rating": "float", "timestamp": "float"}
+    rating_cols = {"user_id": "int", "item_id": "int", "rating": "float", "timestamp": "float"}
     if fmt == "recbole-atomic":
         ratings, first = read_csv(ratings_path, rating_cols, delimiter="\t", quoting=False,
-                                  data=_renamed_header(ratings_path, {"item_id": "anime_id"}))
+                                  data=_untyped_header(ratings_path))
         items, ifirst = read_csv(items_path, {"item_id": "int", "movie_title": "str", "class": "str",
                                               "release_year": "str"},
-                                 delimiter="\t", quoting=False, data=_renamed_header(items_path, {}),
+                                 delimiter="\t", quoting=False, data=_untyped_header(items_path),
                                  required=["item_id", "movie_title"])
         genre_text = items["class"] if "class" in items else pd.Series([""] * len(items))
         genres = genre_text.fillna("").str.split().map(list)
@@ -538,7 +539,7 @@ def read_movielens(ratings_path, items_path=None) -> RawData:
     else:  # ml-latest
         ratings, first = read_csv(ratings_path, {"userId": "int", "movieId": "int", "rating": "float",
                                                  "timestamp": "float"})
-        ratings = ratings.rename(columns={"userId": "user_id", "movieId": "anime_id"})
+        ratings = ratings.rename(columns={"userId": "user_id", "movieId": "item_id"})
         items, ifirst = read_csv(items_path, {"movieId": "int", "title": "str", "genres": "str"})
         genres = items["genres"].fillna("").str.split("|").map(
             lambda gs: [g for g in gs if g and g != "(no genres listed)"])
@@ -553,20 +554,20 @@ def read_movielens(ratings_path, items_path=None) -> RawData:
     check_timestamps(ratings_path, stamps, "timestamp", first)
     ratings["timestamp"] = stamps.astype(np.int64)
     catalogue = _movielens_items(ids, titles, genres, years)
-    stats = ratings.groupby("anime_id")["rating"].agg(["mean", "size"])
-    catalogue["rating_mean"] = catalogue["anime_id"].map(stats["mean"]).astype("float64")
-    catalogue["members"] = catalogue["anime_id"].map(stats["size"]).astype("Int64")
+    stats = ratings.groupby("item_id")["rating"].agg(["mean", "size"])
+    catalogue["rating_mean"] = catalogue["item_id"].map(stats["mean"]).astype("float64")
+    catalogue["members"] = catalogue["item_id"].map(stats["size"]).astype("Int64")
     return RawData(source="movielens", format=fmt, items=catalogue,
-                   ratings=ratings[["user_id", "anime_id", "rating", "timestamp"]],
+                   ratings=ratings[["user_id", "item_id", "rating", "timestamp"]],
                    files=[{"path": items_path, "rows": len(catalogue)}, {"path": ratings_path, "rows": len(ratings)}],
                    has_timestamps=True, unrated_value=None, feedback_thresholds=(2, 4))
 
 
-def _renamed_header(path: Path, rename: dict[str, str]) -> bytes:
-    """RecBole atomic files type their columns (``item_id:token``): drop the types, rename some."""
+def _untyped_header(path: Path) -> bytes:
+    """RecBole atomic files type their columns (``item_id:token``): drop the types."""
     data = _read_bytes(path)
     end = data.find(b"\n")
     end = len(data) if end < 0 else end
     header = data[:end].decode("utf-8-sig").rstrip("\r").split("\t")
-    names = [rename.get(h.split(":")[0], h.split(":")[0]) for h in header]
+    names = [h.split(":")[0] for h in header]
     return "\t".join(names).encode() + data[end:]

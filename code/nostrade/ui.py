@@ -48,7 +48,7 @@ div:has(> [role="listbox"]) {{ width: max-content !important; min-width: var(--t
 
 @dataclass(frozen=True)
 class FeedbackEvent:
-    anime_id: int
+    item_id: int
     feedback_type: int  # nostrade.events codes: 0 cleared, 1-3 Dislike/Like/Love, 4 saved, 5 unsaved
 
 
@@ -60,7 +60,7 @@ def option_of(feedback: int | None) -> str:
 def edits_to_events(shown: pd.DataFrame, edited_rows: dict) -> list[FeedbackEvent]:
     """Events for the cells a person changed in the catalogue editor.
 
-    ``shown`` is the frame the editor displayed (positional rows; columns ``anime_id``, RATING_COLUMN,
+    ``shown`` is the frame the editor displayed (positional rows; columns ``item_id``, RATING_COLUMN,
     SAVE_COLUMN); ``edited_rows`` is Streamlit's edit state ``{row position: {column: new value}}``.
     A cell set back to the value it showed yields nothing; other columns are ignored.
     """
@@ -69,18 +69,18 @@ def edits_to_events(shown: pd.DataFrame, edited_rows: dict) -> list[FeedbackEven
         row = int(position)
         if not 0 <= row < len(shown):
             raise ValueError(f"edited row {row} is outside the {len(shown)} rows shown")
-        anime_id = int(shown["anime_id"].iloc[row])
+        item_id = int(shown["item_id"].iloc[row])
         changes = edited_rows[position]
         if RATING_COLUMN in changes:
             new = changes[RATING_COLUMN] if changes[RATING_COLUMN] is not None else NO_RATING
             if new not in CODE_OF_OPTION:
                 raise ValueError(f"edited row {row}: rating {new!r} is not one of {RATING_OPTIONS}")
             if new != shown[RATING_COLUMN].iloc[row]:
-                events.append(FeedbackEvent(anime_id, CODE_OF_OPTION[new]))
+                events.append(FeedbackEvent(item_id, CODE_OF_OPTION[new]))
         if SAVE_COLUMN in changes:
             new = bool(changes[SAVE_COLUMN])
             if new != bool(shown[SAVE_COLUMN].iloc[row]):
-                events.append(FeedbackEvent(anime_id, SAVED if new else UNSAVED))
+                events.append(FeedbackEvent(item_id, SAVED if new else UNSAVED))
     return events
 
 
