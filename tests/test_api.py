@@ -654,7 +654,7 @@ def test_requests_sent_together_are_scored_in_one_call_and_answered_as_one_by_on
     with TestClient(app) as c:
         one_by_one = [c.post("/recommend", json=body).json() for body in bodies]
     for mine, alone in zip(together, one_by_one):
-        assert [i["anime_id"] for i in mine["items"]] == [i["anime_id"] for i in alone["items"]]
+        assert [i["item_id"] for i in mine["items"]] == [i["item_id"] for i in alone["items"]]
         for field in ("reason", "source", "retrieved_by", "explanations"):
             assert [i[field] for i in mine["items"]] == [i[field] for i in alone["items"]]
         assert np.allclose([i["score"] for i in mine["items"]], [i["score"] for i in alone["items"]], atol=1e-6)
