@@ -31,8 +31,9 @@ from nostrade.sequences import DISLIKE
 from nostrade.split import split_of
 from nostrade.train import auto_generators
 
-VARIANTS = ({"disliked_weight": 1.0}, {"disliked_weight": 3.0}, {"like_features": False, "disliked_weight": 1.0},
-            {"like_features": False, "disliked_weight": 3.0}, {"disliked_targets": "skip"})
+VARIANTS = ({"disliked_weight": 1.0}, {"disliked_weight": 3.0}, {"disliked_weight": 10.0}, {"disliked_weight": 30.0},
+            {"like_features": False, "disliked_weight": 1.0}, {"like_features": False, "disliked_weight": 3.0},
+            {"disliked_targets": "skip"})
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -309,6 +309,20 @@ def run_cli(args, capsys) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def test_cli_the_default_thresholds_and_the_same_ones_passed_write_the_same_files(tmp_path, capsys):
+    """(make data passes none, the DVC pipeline passes the defaults: dvc status must see no change)"""
+    items, ratings = raw_files(tmp_path, [(u, a, 1 + (u * a) % 10, u * 1000 + a) for u in range(1, 6)
+                                          for a in (10, 20, 30)])
+    digests = []
+    for name, thresholds in (("default", []), ("passed", ["--dislike-max", "4", "--like-max", "7"])):
+        out = tmp_path / name
+        code, _, _ = run_cli(["--items", items, "--ratings", ratings, "--out", out, "--artifacts", out,
+                              "--min-item-users", "1", *thresholds], capsys)
+        digests.append({p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(out.iterdir())})
+        assert code == 0
+    assert digests[0] == digests[1]
+
+
 def test_cli_bad_input_exits_2_and_keeps_previous_output(tmp_path, capsys):
     items, ratings = raw_files(tmp_path, [(1, 10, 8, 1), (1, 20, 3, 2), (2, 10, 9, 3)])
     out, art = tmp_path / "out", tmp_path / "art"

@@ -103,6 +103,27 @@ def test_the_ranker_never_sees_the_targets_it_is_evaluated_on(monkeypatch):
     assert sum(len(c) for c in seen) > 0
 
 
+def test_title_statistics_it_learns_from_leave_out_its_held_out_targets(monkeypatch):
+    """While learning, a held-out target of the inner split is not counted in its title's features or taste
+    vector (as a test target is not at test time); the refit counts the whole training part."""
+    train = with_some_dislikes(BLOCKS.train)
+    counted = []
+    model = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5)
+    original = model._learning_set
+    monkeypatch.setattr(model, "_learning_set",
+                        lambda *cases: counted.append((model.title_features.copy(), model.taste.copy()))
+                        or original(*cases))
+    model.fit(BLOCKS.dataset, train)
+    inner = leave_one_out(train, BLOCKS.dataset.order_is_time, model.seed)
+    count = lambda part: np.log1p(np.bincount(part.iid, minlength=BLOCKS.dataset.n_items + 1))
+    (learning_features, learning_taste), = counted
+    column = model.title_feature_names.index("log_training_count")
+    assert np.allclose(learning_features[:, column], count(inner.train))
+    assert np.allclose(model.title_features[:, column], count(train))
+    assert not np.allclose(learning_features, model.title_features, equal_nan=True)
+    assert not np.allclose(learning_taste, model.taste)
+
+
 def test_bad_options_are_clear_errors():
     with pytest.raises(ValueError, match="generators"):
         two_stage(generators=("nope",))

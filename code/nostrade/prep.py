@@ -298,7 +298,7 @@ def _feedback_thresholds(raw: RawData, cfg: PrepConfig) -> tuple[float, float]:
         raise ValueError(f"unknown unrated policy {cfg.unrated!r} (expected like or drop)")
     if cfg.time_bin not in TIME_BIN_SCHEMES:
         raise ValueError(f"unknown time-bin scheme {cfg.time_bin!r} (expected month, quarter or year)")
-    return dislike_max, like_max
+    return float(dislike_max), float(like_max)  # one form in meta.json, whether a flag or the default set them
 
 
 def _known_items(raw: RawData, catalogue: pd.DataFrame, dropped: dict) -> tuple[Events, np.ndarray]:

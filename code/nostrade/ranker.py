@@ -20,7 +20,8 @@ Honest fit: the ranker never sees the data set's validation or test targets. ``f
 is given once more (nostrade.split's rules for this data's order: the last two events, or two random ones where
 the order is not time), fits the generators on the rest, and the ranker learns on those held-out targets, each
 ranked from the history before it — as at test time, the newest event of the history is one the generators did
-not train on. Then (``refit``) the generators are fitted again on the whole training part. A held-out Like or Love is
+not train on, and the title features and taste vectors are counted without those targets too. Then (``refit``)
+the generators, title features and taste vectors are fitted again on the whole training part. A held-out Like or Love is
 the one relevant title of its case; a held-out Dislike (``disliked_targets``: "negative", the default) is the one
 title of its case the ranker should put below all the other candidates — the person watched it, so the generators
 put it high, and learning where that goes wrong is learning to keep Dislikes down. ("skip": such cases are left
@@ -156,11 +157,10 @@ class TwoStage:
         if not dataset.order_is_time:  # the answer must not depend on the click order
             self.generator_names = tuple(g for g in self.generator_names if g not in ORDER_READERS) or ("popularity",)
         self.n_items = dataset.n_items
-        self.title_features, self.title_feature_names = title_features(dataset, train, self.like_features)
-        self.taste = similarity.taste_vectors(dataset, train)
-        self.taste_t = np.ascontiguousarray(self.taste.T)
         self.genre_unit = similarity.genre_unit_vectors(dataset)  # the diversity re-rank's space
         inner = leave_one_out(train, dataset.order_is_time, self.seed)
+        # what it learns from is counted without its held-out targets, as at test time
+        self._fit_training_statistics(dataset, inner.train)
         self.generators = self._generators(dataset, inner.train)
         self.like_generators = tuple(name for name, g in self.generators.items()
                                      if self.like_features and getattr(g, "has_like_head", False))
@@ -175,8 +175,15 @@ class TwoStage:
         self.booster = self.ranker.booster_  # what scores (a checkpoint keeps only it, as its text dump)
         self._compiled = None
         if self.refit:
+            self._fit_training_statistics(dataset, train)
             self.generators = self._generators(dataset, train)
         return self
+
+    def _fit_training_statistics(self, dataset: Dataset, train: Sequences) -> None:
+        """The per-title features and taste vectors counted over ``train``."""
+        self.title_features, self.title_feature_names = title_features(dataset, train, self.like_features)
+        self.taste = similarity.taste_vectors(dataset, train)
+        self.taste_t = np.ascontiguousarray(self.taste.T)
 
     def options(self) -> dict:
         """What it was made with: ``TwoStage(**ranker.options())`` is the same ranker unfitted (a refit on new
