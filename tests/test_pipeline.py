@@ -3,6 +3,7 @@ every dependency is in the repository or an output of an earlier stage, every co
 large outputs stay out of git."""
 import copy
 import importlib.util
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -124,6 +125,17 @@ def test_every_ablation_stage_names_itself_in_its_result_files():
     for name, stage in load()[0]["stages"].items():
         if "benchmarks/ablation.py" in stage["cmd"]:
             assert stage["cmd"].split()[-2:] == ["--stage", name]
+
+
+def test_the_committed_result_files_are_what_their_stage_ran():
+    """Each ablation's result file holds one run of its stage's command at today's parameters (no --update chain)."""
+    pipeline, params = load()
+    for name, stage in pipeline["stages"].items():
+        if "benchmarks/ablation.py" not in stage["cmd"]:
+            continue
+        command = re.sub(r"\$\{([^}]+)\}", lambda m: str(lookup(params, m.group(1))), " ".join(stage["cmd"].split()))
+        result = json.loads((REPO / paths(stage["metrics"])[0]).read_text())
+        assert (result.get("stage"), result["command"], result.get("updates")) == (name, command, None)
 
 
 def test_the_large_outputs_stay_out_of_git():
