@@ -100,6 +100,7 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "ranker-skip-disliked": ("ranker", {"disliked_targets": "skip"}),
     "ranker-disliked-weight-1": ("ranker", {"disliked_weight": 1.0}),
     "ranker-no-like-features": ("ranker", {"like_features": False}),
+    "ranker-one-learning-round": ("ranker", {"learning_rounds": 1}),
     "ranker-no-sasrec": ("ranker", {"without": ("sasrec",)}),
     "ranker-no-cf": ("ranker", {"without": ("als", "itemknn", "ease")}),
     "ranker+mmr": ("ranker", {"mmr_lambda": MMR_LAMBDA}),
@@ -111,7 +112,8 @@ SERVED = {f"served:{model}": model for model in SERVABLE}
 # The served function at a fixed α over a plain row's model (the α sweep): sasrec where the order is time, else ease.
 SERVED_ROWS = {f"{model}+genre-{a}": (model, a) for model in ("sasrec", "ease") for a in ALPHAS}
 FEEDBACK_ROWS = ("sasrec-no-head", "sasrec-liked-targets", "sasrec+dislike-margin")  # ways to learn from feedback
-RANKER_FEEDBACK_ROWS = ("ranker-skip-disliked", "ranker-disliked-weight-1", "ranker-no-like-features")  # the ranker's, each without one
+RANKER_FEEDBACK_ROWS = ("ranker-skip-disliked", "ranker-disliked-weight-1", "ranker-no-like-features",
+                        "ranker-one-learning-round")  # the ranker's ways to learn from feedback, each without one
 ROWS = (*SERVED, *BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", *FEEDBACK_ROWS, "sasrec-no-time", "sasrec-plain-loss",
         "sasrec-sampled", "sasrec-sampled-128", "sasrec-sampled-popularity",
         *SERVED_ROWS, "sasrec+item2vec", "sasrec+features", "sasrec+features-sum",

@@ -33,7 +33,7 @@ from nostrade.train import auto_generators
 
 VARIANTS = ({"disliked_weight": 1.0}, {"disliked_weight": 3.0}, {"disliked_weight": 10.0}, {"disliked_weight": 30.0},
             {"like_features": False, "disliked_weight": 1.0}, {"like_features": False, "disliked_weight": 3.0},
-            {"disliked_targets": "skip"})
+            {"disliked_targets": "skip"}, {"learning_rounds": 1}, {"learning_rounds": 2})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="results JSON")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny generators (the ablation's --quick): a smoke run")
+    parser.add_argument("--variants", type=json.loads, default=list(VARIANTS),
+                        help='TwoStage options of each variant, a JSON list (default: %(default)s)')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         options = {**ablation.QUICK_BASELINE_OPTIONS, "sasrec": quick_sasrec}
     fitted = FittedGenerators(GENERATOR_MODELS, options)
     rows = []
-    for variant in VARIANTS:
+    for variant in args.variants:
         started = time.perf_counter()
         model = make_model("ranker", seed=args.seed, generators=auto_generators(dataset),
                                     fit_generator=fitted, **variant).fit(dataset, split.train)

@@ -36,7 +36,7 @@ def test_quick_run_writes_every_row_the_table_and_the_plots(quick_run):
         assert 0.0 < row["coverage@10"] <= 1.0
         assert row["delta_ndcg@10"] == pytest.approx(row["per_seed"][0]["delta_ndcg@10"])
     rankers = [r for r in record["rows"] if r["model"].startswith("ranker")]
-    assert len(rankers) == 7 and all(0.0 <= r["candidate_recall"] <= 1.0 for r in rankers)
+    assert len(rankers) == 8 and all(0.0 <= r["candidate_recall"] <= 1.0 for r in rankers)
     assert record["dataset"]["has_timestamps"] and record["config"]["quick"]
     md = quick_run.with_suffix(".md").read_text()
     assert all(f"| {name} |" in md for name in ablation.default_rows(order_is_time=True))

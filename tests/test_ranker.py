@@ -108,7 +108,7 @@ def test_title_statistics_it_learns_from_leave_out_its_held_out_targets(monkeypa
     vector (as a test target is not at test time); the refit counts the whole training part."""
     train = with_some_dislikes(BLOCKS.train)
     counted = []
-    model = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5)
+    model = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5, learning_rounds=1)
     original = model._learning_set
     monkeypatch.setattr(model, "_learning_set",
                         lambda *cases: counted.append((model.title_features.copy(), model.taste.copy()))
@@ -122,6 +122,22 @@ def test_title_statistics_it_learns_from_leave_out_its_held_out_targets(monkeypa
     assert np.allclose(model.title_features[:, column], count(train))
     assert not np.allclose(learning_features, model.title_features, equal_nan=True)
     assert not np.allclose(learning_taste, model.taste)
+
+
+def test_each_learning_round_holds_out_two_more_events_of_each_person_to_learn_from(monkeypatch):
+    learned, trained = {}, {}
+    for rounds in (1, 2):
+        model = two_stage(generators=CHEAP, n_candidates=10, min_child_samples=5, learning_rounds=rounds,
+                          refit=False)
+        original, cases = model._learning_set, []
+        monkeypatch.setattr(model, "_learning_set", lambda *c, o=original, cs=cases: cs.extend(c) or o(*c))
+        model.fit(BLOCKS.dataset, BLOCKS.train)
+        learned[rounds] = [len(c) for c in cases]
+        trained[rounds] = int(np.expm1(model.title_features[:, 0]).round().sum())  # the generators' events
+    assert len(learned[1]) == 2 and len(learned[2]) == 4 and learned[2][:2] == learned[1]
+    assert trained[2] == trained[1] - sum(learned[2][2:]) and model.options()["learning_rounds"] == 2
+    with pytest.raises(ValueError, match="learning_rounds"):
+        two_stage(learning_rounds=0)
 
 
 def test_bad_options_are_clear_errors():

@@ -16,17 +16,18 @@ Stage 2: ``lightgbm.LGBMRanker`` (lambdarank: gradients of NDCG, a listwise obje
 - the taste cosine (nostrade.similarity) to the history's liked profile, and the max to a disliked title;
 - with ``like_features``: the title's training like share, and SASRec's log P(like) of it.
 
-Honest fit: the ranker never sees the data set's validation or test targets. ``fit`` splits the training part it
-is given once more (nostrade.split's rules for this data's order: the last two events, or two random ones where
-the order is not time), fits the generators on the rest, and the ranker learns on those held-out targets, each
-ranked from the history before it — as at test time, the newest event of the history is one the generators did
-not train on, and the title features and taste vectors are counted without those targets too. Then (``refit``)
-the generators, title features and taste vectors are fitted again on the whole training part. A held-out Like or Love is
-the one relevant title of its case; a held-out Dislike (``disliked_targets``: "negative", the default) is the one
-title of its case the ranker should put below all the other candidates — the person watched it, so the generators
-put it high, and learning where that goes wrong is learning to keep Dislikes down. ("skip": such cases are left
-out; "positive": a Dislike is a target like any other, which lowered the gap between liked and disliked titles,
-Δ, on the anime sample.)
+Honest fit: the ranker never sees the data set's validation or test targets. ``fit`` splits the training part it is
+given once more (nostrade.split's rules for this data's order: the last two events, or two random ones where the
+order is not time), ``learning_rounds`` times over (each round splits what the last one left: two more events of
+each person held out), fits the generators on the rest, and the ranker learns on those held-out targets, each ranked
+from the history before it — as at test time, the newest events of the history are ones the generators did not train
+on, and the title features and taste vectors are counted without those targets too. Then (``refit``) the generators,
+title features and taste vectors are fitted again on the whole training part. A held-out Like or Love is the one
+relevant title of its case; a held-out Dislike (``disliked_targets``: "negative", the default) is the one title of
+its case the ranker should put below all the other candidates — the person watched it, so the generators put it
+high, and learning where that goes wrong is learning to keep Dislikes down. ("skip": such cases are left out;
+"positive": a Dislike is a target like any other, which lowered the gap between liked and disliked titles, Δ, on the
+anime sample.)
 
 Feedback features (``like_features``): each title's share of Likes and Loves among its training events (smoothed
 towards the overall share), and where a generator has a feedback head (SASRec's), its log P(like | history, title).
@@ -78,6 +79,9 @@ DISLIKED_TARGETS = ("negative", "skip", "positive")  # what a held-out Dislike t
 # a held-out Dislike's group weighs 3 Likes': of 1 and 3, the larger validation Δ on ML-100K
 # (benchmarks/ranker_feedback.py)
 DISLIKED_WEIGHT = 3.0
+# rounds of held-out events it learns from (two per person each): 3 against 1 and 2, the larger validation Δ and
+# next-item NDCG@10 on ML-100K (benchmarks/ranker_feedback.py --variants: artifacts/bench/ranker-rounds*-ml100k.json)
+LEARNING_ROUNDS = 3
 LIKE_PRIOR_EVENTS = 10.0  # a title's like share is smoothed as if it had this many more events at the overall share
 
 
@@ -123,7 +127,7 @@ class TwoStage:
                  refit: bool = True, n_estimators: int = 100, learning_rate: float = 0.05, num_leaves: int = 7,
                  min_child_samples: int = 100, num_threads: int = 1, mmr_lambda: float = 1.0, mmr_depth: int = 50,
                  without: Sequence[str] = (), disliked_targets: str = "negative",
-                 disliked_weight: float = DISLIKED_WEIGHT,
+                 disliked_weight: float = DISLIKED_WEIGHT, learning_rounds: int = LEARNING_ROUNDS,
                  like_features: bool = True, fit_generator: Callable | None = None, *, models: GeneratorModels):
         """``models``: the classes of the generators it may use, by name; ``fit_generator(name, seed, dataset,
         train)``: a fitted generator (default: a fresh FittedGenerators over ``models``)."""
@@ -136,6 +140,8 @@ class TwoStage:
             raise ValueError(f"n_candidates: {n_candidates} must be at least 1")
         if disliked_targets not in DISLIKED_TARGETS:
             raise ValueError(f"disliked_targets: {disliked_targets!r} is not one of {DISLIKED_TARGETS}")
+        if learning_rounds < 1:
+            raise ValueError(f"learning_rounds: {learning_rounds} must be at least 1")
         if not disliked_weight > 0:
             raise ValueError(f"disliked_weight: {disliked_weight} must be above 0")
         if not 0.0 <= mmr_lambda <= 1.0:
@@ -143,6 +149,7 @@ class TwoStage:
         self.generator_names = tuple(g for g in generators if g not in without)
         self.n_candidates, self.seed, self.refit = n_candidates, seed, refit
         self.disliked_targets, self.disliked_weight = disliked_targets, disliked_weight
+        self.learning_rounds = learning_rounds
         self.like_features, self.like_generators = like_features, ()
         self.mmr_lambda, self.mmr_depth = mmr_lambda, mmr_depth
         self.fit_generator = fit_generator or FittedGenerators(models)
@@ -158,13 +165,16 @@ class TwoStage:
             self.generator_names = tuple(g for g in self.generator_names if g not in ORDER_READERS) or ("popularity",)
         self.n_items = dataset.n_items
         self.genre_unit = similarity.genre_unit_vectors(dataset)  # the diversity re-rank's space
-        inner = leave_one_out(train, dataset.order_is_time, self.seed)
+        inner, cases = train, []
+        for round_ in range(self.learning_rounds):  # each round holds out two more events of each person
+            split = leave_one_out(inner, dataset.order_is_time, self.seed + round_)
+            inner, cases = split.train, cases + [split.valid, split.test]
         # what it learns from is counted without its held-out targets, as at test time
-        self._fit_training_statistics(dataset, inner.train)
-        self.generators = self._generators(dataset, inner.train)
+        self._fit_training_statistics(dataset, inner)
+        self.generators = self._generators(dataset, inner)
         self.like_generators = tuple(name for name, g in self.generators.items()
                                      if self.like_features and getattr(g, "has_like_head", False))
-        features, labels, groups, disliked = self._learning_set(inner.valid, inner.test)
+        features, labels, groups, disliked = self._learning_set(*cases)
         if not len(groups):
             raise ValueError("ranker: no held-out target of the training part is among the candidates; "
                              "raise n_candidates or give more data")
@@ -194,7 +204,8 @@ class TwoStage:
                     num_leaves=lgbm["num_leaves"], min_child_samples=lgbm["min_child_samples"],
                     num_threads=lgbm["n_jobs"], mmr_lambda=self.mmr_lambda, mmr_depth=self.mmr_depth,
                     disliked_targets=self.disliked_targets, disliked_weight=self.disliked_weight,
-                    like_features=self.like_features, models=self.generator_models)
+                    learning_rounds=self.learning_rounds, like_features=self.like_features,
+                    models=self.generator_models)
 
     def _generators(self, dataset: Dataset, train: Sequences) -> dict:
         return {name: self.fit_generator(name, self.seed, dataset, train) for name in self.generator_names}
@@ -314,7 +325,8 @@ class TwoStage:
         """Options, each generator's config, and the LightGBM model as its text dump (inside the checksum)."""
         return {"generators": list(self.generator_names), "n_candidates": self.n_candidates, "seed": self.seed,
                 "refit": self.refit, "disliked_targets": self.disliked_targets,
-                "disliked_weight": self.disliked_weight, "like_features": self.like_features,
+                "disliked_weight": self.disliked_weight, "learning_rounds": self.learning_rounds,
+                "like_features": self.like_features,
                 "like_generators": list(self.like_generators), "mmr_lambda": self.mmr_lambda,
                 "mmr_depth": self.mmr_depth, "dislikes_only_lower": True,
                 "lgbm": dict(self.lgbm), "item_feature_names": list(self.title_feature_names),
@@ -342,6 +354,7 @@ class TwoStage:
                     mmr_lambda=config["mmr_lambda"], mmr_depth=config["mmr_depth"],
                     disliked_targets=config.get("disliked_targets", older),
                     disliked_weight=config.get("disliked_weight", 1.0),
+                    learning_rounds=config.get("learning_rounds", 1),
                     like_features=config.get("like_features", False), models=models)
         model.lgbm, model.n_items = dict(config["lgbm"]), config["n_items"]
         model.like_generators = tuple(config.get("like_generators", ()))
