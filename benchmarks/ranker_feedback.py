@@ -1,7 +1,8 @@
 """The ranker's ways of learning from feedback on one seed, each on the validation and the test events: which
-(disliked_targets, disliked_weight, like_features) to serve is read off the validation columns.
+(disliked_targets, disliked_weight, like_features, learning_rounds) to serve is read off the validation columns.
 
     python benchmarks/ranker_feedback.py --data ../shared/data/ml-100k --out artifacts/bench/ranker-feedback.json
+    python benchmarks/ranker_feedback.py --data DIR --out F --variants '[{"learning_rounds": 2}]'   (any options)
 
 The generators are fitted once (the ablation's configs, ``--seed``) and shared by every variant; each variant's
 LightGBM is fitted on the training part as ``python -m nostrade.train --model ranker`` fits it. For each: NDCG@10 of
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for variant in args.variants:
         started = time.perf_counter()
-        model = make_model("ranker", seed=args.seed, generators=auto_generators(dataset),
-                                    fit_generator=fitted, **variant).fit(dataset, split.train)
+        model = make_model("ranker", seed=args.seed, generators=auto_generators(dataset), fit_generator=fitted,
+                           **variant).fit(dataset, split.train)
         row = {"variant": variant, "fit_seconds": round(time.perf_counter() - started, 1)}
         for part, disliked in (("valid", split.valid.where(split.valid.target_feedback == DISLIKE)),
                                ("test", split.test_disliked)):

@@ -133,7 +133,7 @@ def test_the_committed_result_files_are_what_their_stage_ran():
     for name, stage in pipeline["stages"].items():
         if "benchmarks/ablation.py" not in stage["cmd"]:
             continue
-        command = re.sub(r"\$\{([^}]+)\}", lambda m: str(lookup(params, m.group(1))), " ".join(stage["cmd"].split()))
+        command = PARAM.sub(lambda m: str(lookup(params, m.group(1))), " ".join(stage["cmd"].split()))
         result = json.loads((REPO / paths(stage["metrics"])[0]).read_text())
         assert (result.get("stage"), result["command"], result.get("updates")) == (name, command, None)
 
