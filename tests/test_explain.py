@@ -2,38 +2,55 @@
 import dataclasses
 
 import numpy as np
+import pytest
 import scipy.sparse as sp
 
-from nostrade.explain import (SIMILARITY_QUANTILE, Explainer, co_watch_matrices, influence_graph, pushed_down_note,
+from nostrade.explain import (PACKED_MAX_BYTES, SIMILARITY_QUANTILE, Explainer, co_watch_matrices, influence_graph, pushed_down_note,
                               reasons, retrieval_note, retrieval_phrases, similarity_floor)
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 
 
-def explainer() -> Explainer:
+def explainer(packed_max_bytes: int = PACKED_MAX_BYTES) -> Explainer:
     # 4 catalogue rows = iids 1..3 plus one title outside the model (row 3, iid 0); genres A, B
     item_unit = np.array([[0, 0], [1, 0], [0.8, 0.6], [0, 1]], dtype=np.float32)
     genre_unit = np.array([[1, 0], [1, 0], [0, 1], [0.6, 0.8]], dtype=np.float32)
     seqs = Sequences.from_lists([[1, 2], [1, 2, 3], [2, 3], [1, 1]],
                                 [[LOVE, LIKE], [LOVE, LOVE, DISLIKE], [LIKE, LIKE], [LIKE, LOVE]])
-    watched, loved = co_watch_matrices(seqs, 3)
+    watched, loved = co_watch_matrices(seqs, 3, packed_max_bytes)
     return Explainer(item_unit, genre_unit, np.array(["A", "B"], dtype=object), np.array([1, 2, 3, 0]),
                      np.array([10, 20, 30, 40]), np.array(["one", "two", "three", "four"], dtype=object),
                      watched, loved)
 
 
 def test_co_watch_matrices_count_each_pair_once():
-    e = explainer()
+    e = explainer(packed_max_bytes=0)  # too large to pack: CSC
     assert e.watched.shape == (4, 4) and isinstance(e.watched, sp.csc_matrix)
     assert e.watched[:, 1].toarray().ravel().tolist() == [1, 1, 0, 1]  # user 3's repeat counts once
     assert e.loved[:, 1].toarray().ravel().tolist() == [1, 1, 0, 1]
     assert e.loved[:, 2].toarray().ravel().tolist() == [0, 1, 0, 0]
+    bits = explainer()  # small: a bit row per title, user u at bit u
+    assert bits.watched.shape == (4, 1) and bits.watched.dtype == np.uint8
+    assert bits.watched[1, 0] == 0b1011 and bits.loved[1, 0] == 0b1011 and bits.loved[2, 0] == 0b0010
 
 
-def test_co_watch_pairs():
-    e = explainer()
+@pytest.mark.parametrize("packed_max_bytes", [PACKED_MAX_BYTES, 0], ids=["bit rows", "csc"])
+def test_co_watch_pairs(packed_max_bytes):
+    e = explainer(packed_max_bytes)
     watched, loved = e.co_watch(np.array([1, 2, 1, 0]), np.array([2, 3, 3, 2]))
     assert watched.tolist() == [2, 2, 1, 0]  # item 1 & 2: users 0, 1; 2 & 3: users 1, 2; 1 & 3: user 1
     assert loved.tolist() == [2, 1, 1, 0]  # loved 1 and watched 2: users 0, 1; loved 2, watched 3: user 1
+
+
+def test_co_watch_counts_agree_in_both_layouts_on_random_data():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 20, size=37)  # 37 users: the last byte of a bit row is part-filled
+    seqs = Sequences.from_lists([rng.choice(np.arange(1, 41), size=n, replace=False) for n in lengths],
+                                [rng.integers(1, 4, size=n) for n in lengths])
+    picks, recs = rng.integers(0, 41, 300), rng.integers(0, 41, 300)
+    counted = [Explainer(*[None] * 6, *co_watch_matrices(seqs, 40, limit)).co_watch(picks, recs)
+               for limit in (PACKED_MAX_BYTES, 0)]
+    assert np.array_equal(counted[0][0], counted[1][0]) and np.array_equal(counted[0][1], counted[1][1])
+    assert counted[0][0].sum() > 0 and counted[0][1].sum() > 0
 
 
 def test_explain_ranks_picks_by_embedding_then_genre():
