@@ -1,6 +1,6 @@
 """The project's servers in child processes, and a real browser on the demo: for the tests and the benchmarks.
 
-``ServerProcess`` runs ``uvicorn api:app`` (the load benchmark, the durability test); ``serve_app`` runs
+``ServerProcess`` runs ``uvicorn api:app`` or ``code/serve.py`` (the load benchmark, the durability and serve tests); ``serve_app`` runs
 ``streamlit run code/app.py`` (the browser test, the page-speed benchmark), each on a free 127.0.0.1 port
 in its own process group, stopped with its children afterwards. ``chromium`` opens Debian's headless
 Chromium with a fresh profile; ``DemoPage`` does what a person does on the page and waits until the app
@@ -73,9 +73,11 @@ def stop(process: subprocess.Popen, timeout_s: float = 15.0) -> None:
 
 @dataclass
 class ServerProcess:
-    """``uvicorn api:app`` on 127.0.0.1, configured by ``env`` (NOSTRADE_* variables)."""
+    """``uvicorn api:app`` on 127.0.0.1, configured by ``env`` (NOSTRADE_* variables); with ``reuse_port``,
+    ``code/serve.py``'s workers instead, one SO_REUSEPORT socket each."""
     env: dict
     workers: int = 1
+    reuse_port: bool = False
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
 
@@ -94,9 +96,13 @@ class ServerProcess:
                 return False
             return len(pids) >= self.workers
 
-        command = [sys.executable, "-m", "uvicorn", "api:app", "--app-dir", str(REPO_ROOT / "code"),
-                   "--http", "api:JSONErrorsHTTP", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--workers", str(self.workers), "--log-level", "warning", "--no-access-log"]
+        if self.reuse_port:
+            command = [sys.executable, str(REPO_ROOT / "code" / "serve.py"), "--host", "127.0.0.1", "--port",
+                       str(self.port), "--workers", str(self.workers), "--log-level", "warning"]
+        else:
+            command = [sys.executable, "-m", "uvicorn", "api:app", "--app-dir", str(REPO_ROOT / "code"),
+                       "--http", "api:JSONErrorsHTTP", "--host", "127.0.0.1", "--port", str(self.port),
+                       "--workers", str(self.workers), "--log-level", "warning", "--no-access-log"]
         self.process = start(command, self.env, every_worker_answers, timeout_s)
         return self
 

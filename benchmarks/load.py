@@ -107,27 +107,28 @@ def cpu_seconds(pid: int) -> float:
     return sum(p.cpu_times().user + p.cpu_times().system for p in [root, *root.children(recursive=True)])
 
 
-def scoring_counts(url: str, workers: int) -> np.ndarray:
-    """(requests scored, model calls) summed over the workers, from their /health (asked until every worker
-    answered once: the server picks which one answers)."""
+def scoring_counts(url: str, workers: int) -> dict[int, np.ndarray]:
+    """Per worker pid, (requests scored, model calls), from its /health (asked until every worker answered once:
+    the server picks which one answers)."""
     counts = {}
     for _ in range(50 * workers):
         health = httpx.get(url + "/health", timeout=5.0).json()
-        counts[health["pid"]] = (health["scored_requests"], health["scoring_calls"])
+        counts[health["pid"]] = np.array([health["scored_requests"], health["scoring_calls"]], dtype=np.int64)
         if len(counts) == workers:
             break
-    return np.array(list(counts.values())).sum(axis=0)
+    return counts
 
 
 def measure(env: dict, workers: int, bodies: list[bytes], warmup: list[bytes], concurrency: int,
-            time_cap_s: float) -> dict:
-    with ServerProcess(env, workers=workers) as server:
+            time_cap_s: float, reuse_port: bool = False) -> dict:
+    with ServerProcess(env, workers=workers, reuse_port=reuse_port) as server:
         asyncio.run(send_all(server.url, warmup, concurrency, time_cap_s))
         load_before, scored = os.getloadavg()[0], scoring_counts(server.url, workers)
         server_cpu, client_cpu = cpu_seconds(server.process.pid), time.process_time()
         latencies, errors, wall = asyncio.run(send_all(server.url, bodies, concurrency, time_cap_s))
         server_cpu, client_cpu = cpu_seconds(server.process.pid) - server_cpu, time.process_time() - client_cpu
-        scored = scoring_counts(server.url, workers) - scored
+        after = scoring_counts(server.url, workers)
+        scored = np.array([after[pid] - scored.get(pid, 0) for pid in after])  # (workers, 2) during the run
     ms = np.array(latencies) * 1000
     answered = max(len(latencies), 1)
     return {"concurrency": concurrency, "rps": round(len(latencies) / wall, 1),
@@ -135,7 +136,8 @@ def measure(env: dict, workers: int, bodies: list[bytes], warmup: list[bytes], c
             "p99_ms": round(float(np.percentile(ms, 99)), 2) if len(ms) else None,
             "errors": errors, "ok": len(latencies), "requests": len(bodies), "wall_s": round(wall, 2),
             "load_avg_1min_before": round(load_before, 2),
-            "mean_micro_batch": round(float(scored[0] / max(scored[1], 1)), 2),  # requests per model call
+            "mean_micro_batch": round(float(scored[:, 0].sum() / max(scored[:, 1].sum(), 1)), 2),  # per model call
+            "busiest_worker_share": round(float(scored[:, 0].max() / max(scored[:, 0].sum(), 1)), 3),
             # CPU time per answered request: what the figures would be on quiet cores, whatever else runs
             "server_cpu_ms_per_request": round(1000 * server_cpu / answered, 2),
             "client_cpu_ms_per_request": round(1000 * client_cpu / answered, 2)}
@@ -169,11 +171,13 @@ def load_runs(checkpoint: Path, data_dir: Path, tmp: Path, args: argparse.Namesp
             print(f"  {workers} worker(s): {len(bodies)} requests, concurrency {concurrency}, micro-batches of at most "
                   f"{args.microbatch_max or 'the default'} (waiting at most {args.microbatch_wait_ms or 'the default'} "
                   "ms)…", flush=True)
-            r = {"workers": workers, **measure(env, workers, bodies, warmup, concurrency, args.time_cap)}
+            r = {"workers": workers,
+                 **measure(env, workers, bodies, warmup, concurrency, args.time_cap, args.reuse_port)}
             runs.append(r)
             print(f"    {r['rps']:.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
                   f"(CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
-                  f"{r['client_cpu_ms_per_request']} ms; {r['mean_micro_batch']} requests per model call; 1-min load "
+                  f"{r['client_cpu_ms_per_request']} ms; {r['mean_micro_batch']} requests per model call; busiest worker "
+                  f"{r['busiest_worker_share']:.0%} of them; 1-min load "
                   f"average {r['load_avg_1min_before']})", flush=True)
     return {"checkpoint": str(checkpoint), "runs": runs}
 
@@ -195,6 +199,8 @@ def main(argv=None) -> int:
                    help="NOSTRADE_MICROBATCH_MAX of the server (default: its own; 1: no micro-batching)")
     p.add_argument("--microbatch-wait-ms", type=float,
                    help="NOSTRADE_MICROBATCH_WAIT_MS of the server (default: its own, code/batching.py)")
+    p.add_argument("--reuse-port", action="store_true",
+                   help="serve with code/serve.py (one SO_REUSEPORT socket per worker) instead of uvicorn --workers")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if (args.checkpoint is None) != (args.data is None):
@@ -218,6 +224,8 @@ def main(argv=None) -> int:
               "targets": {"rps": 300, "p99_ms": 50, "errors": 0},
               "endpoint": "POST /recommend", "history_length": HISTORY_LENGTH, "k": 20, "explain": True,
               "microbatch": {"max": args.microbatch_max, "wait_ms": args.microbatch_wait_ms},  # None: the server's
+              "server": ("code/serve.py: one SO_REUSEPORT socket per worker" if args.reuse_port
+                         else "uvicorn --workers: one socket shared by the workers"),
               "rows": rows,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                           "torch": torch.__version__},

@@ -5,7 +5,8 @@ Start (from the repository root, after `make train`):
     uvicorn api:app --app-dir code --http api:JSONErrorsHTTP --host 127.0.0.1 --port 8000   # docs at /docs
 
 (``--http api:JSONErrorsHTTP``: a request the HTTP parser itself rejects, e.g. a bad Content-Length, gets a
-JSON 400 too, not uvicorn's plain text.)
+JSON 400 too, not uvicorn's plain text.) Several worker processes, each on its own SO_REUSEPORT socket so that new
+connections reach all of them: ``python code/serve.py --workers 2 --port 8000``.
 
 Configuration (environment variables, the same as code/app.py's; relative paths are taken from the
 repository root):
