@@ -4,7 +4,7 @@
 
 Why not `uvicorn api:app --workers 2`: uvicorn's workers share one listening socket, and the first worker awake
 accepts a whole burst of new connections, so a client's keep-alive connections can all land on one worker while
-the other idles (one of two workers answered 1,039 of 1,100 requests in a load test: docs/serving.md). Here each
+the other idles (one of two workers answered every request of a load test: docs/serving.md). Here each
 worker binds its own socket to the same port with SO_REUSEPORT (Linux), and the kernel spreads new connections
 over the sockets by their addresses. Each worker runs the same uvicorn server as the command in api.py's
 docstring (httptools with api:JSONErrorsHTTP), configured by the same NOSTRADE_* variables. SIGINT or SIGTERM
