@@ -1,7 +1,7 @@
 """The project's servers in child processes, and a real browser on the demo: for the tests and the benchmarks.
 
-``ServerProcess`` runs ``uvicorn api:app`` or ``code/serve.py`` (the load benchmark, the durability and serve tests); ``serve_app`` runs
-``streamlit run code/app.py`` (the browser test, the page-speed benchmark), each on a free 127.0.0.1 port
+``ServerProcess`` runs ``uvicorn api:app`` or ``code/serve.py`` (the load benchmark, the durability and serve
+tests); ``serve_app`` runs ``streamlit run code/app.py`` (the browser test, the page-speed benchmark), each on a free 127.0.0.1 port
 in its own process group, stopped with its children afterwards. ``chromium`` opens Debian's headless
 Chromium with a fresh profile; ``DemoPage`` does what a person does on the page and waits until the app
 has finished re-running.

@@ -176,9 +176,9 @@ def load_runs(checkpoint: Path, data_dir: Path, tmp: Path, args: argparse.Namesp
             runs.append(r)
             print(f"    {r['rps']:.1f} req/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms  errors {r['errors']}  "
                   f"(CPU per request: server {r['server_cpu_ms_per_request']} ms, client "
-                  f"{r['client_cpu_ms_per_request']} ms; {r['mean_micro_batch']} requests per model call; busiest worker "
-                  f"{r['busiest_worker_share']:.0%} of them; 1-min load "
-                  f"average {r['load_avg_1min_before']})", flush=True)
+                  f"{r['client_cpu_ms_per_request']} ms; {r['mean_micro_batch']} requests per model call; "
+                  f"busiest worker {r['busiest_worker_share']:.0%} of them; 1-min load average "
+                  f"{r['load_avg_1min_before']})", flush=True)
     return {"checkpoint": str(checkpoint), "runs": runs}
 
 

@@ -38,7 +38,7 @@ def reuse_port_sockets(host: str, port: int, n: int) -> list[socket.socket]:
 
 
 def run_worker(sock: socket.socket, log_level: str) -> None:
-    from api import JSONErrorsHTTP
+    from api import JSONErrorsHTTP  # here, in the worker: the parent never loads the app
     config = uvicorn.Config("api:app", http=JSONErrorsHTTP, log_level=log_level, access_log=False)
     uvicorn.Server(config).run(sockets=[sock])
 

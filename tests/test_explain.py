@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from nostrade.explain import (PACKED_MAX_BYTES, SIMILARITY_QUANTILE, Explainer, co_watch_matrices, influence_graph, pushed_down_note,
-                              reasons, retrieval_note, retrieval_phrases, similarity_floor)
+from nostrade.explain import (PACKED_MAX_BYTES, SIMILARITY_QUANTILE, Explainer, co_watch_matrices, influence_graph,
+                              pushed_down_note, reasons, retrieval_note, retrieval_phrases, similarity_floor)
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 
 
