@@ -31,7 +31,8 @@ evaluate the served scoring function (nostrade.scoring: genre blend at α, cold-
 what predict.py serves) over that plain row's models: sasrec where the order is time, ease (the served default) where
 it is not; α 0 is the served model part alone. Every row is a nostrade.registry model fitted on the training part, one
 loop. Each over --seeds (3), mean ± std; deterministic models (popularity, itemknn, ease, content) run once, std 0.
-The ranker rows use the generators `python -m nostrade.train` serves (nostrade.train.auto_generators). Every row
+The ranker rows use the generators `python -m nostrade.train` serves (nostrade.train.auto_generators);
+``ranker+als+itemknn`` (where the order is not time) adds the two it leaves out there. Every row
 keeps its per-case ranks, and the file's lifts table gives the paired, user-level bootstrap 95% interval of each
 lift the README claims (nostrade.report).
 
@@ -72,7 +73,7 @@ from nostrade.scoring import DISLIKE_WEIGHT, Scoring
 from nostrade.sequences import Sequences
 from nostrade.similarity import genre_unit_vectors
 from nostrade.split import LeaveOneOut, split_of
-from nostrade.train import add_dataclass_flags, auto_generators, configs_from_args
+from nostrade.train import ORDER_FREE_GENERATORS, add_dataclass_flags, auto_generators, configs_from_args
 
 REPO = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.1, 0.2, 0.3)
@@ -103,6 +104,7 @@ VARIANTS = {  # row -> (model, options on top of the command line's or --set's)
     "ranker-one-learning-round": ("ranker", {"learning_rounds": 1}),
     "ranker-no-sasrec": ("ranker", {"without": ("sasrec",)}),
     "ranker-no-cf": ("ranker", {"without": ("als", "itemknn", "ease")}),
+    "ranker+als+itemknn": ("ranker", {"generators": ("als", "itemknn", *ORDER_FREE_GENERATORS)}),
     "ranker+mmr": ("ranker", {"mmr_lambda": MMR_LAMBDA}),
 }
 # What is served (nostrade.scoring over a servable model, at the genre blend α chosen on the validation events):
@@ -120,8 +122,10 @@ ROWS = (*SERVED, *BASELINES, "ease-binary", "sasrec", "sasrec-no-feedback", *FEE
         "sasrec+features-sum-no-id-dropout",
         "sasrec+position", "sasrec-fixed-order",
         "sasrec-shuffled",
-        "sasrec-file-order", "ranker", *RANKER_FEEDBACK_ROWS, "ranker-no-sasrec", "ranker-no-cf", "ranker+mmr")
+        "sasrec-file-order", "ranker", *RANKER_FEEDBACK_ROWS, "ranker-no-sasrec", "ranker-no-cf", "ranker+als+itemknn",
+        "ranker+mmr")
 ORDER_FREE_ONLY = ("sasrec+position", "sasrec-fixed-order", "sasrec-file-order",  # the defaults where order is time
+                   "ranker+als+itemknn",  # the generators the ranker does without where the order is not time
                    *(f"ease+genre-{a}" for a in ALPHAS))
 TIME_ONLY = ("sasrec-shuffled", "sasrec-no-time",  # order-free data has no time to shuffle or embed
              *(f"sasrec+genre-{a}" for a in ALPHAS))
@@ -293,6 +297,8 @@ def lift_pairs(rows: dict[str, dict]) -> list[tuple[str, str]]:
         pairs.append(("sasrec", "sasrec-no-feedback"))
     for model, variants in (("sasrec", FEEDBACK_ROWS), ("ranker", RANKER_FEEDBACK_ROWS)):
         pairs += [(model, v) for v in variants if v in rows and model in rows]  # what each way of feedback is worth
+    if "ranker" in rows and "ranker+als+itemknn" in rows:
+        pairs.append(("ranker", "ranker+als+itemknn"))  # what leaving ALS and item-kNN out costs
     pairs += [(a, "ease") for a in ("sasrec", "served:sasrec") if a in rows and "ease" in rows]
     pairs += [(a, "served:ease") for a in ("served:sasrec", "served:ranker") if a in rows and "served:ease" in rows]
     baselines = [r for r in (*BASELINES, "ease-binary") if r in rows]

@@ -8,6 +8,7 @@ from model_contract import BLOCKS, ModelContract
 from nostrade.ranker import FittedGenerators, TwoStage, descending_order, standardised, taste_cosines, unseen_ranks
 from nostrade.registry import GENERATOR_MODELS
 from nostrade.sequences import DISLIKE, LIKE, Sequences
+from nostrade.similarity import Cosines
 from nostrade.split import leave_one_out
 
 CHEAP = ("itemknn", "ease", "content", "popularity")
@@ -72,10 +73,11 @@ def test_a_dislike_only_lowers_scores_and_is_never_a_candidate():
 def test_taste_cosines_take_the_liked_profile_and_the_nearest_dislike():
     taste = np.array([[0, 0], [1, 0], [0, 1], [0.6, 0.8]], np.float32)
     history = Sequences.from_lists([[1, 2], [1], []], [[LIKE, DISLIKE], [LIKE], []])
-    liked, disliked = taste_cosines(taste, np.ascontiguousarray(taste.T), history)
-    np.testing.assert_allclose(liked[0], [0, 1, 0, 0.6], atol=1e-6)
-    np.testing.assert_allclose(disliked[0], [0, 0, 1, 0.8], atol=1e-6)
-    assert not disliked[1:].any() and not liked[2].any()
+    for max_bytes in (0, 1 << 20):  # a product per call, and gathered from the whole matrix
+        liked, disliked = taste_cosines(Cosines(taste, max_bytes=max_bytes), history)
+        np.testing.assert_allclose(liked[0], [0, 1, 0, 0.6], atol=1e-6)
+        np.testing.assert_allclose(disliked[0], [0, 0, 1, 0.8], atol=1e-6)
+        assert not disliked[1:].any() and not liked[2].any()
 
 
 def test_generators_are_fitted_once_per_training_data_and_shared():

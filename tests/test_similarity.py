@@ -4,7 +4,7 @@ from model_contract import BLOCKS
 
 from nostrade.dataset import Dataset
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
-from nostrade.similarity import GENRE_WEIGHT, agreement_vectors, max_per_segment, taste_vectors
+from nostrade.similarity import GENRE_WEIGHT, Cosines, agreement_vectors, max_per_segment, taste_vectors
 
 
 def two_camps() -> Sequences:
@@ -64,3 +64,15 @@ def test_max_per_segment_is_each_segments_elementwise_max():
     ends = np.cumsum(counts)
     expected = np.stack([rows[end - n:end].max(axis=0) for n, end in zip(counts, ends)])
     np.testing.assert_array_equal(max_per_segment(rows, counts), expected)
+
+
+def test_cosines_gathered_from_the_whole_matrix_match_a_product_per_call():
+    unit = np.random.default_rng(1).normal(size=(40, 8)).astype(np.float32)
+    unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+    rows = np.array([3, 0, 39, 3])
+    for first_column in (0, 1):
+        gathered, computed = Cosines(unit, first_column), Cosines(unit, first_column, max_bytes=0)
+        assert gathered.matrix is not None and computed.matrix is None
+        expected = unit[rows] @ unit[first_column:].T
+        np.testing.assert_allclose(gathered(rows), expected, atol=1e-6)
+        np.testing.assert_allclose(computed(rows), expected, atol=1e-6)

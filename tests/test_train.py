@@ -72,9 +72,9 @@ def test_cli_auto_serves_the_best_candidate_by_served_validation(processed_sampl
     assert not last_checkpoint_path(out).exists()  # a candidate that may lose writes no resumable state
 
 
-def test_auto_leaves_the_sequence_models_out_where_the_order_is_not_time(processed_anime):
+def test_auto_ranker_has_ease_content_and_popularity_where_the_order_is_not_time(processed_anime):
     dataset = load_dataset(processed_anime)
-    assert train.auto_generators(dataset) == ("als", "itemknn", "ease", "content", "popularity")
+    assert train.auto_generators(dataset) == ("ease", "content", "popularity")
     timed = dataclasses.replace(dataset, meta={**dataset.meta, "order_is_time": True})
     assert train.auto_generators(timed) == train.GENERATORS
     assert train.auto_candidates(dataset) == ("ease", "ranker") and train.auto_candidates(timed) == train.AUTO_KINDS

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+F32 = np.finfo(np.float32)
+
 
 def normalise(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Min-max normalise each row of (batch, n) ``scores`` to [0, 1] over the entries where ``mask`` is True.
@@ -35,7 +37,8 @@ def normalise(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     spread = np.fmax.reduce(valid, axis=-1, keepdims=True) - low
     scale = np.divide(1.0, spread, out=np.zeros_like(spread), where=spread > 0)
     # scale 0 (constant or empty row) sends every entry to 0; NaN entries (and inf - inf) end up 0 too
-    out = np.subtract(scores, np.nan_to_num(low), dtype=np.float32)
+    low = np.where(np.isnan(low), np.float32(0.0), low).clip(F32.min, F32.max)  # np.nan_to_num, without its ~10 µs
+    out = np.subtract(scores, low, dtype=np.float32)
     out *= scale
     np.copyto(out, np.float32(0.0), where=~np.isfinite(out))
     return out

@@ -64,6 +64,7 @@ import numpy as np
 import torch
 
 from nostrade import similarity
+from nostrade.baselines.content import sum_by_owner
 from nostrade.baselines.interactions import known_events
 from nostrade.dataset import Dataset
 from nostrade.diversity import mmr
@@ -193,7 +194,7 @@ class TwoStage:
         """The per-title features and taste vectors counted over ``train``."""
         self.title_features, self.title_feature_names = title_features(dataset, train, self.like_features)
         self.taste = similarity.taste_vectors(dataset, train)
-        self.taste_t = np.ascontiguousarray(self.taste.T)
+        self.taste_cosines = similarity.Cosines(self.taste)
 
     def options(self) -> dict:
         """What it was made with: ``TwoStage(**ranker.options())`` is the same ranker unfitted (a refit on new
@@ -260,7 +261,7 @@ class TwoStage:
         columns = np.stack([standardised(scores[:, user, item], user, len(retrieved)), ranks[:, user, item]], axis=1)
         columns = list(columns.reshape(-1, len(user)))
         history_columns = history_features(history, self.n_items)
-        taste_liked, taste_disliked = taste_cosines(self.taste, self.taste_t, history)
+        taste_liked, taste_disliked = taste_cosines(self.taste_cosines, history)
         like_columns = [outputs[name][1][user, item] for name in self.like_generators]
         x = np.column_stack([*columns, self.title_features[item], history_columns[user],
                              taste_liked[user, item], taste_disliked[user, item], *like_columns])
@@ -362,7 +363,7 @@ class TwoStage:
         features[state["item_features_missing"].numpy()] = np.nan
         model.title_features, model.title_feature_names = features, list(config["item_feature_names"])
         model.taste, model.genre_unit = state["taste"].numpy(), state["genre_unit"].numpy()
-        model.taste_t = np.ascontiguousarray(model.taste.T)
+        model.taste_cosines = similarity.Cosines(model.taste)
         model.generators = {
             name: models[name].from_state(config["generator_configs"][name], {
                 key[len(name) + 1:]: value for key, value in state.items() if key.startswith(name + ".")})
@@ -466,19 +467,18 @@ def history_features(history: Sequences, n_items: int) -> np.ndarray:
                             count(feedback == LOVE) / np.maximum(liked, 1)]).astype(np.float32)
 
 
-def taste_cosines(taste: np.ndarray, taste_t: np.ndarray, history: Sequences) -> tuple[np.ndarray, np.ndarray]:
+def taste_cosines(cosines: similarity.Cosines, history: Sequences) -> tuple[np.ndarray, np.ndarray]:
     """(B, n_items + 1) each: cosine to the history's liked profile (sum of its liked titles' unit vectors), and
-    the max cosine to any of its disliked titles (0 without one). ``taste_t``: ``taste.T``, C-contiguous (a
-    product with the transposed view is several times slower)."""
+    the max cosine to any of its disliked titles (0 without one), in the taste space of ``cosines``."""
+    taste = cosines.unit
     n_items = len(taste) - 1
     known = (history.iid >= 1) & (history.iid <= n_items)
     owner, iid, feedback = history.row_of_event()[known], history.iid[known], history.feedback[known]
     liked = feedback != DISLIKE
-    profile = np.zeros((history.n_users, taste.shape[1]), np.float32)
+    profile = sum_by_owner(taste[iid[liked]], owner[liked], history.n_users)
     disliked_max = np.zeros((history.n_users, n_items + 1), np.float32)
-    np.add.at(profile, owner[liked], taste[iid[liked]])  # (np.add.reduceat sums in another order: other bits)
     if not liked.all():  # a Sequences' events run row by row: a row's disliked events are one segment
         rows, counts = np.unique(owner[~liked], return_counts=True)
-        disliked_max[rows] = similarity.max_per_segment(taste[iid[~liked]] @ taste_t, counts)
+        disliked_max[rows] = similarity.max_per_segment(cosines(iid[~liked]), counts)
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
-    return profile @ taste_t, disliked_max
+    return profile @ cosines.unit_t, disliked_max

@@ -43,7 +43,7 @@ from nostrade.baselines.content import item_vectors, profile_cosines
 from nostrade.blend import mix, normalise
 from nostrade.evaluate import net_ndcg, rank_cases
 from nostrade.sequences import DISLIKE, Sequences
-from nostrade.similarity import max_per_segment
+from nostrade.similarity import Cosines, max_per_segment
 from nostrade.split import EvalCases
 
 # The model scores a history from one title it knows: one title on the model path beats the genre + popularity
@@ -114,8 +114,9 @@ class Scoring:
         norms = np.linalg.norm(item_vectors, axis=1, keepdims=True)
         self.item_unit = (item_vectors / np.maximum(norms, 1e-12)).astype(np.float32)
         self.item_unit[0] = 0.0  # padding: similar to nothing
-        self._item_unit_t = np.ascontiguousarray(self.item_unit[1:].T)
+        self._cosines = Cosines(self.item_unit, first_column=1)  # to the vocabulary's titles
         self.genre_unit = np.asarray(genre_unit, dtype=np.float32)
+        self._genre_unit_t = np.ascontiguousarray(self.genre_unit.T)
         self.log_members = np.asarray(log_members, dtype=np.float32)
         self.retrieval_names = tuple(getattr(model, "generator_names", ()))  # a ranker's generators, in bit order
         # a model whose dislikes can only lower its scores by construction (the ranker) needs no second pass
@@ -161,7 +162,7 @@ class Scoring:
 
         rows = [h.rows for h in histories]
         cosines = profile_cosines(self.genre_unit, owners(rows), np.concatenate(rows),
-                                  np.concatenate([h.feedback for h in histories]), n)
+                                  np.concatenate([h.feedback for h in histories]), n, transposed=self._genre_unit_t)
         genre = normalise(cosines, candidates)
         log_members = normalise(np.broadcast_to(self.log_members, (n, n_cat)), candidates)
 
@@ -209,7 +210,7 @@ class Scoring:
         counts = np.array([len(d) for d in disliked])
         if self.dislike_weight <= 0 or not counts.any():
             return penalty
-        cosines = self.item_unit[np.concatenate(disliked)] @ self._item_unit_t  # each user's dislikes: one segment
+        cosines = self._cosines(np.concatenate(disliked))  # each user's dislikes: one segment
         users = np.flatnonzero(counts)
         closest = max_per_segment(cosines, counts[users])
         penalty[users, :self.n_items] = self.dislike_weight * np.maximum(closest, 0.0)

@@ -1,15 +1,14 @@
 """Train the served model on a processed folder: the best by validation of EASE, the two-stage ranker and SASRec.
 
     python -m nostrade.train --data data/processed --out checkpoints/model.pt [--model auto --candidates ...]
-    python -m nostrade.train --model ranker [--generators als,itemknn,ease,content,popularity --n-candidates 100]
+    python -m nostrade.train --model ranker [--generators ease,content,popularity --n-candidates 100]
     torchrun --nproc_per_node 2 -m nostrade.train ...      (data parallel: gloo on CPU, NCCL on GPUs)
 
 ``--model auto`` (the default) fits every kind of ``--candidates`` (``auto_candidates``) on the split's training
 part, scores each on the validation events through the served function (nostrade.scoring at predict's default α:
 what predict, the app and the API serve), keeps the best by NDCG@10 there, and records every candidate's
 validation figures and the choice in the checkpoint's metrics and the metrics JSON (``"auto"``). Its ranker has
-every generator where the order is time and none that trains a network where it is not (``auto_generators``: on
-the anime sample the sequence generators added nothing and cost most of the fit).
+every generator where the order is time, and EASE, content and popularity where it is not (``auto_generators``).
 
 EASE is fitted in closed form (seconds; ``--l2``). ``--model ranker`` fits the two-stage ranker
 (nostrade.ranker.TwoStage: ``--generators``, each retrieving its ``--n-candidates`` best titles, then LightGBM
@@ -49,7 +48,10 @@ from nostrade.scoring import Scoring
 from nostrade.split import LeaveOneOut, split_of
 
 AUTO_KINDS = ("ease", "ranker", "sasrec")  # what --model auto compares (SERVED_KINDS, in tie order)
-SEQUENCE_GENERATORS = ("sasrec", "gru4rec")  # the ranker's generators that train a network (most of its fit)
+# The ranker's generators where the order is not time. On the anime sample the sequence generators added nothing
+# and cost most of the fit; ALS and item-kNN tie on validation (artifacts/bench/ranker-train-*.json) and cost a
+# quarter of a request (the ablation row ranker+als+itemknn holds them with intervals).
+ORDER_FREE_GENERATORS = ("ease", "content", "popularity")
 
 DELTA_MEANING = ("delta = NDCG@10 of the held-out titles people liked minus NDCG@10 of the {n} held-out titles they "
                  "disliked (EVAL.md): above 0 the model ranks what people liked above what they disliked (the larger, "
@@ -124,9 +126,9 @@ def refit_ranker(ranker: TwoStage, dataset: Dataset, split: LeaveOneOut, train_c
 
 
 def auto_generators(dataset: Dataset) -> tuple[str, ...]:
-    """The ranker's generators under ``--model auto``: all of them where the order is time; without the sequence
-    models where it is not (on the anime sample they added nothing and cost most of the fit: artifacts/results)."""
-    return GENERATORS if dataset.order_is_time else tuple(g for g in GENERATORS if g not in SEQUENCE_GENERATORS)
+    """The ranker's generators under ``--model auto``: all of them where the order is time, else
+    ORDER_FREE_GENERATORS."""
+    return GENERATORS if dataset.order_is_time else ORDER_FREE_GENERATORS
 
 
 def served_validation(model: ServedModel, dataset: Dataset, split: LeaveOneOut) -> dict:
@@ -201,8 +203,7 @@ def parse_args(argv) -> argparse.Namespace:
     parser.add_argument("--l2", type=float, default=EASE().l2, help="EASE's ridge weight (default %(default)s)")
     parser.add_argument("--generators", default=None,
                         help="the ranker's candidate generators, comma-separated (default: all of "
-                             f"{','.join(GENERATORS)} where the order is time, else without "
-                             f"{','.join(SEQUENCE_GENERATORS)})")
+                             f"{','.join(GENERATORS)} where the order is time, else {','.join(ORDER_FREE_GENERATORS)})")
     parser.add_argument("--n-candidates", type=int, default=N_CANDIDATES,
                         help="the ranker: titles each generator retrieves (default %(default)s)")
     add_dataclass_flags(parser, SASRecConfig, skip=DATA_FIELDS)

@@ -45,11 +45,26 @@ def item_vectors(items: pd.DataFrame, features: str = "multihot", use_type: bool
     return vectors.astype(np.float32).tocsr(), vectorizer.get_feature_names_out()
 
 
+def sum_by_owner(values: np.ndarray, owner: np.ndarray, n_owners: int) -> np.ndarray:
+    """(n_owners, d): the sum of the rows of ``values`` (n, d) of each owner, 0 for an owner with none; ``owner``
+    (n,) ascending, so each owner's rows are one run. Each sum reads its own run alone (the same bits in any batch),
+    with np.add.reduceat: ~4x faster than np.add.at on a request's rows."""
+    if len(owner) and np.any(owner[1:] < owner[:-1]):
+        raise ValueError("sum_by_owner: owner is not in ascending order")
+    out = np.zeros((n_owners, values.shape[1]), dtype=values.dtype)
+    if len(owner):
+        starts = np.flatnonzero(np.concatenate([[True], owner[1:] != owner[:-1]]))
+        out[owner[starts]] = np.add.reduceat(values, starts, axis=0)
+    return out
+
+
 def profile_cosines(vectors, owner: np.ndarray, row: np.ndarray, feedback: np.ndarray, n_owners: int,
-                    weights: dict[int, float] = FEEDBACK_PROFILE_WEIGHTS) -> np.ndarray:
+                    weights: dict[int, float] = FEEDBACK_PROFILE_WEIGHTS, transposed: np.ndarray | None = None
+                    ) -> np.ndarray:
     """(n_owners, n_rows) float32 cosine between every row of ``vectors`` (unit rows, dense or sparse) and each
-    owner's profile: the L2-normalised sum of its events' vectors (event = ``row[e]`` of owner ``owner[e]``),
-    each weighted by its feedback."""
+    owner's profile: the L2-normalised sum of its events' vectors (event = ``row[e]`` of owner ``owner[e]``,
+    ascending), each weighted by its feedback. ``transposed``: dense ``vectors.T``, C-contiguous, where the caller
+    keeps one (a product with the transposed view is ~1.5x slower)."""
     weight_of = np.zeros(max(weights) + 1, np.float32)
     weight_of[list(weights)] = list(weights.values())
     per_event = weight_of[np.clip(feedback, 0, len(weight_of) - 1)]
@@ -57,10 +72,9 @@ def profile_cosines(vectors, owner: np.ndarray, row: np.ndarray, feedback: np.nd
         events = sp.csr_matrix((per_event, (owner, row)), shape=(n_owners, vectors.shape[0]), dtype=np.float32)
         profile = (events @ vectors).toarray()
     else:  # one person at a time when serving: a dense sum is faster than building a sparse matrix
-        profile = np.zeros((n_owners, vectors.shape[1]), dtype=np.float32)
-        np.add.at(profile, owner, vectors[row] * per_event[:, None])
+        profile = sum_by_owner(vectors[row] * per_event[:, None], owner, n_owners)
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
-    return np.asarray(profile @ vectors.T, dtype=np.float32)
+    return np.asarray(profile @ (vectors.T if transposed is None else transposed), dtype=np.float32)
 
 
 DENSE_COLUMNS = 512  # Content scores from a dense copy of its vectors up to this many feature columns
@@ -79,16 +93,19 @@ class Content:
 
     def score(self, history: Sequences) -> torch.Tensor:
         keep = known_events(history, self.item_vectors.shape[0] - 1)
-        return torch.from_numpy(profile_cosines(self.scoring_vectors(), history.row_of_event()[keep],
-                                                history.iid[keep], history.feedback[keep], history.n_users))
+        vectors, transposed = self.scoring_vectors()
+        return torch.from_numpy(profile_cosines(vectors, history.row_of_event()[keep], history.iid[keep],
+                                                history.feedback[keep], history.n_users, transposed=transposed))
 
-    def scoring_vectors(self):
-        """The item vectors as profile_cosines reads them fastest: dense where they have few columns (genres and
-        types: a dense sum beats building a sparse matrix per request, the ranker's cost), else the CSR."""
+    def scoring_vectors(self) -> tuple:
+        """The item vectors as profile_cosines reads them fastest, and their C-contiguous transpose: dense where they
+        have few columns (genres and types: a dense sum beats building a sparse matrix per request, the ranker's
+        cost), else the CSR (and None)."""
         if self.item_vectors.shape[1] > DENSE_COLUMNS:
-            return self.item_vectors
+            return self.item_vectors, None
         if getattr(self, "_dense", None) is None:
-            self._dense = self.item_vectors.toarray()
+            dense = self.item_vectors.toarray()
+            self._dense = dense, np.ascontiguousarray(dense.T)
         return self._dense
 
     def config(self) -> dict:
