@@ -557,10 +557,11 @@ class Recommender:
             mine = s.final[0, top] + s.penalty[0, top]
             above = unpenalised[unpenalised > mine.min()]  # the only titles that can rank above any of them
             rank_without = 1 + (above[None, :] > mine[:, None]).sum(axis=1)
-            disliked = history.rows[history.feedback == DISLIKE]
-            nearest, _ = self.explainer.closest(top, disliked)
             pushed = (rank_without < np.arange(1, len(top) + 1)) & (s.penalty[0, top] > 0)
-            pushed_by[pushed] = self._names[disliked[nearest[pushed]]]
+            if pushed.any():
+                disliked = history.rows[history.feedback == DISLIKE]
+                nearest, _ = self.explainer.closest(top[pushed], disliked)
+                pushed_by[pushed] = self._names[disliked[nearest]]
         return {"rank_without_dislikes": rank_without.astype(np.int64), "pushed_down_by": pushed_by}
 
     def _reasons(self, top: np.ndarray, source: np.ndarray, because: list, liked_rows: np.ndarray,
@@ -571,7 +572,8 @@ class Recommender:
         shared = self._genre_hot[top] & self._genre_hot[liked_rows].any(axis=0)
         out = []
         for r, (src, sentence) in enumerate(zip(source.tolist(), because)):
-            genres = ", ".join(self.genres[j] for j in np.flatnonzero(shared[r])[:3])
+            # the shared genres are read only where no pick is named (most recommendations name one)
+            genres = "" if sentence is not None else ", ".join(self.genres[j] for j in np.flatnonzero(shared[r])[:3])
             if sentence is None and src == "sequence":  # the model, from what people who watched your titles watched
                 sentence = "Often watched by fans of your titles" + (f" · {genres}" if genres else "")
             elif sentence is None and src != "popularity" and genres:
