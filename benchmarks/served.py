@@ -2,10 +2,12 @@
 
     checkpoint, data = served.default_model()          # checkpoints/model.pt on data/processed, made if absent
     checkpoint, data = served.ranker_model()           # checkpoints/ranker.pt (auto's generators), made if absent
+    checkpoint, data = served.sasrec_model()           # checkpoints/sasrec.pt (the set model), made if absent
 
 The default is what `make train` writes (``python -m nostrade.train``: --model auto, the best of EASE, the ranker
-and SASRec by served validation); the ranker row is ``--model ranker`` with the generators auto gives it. Both are
-prepared and trained only where their files are missing, so a second run times the same files.
+and SASRec by served validation); the ranker row is ``--model ranker`` with the generators auto gives it, the
+SASRec row ``--model sasrec`` (the sample's order is not time: the set model). Each is prepared and trained only
+where its files are missing, so a second run times the same files.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "processed"
 DEFAULT = REPO / "checkpoints" / "model.pt"
 RANKER = REPO / "checkpoints" / "ranker.pt"
+SASREC = REPO / "checkpoints" / "sasrec.pt"
 
 
 def processed(data: Path = DATA) -> Path:
@@ -48,6 +51,10 @@ def default_model(checkpoint: Path = DEFAULT, data: Path = DATA) -> tuple[Path, 
 
 def ranker_model(checkpoint: Path = RANKER, data: Path = DATA) -> tuple[Path, Path]:
     return trained(checkpoint, data, REPO / "artifacts" / "metrics-ranker.json", "--model", "ranker")
+
+
+def sasrec_model(checkpoint: Path = SASREC, data: Path = DATA) -> tuple[Path, Path]:
+    return trained(checkpoint, data, REPO / "artifacts" / "metrics-sasrec.json", "--model", "sasrec")
 
 
 def random_sasrec(path: Path, data: Path, order_is_time: bool) -> Path:

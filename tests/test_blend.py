@@ -25,6 +25,12 @@ def test_normalise_constant_or_empty_rows_are_zero(row):
     assert np.array_equal(normalise(np.array([row])), np.zeros((1, 3)))
 
 
+@pytest.mark.parametrize("row", [[-math.inf, 1.0, 2.0], [1.0, 2.0, math.inf], [math.inf, math.inf, math.inf]])
+def test_normalise_rows_with_an_infinite_bound_are_zero(row):
+    with np.errstate(invalid="ignore"):
+        assert np.array_equal(normalise(np.array([row])), np.zeros((1, 3)))
+
+
 def test_normalise_empty_mask_is_zero():
     assert np.array_equal(normalise(np.array([[1.0, 2.0]]), np.zeros((1, 2), dtype=bool)), np.zeros((1, 2)))
 

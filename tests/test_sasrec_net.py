@@ -119,6 +119,15 @@ def test_a_set_model_scores_the_same_set_the_same_whatever_its_order(permutation
     assert orderings.n_users == 4 and len({tuple(orderings.take([p]).iid) for p in range(4)}) > 1
 
 
+def test_canonical_orderings_of_a_batch_are_each_history_alone_empty_ones_included():
+    lists = [[3, 17, 9], [], [25, 4, 3, 8], [], [11]]
+    batch = canonical_orderings(Sequences.from_lists(lists), 2)
+    for u, items in enumerate(lists):
+        alone = canonical_orderings(Sequences.from_lists([items]), 2)
+        for p in range(2):
+            assert np.array_equal(batch.take([2 * u + p]).iid, alone.take([p]).iid)
+
+
 def test_a_set_model_has_no_position_embedding_and_defaults_come_from_the_data():
     assert SASRecConfig(n_items=5).for_order(False).use_position is False
     assert SASRecConfig(n_items=5).for_order(False).permutations > 0

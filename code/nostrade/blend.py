@@ -18,9 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 
-F32 = np.finfo(np.float32)
-
-
 def normalise(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     """Min-max normalise each row of (batch, n) ``scores`` to [0, 1] over the entries where ``mask`` is True.
 
@@ -29,15 +26,13 @@ def normalise(scores: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
     (or that has none) comes out as all 0. Returns a new float32 array.
     """
     scores = np.asarray(scores, dtype=np.float32)
-    valid = scores
-    if mask is not None:
-        valid = scores.copy()
-        np.copyto(valid, np.float32(np.nan), where=~mask)
+    valid = scores if mask is None else np.where(mask, scores, np.float32(np.nan))
     low = np.fmin.reduce(valid, axis=-1, keepdims=True)  # fmin/fmax skip NaN; NaN only for a row with none valid
     spread = np.fmax.reduce(valid, axis=-1, keepdims=True) - low
     scale = np.divide(1.0, spread, out=np.zeros_like(spread), where=spread > 0)
-    # scale 0 (constant or empty row) sends every entry to 0; NaN entries (and inf - inf) end up 0 too
-    low = np.where(np.isnan(low), np.float32(0.0), low).clip(F32.min, F32.max)  # np.nan_to_num, without its ~10 µs
+    # scale 0 (constant or empty row, or an infinite spread) sends every entry to 0, whatever low is; the
+    # non-finite entries (NaN, inf - inf) end up 0 too
+    low[~np.isfinite(low)] = 0.0
     out = np.subtract(scores, low, dtype=np.float32)
     out *= scale
     np.copyto(out, np.float32(0.0), where=~np.isfinite(out))

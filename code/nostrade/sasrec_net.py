@@ -73,8 +73,10 @@ def canonical_orderings(history: Sequences, n: int) -> Sequences:
     copies = history if n == 1 else history.take(np.repeat(np.arange(history.n_users), n))
     rows = copies.row_of_event()
     event = _mix(copies.iid.astype(np.uint64) * np.uint64(N_FEEDBACK) + copies.feedback.astype(np.uint64))
-    set_key = np.zeros(copies.n_users, dtype=np.uint64)
-    np.add.at(set_key, rows, event)  # a sum: the same whatever the order
+    set_key = np.zeros(copies.n_users, dtype=np.uint64)  # a (wrapping) sum: the same whatever the order
+    filled = copies.lengths > 0
+    if filled.any():
+        set_key[filled] = np.add.reduceat(event, copies.offsets[:-1][filled])
     key = _mix(event ^ set_key[rows] ^ _mix((rows % n).astype(np.uint64) + np.uint64(1)))
     return copies.events(np.lexsort((key, rows)), copies.offsets)
 
@@ -286,8 +288,8 @@ class SASRec(nn.Module):
         """
         length = iid.shape[1]
         causal = torch.ones(length, length, dtype=torch.bool, device=iid.device).tril()
-        allowed = causal & (iid > 0).unsqueeze(1)
-        allowed |= torch.eye(length, dtype=torch.bool, device=iid.device)
+        # (causal & real key) | self == causal & (real key | self): the diagonal is causal
+        allowed = causal & ((iid > 0).unsqueeze(1) | torch.eye(length, dtype=torch.bool, device=iid.device))
         return allowed.unsqueeze(1)
 
     def forward(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor,
@@ -296,18 +298,19 @@ class SASRec(nn.Module):
         of the last position alone with ``last_only`` (the last layer then skips every other position).
         ``table``: the item table when the caller has built it already (``item_table``)."""
         length = iid.shape[1]
-        positions = torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=iid.device)
         if self.cfg.use_item_features:
             x = F.embedding(iid, self.item_table() if table is None else table) * self.cfg.d_model ** 0.5
         else:
             x = self.item_emb(iid) * self.cfg.d_model ** 0.5
         if self.pos_emb is not None:
-            x = x + self.pos_emb(positions)
+            x = x + self.pos_emb(torch.arange(self.cfg.max_len - length, self.cfg.max_len, device=iid.device))
         if self.feedback_emb is not None:
             x = x + self.feedback_emb(feedback)
         if self.time_emb is not None:
             x = x + self.time_emb(time_bin.clamp(max=self.cfg.n_time_bins))
-        x, allowed = self.dropout(x), self.attention_mask(iid)
+        if self.training:
+            x = self.dropout(x)
+        allowed = self.attention_mask(iid)
         for n, block in enumerate(self.blocks):
             x = block(x, allowed, last_only=last_only and n == len(self.blocks) - 1)
         return self.final_norm(x)
@@ -328,12 +331,19 @@ class SASRec(nn.Module):
 
     def last_hidden(self, iid: torch.Tensor, feedback: torch.Tensor, time_bin: torch.Tensor,
                     table: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, d_model) hidden state after the last position of left-padded inputs (what scores the next item)."""
-        return self.forward(*trim_left_padding(iid, feedback, time_bin), last_only=True, table=table)[:, -1]
+        """(B, d_model) hidden state after the last position of left-padded inputs (what scores the next item).
+        Columns of padding in every row cost time, not results: ``score_parts`` cuts them per batch."""
+        return self.forward(iid, feedback, time_bin, last_only=True, table=table)[:, -1]
 
     def item_vectors(self) -> np.ndarray:
         """(n_items + 1, d) float32: the item table, the space in which titles are alike (row 0 = padding)."""
         return self.item_table().detach().float().cpu().numpy()
+
+    def _last_hidden_of(self, history: Sequences, table: torch.Tensor) -> torch.Tensor:
+        """``last_hidden`` of a batch of histories, left-padded to the batch's longest (at most max_len)."""
+        width = int(min(self.cfg.max_len, max(history.lengths.max(initial=0), 1)))
+        device = self.item_emb.weight.device
+        return self.last_hidden(*(torch.from_numpy(a).to(device) for a in history.padded(width)), table=table)
 
     @torch.inference_mode()
     def score(self, history: Sequences, batch_size: int = 128, table: torch.Tensor | None = None) -> torch.Tensor:
@@ -355,21 +365,21 @@ class SASRec(nn.Module):
         if was_training:  # (a no-op train/eval switch still walks every module: ~50 µs a call)
             self.eval()
         table = self.item_table() if table is None else table.to(device)
-        history = history.select((history.iid >= 1) & (history.iid <= self.cfg.n_items))
+        known = (history.iid >= 1) & (history.iid <= self.cfg.n_items)
+        if not known.all():
+            history = history.select(known)
         copies = max(self.cfg.permutations, 1)
         if self.cfg.permutations:
             history = canonical_orderings(history, copies)
         step = batch_size * copies
-        by_length = np.arange(history.n_users)
-        if history.n_users > step:  # batches of similar length: less padding
-            by_length = np.argsort(history.lengths, kind="stable")
-            history = history.take(by_length)
-        width = int(min(self.cfg.max_len, max(history.lengths.max(initial=0), 1)))
-        padded = [torch.from_numpy(a) for a in history.padded(width)]
-        hidden = torch.zeros(history.n_users, self.cfg.d_model)
-        for i in range(0, history.n_users, step):
-            rows = torch.from_numpy(by_length[i:i + step])
-            hidden[rows] = self.last_hidden(*(a[i:i + step].to(device) for a in padded), table=table).float().cpu()
+        if history.n_users <= step:  # one batch (a request): no reordering
+            hidden = self._last_hidden_of(history, table).float().cpu()
+        else:  # batches of similar length: less padding
+            by_length = torch.from_numpy(np.argsort(history.lengths, kind="stable"))
+            hidden = torch.zeros(history.n_users, self.cfg.d_model)
+            for i in range(0, history.n_users, step):
+                rows = by_length[i:i + step]
+                hidden[rows] = self._last_hidden_of(history.take(rows.numpy()), table).float().cpu()
         if copies > 1:
             hidden = hidden.view(-1, copies, self.cfg.d_model).mean(1)
         if was_training:

@@ -76,10 +76,11 @@ class Sequences:
 
     def padded(self, max_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Left-padded (n_users, max_len) arrays of the most recent ``max_len`` events: iid, feedback, time_bin."""
-        recent = self.last(max_len)
-        out = [np.zeros((self.n_users, max_len), dtype=np.int64) for _ in range(3)]
-        rows = recent.row_of_event()
-        cols = max_len - np.repeat(recent.lengths, recent.lengths) + recent.position_of_event()
+        lengths = self.lengths
+        recent = self if lengths.max(initial=0) <= max_len else self.last(max_len)
+        out = np.zeros((3, self.n_users, max_len), dtype=np.int64)
+        ends = max_len * np.arange(1, self.n_users + 1)  # flat index just after each row's last column
+        at = np.arange(len(recent.iid)) + np.repeat(ends - recent.offsets[1:], recent.lengths)
         for dst, src in zip(out, (recent.iid, recent.feedback, recent.time_bin)):
-            dst[rows, cols] = src
+            dst.flat[at] = src
         return out[0], out[1], out[2]

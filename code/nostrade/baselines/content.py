@@ -58,6 +58,16 @@ def sum_by_owner(values: np.ndarray, owner: np.ndarray, n_owners: int) -> np.nda
     return out
 
 
+def weight_table(weights: dict[int, float]) -> np.ndarray:
+    """Feedback code -> profile weight, as an array indexed by code (0 where a code has none)."""
+    table = np.zeros(max(weights) + 1, np.float32)
+    table[list(weights)] = list(weights.values())
+    return table
+
+
+_PROFILE_WEIGHTS = weight_table(FEEDBACK_PROFILE_WEIGHTS)
+
+
 def profile_cosines(vectors, owner: np.ndarray, row: np.ndarray, feedback: np.ndarray, n_owners: int,
                     weights: dict[int, float] = FEEDBACK_PROFILE_WEIGHTS, transposed: np.ndarray | None = None
                     ) -> np.ndarray:
@@ -65,9 +75,8 @@ def profile_cosines(vectors, owner: np.ndarray, row: np.ndarray, feedback: np.nd
     owner's profile: the L2-normalised sum of its events' vectors (event = ``row[e]`` of owner ``owner[e]``,
     ascending), each weighted by its feedback. ``transposed``: dense ``vectors.T``, C-contiguous, where the caller
     keeps one (a product with the transposed view is ~1.5x slower)."""
-    weight_of = np.zeros(max(weights) + 1, np.float32)
-    weight_of[list(weights)] = list(weights.values())
-    per_event = weight_of[np.clip(feedback, 0, len(weight_of) - 1)]
+    weight_of = _PROFILE_WEIGHTS if weights is FEEDBACK_PROFILE_WEIGHTS else weight_table(weights)
+    per_event = np.take(weight_of, feedback, mode="clip")  # codes outside the table count as its nearest end
     if sp.issparse(vectors):
         events = sp.csr_matrix((per_event, (owner, row)), shape=(n_owners, vectors.shape[0]), dtype=np.float32)
         profile = (events @ vectors).toarray()
