@@ -587,7 +587,7 @@ def test_latency_benchmark_quick_smoke(tmp_path, capsys):
     threads = torch.get_num_threads()
     try:
         assert latency.main(["--quick", "--out", str(tmp_path / "latency.json"), "--rows", "sasrec-set",
-                             "sasrec-time"]) == 0
+                             "sasrec-time", "--rounds", "4"]) == 0
     finally:
         torch.set_num_threads(threads)
     result = json.loads((tmp_path / "latency.json").read_text())
@@ -598,6 +598,10 @@ def test_latency_benchmark_quick_smoke(tmp_path, capsys):
     for row in rows.values():
         assert row["catalogue_items"] == 12_294 and row["vocabulary_items"] == 12_294
         assert row["p50_ms"] > 0 and row["p99_ms"] >= row["p50_ms"] and row["batch"]["users_per_s"] > 0
+    turns = result["interleaved"]
+    assert turns["rounds"] == 4 and turns["calls_per_round"] == 5 and list(turns["rows"]) == list(rows)
+    for row in turns["rows"].values():
+        assert len(row["round_p50_ms"]) == 4 and 0 < row["p50_ms"] <= row["p99_ms"]
     assert "users/s" in capsys.readouterr().out
 
 
