@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rows", nargs="+", choices=ROWS, default=list(ROWS),
                         help="models to time without --checkpoint; the first is the headline (default: all)")
     parser.add_argument("--rounds", type=int, default=10,
-                        help="then the rows again, taking turns in this many rounds (1: not at all; see interleaved)")
+                        help="then, with several rows, the rows again taking turns in this many rounds (1: not at all)")
     parser.add_argument("--checkpoint", type=Path, help="time this trained model alone instead; with --data")
     parser.add_argument("--data", type=Path, help="the processed folder the checkpoint was trained on")
     args = parser.parse_args(argv)
@@ -205,10 +205,10 @@ def main(argv=None) -> int:
         rows[row] = {**time_calls(rec, args), "load_seconds": load_seconds}
         if row.startswith("sasrec-"):
             rows[row]["model"]["weights"] = "random (latency does not depend on them)"
-        if args.rounds > 1:
+        if args.rounds > 1:  # kept for the turns
             recs[row] = rec
     taking_turns = None
-    if recs:
+    if len(recs) > 1:
         print(f"the rows taking turns, {args.rounds} rounds (recommend+to_dict):", flush=True)
         taking_turns = interleaved(recs, args)
     headline = next(iter(rows))
