@@ -5,7 +5,7 @@ import scipy.sparse as sp
 import torch
 from model_contract import BLOCKS, BLOCK, N_ITEMS, ModelContract
 
-from nostrade.baselines.content import Content, item_tokens, profile_cosines, sum_by_owner
+from nostrade.baselines.content import Content, item_tokens, profile_cosines
 from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
 
 
@@ -74,17 +74,6 @@ def test_tfidf_weighs_rare_genres_more_than_multihot():
 def test_unknown_features_is_a_clear_error():
     with pytest.raises(ValueError, match="features"):
         Content(features="word2vec")
-
-
-def test_sum_by_owner_sums_each_owners_run_and_leaves_the_others_zero():
-    values = np.arange(12, dtype=np.float32).reshape(6, 2)
-    owner = np.array([0, 0, 2, 2, 2, 4])
-    expected = np.zeros((5, 2), np.float32)
-    np.add.at(expected, owner, values)
-    np.testing.assert_array_equal(sum_by_owner(values, owner, 5), expected)
-    assert not sum_by_owner(values[:0], owner[:0], 3).any()
-    with pytest.raises(ValueError, match="ascending"):
-        sum_by_owner(values, owner[::-1], 5)
 
 
 def test_profile_cosines_agree_dense_sparse_and_with_the_transpose_kept():

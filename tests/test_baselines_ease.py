@@ -45,3 +45,17 @@ def test_liked_targets_solve_the_constrained_ridge_regression_onto_the_liked_tit
 def test_l2_must_be_positive():
     with pytest.raises(ValueError, match="l2"):
         EASE(l2=0.0)
+
+
+def test_one_history_scores_the_same_bits_alone_as_in_a_batch():
+    """A lone history takes the dense path (its titles' rows summed), a batch the sparse product: the same sums in
+    the same order, so the same bits; repeats count once and unknown ids are left out on both."""
+    rng = np.random.default_rng(3)
+    model = EASE()
+    model.n_items, model.weights = 60, rng.standard_normal((61, 61)).astype(np.float32)
+    histories = [rng.integers(-2, 65, size=n).tolist() for n in (0, 1, 7, 40, 90)]
+    batch = model.score(Sequences.from_lists(histories)).numpy()
+    for row, history in enumerate(histories):
+        alone = model.score(Sequences.from_lists([history])).numpy()
+        assert alone.dtype == np.float32 and alone.shape == (1, 61)
+        np.testing.assert_array_equal(alone[0], batch[row])

@@ -1,6 +1,7 @@
 import numpy as np
+import pytest
 
-from nostrade.sequences import LIKE, Sequences
+from nostrade.sequences import LIKE, Sequences, sum_by_owner
 
 
 def make():
@@ -31,6 +32,9 @@ def test_select_keeps_every_row():
     kept = s.select(s.iid % 2 == 0)
     assert kept.n_users == 4 and kept.lengths.tolist() == [2, 1, 0, 1]
     assert kept.iid.tolist() == [2, 4, 6, 8]
+    assert kept.offsets.dtype == np.int64
+    assert s.select(np.zeros(len(s.iid), bool)).offsets.tolist() == [0, 0, 0, 0, 0]
+    assert s.select(np.ones(len(s.iid), bool)).offsets.tolist() == s.offsets.tolist()
 
 
 def test_padded_keeps_most_recent_left_padded():
@@ -38,3 +42,16 @@ def test_padded_keeps_most_recent_left_padded():
     assert iid.tolist() == [[2, 3, 4], [0, 5, 6], [0, 0, 0], [7, 8, 9]]
     assert fb.tolist() == [[2, 1, 1], [0, 2, 2], [0, 0, 0], [2, 1, 3]]
     assert tb.tolist() == [[1, 1, 1], [0, 1, 1], [0, 0, 0], [1, 1, 1]]
+
+
+def test_sum_by_owner_sums_each_owners_run_and_leaves_the_others_zero():
+    values = np.arange(12, dtype=np.float32).reshape(6, 2)
+    owner = np.array([0, 0, 2, 2, 2, 4])
+    expected = np.zeros((5, 2), np.float32)
+    np.add.at(expected, owner, values)
+    np.testing.assert_array_equal(sum_by_owner(values, owner, 5), expected)
+    assert not sum_by_owner(values[:0], owner[:0], 3).any()
+    np.testing.assert_array_equal(sum_by_owner(values, np.zeros(6, np.int64), 1), values.sum(axis=0, keepdims=True))
+    assert sum_by_owner(values[:0], owner[:0], 1).shape == (1, 2)
+    with pytest.raises(ValueError, match="ascending"):
+        sum_by_owner(values, owner[::-1], 5)

@@ -64,11 +64,10 @@ import numpy as np
 import torch
 
 from nostrade import similarity
-from nostrade.baselines.content import sum_by_owner
 from nostrade.baselines.interactions import known_events
 from nostrade.dataset import Dataset
 from nostrade.diversity import mmr
-from nostrade.sequences import DISLIKE, LOVE, Sequences
+from nostrade.sequences import DISLIKE, LOVE, Sequences, sum_by_owner
 from nostrade.split import EvalCases, leave_one_out
 
 GENERATORS = ("sasrec", "als", "itemknn", "ease", "gru4rec", "content", "popularity")
@@ -478,7 +477,8 @@ def taste_cosines(cosines: similarity.Cosines, history: Sequences) -> tuple[np.n
     profile = sum_by_owner(taste[iid[liked]], owner[liked], history.n_users)
     disliked_max = np.zeros((history.n_users, n_items + 1), np.float32)
     if not liked.all():  # a Sequences' events run row by row: a row's disliked events are one segment
-        rows, counts = np.unique(owner[~liked], return_counts=True)
-        disliked_max[rows] = similarity.max_per_segment(cosines(iid[~liked]), counts)
+        counts = np.bincount(owner[~liked], minlength=history.n_users)
+        rows = np.flatnonzero(counts)
+        disliked_max[rows] = similarity.max_per_segment(cosines(iid[~liked]), counts[rows])
     profile /= np.maximum(np.linalg.norm(profile, axis=1, keepdims=True), 1e-12)
     return profile @ cosines.unit_t, disliked_max

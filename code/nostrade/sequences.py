@@ -59,8 +59,8 @@ class Sequences:
 
     def select(self, keep: np.ndarray) -> "Sequences":
         """Keep the flat events where ``keep`` is True; every sequence stays (possibly shorter)."""
-        kept_per_row = np.bincount(self.row_of_event(), weights=keep, minlength=self.n_users).astype(np.int64)
-        return self.events(keep, np.concatenate([[0], np.cumsum(kept_per_row)]).astype(np.int64))
+        kept_before = np.concatenate([[0], np.cumsum(keep, dtype=np.int64)])  # events kept before each flat position
+        return self.events(keep, kept_before[self.offsets])
 
     def take(self, rows: np.ndarray) -> "Sequences":
         """The sequences at ``rows`` (in that order, repeats allowed)."""
@@ -84,3 +84,18 @@ class Sequences:
         for dst, src in zip(out, (recent.iid, recent.feedback, recent.time_bin)):
             dst.flat[at] = src
         return out[0], out[1], out[2]
+
+
+def sum_by_owner(values: np.ndarray, owner: np.ndarray, n_owners: int) -> np.ndarray:
+    """(n_owners, d): the sum of the rows of ``values`` (n, d) of each owner, 0 for an owner with none; ``owner``
+    (n,) ascending, so each owner's rows are one run. Each sum reads its own run alone (the same bits in any batch),
+    with np.add.reduceat: ~4x faster than np.add.at on a request's rows."""
+    if n_owners == 1 and len(owner):  # one request's rows: one run
+        return np.add.reduceat(values, [0], axis=0)
+    if len(owner) and np.any(owner[1:] < owner[:-1]):
+        raise ValueError("sum_by_owner: owner is not in ascending order")
+    out = np.zeros((n_owners, values.shape[1]), dtype=values.dtype)
+    if len(owner):
+        starts = np.flatnonzero(np.concatenate([[True], owner[1:] != owner[:-1]]))
+        out[owner[starts]] = np.add.reduceat(values, starts, axis=0)
+    return out

@@ -18,7 +18,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from nostrade.baselines.interactions import csr_from_state, csr_state, known_events
 from nostrade.dataset import Dataset
-from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences
+from nostrade.sequences import DISLIKE, LIKE, LOVE, Sequences, sum_by_owner
 
 FEATURES = ("tfidf", "multihot")
 FEEDBACK_PROFILE_WEIGHTS = {DISLIKE: -1.0, LIKE: 1.0, LOVE: 2.0}
@@ -43,19 +43,6 @@ def item_vectors(items: pd.DataFrame, features: str = "multihot", use_type: bool
         return sp.csr_matrix((len(tokens), 0), dtype=np.float32), np.array([], dtype=object)
     vectors = vectorizer.fit_transform(tokens)
     return vectors.astype(np.float32).tocsr(), vectorizer.get_feature_names_out()
-
-
-def sum_by_owner(values: np.ndarray, owner: np.ndarray, n_owners: int) -> np.ndarray:
-    """(n_owners, d): the sum of the rows of ``values`` (n, d) of each owner, 0 for an owner with none; ``owner``
-    (n,) ascending, so each owner's rows are one run. Each sum reads its own run alone (the same bits in any batch),
-    with np.add.reduceat: ~4x faster than np.add.at on a request's rows."""
-    if len(owner) and np.any(owner[1:] < owner[:-1]):
-        raise ValueError("sum_by_owner: owner is not in ascending order")
-    out = np.zeros((n_owners, values.shape[1]), dtype=values.dtype)
-    if len(owner):
-        starts = np.flatnonzero(np.concatenate([[True], owner[1:] != owner[:-1]]))
-        out[owner[starts]] = np.add.reduceat(values, starts, axis=0)
-    return out
 
 
 def weight_table(weights: dict[int, float]) -> np.ndarray:

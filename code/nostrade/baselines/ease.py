@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from nostrade.baselines.interactions import interaction_matrix
+from nostrade.baselines.interactions import interaction_matrix, known_events
 from nostrade.dataset import Dataset
 from nostrade.sequences import DISLIKE, Sequences
 from nostrade import similarity  # a module import: similarity reads baselines.content
@@ -63,6 +63,9 @@ class EASE:
         return self
 
     def score(self, history: Sequences) -> torch.Tensor:
+        if history.n_users == 1:  # one request: its titles' rows summed in the same order, without a sparse matrix
+            titles = np.unique(history.iid[known_events(history, self.n_items)])
+            return torch.from_numpy(self.weights[titles].sum(axis=0, keepdims=True))
         return torch.from_numpy(np.asarray(interaction_matrix(history, self.n_items) @ self.weights))
 
     def item_vectors(self) -> np.ndarray:
