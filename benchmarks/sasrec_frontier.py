@@ -20,7 +20,6 @@ meet every target on that mean; the PNG plots Δ against next liked, one line pe
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import itertools
 import sys
 import tempfile
@@ -36,8 +35,6 @@ from nostrade.evaluate import history_mask, metrics_from_ranks, net_ndcg, target
 from nostrade.plots import save_figure
 from nostrade.ranker import title_features
 from nostrade.registry import make_model
-from nostrade.sasrec_net import SASRecConfig
-from nostrade.sasrec_training import DATA_FIELDS, TrainConfig
 from nostrade.sequences import DISLIKE
 from nostrade.split import EvalCases, split_of
 
@@ -125,9 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     split = split_of(dataset)
-    options = {k: v for k, v in dataclasses.asdict(SASRecConfig(n_items=1)).items() if k not in DATA_FIELDS}
-    options.update({**dataclasses.asdict(TrainConfig()), "progress": False, "num_threads": args.num_threads})
-    options.pop("seed")
+    options = {"progress": False, "num_threads": args.num_threads}  # else the defaults, as the ablation's sasrec row
     if args.quick:
         options.update({**ablation.QUICK_MODEL, **ablation.QUICK_TRAIN})
     per_seed = []
